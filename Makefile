@@ -1,0 +1,37 @@
+# The two commands: `make demo` and `make test`. Both build .venv from nothing on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev,server
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Torch first, pinned, so that no CUDA build is pulled in on a CPU machine.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/rlhf demo $(DEMO_ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(TEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+
+bench: install
+	$(BIN)/python bench/bench_sft.py
+	$(BIN)/python bench/bench_reward.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

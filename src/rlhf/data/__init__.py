@@ -1,0 +1,1 @@
+"""Records, validation, ranking expansion, prompt rendering, tokenization and collation."""

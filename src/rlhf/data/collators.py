@@ -1,0 +1,78 @@
+"""Lists of tokenized examples -> padded tensors.
+
+Training batches are right-padded (positions start at 0 for every row, and a sequence
+classifier finds the last non-pad token). Labels use -100 wherever no loss is taken.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE = -100
+
+
+def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+    """Right-pad integer sequences to the longest one.  Shape: (B, T)."""
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def collate_sft(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """``{"input_ids", "labels"}`` examples -> input_ids, attention_mask, labels, each (B, T)."""
+    ids = [e["input_ids"] for e in examples]
+    input_ids = pad(ids, pad_id)
+    attention_mask = pad([[1] * len(s) for s in ids], 0)
+    labels = pad([e["labels"] for e in examples], IGNORE)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def pack_examples(examples: list[dict[str, list[int]]], max_length: int) -> list[dict[str, list[int]]]:
+    """Greedily concatenate whole examples, in order, into rows of at most ``max_length`` tokens.
+
+    Examples are never split, so no prompt loses its response. Attention is not isolated between
+    the examples of a row (as in most packing implementations): on the CPU/sdpa path a block mask
+    would cost more than the padding it saves.
+    """
+    rows: list[dict[str, list[int]]] = []
+    cur_ids: list[int] = []
+    cur_labels: list[int] = []
+    for e in examples:
+        if cur_ids and len(cur_ids) + len(e["input_ids"]) > max_length:
+            rows.append({"input_ids": cur_ids, "labels": cur_labels})
+            cur_ids, cur_labels = [], []
+        cur_ids = cur_ids + e["input_ids"]
+        cur_labels = cur_labels + e["labels"]
+    if cur_ids:
+        rows.append({"input_ids": cur_ids, "labels": cur_labels})
+    return rows
+
+
+def collate_groups(groups: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Tokenized preference groups -> one flat batch of every response of every group.
+
+    Each group is ``{"prompt_ids", "response_ids" (K lists), "better", "worse", "margins",
+    "weight"}``. Returns input_ids/attention_mask (N, T) for the N responses, and for the P
+    comparisons ``better``/``worse`` (P,) indices into the N rows, ``pair_group`` (P,) and
+    ``margin`` (P,); ``group_weight`` (G,).
+    """
+    seqs, better, worse, pair_group, margin, weights = [], [], [], [], [], []
+    for g, group in enumerate(groups):
+        base = len(seqs)
+        seqs += [group["prompt_ids"] + r for r in group["response_ids"]]
+        better += [base + b for b in group["better"]]
+        worse += [base + w for w in group["worse"]]
+        pair_group += [g] * len(group["better"])
+        margin += group["margins"]
+        weights.append(group["weight"])
+    return {
+        "input_ids": pad(seqs, pad_id),
+        "attention_mask": pad([[1] * len(s) for s in seqs], 0),
+        "better": torch.tensor(better, dtype=torch.long),
+        "worse": torch.tensor(worse, dtype=torch.long),
+        "pair_group": torch.tensor(pair_group, dtype=torch.long),
+        "margin": torch.tensor(margin, dtype=torch.float32),
+        "group_weight": torch.tensor(weights, dtype=torch.float32),
+    }

@@ -1,0 +1,80 @@
+"""Read raw records from JSONL, parquet, or a saved `datasets` directory, remembering where each came from.
+
+Every record carries a location string (``file:line`` for JSONL, ``file row N`` otherwise) so that
+a later validation error can point at it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class DataError(ValueError):
+    """A data file a user gave is wrong; the message names the file, line and field."""
+
+
+Located = tuple[str, dict[str, Any]]  # (where, record)
+
+
+def _read_jsonl(path: Path) -> list[Located]:
+    rows: list[Located] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            rows.append((where, record))
+    return rows
+
+
+def _read_table(path: Path, records: list[dict[str, Any]]) -> list[Located]:
+    return [(f"{path} row {i}", dict(r)) for i, r in enumerate(records)]
+
+
+def read_records(path: str | Path, what: str = "data") -> list[Located]:
+    """All records of the file or directory at ``path``; ``what`` names the config key in errors.
+
+    Raises DataError if the path is missing, unreadable, of an unknown kind, or holds no records.
+    """
+    path = Path(path)
+    if not str(path):
+        raise DataError(f"{what}: no data file given")
+    if not path.exists():
+        raise DataError(f"{what}: {path} does not exist")
+    if path.is_dir():
+        import datasets
+
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as err:  # datasets raises several types for a non-dataset directory
+            raise DataError(f"{what}: {path} is not a saved `datasets` directory ({err})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise DataError(f"{what}: {path} is a DatasetDict without a 'train' split (has {list(ds)})")
+            ds = ds["train"]
+        rows = _read_table(path, ds.to_list())
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as err:
+            raise DataError(f"{what}: {path} is not a readable parquet file ({err})") from None
+        rows = _read_table(path, table.to_pylist())
+    elif path.suffix in (".jsonl", ".json"):
+        rows = _read_jsonl(path)
+    else:
+        raise DataError(
+            f"{what}: {path} has an unknown format; use .jsonl, .parquet or a `datasets` directory"
+        )
+    if not rows:
+        raise DataError(f"{what}: {path} holds no records")
+    return rows

@@ -1,0 +1,1 @@
+"""Loading Hugging Face models (dtype, LoRA, padding), reward heads, and tiny offline models."""

@@ -1,0 +1,137 @@
+"""Load any Hugging Face causal LM as a policy, or as a reward/value model with a scalar head.
+
+Reward and value models are ``AutoModelForSequenceClassification(num_labels=1)``: built from a
+causal-LM checkpoint, the transformer is reused and a fresh linear ``score`` head reads the
+hidden state of the last non-pad token. Reward models trained by other tools load here, and ours
+load there.
+
+Padding: a separate pad token is required (pad != EOS). With pad == EOS a sequence classifier
+would score the first EOS instead of the last token, and a masked loss could not tell padding
+from a real end of answer. A tokenizer without one gets ``<|pad|>`` added and the model's
+embeddings grow by one row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rlhf.sections import ModelConfig
+
+PAD_TOKEN = "<|pad|>"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class ModelError(ValueError):
+    """A model path or model setting a user gave is wrong."""
+
+
+def check_model_path(path: str, what: str = "model.path") -> str:
+    """A local directory must exist and hold a config.json; anything else is tried as a hub id."""
+    if not path:
+        raise ModelError(f"{what} is not set: give a Hugging Face model directory or hub id")
+    # a hub id is "name" or "org/name"; anything else is a local path
+    looks_local = Path(path).exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
+    if looks_local:
+        p = Path(path).expanduser()
+        if not p.is_dir():
+            raise ModelError(f"{what}: directory {path} does not exist")
+        if not (p / "config.json").is_file():
+            raise ModelError(f"{what}: {path} has no config.json; is it a Hugging Face model directory?")
+    return path
+
+
+def _from_pretrained(loader, path: str, what: str, **kwargs):
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise ModelError(f"{what}: could not load '{path}' ({str(err).splitlines()[0]})") from None
+
+
+def load_tokenizer(path: str, what: str = "model.path"):
+    """Tokenizer of ``path``, right-padded, with a pad token distinct from EOS."""
+    from transformers import AutoTokenizer
+
+    check_model_path(path, what)
+    tok = _from_pretrained(AutoTokenizer, path, what)
+    if tok.eos_token_id is None:
+        raise ModelError(f"{what}: tokenizer of {path} has no EOS token; responses could never end")
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        tok.add_special_tokens({"pad_token": PAD_TOKEN})
+    tok.padding_side = "right"
+    return tok
+
+
+def _fit_to_tokenizer(model, tokenizer) -> None:
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+
+def _apply_lora(model, cfg: ModelConfig, task_type: str):
+    if cfg.lora_r <= 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.lora_target_modules
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets[0] if targets == ["all-linear"] else targets,
+        task_type=task_type,
+    )
+    return get_peft_model(model, lora)
+
+
+def load_policy(cfg: ModelConfig, tokenizer, what: str = "model.path"):
+    """A causal LM from ``cfg.path`` in ``cfg.dtype``, fitted to ``tokenizer``, with LoRA if asked."""
+    from transformers import AutoModelForCausalLM
+
+    check_model_path(cfg.path, what)
+    model = _from_pretrained(
+        AutoModelForCausalLM, cfg.path, what, dtype=DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code
+    )
+    _fit_to_tokenizer(model, tokenizer)
+    return _apply_lora(model, cfg, "CAUSAL_LM")
+
+
+def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path"):
+    """A reward/value model: ``AutoModelForSequenceClassification`` with one output.
+
+    From a causal-LM checkpoint the ``score`` head is new (initialised by transformers); from a
+    reward-model checkpoint it is loaded.
+    """
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging
+
+    check_model_path(cfg.path, what)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the "newly initialized: score.weight" notice is expected here
+    try:
+        model = _from_pretrained(
+            AutoModelForSequenceClassification,
+            cfg.path,
+            what,
+            num_labels=1,
+            dtype=DTYPES[cfg.dtype],
+            trust_remote_code=cfg.trust_remote_code,
+        )
+    finally:
+        logging.set_verbosity(verbosity)
+    _fit_to_tokenizer(model, tokenizer)
+    model = _apply_lora(model, cfg, "SEQ_CLS")
+    return model
+
+
+def save_pretrained(model, tokenizer, directory: str | Path) -> None:
+    """Save as a plain Hugging Face model (LoRA adapters merged in) plus the tokenizer."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(str(directory), safe_serialization=True)
+    tokenizer.save_pretrained(str(directory))

@@ -1,0 +1,1 @@
+"""One explicit training loop per stage, on `accelerate`."""

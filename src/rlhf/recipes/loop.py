@@ -1,0 +1,130 @@
+"""Pieces every training loop shares: the batch plan, accelerator, optimizer and schedule.
+
+The batch plan decides which records every optimizer step sees from ``(seed, step)`` alone: the
+data is an endless stream of seeded permutations (one per epoch), and step s takes the s-th
+global batch of it. So a resumed run sees exactly the records an uninterrupted one would, and
+a run on 2 processes sees the same global batches as one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+
+from rlhf.config import ConfigError
+from rlhf.sections import TrainConfig
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, say); nothing bad has been written."""
+
+
+def exact_div(a: int, b: int, what: str) -> int:
+    if b <= 0 or a % b:
+        raise ConfigError(f"{what}: {a} is not divisible by {b}")
+    return a // b
+
+
+@dataclass
+class BatchPlan:
+    n_records: int
+    batch_size: int
+    """per device per micro-batch"""
+    grad_accum: int
+    num_processes: int
+    seed: int
+    total_steps: int
+
+    @classmethod
+    def build(cls, n_records: int, cfg: TrainConfig, num_processes: int) -> BatchPlan:
+        if cfg.batch_size < 1 or cfg.grad_accum < 1:
+            raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
+        global_batch = cfg.batch_size * cfg.grad_accum * num_processes
+        if cfg.max_steps > 0:
+            total = cfg.max_steps
+        elif cfg.epochs > 0:
+            total = max(1, math.ceil(cfg.epochs * n_records / global_batch))
+        else:
+            raise ConfigError("set train.max_steps > 0 or train.epochs > 0")
+        return cls(n_records, cfg.batch_size, cfg.grad_accum, num_processes, cfg.seed, total)
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.grad_accum * self.num_processes
+
+    def epoch_of(self, step: int) -> float:
+        return step * self.global_batch / self.n_records
+
+    def _permutation(self, epoch: int) -> list[int]:
+        order = list(range(self.n_records))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def global_indices(self, step: int) -> list[int]:
+        """Record indices of optimizer step ``step`` (0-based), across all processes."""
+        start = step * self.global_batch
+        out: list[int] = []
+        epoch, offset = divmod(start, self.n_records)
+        while len(out) < self.global_batch:
+            perm = self._permutation(epoch)
+            take = perm[offset : offset + self.global_batch - len(out)]
+            out += take
+            epoch, offset = epoch + 1, 0
+        return out
+
+    def micro_batches(self, step: int, rank: int) -> list[list[int]]:
+        """This process's ``grad_accum`` micro-batches of step ``step``."""
+        per_rank = self.batch_size * self.grad_accum
+        mine = self.global_indices(step)[rank * per_rank : (rank + 1) * per_rank]
+        return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.grad_accum)]
+
+
+def make_accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    set_seed(cfg.seed)
+    return accelerator
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norm weights (1-d parameters)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("the model has no trainable parameters")
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if len(cfg.adam_betas) != 2:
+        raise ConfigError(f"train.adam_betas must be two numbers, got {cfg.adam_betas}")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.schedule]
+    return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps)
+
+
+def check_finite(value: float, step: int, what: str, last_checkpoint) -> None:
+    if not math.isfinite(value):
+        where = (
+            f"the last good checkpoint is {last_checkpoint}"
+            if last_checkpoint
+            else "no checkpoint was written"
+        )
+        raise TrainingError(
+            f"{what} is {value} at step {step}: stopping before the optimizer step, so no bad weights are saved; "
+            f"{where}. Try a lower train.lr, train.max_grad_norm > 0, or check the data."
+        )
+
+
+def progress(total: int, initial: int, disable: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True)

@@ -1,0 +1,113 @@
+"""The run directory contract (docs/run-directory.md).
+
+    <output_dir>/config.yaml           resolved config
+    <output_dir>/metrics.jsonl         one JSON object per logged step
+    <output_dir>/data.json             record counts: read, truncated, dropped
+    <output_dir>/checkpoints/step-N    accelerate state (model, optimizer, scheduler, RNG) + state.json
+    <output_dir>/final/                Hugging Face model + tokenizer
+    <output_dir>/samples/              generations logged during training
+
+Checkpoints and ``final/`` are written into a temporary directory and renamed into place, so a
+run killed mid-write leaves the previous checkpoint intact and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rlhf.config import save_config
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+class RunDir:
+    def __init__(self, output_dir: str | Path, is_main: bool = True):
+        self.root = Path(output_dir)
+        self.is_main = is_main
+        self.checkpoints = self.root / "checkpoints"
+        self.final = self.root / "final"
+        self.samples = self.root / "samples"
+        self.metrics_path = self.root / "metrics.jsonl"
+        if is_main:
+            for d in (self.root, self.checkpoints, self.samples):
+                d.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, cfg: Any) -> None:
+        if self.is_main:
+            save_config(cfg, self.root / "config.yaml")
+
+    def write_json(self, name: str, obj: Any) -> None:
+        if self.is_main:
+            (self.root / name).write_text(json.dumps(obj, indent=2) + "\n")
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.is_main:
+            with self.metrics_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop metric lines logged after ``step``: on resume they will be logged again."""
+        if not self.is_main or not self.metrics_path.exists():
+            return
+        keep = [
+            line
+            for line in self.metrics_path.read_text().splitlines()
+            if json.loads(line).get("step", 0) <= step
+        ]
+        self.metrics_path.write_text("".join(line + "\n" for line in keep))
+
+    def checkpoint_steps(self) -> list[int]:
+        if not self.checkpoints.is_dir():
+            return []
+        steps = []
+        for p in self.checkpoints.iterdir():
+            m = STEP_DIR.match(p.name)
+            if m and (p / "state.json").is_file():
+                steps.append(int(m.group(1)))
+        return sorted(steps)
+
+    def latest_checkpoint(self) -> Path | None:
+        steps = self.checkpoint_steps()
+        return self.checkpoints / f"step-{steps[-1]}" if steps else None
+
+    def save_checkpoint(self, accelerator, step: int, state: dict[str, Any], keep: int) -> Path:
+        """Save accelerate's full state plus ``state`` (step, data position) atomically."""
+        final = self.checkpoints / f"step-{step}"
+        tmp = self.checkpoints / f".tmp-step-{step}"
+        if accelerator.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (tmp / "state.json").write_text(json.dumps({"step": step, **state}) + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            for old in self.checkpoint_steps()[:-keep] if keep > 0 else []:
+                shutil.rmtree(self.checkpoints / f"step-{old}", ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, accelerator, path: Path) -> dict[str, Any]:
+        accelerator.load_state(str(path))
+        return json.loads((path / "state.json").read_text())
+
+    def save_final(self, accelerator, save_fn) -> Path:
+        """Call ``save_fn(directory)`` on the main process into a temp dir, then rename to final/."""
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            tmp = self.root / ".tmp-final"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            save_fn(tmp)
+            if self.final.exists():
+                shutil.rmtree(self.final)
+            tmp.rename(self.final)
+        accelerator.wait_for_everyone()
+        return self.final

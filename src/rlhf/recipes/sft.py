@@ -1,0 +1,183 @@
+"""Supervised fine-tuning on demonstrations: `rlhf sft`.
+
+Masked next-token NLL on response tokens (the prompt is context, not a target), averaged over
+every response token of the global batch, so gradient accumulation and data parallelism give
+the gradient of one large batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rlhf.data.collators import collate_sft, pack_examples
+from rlhf.data.readers import DataError
+from rlhf.data.records import load_records
+from rlhf.data.tokenize import tokenize_demonstrations
+from rlhf.losses.sft import masked_nll
+from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, save_pretrained
+from rlhf.recipes.loop import (
+    BatchPlan,
+    check_finite,
+    make_accelerator,
+    make_optimizer,
+    make_scheduler,
+    progress,
+)
+from rlhf.recipes.run_dir import RunDir
+from rlhf.sections import DataConfig, ModelConfig, TrainConfig
+
+
+@dataclass
+class SFTSection:
+    packing: bool = False
+    """concatenate whole examples into rows of data.max_length tokens (less padding)"""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(output_dir="runs/sft"))
+    sft: SFTSection = field(default_factory=SFTSection)
+
+
+def load_examples(path: str, what: str, tokenizer, cfg: Config):
+    records = load_records(path, "demonstration", what)
+    examples, stats = tokenize_demonstrations(
+        records, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length
+    )
+    if not examples:
+        raise DataError(f"{what}: all {stats.records} records of {path} are longer than data.max_length")
+    return examples, stats
+
+
+@torch.no_grad()
+def evaluate(model, accelerator, examples, pad_id: int, batch_size: int) -> dict[str, float]:
+    """Token-mean NLL and perplexity of ``examples``, split across processes."""
+    model.eval()
+    nll = torch.zeros((), device=accelerator.device)
+    count = torch.zeros((), device=accelerator.device)
+    mine = examples[accelerator.process_index :: accelerator.num_processes]
+    for i in range(0, len(mine), batch_size):
+        batch = {
+            k: v.to(accelerator.device) for k, v in collate_sft(mine[i : i + batch_size], pad_id).items()
+        }
+        with accelerator.autocast():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        s, c = masked_nll(logits, batch["labels"])
+        nll += s
+        count += c
+    nll, count = accelerator.reduce(nll, "sum"), accelerator.reduce(count, "sum")
+    model.train()
+    loss = (nll / count.clamp(min=1)).item()
+    return {"eval_loss": loss, "eval_ppl": float(torch.tensor(loss).exp())}
+
+
+def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> Path:
+    """Run SFT; returns the path of ``final/``. ``callbacks`` are called after each step."""
+    check_model_path(cfg.model.path)  # fail on a bad path before any work
+    accelerator = make_accelerator(cfg.train)
+    say = accelerator.print
+
+    # 1. data
+    tokenizer = load_tokenizer(cfg.model.path)
+    examples, stats = load_examples(cfg.data.train, "data.train", tokenizer, cfg)
+    say(f"[sft] data.train: {stats.summary()}")
+    eval_examples = load_examples(cfg.data.eval, "data.eval", tokenizer, cfg)[0] if cfg.data.eval else []
+    if cfg.sft.packing:
+        examples = pack_examples(examples, cfg.data.max_length)
+        say(f"[sft] packed into {len(examples)} rows of up to {cfg.data.max_length} tokens")
+    run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
+    run.write_config(cfg)
+    run.write_json("data.json", {"train": vars(stats), "rows": len(examples)})
+
+    # 2. model, optimizer, schedule
+    model = load_policy(cfg.model, tokenizer)
+    model.train()
+    plan = BatchPlan.build(len(examples), cfg.train, accelerator.num_processes)
+    optimizer = make_optimizer(model, cfg.train)
+    scheduler = make_scheduler(optimizer, cfg.train, plan.total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    start = 0
+    last_ckpt = run.latest_checkpoint() if cfg.train.resume else None
+    if last_ckpt is not None:
+        start = run.load_checkpoint(accelerator, last_ckpt)["step"]
+        run.truncate_metrics(start)
+        say(f"[sft] resumed from {last_ckpt} at step {start}")
+
+    # 3. train
+    bar = progress(plan.total_steps, start, not accelerator.is_local_main_process, "sft")
+    t0, tokens_seen = time.perf_counter(), 0
+    for step in range(start, plan.total_steps):
+        micro = [
+            collate_sft([examples[i] for i in idx], tokenizer.pad_token_id)
+            for idx in plan.micro_batches(step, accelerator.process_index)
+        ]
+        n_local = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+        n_global = accelerator.reduce(torch.tensor(float(n_local), device=accelerator.device), "sum").clamp(
+            min=1
+        )
+        # backward divides by grad_accum and DDP averages over processes; undo both so the
+        # gradient is that of (sum of token NLL over the global batch) / (global token count)
+        scale = plan.grad_accum * accelerator.num_processes / n_global
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for batch in micro:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.accumulate(model), accelerator.autocast():
+                logits = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits  # (B, T, V)
+                nll, _ = masked_nll(logits, batch["labels"])
+                accelerator.backward(nll * scale)
+            loss_sum += nll.detach()
+        loss = (accelerator.reduce(loss_sum, "sum") / n_global).item()
+        check_finite(loss, step + 1, "training loss", last_ckpt)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm or float("inf"))
+        check_finite(float(grad_norm), step + 1, "gradient norm", last_ckpt)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens_seen += int(n_global.item())
+        done = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+
+        if done % cfg.train.log_every == 0 or done == plan.total_steps:
+            elapsed = time.perf_counter() - t0
+            record = {
+                "step": done,
+                "epoch": round(plan.epoch_of(done), 4),
+                "loss": loss,
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "tokens_per_s": tokens_seen / elapsed,
+            }
+            if cfg.train.eval_every and done % cfg.train.eval_every == 0 and eval_examples:
+                record.update(
+                    evaluate(model, accelerator, eval_examples, tokenizer.pad_token_id, cfg.train.batch_size)
+                )
+            run.log(record)
+        if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
+            last_ckpt = run.save_checkpoint(
+                accelerator, done, {"epoch": plan.epoch_of(done)}, cfg.train.keep_checkpoints
+            )
+        for cb in callbacks or []:
+            cb(done)
+    bar.close()
+
+    # 4. evaluate and save
+    if eval_examples:
+        result = evaluate(model, accelerator, eval_examples, tokenizer.pad_token_id, cfg.train.batch_size)
+        say(f"[sft] eval: loss {result['eval_loss']:.4f}, ppl {result['eval_ppl']:.2f}")
+        run.log({"step": plan.total_steps, **result})
+    final = run.save_final(
+        accelerator, lambda d: save_pretrained(accelerator.unwrap_model(model), tokenizer, d)
+    )
+    say(f"[sft] saved {final}")
+    return final

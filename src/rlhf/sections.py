@@ -1,0 +1,79 @@
+"""Config sections shared by the training verbs: ``model``, ``data``, ``train``.
+
+Each verb's config (``rlhf.recipes.<verb>.Config``) composes these with its own section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""
+    """Hugging Face model directory or hub id (a causal LM; reward models start from one too)"""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """dtype the weights are loaded and trained in"""
+    lora_r: int = 0
+    """LoRA rank (peft); 0 trains every weight"""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)"""
+    lora_dropout: float = 0.0
+    """dropout on the LoRA branch"""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """module names LoRA adapts; 'all-linear' adapts every linear layer but the output head"""
+    trust_remote_code: bool = False
+    """allow model code shipped with the checkpoint (only for checkpoints you trust)"""
+
+
+@dataclass
+class DataConfig:
+    train: str = ""
+    """training records: JSONL file, parquet file, or a saved `datasets` directory"""
+    eval: str = ""
+    """held-out records in the same format (empty: no evaluation)"""
+    max_length: int = 512
+    """longest tokenized prompt + response; longer records are truncated or dropped (see docs/data.md)"""
+    max_prompt_length: int = 0
+    """if > 0, prompts are cut from the left to at most this many tokens before anything else"""
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/default"
+    """run directory: config.yaml, metrics.jsonl, checkpoints/, final/"""
+    max_steps: int = 0
+    """optimizer steps; 0 means `epochs` passes over the training data"""
+    epochs: float = 1.0
+    """passes over the data when max_steps is 0"""
+    batch_size: int = 8
+    """records per device per micro-batch (a reward record is one prompt with all its responses)"""
+    grad_accum: int = 1
+    """micro-batches per optimizer step; global batch = batch_size x grad_accum x processes"""
+    lr: float = 1e-4
+    """peak learning rate (AdamW)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW beta1, beta2"""
+    max_grad_norm: float = 1.0
+    """clip the global gradient norm to this; 0 disables clipping"""
+    warmup_steps: int = 0
+    """linear warmup steps"""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """learning-rate decay after warmup"""
+    mixed_precision: Literal["no", "bf16"] = "no"
+    """bf16 autocast for the forward pass (weights stay in model.dtype)"""
+    seed: int = 0
+    """seed for initialisation, data order and dropout"""
+    log_every: int = 10
+    """steps between metrics.jsonl lines"""
+    eval_every: int = 0
+    """steps between evaluations on data.eval (0: only at the end)"""
+    save_every: int = 0
+    """steps between checkpoints (0: only the final model)"""
+    keep_checkpoints: int = 2
+    """how many of the newest checkpoints to keep"""
+    resume: bool = True
+    """resume from the newest checkpoint in output_dir if there is one"""
