@@ -84,8 +84,13 @@ class BatchPlan:
 
 def make_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
+    # accelerate keeps its settings process-wide and refuses a second Accelerator with another
+    # mixed_precision; a second run in one process (sft then reward, or tests) must start fresh.
+    # The process group (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed)
     return accelerator

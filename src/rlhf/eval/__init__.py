@@ -1,0 +1,1 @@
+"""Evaluation: win rates, KL to a reference, diversity, reward-model agreement."""

@@ -1,0 +1,46 @@
+"""Metrics over scored responses; plain numbers in, plain numbers out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
+    """Share of prompts where ``scores`` beats ``baseline`` (same prompt order); ties count half."""
+    if len(scores) != len(baseline) or not scores:
+        raise ValueError("win_rate needs two equally long, non-empty score lists")
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline))
+    return wins / len(scores)
+
+
+def kl_from_logprobs(policy_logps: Sequence[float], reference_logps: Sequence[float]) -> float:
+    """KL(policy || reference) estimated from responses sampled from the policy.
+
+    Each term is log pi(y|x) - log ref(y|x) for a whole response y ~ pi (the k1 estimator of
+    Schulman's "Approximating KL divergence", summed over tokens): unbiased, but single terms can
+    be negative.
+    """
+    if len(policy_logps) != len(reference_logps) or not policy_logps:
+        raise ValueError("kl_from_logprobs needs two equally long, non-empty lists")
+    return sum(p - r for p, r in zip(policy_logps, reference_logps)) / len(policy_logps)
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct word n-grams / all word n-grams over ``texts`` (Li et al. 2016); 0 if none."""
+    grams = [tuple(words[i : i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def ordering_accuracy(predicted: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]) -> float:
+    """Over every pair of responses to one prompt with different gold scores, the share that
+    ``predicted`` orders the same way as ``gold`` (a predicted tie counts half)."""
+    agree = total = 0.0
+    for pred, ref in zip(predicted, gold):
+        for i in range(len(ref)):
+            for j in range(i + 1, len(ref)):
+                if ref[i] == ref[j]:
+                    continue
+                total += 1
+                d = (pred[i] - pred[j]) * (ref[i] - ref[j])
+                agree += 1.0 if d > 0 else 0.5 if pred[i] == pred[j] else 0.0
+    return agree / total if total else float("nan")

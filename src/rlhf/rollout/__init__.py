@@ -1,0 +1,1 @@
+"""Generation engines and the log-probabilities of what they generated."""

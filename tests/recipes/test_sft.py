@@ -1,0 +1,126 @@
+"""End-to-end SFT: a nano GPT-2 learns the answer format of arithmetic demonstrations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import torch
+import yaml
+from conftest import (
+    assert_same_weights,
+    demonstrations,
+    load_weights,
+    read_metrics,
+    sft_overrides,
+    write_jsonl,
+)
+
+from rlhf.config import load_config
+from rlhf.recipes import sft
+
+
+def run_sft(nano_model, train, out, *extra):
+    cfg = load_config(sft.Config, None, sft_overrides(nano_model, train, out, *extra))
+    return cfg, sft.train(cfg)
+
+
+def losses(run_dir) -> list[float]:
+    return [m["loss"] for m in read_metrics(run_dir) if "loss" in m]
+
+
+def test_sft_trains_and_writes_the_run_directory(nano_model, data_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # 64 learnable demonstrations, 3 whose prompt must be cut to fit, 2 whose answer cannot fit
+    long_prompt = [
+        {"prompt": "too long " * 30 + "What is 1 + 2?", "completion": " 3."},
+        {"prompt": "too long " * 40 + "What is 2 + 2?", "completion": " 4."},
+        {"prompt": "too long " * 50 + "What is 3 + 2?", "completion": " 5."},
+    ]
+    long_answer = [{"prompt": "What is 1 + 1?", "completion": " too long" * 80 + " 2."}] * 2
+    train = write_jsonl(tmp_path / "train.jsonl", demonstrations(64) + long_prompt + long_answer)
+    out = tmp_path / "run"
+    cfg, final = run_sft(nano_model, train, out, f"data.eval={data_dir / 'demos_eval.jsonl'}")
+
+    # the weights moved
+    before, after = load_weights(nano_model), load_weights(final)
+    assert before.keys() == after.keys()
+    for name, w in before.items():
+        if w.ndim == 2:
+            assert not torch.equal(w, after[name]), f"{name} did not change"
+
+    # the loss fell on the learnable signal
+    loss = losses(out)
+    assert len(loss) == cfg.train.max_steps
+    assert all(math.isfinite(x) for x in loss)
+    assert sum(loss[-3:]) / 3 < 0.8 * loss[0], loss
+    assert "eval_loss" in read_metrics(out)[-1]
+
+    # final/ is a plain Hugging Face model + tokenizer
+    assert final == out / "final"
+    assert (final / "model.safetensors").is_file()
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    assert tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id
+    for name, p in model.state_dict().items():
+        if name in after:
+            assert torch.equal(p, after[name]), name
+    with torch.no_grad():
+        ids = tok("What is 1 + 2?", return_tensors="pt")["input_ids"]
+        assert model(ids).logits.shape == (1, ids.shape[1], model.config.vocab_size)
+
+    # the run directory contract
+    assert yaml.safe_load((out / "config.yaml").read_text()) == dataclasses.asdict(cfg)
+    counts = json.loads((out / "data.json").read_text())
+    assert counts["train"] == {"records": 69, "truncated": 3, "dropped": 2}
+    assert counts["rows"] == 67
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_sft_with_packing_trains(nano_model, data_dir, tmp_path):
+    out = tmp_path / "run"
+    _, final = run_sft(nano_model, data_dir / "demos.jsonl", out, "sft.packing=true")
+    rows = json.loads((out / "data.json").read_text())["rows"]
+    assert rows < 64 / 3, "packing should put several demonstrations in a 64-token row"
+    loss = losses(out)
+    assert all(math.isfinite(x) for x in loss)
+    assert sum(loss[-3:]) / 3 < 0.8 * loss[0], loss
+    assert (final / "model.safetensors").is_file()
+
+
+def test_sft_bf16_autocast(nano_model, data_dir, tmp_path):
+    # a float32 run first: a second run in the same process must be able to change mixed precision
+    run_sft(nano_model, data_dir / "demos.jsonl", tmp_path / "fp32", "train.max_steps=2")
+    out = tmp_path / "bf16"
+    cfg, final = run_sft(nano_model, data_dir / "demos.jsonl", out, "train.mixed_precision=bf16")
+    assert cfg.train.mixed_precision == "bf16"
+    loss = losses(out)
+    assert all(math.isfinite(x) for x in loss)
+    assert loss[-1] < loss[0]
+    after = load_weights(final)
+    assert all(w.dtype == torch.float32 for w in after.values()), "autocast must leave weights in float32"
+    before = load_weights(nano_model)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_gradient_accumulation_matches_one_large_batch(nano_model, data_dir, tmp_path):
+    steps = ("train.max_steps=6", "train.lr=1e-3")
+    _, big = run_sft(
+        nano_model, data_dir / "demos.jsonl", tmp_path / "big", "train.batch_size=4", "train.grad_accum=1", *steps
+    )
+    _, acc = run_sft(
+        nano_model, data_dir / "demos.jsonl", tmp_path / "acc", "train.batch_size=2", "train.grad_accum=2", *steps
+    )
+    start, w_big, w_acc = load_weights(nano_model), load_weights(big), load_weights(acc)
+    assert any(not torch.equal(start[k], w_big[k]) for k in start)
+    assert_same_weights(w_big, w_acc, atol=1e-5)
+    loss_big, loss_acc = losses(tmp_path / "big"), losses(tmp_path / "acc")
+    assert loss_big == [pytest_approx(x) for x in loss_acc]
+
+
+def pytest_approx(x: float):
+    import pytest
+
+    return pytest.approx(x, rel=1e-5)
