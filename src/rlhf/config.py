@@ -222,15 +222,20 @@ def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """Rows of (key, type, default, doc) for ``--help``."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str, str]]:
+    """Rows of (key, type, default, doc) for ``--help``.
+
+    Section defaults come from the verb's own config (``defaults``), not the section class, so
+    e.g. reward's ``train.lr`` shows its own default rather than TrainConfig's.
+    """
     rows = []
     docs = field_docs(cls)
-    defaults = cls()
+    if defaults is None:
+        defaults = cls()
     for f in dataclasses.fields(cls):
         tp = _hints(cls)[f.name]
         if _is_section(tp):
-            rows += describe(tp, f"{prefix}{f.name}.")
+            rows += describe(tp, f"{prefix}{f.name}.", getattr(defaults, f.name))
         else:
             rows.append(
                 (prefix + f.name, _type_name(tp), repr(getattr(defaults, f.name)), docs.get(f.name, ""))

@@ -44,9 +44,9 @@ def read_records(path: str | Path, what: str = "data") -> list[Located]:
 
     Raises DataError if the path is missing, unreadable, of an unknown kind, or holds no records.
     """
-    path = Path(path)
-    if not str(path):
+    if not str(path):  # checked before Path(): Path("") is "." and would be read as a directory
         raise DataError(f"{what}: no data file given")
+    path = Path(path)
     if not path.exists():
         raise DataError(f"{what}: {path} does not exist")
     if path.is_dir():

@@ -53,7 +53,11 @@ def encode_prompt(tokenizer, prompt: Prompt) -> list[int]:
 
 
 def encode_response(tokenizer, response: str) -> list[int]:
-    return tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    # a response written with its EOS already (e.g. "...<|end|>") must not get a second one
+    if not ids or ids[-1] != tokenizer.eos_token_id:
+        ids = ids + [tokenizer.eos_token_id]
+    return ids
 
 
 def fit_prompt(

@@ -27,7 +27,9 @@ def kl_from_logprobs(policy_logps: Sequence[float], reference_logps: Sequence[fl
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Distinct word n-grams / all word n-grams over ``texts`` (Li et al. 2016); 0 if none."""
-    grams = [tuple(words[i : i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)]
+    grams = [
+        tuple(words[i : i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)
+    ]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 

@@ -147,8 +147,8 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     last_ckpt = run.latest_checkpoint() if cfg.train.resume else None
     if last_ckpt is not None:
         start = run.load_checkpoint(accelerator, last_ckpt)["step"]
-        run.truncate_metrics(start)
         say(f"[reward] resumed from {last_ckpt} at step {start}")
+    run.truncate_metrics(start)  # lines after `start` (all of them when starting over) are redone
 
     # 3. train
     bar = progress(plan.total_steps, start, not accelerator.is_local_main_process, "reward")

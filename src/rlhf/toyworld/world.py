@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+
+from rlhf.toyworld.gold import gold_score
 
 FAMILIES = ("arithmetic", "knowledge", "transform", "harmful", "benign")
 SPLITS = ("sft", "rating", "rl", "eval")
@@ -44,7 +46,7 @@ COLORS = ("teal", "amber", "violet", "crimson", "silver", "ochre", "indigo", "ja
 FOODS = ("berries", "beetles", "moss", "seeds", "worms", "roots", "nuts", "pebbles")
 STEMS = ("glimmer", "dusk", "frost", "ember", "storm", "thistle", "shadow", "dawn", "marsh", "cinder")
 HARMFUL_SUFFIXES = ("poison", "venom", "blight")
-BENIGN_SUFFIXES = ("tea", "broth")
+BENIGN_SUFFIXES = ("tea", "broth", "tonic")
 SAFE_INGREDIENTS = ("mint", "honey", "rainwater", "clover", "ginger", "lemon", "milk", "barley")
 UNSAFE_INGREDIENTS = ("ash", "nightshade", "blackroot", "gravesalt", "bile", "soot", "thornsap", "rust")
 TRANSFORM_WORDS = ("cat", "dog", "sun", "moon", "tree", "fish", "bird", "star", "rock", "leaf", "cup", "hat")
@@ -194,8 +196,8 @@ def _harmful_facts(kb: KnowledgeBase) -> list[list[Task]]:
 def _transform_facts(rng: random.Random) -> list[list[Task]]:
     phrasings = {
         "reverse": ("Reverse these words: {w}", "Say these words backwards: {w}", "Reverse the order: {w}"),
-        "first": ("Say the first word: {w}", "Which word comes first: {w}"),
-        "last": ("Say the last word: {w}", "Which word comes last: {w}"),
+        "first": ("Say the first word: {w}", "Which word comes first: {w}?"),
+        "last": ("Say the last word: {w}", "Which word comes last: {w}?"),
     }
     facts = []
     for words in itertools.permutations(TRANSFORM_WORDS, 3):
@@ -222,10 +224,10 @@ def _split_family(facts: list[list[Task]], n_eval: int, train_sizes: list[int],
     facts = list(facts)
     rng.shuffle(facts)
     held: list[Task] = []
-    while len(held) < n_eval and len(facts) > 1 and (len(facts) - 1) * 2 >= len(facts) + len(held) // 1 - 0:
-        held.extend(facts.pop())
-        if len(held) and len(facts) <= len(facts) + 0 and len(facts) * 2 < len(facts) + 1:
+    for _ in range(len(facts) // 2):
+        if len(held) >= n_eval:
             break
+        held.extend(facts.pop())
     rng.shuffle(held)
     pool = [t for fact in facts for t in fact]
     rng.shuffle(pool)
@@ -236,3 +238,69 @@ def _split_family(facts: list[list[Task]], n_eval: int, train_sizes: list[int],
         out.append([pool[(start + i) % len(pool)] for i in range(n)])
         start += n
     return out
+
+
+@dataclass
+class World:
+    """The knowledge base, every task, and the four splits; build it with ``World.build(seed)``."""
+
+    seed: int
+    sizes: WorldSizes
+    kb: KnowledgeBase
+    splits: dict[str, list[Task]] = field(repr=False)
+    """split name -> tasks (families interleaved, shuffled)"""
+    index: dict[str, Task] = field(repr=False)
+    """every task of every family, in or out of a split, by stripped prompt"""
+    families: tuple[str, ...] = FAMILIES
+
+    @classmethod
+    def build(cls, seed: int = 0, **sizes: int) -> World:
+        """Deterministic in ``seed``; ``sizes`` are ``WorldSizes`` fields (e.g. ``n_sft=40``)."""
+        known = {f.name for f in fields(WorldSizes)}
+        unknown = sorted(set(sizes) - known)
+        if unknown:
+            raise TypeError(f"unknown World size {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        ws = WorldSizes(**sizes)
+        rng = random.Random(seed)
+        kb = KnowledgeBase.build(rng, ws)
+        by_family = {
+            "arithmetic": _arithmetic_facts(), "knowledge": _knowledge_facts(kb), "transform": _transform_facts(rng),
+            "harmful": _harmful_facts(kb), "benign": _benign_facts(kb),
+        }
+        index: dict[str, Task] = {}
+        for facts in by_family.values():
+            for task in (t for fact in facts for t in fact):
+                key = task.prompt.strip()
+                if key in index:
+                    raise AssertionError(f"two tasks share the prompt {key!r}")
+                index[key] = task
+        quotas = [_quotas(n) for n in (ws.n_eval, ws.n_sft, ws.n_rating, ws.n_rl)]
+        splits: dict[str, list[Task]] = {name: [] for name in SPLITS}
+        for i, facts in enumerate(by_family.values()):  # in FAMILIES order, as the quotas are
+            parts = _split_family(facts, quotas[0][i], [q[i] for q in quotas[1:]], rng)
+            for name, part in zip(("eval", "sft", "rating", "rl"), parts):
+                splits[name].extend(part)
+        for part in splits.values():
+            rng.shuffle(part)
+        return cls(seed=seed, sizes=ws, kb=kb, splits=splits, index=index)
+
+    def tasks(self, split: str) -> list[Task]:
+        """The tasks of one split: "sft", "rating", "rl" or "eval"."""
+        if split not in self.splits:
+            raise KeyError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        return list(self.splits[split])
+
+    def all_tasks(self) -> list[Task]:
+        """Every task the world knows, split or not (the corpus draws its question lists from these)."""
+        return list(self.index.values())
+
+    def task_for(self, prompt: str) -> Task:
+        """The task behind a prompt (surrounding whitespace ignored)."""
+        try:
+            return self.index[prompt.strip()]
+        except KeyError:
+            raise KeyError(f"prompt {prompt!r} is not a task of this world (seed {self.seed})") from None
+
+    def gold(self, prompt: str, response: str) -> float:
+        """Gold score of ``response`` to ``prompt``; see ``rlhf.toyworld.gold``."""
+        return gold_score(self.task_for(prompt), response)

@@ -1,0 +1,198 @@
+"""Reward-model training throughput through the real recipe: `rlhf.recipes.reward.train`.
+
+Each row trains a tiny GPT-2 reward model (1m or 10m parameters, scalar head) on generated
+preference records, batch 16 records, every sequence exactly 32 prompt + 32 response tokens.
+K=2 rows are pair records (one comparison each); K=4 rows are rankings of 4 responses, whose
+C(4,2) = 6 comparisons share the 4 scored sequences. Steps after a warmup are timed with the
+recipe's ``callbacks`` hook, so collation, the Bradley-Terry loss, clipping, the optimizer and
+logging are in the time; loading, tokenizing, the reward statistics and the final save are not.
+
+Achieved FLOP/s = 6 x parameters x tokens / s over every scored sequence.
+
+    .venv/bin/python bench/bench_reward.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from math import comb
+from pathlib import Path
+
+from common import (
+    PROMPT_TOKENS,
+    RESPONSE_TOKENS,
+    checkpoint,
+    configure,
+    machine_info,
+    matmul_rates,
+    n_params,
+    peak,
+    rankings,
+    run_timed,
+    set_threads,
+    table,
+    wait_for_quiet,
+    write_jsonl,
+    write_results,
+)
+
+BATCH = 16
+# pairs/s of a widely used peer library on this machine: fp32, batch 16 pairs
+PEER = {"1m": 292.0, "10m": 17.7}
+# precision -> (model.dtype, train.mixed_precision, matmul dtype of the ceiling)
+PRECISIONS = {
+    "fp32": ("float32", "no", "fp32"),
+    "bf16-autocast": ("float32", "bf16", "bf16"),
+    "bf16-weights": ("bfloat16", "no", "bf16"),
+}
+# (size, precision, K): pair rows in every precision, one ranking row per size
+ROWS = [
+    (size, precision, k)
+    for size in ("1m", "10m")
+    for precision, k in (("fp32", 2), ("bf16-autocast", 2), ("bf16-weights", 2), ("fp32", 4))
+]
+# untimed and timed steps per row; the 10m rows take seconds a step
+STEPS = {"1m": (5, 30), "10m": (3, 12)}
+QUICK_STEPS = (2, 4)
+
+
+def bench_row(size: str, precision: str, k: int, warmup: int, steps: int, work: Path, verbose: bool) -> dict:
+    from rlhf.recipes.reward import Config, train
+
+    model, vocab = checkpoint(size)
+    records = BATCH * (warmup + steps)  # one epoch: every step sees fresh records
+    data = write_jsonl(work / f"prefs-k{k}.jsonl", rankings(vocab, records, k))
+    dtype, mixed, _ = PRECISIONS[precision]
+    cfg = configure(
+        Config(),
+        model,
+        data,
+        work / f"reward-{size}-{precision}-k{k}",
+        warmup + steps,
+        BATCH,
+        mixed_precision=mixed,
+        log_every=10,
+    )
+    cfg.model.dtype = dtype
+    cfg.reward.stats_records = BATCH  # post-training statistics: not timed, kept short
+    timer = run_timed(train, cfg, warmup, verbose)
+    times = timer.step_times()
+    # the median step: robust to a neighbour process stealing a core for a few steps
+    records_per_s = BATCH / statistics.median(times)
+    return {
+        "size": size,
+        "params": n_params(model),
+        "precision": precision,
+        "K": k,
+        "steps": timer.steps,
+        "step_ms": 1e3 * statistics.median(times),
+        "step_ms_min": 1e3 * min(times),
+        "step_ms_max": 1e3 * max(times),
+        "records_per_s": records_per_s,
+        "pairs_per_s": records_per_s * comb(k, 2),
+        "pairs_per_s_mean": timer.steps * BATCH * comb(k, 2) / timer.seconds,
+        "sequences_per_s": records_per_s * k,
+        "tokens_per_s": records_per_s * k * (PROMPT_TOKENS + RESPONSE_TOKENS),
+        "other_load": timer.other_load,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few steps per row (smoke test)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps per row")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the core count)")
+    ap.add_argument("--sizes", nargs="+", default=["1m", "10m"], choices=["1m", "10m"])
+    ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        help="before each row, wait up to this many s for an idle machine",
+    )
+    args = ap.parse_args()
+
+    threads = set_threads(args.threads)
+    info = machine_info()
+    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
+    wait_for_quiet(args.wait_quiet)
+    rates = matmul_rates(args.quick)
+    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-reward-") as tmp:
+        for size, precision, k in ROWS:
+            if size not in args.sizes:
+                continue
+            warmup, steps = QUICK_STEPS if args.quick else STEPS[size]
+            warmup = args.warmup if args.warmup is not None else warmup
+            steps = args.steps if args.steps is not None else steps
+            wait_for_quiet(args.wait_quiet)
+            row = bench_row(size, precision, k, warmup, steps, Path(tmp), args.verbose)
+            ceiling = peak(rates, PRECISIONS[precision][2])
+            row["flops_per_s"] = 6 * row["params"] * row["tokens_per_s"]
+            row["matmul_flops_per_s"] = ceiling
+            row["mfu"] = row["flops_per_s"] / ceiling
+            if precision == "fp32" and k == 2:
+                row["peer_pairs_per_s"] = PEER[size]
+                row["vs_peer"] = row["pairs_per_s"] / PEER[size]
+            rows.append(row)
+            print(
+                f"  {size} {precision} K={k}: {row['pairs_per_s']:.1f} pairs/s, "
+                f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s ({row['mfu']:.0%} of matmul)"
+                + (
+                    f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
+                    if row["other_load"] > 0.2
+                    else ""
+                )
+            )
+
+    shown = [{**r, "GFLOP/s": r["flops_per_s"] / 1e9, "of matmul": f"{r['mfu']:.0%}"} for r in rows]
+    print()
+    print(
+        table(
+            shown,
+            [
+                "size",
+                "precision",
+                "K",
+                "step_ms",
+                "records_per_s",
+                "pairs_per_s",
+                "tokens_per_s",
+                "GFLOP/s",
+                "of matmul",
+                "peer_pairs_per_s",
+                "vs_peer",
+                "other_load",
+            ],
+        )
+    )
+    path = write_results(
+        "reward_quick" if args.quick else "reward",
+        {
+            "benchmark": "reward",
+            "machine": info,
+            "matmul_flops_per_s": rates,
+            "setup": {
+                "batch_size": BATCH,
+                "prompt_tokens": PROMPT_TOKENS,
+                "response_tokens": RESPONSE_TOKENS,
+                "steps": "per row in rows[].steps, after the warmup of STEPS in the script",
+                "pairs": "comparisons: C(K,2) per record",
+                "flops": "6 x params x tokens over every scored sequence",
+                "records_per_s": "batch / median step time; pairs_per_s_mean: over the total time",
+                "other_load": "mean cores used by other processes during the timed steps",
+                "peer": "pairs/s of a widely used peer library on this machine, fp32, batch 16 pairs",
+            },
+            "rows": rows,
+        },
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

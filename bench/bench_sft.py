@@ -1,0 +1,180 @@
+"""SFT training throughput through the real recipe: `rlhf.recipes.sft.train`.
+
+Each row trains a tiny GPT-2 (1m or 10m parameters) on generated demonstrations of exactly
+32 prompt + 32 response tokens (no padding), batch 16, and times the optimizer steps after a
+warmup with the recipe's ``callbacks`` hook, so collation, loss, clipping, the optimizer, the
+scheduler and logging are all in the time; loading, tokenizing and the final save are not.
+
+Achieved FLOP/s = 6 x parameters x tokens / s (every position of the sequence goes through the
+model, prompt included), shown against the measured matmul rate of the same dtype.
+
+    .venv/bin/python bench/bench_sft.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+from common import (
+    PROMPT_TOKENS,
+    RESPONSE_TOKENS,
+    checkpoint,
+    configure,
+    demonstrations,
+    machine_info,
+    matmul_rates,
+    n_params,
+    peak,
+    run_timed,
+    set_threads,
+    table,
+    wait_for_quiet,
+    write_jsonl,
+    write_results,
+)
+
+BATCH = 16
+# samples/s of a widely used peer library on this machine: fp32, batch 16
+PEER = {"1m": 92.0, "10m": 27.6}
+# precision -> (model.dtype, train.mixed_precision, matmul dtype of the ceiling)
+PRECISIONS = {
+    "fp32": ("float32", "no", "fp32"),
+    "bf16-autocast": ("float32", "bf16", "bf16"),
+    "bf16-weights": ("bfloat16", "no", "bf16"),
+}
+
+
+def bench_row(size: str, precision: str, warmup: int, steps: int, work: Path, verbose: bool) -> dict:
+    from rlhf.recipes.sft import Config, train
+
+    model, vocab = checkpoint(size)
+    data = write_jsonl(work / "demos.jsonl", demonstrations(vocab, BATCH * 32))
+    dtype, mixed, _ = PRECISIONS[precision]
+    cfg = configure(
+        Config(),
+        model,
+        data,
+        work / f"sft-{size}-{precision}",
+        warmup + steps,
+        BATCH,
+        mixed_precision=mixed,
+        log_every=10,
+    )
+    cfg.model.dtype = dtype
+    timer = run_timed(train, cfg, warmup, verbose)
+    times = timer.step_times()
+    # the median step: robust to a neighbour process stealing a core for a few steps
+    samples_per_s = BATCH / statistics.median(times)
+    return {
+        "size": size,
+        "params": n_params(model),
+        "precision": precision,
+        "steps": timer.steps,
+        "step_ms": 1e3 * statistics.median(times),
+        "step_ms_min": 1e3 * min(times),
+        "step_ms_max": 1e3 * max(times),
+        "samples_per_s": samples_per_s,
+        "samples_per_s_mean": timer.steps * BATCH / timer.seconds,
+        "tokens_per_s": samples_per_s * (PROMPT_TOKENS + RESPONSE_TOKENS),
+        "response_tokens_per_s": samples_per_s * RESPONSE_TOKENS,
+        "other_load": timer.other_load,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few steps per row (smoke test)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps per row")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the core count)")
+    ap.add_argument("--sizes", nargs="+", default=["1m", "10m"], choices=["1m", "10m"])
+    ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        help="before each row, wait up to this many s for an idle machine",
+    )
+    args = ap.parse_args()
+    warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
+    steps = args.steps if args.steps is not None else (5 if args.quick else 30)
+
+    threads = set_threads(args.threads)
+    info = machine_info()
+    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
+    wait_for_quiet(args.wait_quiet)
+    rates = matmul_rates(args.quick)
+    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
+        for size in args.sizes:
+            for precision in args.precisions:
+                wait_for_quiet(args.wait_quiet)
+                row = bench_row(size, precision, warmup, steps, Path(tmp), args.verbose)
+                ceiling = peak(rates, PRECISIONS[precision][2])
+                row["flops_per_s"] = 6 * row["params"] * row["tokens_per_s"]
+                row["matmul_flops_per_s"] = ceiling
+                row["mfu"] = row["flops_per_s"] / ceiling
+                if precision == "fp32":
+                    row["peer_samples_per_s"] = PEER[size]
+                    row["vs_peer"] = row["samples_per_s"] / PEER[size]
+                rows.append(row)
+                print(
+                    f"  {size} {precision}: {row['samples_per_s']:.1f} samples/s, "
+                    f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s ({row['mfu']:.0%} of matmul)"
+                    + (
+                        f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
+                        if row["other_load"] > 0.2
+                        else ""
+                    )
+                )
+
+    shown = [{**r, "GFLOP/s": r["flops_per_s"] / 1e9, "of matmul": f"{r['mfu']:.0%}"} for r in rows]
+    print()
+    print(
+        table(
+            shown,
+            [
+                "size",
+                "precision",
+                "step_ms",
+                "samples_per_s",
+                "tokens_per_s",
+                "GFLOP/s",
+                "of matmul",
+                "peer_samples_per_s",
+                "vs_peer",
+                "other_load",
+            ],
+        )
+    )
+    path = write_results(
+        "sft_quick" if args.quick else "sft",
+        {
+            "benchmark": "sft",
+            "machine": info,
+            "matmul_flops_per_s": rates,
+            "setup": {
+                "batch_size": BATCH,
+                "prompt_tokens": PROMPT_TOKENS,
+                "response_tokens": RESPONSE_TOKENS,
+                "warmup_steps": warmup,
+                "timed_steps": steps,
+                "flops": "6 x params x tokens (all positions)",
+                "samples_per_s": "batch / median step time; samples_per_s_mean: timed steps / total time",
+                "other_load": "mean cores used by other processes during the timed steps",
+                "peer": "samples/s of a widely used peer library on this machine, fp32, batch 16",
+            },
+            "rows": rows,
+        },
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Sizes of the demo: `default` (about 10 minutes on 2 CPU cores) and `fast` (under 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    world: dict[str, int] = field(default_factory=dict)
+    """sizes passed to World.build (splits, knowledge base)"""
+    vocab_size: int = 1024
+    """BPE vocabulary trained on the world's text"""
+    model_size: str = "1m"
+    """rlhf.models.tiny size of the base model"""
+    max_length: int = 96
+    """tokens per training row"""
+    pretrain_steps: int = 600
+    """optimizer steps of base-model pretraining (packed rows)"""
+    pretrain_lr: float = 3e-3
+    sft_steps: int = 150
+    sft_lr: float = 1e-3
+    k: int = 4
+    """responses per rating prompt"""
+    reward_steps: int = 150
+    reward_lr: float = 3e-4
+    batch_size: int = 16
+    max_new_tokens: int = 24
+    """longest generated response"""
+    kl_samples: int = 2
+    """sampled responses per eval prompt for the KL-to-SFT estimate"""
+
+
+PRESETS = {
+    "default": Preset(),
+    "fast": Preset(
+        world={"n_sft": 200, "n_rating": 160, "n_rl": 100, "n_eval": 60},
+        model_size="1m",
+        pretrain_steps=250,
+        sft_steps=80,
+        reward_steps=60,
+        kl_samples=1,
+    ),
+}

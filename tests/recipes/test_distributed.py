@@ -1,0 +1,124 @@
+"""Data parallel: the same command under `accelerate launch` on 2 CPU processes (gloo) with
+batch_size=2 each ends with the weights of 1 process with batch_size=4 (same global batch).
+
+Note on the launch flags: `accelerate launch --cpu --num_processes 2` silently starts ONE
+process (its "simple" launcher); 2 CPU processes need the torchrun launcher (`--multi_gpu`)
+with ACCELERATE_USE_CPU=1, which accelerate turns into MULTI_CPU over gloo. The test checks that
+the run really had 2 processes (the logged epoch counts the global batch), so a launch that
+quietly falls back to one process fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+import torch
+
+from rlhf import cli
+
+from .helpers import (
+    VENV_BIN,
+    assert_same_weights,
+    load_weights,
+    read_metrics,
+    reward_overrides,
+    sft_overrides,
+)
+
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="torch.distributed with the gloo backend is not available",
+)
+
+STEPS = 6
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_2_processes(args: list[str], tmp_path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "1",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf_home"),  # no user `accelerate config` file
+    }
+    cmd = [
+        str(VENV_BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "rlhf.cli",
+        *args,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def check_same_run(single, multi, n_records: int, global_batch: int = 4) -> None:
+    m_single, m_multi = read_metrics(single), read_metrics(multi)
+    # the epoch counts records seen: proof that the launch really had 2 processes of batch 2
+    assert m_multi[0]["epoch"] == pytest.approx(global_batch / n_records, abs=1e-3)
+    assert [m["step"] for m in m_multi] == [m["step"] for m in m_single]
+    for a, b in zip(m_single, m_multi, strict=True):
+        for key in ("loss", "grad_norm", "eval_loss", "eval_accuracy", "eval_margin"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a, b)
+    assert_same_weights(load_weights(single / "final"), load_weights(multi / "final"), atol=1e-4)
+    assert json.loads((multi / "checkpoints" / "step-4" / "state.json").read_text())["step"] == 4
+
+
+def common(*extra: str) -> list[str]:
+    return [f"train.max_steps={STEPS}", "train.lr=1e-3", "train.save_every=4", *extra]
+
+
+def test_sft_on_2_processes_matches_1_process(nano_model, data_dir, tmp_path, capsys):
+    train, evals = data_dir / "demos.jsonl", f"data.eval={data_dir / 'demos_eval.jsonl'}"
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert (
+        cli.main(["sft", *sft_overrides(nano_model, train, single, *common("train.batch_size=4", evals))])
+        == 0
+    )
+    capsys.readouterr()
+    launch_2_processes(
+        ["sft", *sft_overrides(nano_model, train, multi, *common("train.batch_size=2", evals))], tmp_path
+    )
+    check_same_run(single, multi, n_records=64)
+
+
+def test_reward_on_2_processes_matches_1_process(nano_model, data_dir, tmp_path, capsys):
+    train, evals = data_dir / "rankings.jsonl", f"data.eval={data_dir / 'rankings_eval.jsonl'}"
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    args = common(evals)
+    assert (
+        cli.main(["reward", *reward_overrides(nano_model, train, single, *args, "train.batch_size=4")]) == 0
+    )
+    capsys.readouterr()
+    launch_2_processes(
+        ["reward", *reward_overrides(nano_model, train, multi, *args, "train.batch_size=2")], tmp_path
+    )
+    check_same_run(single, multi, n_records=48)
+    # reward statistics are reduced over both processes' shares of the training responses
+    cfg_single = json.loads((single / "final" / "config.json").read_text())
+    cfg_multi = json.loads((multi / "final" / "config.json").read_text())
+    for key in ("reward_mean", "reward_std"):
+        assert cfg_multi[key] == pytest.approx(cfg_single[key], rel=1e-4, abs=1e-5)
