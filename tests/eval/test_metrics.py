@@ -1,0 +1,34 @@
+"""Evaluation metrics against hand-computed values."""
+
+import math
+
+import pytest
+
+from rlhf.eval.metrics import distinct_n, kl_from_logprobs, ordering_accuracy, win_rate
+
+
+def test_win_rate_counts_ties_half():
+    # wins, loss, tie, win -> (1 + 0 + 0.5 + 1) / 4
+    assert win_rate([2.0, 0.0, 1.0, 5.0], [1.0, 1.0, 1.0, 4.0]) == 0.625
+
+
+def test_win_rate_rejects_mismatched_lengths():
+    with pytest.raises(ValueError):
+        win_rate([1.0], [1.0, 2.0])
+
+
+def test_kl_is_the_mean_log_ratio():
+    assert kl_from_logprobs([-1.0, -2.0], [-3.0, -1.0]) == pytest.approx(((-1 + 3) + (-2 + 1)) / 2)
+
+
+def test_distinct_n():
+    # bigrams: (a b) (b a) (a b) -> 2 distinct of 3
+    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+    assert distinct_n(["a"], 2) == 0.0
+
+
+def test_ordering_accuracy_skips_gold_ties_and_halves_predicted_ties():
+    gold = [[1.0, 0.0, 0.0]]  # pairs (0,1), (0,2) count; (1,2) is a gold tie
+    assert ordering_accuracy([[2.0, 1.0, 3.0]], gold) == 0.5  # right on (0,1), wrong on (0,2)
+    assert ordering_accuracy([[1.0, 1.0, 0.0]], gold) == 0.75  # tie on (0,1) = 0.5, right on (0,2)
+    assert math.isnan(ordering_accuracy([[1.0, 2.0]], [[0.0, 0.0]]))
