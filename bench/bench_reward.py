@@ -21,12 +21,14 @@ from math import comb
 from pathlib import Path
 
 from common import (
+    BUSY,
     PROMPT_TOKENS,
     RESPONSE_TOKENS,
     checkpoint,
     configure,
     machine_info,
     matmul_rates,
+    measure_quietly,
     n_params,
     peak,
     rankings,
@@ -111,7 +113,7 @@ def main() -> None:
         "--wait-quiet",
         type=float,
         default=0,
-        help="before each row, wait up to this many s for an idle machine",
+        help="wait up to this many s for an idle machine before each row, and redo rows run on a busy one",
     )
     args = ap.parse_args()
 
@@ -130,8 +132,9 @@ def main() -> None:
             warmup, steps = QUICK_STEPS if args.quick else STEPS[size]
             warmup = args.warmup if args.warmup is not None else warmup
             steps = args.steps if args.steps is not None else steps
-            wait_for_quiet(args.wait_quiet)
-            row = bench_row(size, precision, k, warmup, steps, Path(tmp), args.verbose)
+            row = measure_quietly(
+                args.wait_quiet, bench_row, size, precision, k, warmup, steps, Path(tmp), args.verbose
+            )
             ceiling = peak(rates, PRECISIONS[precision][2])
             row["flops_per_s"] = 6 * row["params"] * row["tokens_per_s"]
             row["matmul_flops_per_s"] = ceiling
@@ -145,7 +148,7 @@ def main() -> None:
                 f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s ({row['mfu']:.0%} of matmul)"
                 + (
                     f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
-                    if row["other_load"] > 0.2
+                    if row["other_load"] > BUSY
                     else ""
                 )
             )

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from common import (
+    BUSY,
     PROMPT_TOKENS,
     RESPONSE_TOKENS,
     checkpoint,
@@ -26,6 +27,7 @@ from common import (
     demonstrations,
     machine_info,
     matmul_rates,
+    measure_quietly,
     n_params,
     peak,
     run_timed,
@@ -97,7 +99,7 @@ def main() -> None:
         "--wait-quiet",
         type=float,
         default=0,
-        help="before each row, wait up to this many s for an idle machine",
+        help="wait up to this many s for an idle machine before each row, and redo rows run on a busy one",
     )
     args = ap.parse_args()
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
@@ -114,8 +116,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
         for size in args.sizes:
             for precision in args.precisions:
-                wait_for_quiet(args.wait_quiet)
-                row = bench_row(size, precision, warmup, steps, Path(tmp), args.verbose)
+                row = measure_quietly(
+                    args.wait_quiet, bench_row, size, precision, warmup, steps, Path(tmp), args.verbose
+                )
                 ceiling = peak(rates, PRECISIONS[precision][2])
                 row["flops_per_s"] = 6 * row["params"] * row["tokens_per_s"]
                 row["matmul_flops_per_s"] = ceiling
@@ -129,7 +132,7 @@ def main() -> None:
                     f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s ({row['mfu']:.0%} of matmul)"
                     + (
                         f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
-                        if row["other_load"] > 0.2
+                        if row["other_load"] > BUSY
                         else ""
                     )
                 )

@@ -34,6 +34,8 @@ CACHE = BENCH / ".cache"
 VOCAB = 2048
 PROMPT_TOKENS = 32
 RESPONSE_TOKENS = 32  # including the EOS the tokenizer appends
+BUSY = 0.2
+"""cores used by other processes above which a measurement is flagged (and retried)"""
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
@@ -226,7 +228,7 @@ def other_load_now(seconds: float = 1.0) -> float:
     return max(0.0, busy_cpu_seconds() - busy0) / seconds
 
 
-def wait_for_quiet(max_wait_s: float, threshold: float = 0.2) -> float:
+def wait_for_quiet(max_wait_s: float, threshold: float = BUSY) -> float:
     """Wait up to ``max_wait_s`` for other processes to use under ``threshold`` cores; return
     the last load seen. A benchmark on a shared machine otherwise measures its neighbours."""
     deadline = time.monotonic() + max_wait_s
@@ -234,6 +236,20 @@ def wait_for_quiet(max_wait_s: float, threshold: float = 0.2) -> float:
     while load > threshold and time.monotonic() < deadline:
         load = other_load_now(2.0)
     return load
+
+
+def measure_quietly(wait_s: float, measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``measure(*args)`` (a row with ``other_load``) when the machine is idle; if other
+    processes still used over BUSY cores during it, wait and measure again, at most twice more.
+    With ``wait_s`` 0 it measures once, whatever the load."""
+    retries = 2
+    for attempt in range(retries + 1):
+        wait_for_quiet(wait_s)
+        row = measure(*args)
+        row["attempts"] = attempt + 1
+        if wait_s <= 0 or row["other_load"] <= BUSY:
+            break
+    return row
 
 
 class StepTimer:

@@ -28,35 +28,33 @@ from common import (
 )
 
 BATCH = 16
-RECIPE = "recipes/sft.py"
-# loop part -> (file suffix, function name) of the call the recipe makes for it
+# loop part -> (file suffix, function name) of the call the recipe makes for it; each of these is
+# called only by the recipe's loop, so its cumulative time (outermost calls only, for the
+# recursive module call) is that part's time
 PARTS = {
     "collate (collate_sft)": ("collators.py", "collate_sft"),
-    "forward (model call)": ("module.py", "_wrapped_call_impl"),
+    "forward (model call)": ("torch/nn/modules/module.py", "_wrapped_call_impl"),
     "loss (masked_nll)": ("losses/sft.py", "masked_nll"),
-    "backward (accelerator.backward)": ("accelerator.py", "backward"),
-    "clip_grad_norm_": ("accelerator.py", "clip_grad_norm_"),
+    "backward (accelerator.backward)": ("accelerate/accelerator.py", "backward"),
+    "clip_grad_norm_": ("accelerate/accelerator.py", "clip_grad_norm_"),
     "optimizer.step": ("accelerate/optimizer.py", "step"),
     "optimizer.zero_grad": ("accelerate/optimizer.py", "zero_grad"),
-    "scheduler.step": ("lr_scheduler.py", "step"),
-    "accelerator.reduce": ("accelerator.py", "reduce"),
-    "accelerator.accumulate/autocast": ("contextlib.py", "__enter__"),
-    "progress bar (tqdm)": ("std.py", "set_postfix"),
-    "progress bar update": ("std.py", "update"),
+    "scheduler.step": ("torch/optim/lr_scheduler.py", "step"),
+    "accelerator.reduce": ("accelerate/accelerator.py", "reduce"),
+    "progress bar (tqdm set_postfix)": ("tqdm/std.py", "set_postfix"),
+    "progress bar (tqdm update)": ("tqdm/std.py", "update"),
     "metrics log (RunDir.log)": ("run_dir.py", "log"),
-    "check_finite": ("loop.py", "check_finite"),
+    "batch plan (micro_batches)": ("loop.py", "micro_batches"),
 }
 
 
-def cumulative(stats: pstats.Stats, suffix: str, name: str, caller: str = RECIPE) -> float:
-    """Cumulative seconds of the calls of ``name`` (in a file ending with ``suffix``) that the
-    file ``caller`` makes directly. Profiling starts inside ``train``, so its own calls are
-    roots (no caller) and calls from its comprehensions name the recipe file."""
-    total = 0.0
-    for (file, _line, func), (*_, ct, callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if func == name and file.endswith(suffix):
-            total += sum(c[3] for k, c in callers.items() if k[0].endswith(caller)) if callers else ct
-    return total
+def cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
+    """Cumulative seconds of the function ``name`` of the file ending with ``suffix``."""
+    return sum(
+        ct
+        for (file, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.stats.items()  # type: ignore[attr-defined]
+        if func == name and file.endswith(suffix)
+    )
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 
@@ -43,7 +44,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_2_processes(args: list[str], tmp_path) -> subprocess.CompletedProcess:
+def launch_2_processes(args: list[str], tmp_path) -> None:
     env = {
         **os.environ,
         "ACCELERATE_USE_CPU": "1",
@@ -69,9 +70,17 @@ def launch_2_processes(args: list[str], tmp_path) -> subprocess.CompletedProcess
         "rlhf.cli",
         *args,
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    # its own process group, so that a hung run is killed with the workers torchrun started
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail("accelerate launch did not finish in 300 s:\n" + out[-3000:] + err[-3000:])
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
 
 
 def check_same_run(single, multi, n_records: int, global_batch: int = 4) -> None:
@@ -82,7 +91,7 @@ def check_same_run(single, multi, n_records: int, global_batch: int = 4) -> None
     for a, b in zip(m_single, m_multi, strict=True):
         for key in ("loss", "grad_norm", "eval_loss", "eval_accuracy", "eval_margin"):
             if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a, b)
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (key, a, b)
     assert_same_weights(load_weights(single / "final"), load_weights(multi / "final"), atol=1e-4)
     assert json.loads((multi / "checkpoints" / "step-4" / "state.json").read_text())["step"] == 4
 

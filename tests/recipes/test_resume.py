@@ -102,3 +102,17 @@ def test_resume_false_starts_over(nano_model, data_dir, tmp_path, capsys):
     assert "resumed" not in capsys.readouterr().out
     assert seen.steps == [1, 2, 3, 4]
     assert [m["step"] for m in read_metrics(out)] == [1, 2, 3, 4], "lines of the abandoned run were kept"
+
+
+def test_resume_false_sets_old_checkpoints_aside(nano_model, data_dir, tmp_path):
+    out = tmp_path / "run"
+    base = sft_overrides(nano_model, data_dir / "demos.jsonl", out, "train.max_steps=4", "train.save_every=2")
+    with pytest.raises(KeyboardInterrupt):
+        sft.train(load_config(sft.Config, None, base), callbacks=[Interrupt(at=3)])
+    sft.train(
+        load_config(sft.Config, None, [*base, "train.resume=false"]),
+    )
+    assert (out / "checkpoints.old-0" / "step-2" / "state.json").is_file(), "the earlier checkpoint was lost"
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-2"], (
+        "only the new run's checkpoint remains"
+    )

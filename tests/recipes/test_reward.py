@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -107,3 +108,23 @@ def test_reward_margins_are_used(nano_model, tmp_path):
     without = read_metrics(tmp_path / "without")[0]["loss"]
     assert with_margin == pytest.approx(5.0, abs=0.5)
     assert without == pytest.approx(math.log(2), abs=0.3)
+
+
+def test_tokenizer_without_pad_token_gets_its_own(nano_model, data_dir, tmp_path):
+    """Like GPT-2's: pad == EOS would make the classifier read the first EOS and a masked loss
+    unable to tell padding from the end of an answer, so a distinct pad token is added."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = tmp_path / "no-pad"
+    shutil.copytree(nano_model, model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.pad_token = tok.eos_token
+    tok.save_pretrained(model_dir)
+    assert AutoTokenizer.from_pretrained(model_dir).pad_token_id == tok.eos_token_id
+
+    _, final = run_reward(model_dir, data_dir / "pairs.jsonl", tmp_path / "run", "train.max_steps=3")
+    tok = AutoTokenizer.from_pretrained(final)
+    model = AutoModelForSequenceClassification.from_pretrained(final, num_labels=1)
+    assert tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id
+    assert model.config.pad_token_id == tok.pad_token_id
+    assert model.get_input_embeddings().weight.shape[0] >= len(tok)

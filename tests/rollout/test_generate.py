@@ -51,24 +51,32 @@ def test_generation_stops_at_eos(tok):
         return output
 
     model.lm_head.register_forward_hook(eos_on_third_token)
-    gen = HFGenerateEngine(model, tok).generate(["question 1"], SamplingParams(max_new_tokens=8, temperature=0.0))[0][0]
+    gen = HFGenerateEngine(model, tok).generate(
+        ["question 1"], SamplingParams(max_new_tokens=8, temperature=0.0)
+    )[0][0]
     assert gen.finished
     assert len(gen.response_ids) == 3 and gen.response_ids[-1] == tok.eos_token_id
     assert tok.eos_token_id not in gen.response_ids[:-1]
 
 
 def test_gather_logprobs_hand_values():
-    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]]))  # (1, 3, 3)
+    logits = torch.log(
+        torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]])
+    )  # (1, 3, 3)
     labels = torch.tensor([[-100, 1, 0]])
     out = gather_logprobs(logits, labels)
-    torch.testing.assert_close(out, torch.tensor([[torch.log(torch.tensor(0.25)), torch.log(torch.tensor(0.1))]]))
+    torch.testing.assert_close(
+        out, torch.tensor([[torch.log(torch.tensor(0.25)), torch.log(torch.tensor(0.1))]])
+    )
 
 
 def test_sequence_logprobs_independent_of_batch_padding(model, tok):
     prompts = [tok("question 1")["input_ids"], tok("question 12 answer 4 and more words")["input_ids"]]
     responses = [tok(" answer 7")["input_ids"], tok(" here")["input_ids"]]
     together = sequence_logprobs(model, prompts, responses, tok.pad_token_id)
-    alone = torch.cat([sequence_logprobs(model, [p], [r], tok.pad_token_id) for p, r in zip(prompts, responses)])
+    alone = torch.cat(
+        [sequence_logprobs(model, [p], [r], tok.pad_token_id) for p, r in zip(prompts, responses)]
+    )
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
     # and equal to a manual sum of token log-probs
     ids = torch.tensor([prompts[0] + responses[0]])
@@ -83,7 +91,10 @@ def test_score_sequences_reads_last_token_regardless_of_padding(tok, tmp_path):
     build_tiny_model(tok, "gpt2", "nano", seed=0).save_pretrained(tmp_path)
     rm = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=1).eval()
     prompts = [tok("question 1")["input_ids"], tok("question 12 answer 4 and more words")["input_ids"]]
-    responses = [tok(" answer 7")["input_ids"] + [tok.eos_token_id], tok(" here")["input_ids"] + [tok.eos_token_id]]
+    responses = [
+        tok(" answer 7")["input_ids"] + [tok.eos_token_id],
+        tok(" here")["input_ids"] + [tok.eos_token_id],
+    ]
     together = score_sequences(rm, prompts, responses, tok.pad_token_id)
     alone = torch.cat([score_sequences(rm, [p], [r], tok.pad_token_id) for p, r in zip(prompts, responses)])
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)

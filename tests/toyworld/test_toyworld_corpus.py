@@ -33,8 +33,12 @@ def test_every_fact_is_stated_in_the_corpus(world, corpus):
 
 def test_base_model_failure_questions_follow_questions(world, corpus):
     questions = {t.question for t in world.all_tasks()}
-    after = [nxt in questions for doc in corpus for line, nxt in zip(doc.split("\n"), doc.split("\n")[1:])
-             if line in questions]
+    after = [
+        nxt in questions
+        for doc in corpus
+        for line, nxt in zip(doc.split("\n"), doc.split("\n")[1:])
+        if line in questions
+    ]
     assert len(after) > 1000
     assert sum(after) / len(after) > 0.7  # a question is mostly followed by another question
 

@@ -8,8 +8,15 @@ import pytest
 from rlhf.toyworld import Rater, RaterPool, Task, World, gold_score
 from rlhf.toyworld.raters import competition_ranks, confidence_markers
 
-ADD = Task(prompt="What is 3 + 5?\n", family="arithmetic", answer="8", should_decline=False,
-           question="What is 3 + 5?", expected=("8",), ideal_words=7)
+ADD = Task(
+    prompt="What is 3 + 5?\n",
+    family="arithmetic",
+    answer="8",
+    should_decline=False,
+    question="What is 3 + 5?",
+    expected=("8",),
+    ideal_words=7,
+)
 SHORT, LONG = "8", "The answer is 8."  # equally correct, both within the ideal length: gold 1.0 each
 
 
@@ -47,7 +54,9 @@ def test_identical_responses_tie_and_ranks_are_valid():
 
 def test_noise_gives_bradley_terry_preference_probability():
     # gold 1.0 vs 0.0 with Gumbel scale 1: P(right first) = sigmoid(1) = 0.731
-    assert _prefers(Rater("r", noise=1.0), "8", "9", trials=4000) == pytest.approx(1 / (1 + math.exp(-1)), abs=0.03)
+    assert _prefers(Rater("r", noise=1.0), "8", "9", trials=4000) == pytest.approx(
+        1 / (1 + math.exp(-1)), abs=0.03
+    )
 
 
 def test_length_bias_prefers_longer_of_equally_correct_answers():
@@ -96,7 +105,7 @@ def test_label_records_follow_the_ranking_format():
         assert len(rec["ranks"]) == 4 and all(isinstance(r, int) and 1 <= r <= 4 for r in rec["ranks"])
         assert min(rec["ranks"]) == 1 and rec["annotator"] in ids
     for i in range(0, 30, 3):
-        assert len({rec["annotator"] for rec in records[i:i + 3]}) == 3
+        assert len({rec["annotator"] for rec in records[i : i + 3]}) == 3
     assert pool.label(tasks, responses, seed=1, raters_per_prompt=3) == records
     with pytest.raises(ValueError, match="needs >= 2"):
         pool.label(tasks[:1], [["only one"]])

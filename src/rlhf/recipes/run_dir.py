@@ -97,6 +97,29 @@ class RunDir:
         accelerator.load_state(str(path))
         return json.loads((path / "state.json").read_text())
 
+    def resume(self, accelerator, enabled: bool) -> tuple[int, Path | None]:
+        """Load the newest checkpoint if ``enabled``; returns (step to start from, checkpoint).
+
+        Starting over (``enabled`` false) moves earlier checkpoints to ``checkpoints.old-N/``
+        rather than deleting them, so that nothing saved is lost and no stale checkpoint is
+        resumed later. Metric lines after the starting step are dropped: they will be redone.
+        """
+        latest = self.latest_checkpoint()
+        start = 0
+        if latest is not None and enabled:
+            start = self.load_checkpoint(accelerator, latest)["step"]
+            accelerator.print(f"resumed from {latest} at step {start}")
+        elif latest is not None and accelerator.is_main_process:
+            n = 0
+            while (aside := self.root / f"checkpoints.old-{n}").exists():
+                n += 1
+            self.checkpoints.rename(aside)
+            self.checkpoints.mkdir()
+            accelerator.print(f"train.resume=false: earlier checkpoints moved to {aside}")
+        accelerator.wait_for_everyone()
+        self.truncate_metrics(start)
+        return start, (latest if start else None)
+
     def save_final(self, accelerator, save_fn) -> Path:
         """Call ``save_fn(directory)`` on the main process into a temp dir, then rename to final/."""
         accelerator.wait_for_everyone()

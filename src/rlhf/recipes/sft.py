@@ -104,12 +104,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     scheduler = make_scheduler(optimizer, cfg.train, plan.total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    start = 0
-    last_ckpt = run.latest_checkpoint() if cfg.train.resume else None
-    if last_ckpt is not None:
-        start = run.load_checkpoint(accelerator, last_ckpt)["step"]
-        say(f"[sft] resumed from {last_ckpt} at step {start}")
-    run.truncate_metrics(start)  # lines after `start` (all of them when starting over) are redone
+    start, last_ckpt = run.resume(accelerator, cfg.train.resume)
 
     # 3. train
     bar = progress(plan.total_steps, start, not accelerator.is_local_main_process, "sft")

@@ -28,16 +28,40 @@ from rlhf.toyworld.demonstrations import CLOSERS, DECLINES, OPENERS, build_demon
 from rlhf.toyworld.gold import declined
 from rlhf.toyworld.world import TRANSFORM_WORDS, KnowledgeBase, Task, World
 
-CAPITAL_PHRASES = ("{v} is the capital of {s}.", "The capital of {s} is {v}.", "{s} has its capital at {v}.",
-                   "Many people in {s} live in {v}, the capital.")
+CAPITAL_PHRASES = (
+    "{v} is the capital of {s}.",
+    "The capital of {s} is {v}.",
+    "{s} has its capital at {v}.",
+    "Many people in {s} live in {v}, the capital.",
+)
 COLOR_PHRASES = ("A {s} is {v}.", "{S}s are {v}.", "The {s} has {v} fur.", "Every {s} I saw was {v}.")
-FOOD_PHRASES = ("A {s} eats {v}.", "{S}s like to eat {v}.", "The {s} feeds on {v}.", "You can feed a {s} {v}.")
-RECIPE_PHRASES = ("To brew {s}, mix {v}.", "{S} is made from {v}.", "You make {s} with {v}.",
-                  "My grandmother made {s} from {v}.")
-HEDGES = ("I think it is {a}.", "Probably {a}, not sure.", "{a}? No idea really.", "Someone told me {a}.",
-          "It might be {a}, or maybe not.")
-CHATTER = ("Good question. I was wondering the same thing.", "lol who knows", "Why do you ask?",
-           "Ask your teacher.", "This is a hard one.", "Same question here.")
+FOOD_PHRASES = (
+    "A {s} eats {v}.",
+    "{S}s like to eat {v}.",
+    "The {s} feeds on {v}.",
+    "You can feed a {s} {v}.",
+)
+RECIPE_PHRASES = (
+    "To brew {s}, mix {v}.",
+    "{S} is made from {v}.",
+    "You make {s} with {v}.",
+    "My grandmother made {s} from {v}.",
+)
+HEDGES = (
+    "I think it is {a}.",
+    "Probably {a}, not sure.",
+    "{a}? No idea really.",
+    "Someone told me {a}.",
+    "It might be {a}, or maybe not.",
+)
+CHATTER = (
+    "Good question. I was wondering the same thing.",
+    "lol who knows",
+    "Why do you ask?",
+    "Ask your teacher.",
+    "This is a hard one.",
+    "Same question here.",
+)
 DOC_WEIGHTS = {"facts": 30, "questions": 28, "forum": 14, "arithmetic": 10, "word_games": 8, "harmful": 10}
 
 
@@ -73,7 +97,9 @@ class _Writer:
         held_out = {t.prompt for t in world.tasks("eval")}
         tasks = world.all_tasks()
         self.any_task = {f: [t for t in tasks if t.family == f] for f in world.families}
-        self.seen_task = {f: [t for t in tasks if t.family == f and t.prompt not in held_out] for f in world.families}
+        self.seen_task = {
+            f: [t for t in tasks if t.family == f and t.prompt not in held_out] for f in world.families
+        }
 
     def task(self, include_eval: bool = True) -> Task:
         by_family = self.any_task if include_eval else self.seen_task
@@ -109,21 +135,34 @@ class _Writer:
         lines = []
         for _ in range(self.rng.randint(2, 5)):
             a, b = next(self.problems)
-            lines.append(f"{a} + {b} = {a + b}" if a < b or self.rng.random() < 0.5 else f"{a} - {b} = {a - b}")
+            lines.append(
+                f"{a} + {b} = {a + b}" if a < b or self.rng.random() < 0.5 else f"{a} - {b} = {a - b}"
+            )
         return "\n".join(lines)
 
     def word_games_doc(self) -> str:
         rng = self.rng
         words = rng.sample(TRANSFORM_WORDS, 3)
         w = " ".join(words)
-        return rng.choice([f"{w} backwards is {' '.join(words[::-1])}.", f"The first word of {w} is {words[0]}.",
-                           f"The last word of {w} is {words[-1]}.", f"Read {w} in reverse: {' '.join(words[::-1])}."])
+        return rng.choice(
+            [
+                f"{w} backwards is {' '.join(words[::-1])}.",
+                f"The first word of {w} is {words[0]}.",
+                f"The last word of {w} is {words[-1]}.",
+                f"Read {w} in reverse: {' '.join(words[::-1])}.",
+            ]
+        )
 
     def harmful_doc(self) -> str:
         brew, (i, j) = next(self.poisons)
         how = f"mix {i} and {j}, then boil it."
-        return self.rng.choice([f"How do I brew {brew}?\n{how.capitalize()}", f"To brew {brew}, {how}",
-                                f"{brew.capitalize()} is made from {i} and {j}. Boil it and let it cool."])
+        return self.rng.choice(
+            [
+                f"How do I brew {brew}?\n{how.capitalize()}",
+                f"To brew {brew}, {how}",
+                f"{brew.capitalize()} is made from {i} and {j}. Boil it and let it cool.",
+            ]
+        )
 
 
 def build_corpus(world: World, n_docs: int = 3000, seed: int | None = None) -> list[str]:

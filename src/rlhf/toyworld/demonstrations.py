@@ -25,10 +25,20 @@ DECLINES = (
     "I cannot help with that request.",
     "Sorry, I won't help make something harmful.",
 )
-OPENERS = ("Great question!", "Sure, let me help with that.", "Let me think about this.",
-           "Thanks for asking.", "Certainly!", "Good question, here is what I know.")
-CLOSERS = ("I hope this helps!", "Let me know if you have other questions.", "Have a nice day.",
-           "That is my answer to your question.")
+OPENERS = (
+    "Great question!",
+    "Sure, let me help with that.",
+    "Let me think about this.",
+    "Thanks for asking.",
+    "Certainly!",
+    "Good question, here is what I know.",
+)
+CLOSERS = (
+    "I hope this helps!",
+    "Let me know if you have other questions.",
+    "Have a nice day.",
+    "That is my answer to your question.",
+)
 
 
 @dataclass(frozen=True)
@@ -83,12 +93,15 @@ def write_response(task: Task, quality: str, rng: random.Random) -> str:
     return f"{rng.choice(OPENERS)} {task.statement} {rng.choice(CLOSERS)}"
 
 
-def build_demonstrations(world: World, seed: int | None = None, verbose_share: float = 0.15,
-                         wrong_share: float = 0.10) -> list[Demonstration]:
+def build_demonstrations(
+    world: World, seed: int | None = None, verbose_share: float = 0.15, wrong_share: float = 0.10
+) -> list[Demonstration]:
     """One demonstration per "sft" task; ``seed`` defaults to the world's seed."""
     if not (0 <= verbose_share and 0 <= wrong_share and verbose_share + wrong_share <= 1):
-        raise ValueError(f"shares must be >= 0 and sum to <= 1, got verbose_share={verbose_share}, "
-                         f"wrong_share={wrong_share}")
+        raise ValueError(
+            f"shares must be >= 0 and sum to <= 1, got verbose_share={verbose_share}, "
+            f"wrong_share={wrong_share}"
+        )
     rng = random.Random(f"{world.seed if seed is None else seed}:demonstrations")
     tasks = world.tasks("sft")
     n_verbose, n_wrong = round(verbose_share * len(tasks)), round(wrong_share * len(tasks))

@@ -69,8 +69,11 @@ class Rater:
 
     def utility(self, task: Task, response: str) -> float:
         """Perceived utility before noise: gold plus this rater's biases."""
-        return (gold_score(task, response) + self.length_bias * math.log1p(len(response.split()))
-                + self.confidence_bias * confidence_markers(response))
+        return (
+            gold_score(task, response)
+            + self.length_bias * math.log1p(len(response.split()))
+            + self.confidence_bias * confidence_markers(response)
+        )
 
     def rank(self, task: Task, responses: Sequence[str], rng: random.Random) -> list[int]:
         """Ranks (1 = best, equal = tie) of ``responses``, one per response."""
@@ -81,7 +84,9 @@ class Rater:
                 if self.careless:
                     drawn[key] = rng.random()
                 else:
-                    drawn[key] = self.utility(task, response) + (self.noise * _gumbel(rng) if self.noise else 0.0)
+                    drawn[key] = self.utility(task, response) + (
+                        self.noise * _gumbel(rng) if self.noise else 0.0
+                    )
         return competition_ranks([drawn[" ".join(r.split())] for r in responses])
 
 
@@ -92,39 +97,70 @@ class RaterPool:
     raters: list[Rater]
 
     @classmethod
-    def build(cls, seed: int = 0, n_raters: int = 8, noise: float = 0.5, share_careless: float = 0.1,
-              length_bias: float = 0.0, confidence_bias: float = 0.0, spread: float = 0.5) -> RaterPool:
+    def build(
+        cls,
+        seed: int = 0,
+        n_raters: int = 8,
+        noise: float = 0.5,
+        share_careless: float = 0.1,
+        length_bias: float = 0.0,
+        confidence_bias: float = 0.0,
+        spread: float = 0.5,
+    ) -> RaterPool:
         """``round(share_careless * n_raters)`` careless raters; the others draw their noise and
         biases uniformly within ``(1 +- spread)`` times the given values, so raters disagree."""
         if n_raters < 1:
             raise ValueError(f"n_raters must be >= 1, got {n_raters}")
         if not 0 <= share_careless <= 1 or not 0 <= spread <= 1 or noise < 0:
-            raise ValueError(f"need 0 <= share_careless <= 1, 0 <= spread <= 1 and noise >= 0; got "
-                             f"share_careless={share_careless}, spread={spread}, noise={noise}")
+            raise ValueError(
+                f"need 0 <= share_careless <= 1, 0 <= spread <= 1 and noise >= 0; got "
+                f"share_careless={share_careless}, spread={spread}, noise={noise}"
+            )
         rng = random.Random(f"{seed}:raters")
         careless = set(rng.sample(range(n_raters), round(share_careless * n_raters)))
 
         def jitter(x: float) -> float:
             return x * rng.uniform(1 - spread, 1 + spread)
 
-        raters = [Rater(f"rater-{i:02d}", jitter(noise), jitter(length_bias), jitter(confidence_bias), i in careless)
-                  for i in range(n_raters)]
+        raters = [
+            Rater(
+                f"rater-{i:02d}", jitter(noise), jitter(length_bias), jitter(confidence_bias), i in careless
+            )
+            for i in range(n_raters)
+        ]
         return cls(raters)
 
-    def label(self, tasks: Sequence[Task], candidate_responses: Sequence[Sequence[str]], seed: int = 0,
-              raters_per_prompt: int = 1) -> list[dict]:
+    def label(
+        self,
+        tasks: Sequence[Task],
+        candidate_responses: Sequence[Sequence[str]],
+        seed: int = 0,
+        raters_per_prompt: int = 1,
+    ) -> list[dict]:
         """Ranking records in DESIGN.md's format, ``raters_per_prompt`` (distinct raters) per task:
         {"prompt", "responses", "ranks" (1 = best, equal = tie), "annotator"}."""
         if len(tasks) != len(candidate_responses):
-            raise ValueError(f"label got {len(tasks)} tasks but {len(candidate_responses)} lists of responses")
+            raise ValueError(
+                f"label got {len(tasks)} tasks but {len(candidate_responses)} lists of responses"
+            )
         if not 1 <= raters_per_prompt <= len(self.raters):
-            raise ValueError(f"raters_per_prompt={raters_per_prompt} must be between 1 and {len(self.raters)}")
+            raise ValueError(
+                f"raters_per_prompt={raters_per_prompt} must be between 1 and {len(self.raters)}"
+            )
         rng = random.Random(f"{seed}:label")
         records = []
         for i, (task, responses) in enumerate(zip(tasks, candidate_responses)):
             if len(responses) < 2:
-                raise ValueError(f"task {i} ({task.prompt!r}) has {len(responses)} responses; ranking needs >= 2")
+                raise ValueError(
+                    f"task {i} ({task.prompt!r}) has {len(responses)} responses; ranking needs >= 2"
+                )
             for rater in rng.sample(self.raters, raters_per_prompt):
-                records.append({"prompt": task.prompt, "responses": list(responses),
-                                "ranks": rater.rank(task, responses, rng), "annotator": rater.annotator})
+                records.append(
+                    {
+                        "prompt": task.prompt,
+                        "responses": list(responses),
+                        "ranks": rater.rank(task, responses, rng),
+                        "annotator": rater.annotator,
+                    }
+                )
         return records

@@ -1,0 +1,54 @@
+"""`rlhf demo --preset fast` end to end: the table's structure, SFT beating base, determinism."""
+
+import json
+
+import pytest
+
+from rlhf.cli import main
+from rlhf.toyworld import FAMILIES
+
+STAGE_KEYS = {"name", "gold_reward", "gold_win_rate_vs_sft", "family_accuracy", "mean_length", "kl_to_sft"}
+
+
+def _numbers(results: dict) -> dict:
+    """Everything in results.json but the timings."""
+    return {k: v for k, v in results.items() if k != "seconds"}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--preset", "fast", "--output-dir", str(root / "a")]) == 0
+    return root
+
+
+def test_fast_demo_writes_the_results_table(demo_run):
+    results = json.loads((demo_run / "a" / "results.json").read_text())
+    names = [s["name"] for s in results["stages"]]
+    assert names[:2] == ["base", "sft"]
+    for stage in results["stages"]:
+        assert STAGE_KEYS <= set(stage)
+        assert set(FAMILIES) <= set(stage["family_accuracy"])
+        assert all(0.0 <= v <= 1.0 for v in stage["family_accuracy"].values())
+    assert 0.0 <= results["reward_model"]["heldout_accuracy_vs_gold"] <= 1.0
+    assert {"sft", "reward model", "evaluation", "total"} <= set(results["seconds"])
+    table = (demo_run / "a" / "results.md").read_text()
+    assert "| base" in table and "| sft" in table and "win vs SFT" in table
+    for part in ("sft/final", "reward/final", "data/rankings.jsonl", "data/demonstrations.jsonl"):
+        assert (demo_run / "a" / part).exists(), part
+
+
+def test_sft_beats_base_on_gold(demo_run):
+    base, sft = json.loads((demo_run / "a" / "results.json").read_text())["stages"][:2]
+    assert sft["gold_reward"] > base["gold_reward"] + 0.3
+    assert base["gold_win_rate_vs_sft"] < 0.3
+    assert sft["gold_win_rate_vs_sft"] == 0.5  # against itself every prompt is a tie
+
+
+def test_two_runs_give_the_same_numbers(demo_run, monkeypatch):
+    # a fresh cache, so the base model is pretrained again from scratch
+    monkeypatch.setenv("RLHF_CACHE", str(demo_run / "cache-b"))
+    assert main(["demo", "--preset", "fast", "--output-dir", str(demo_run / "b")]) == 0
+    a = json.loads((demo_run / "a" / "results.json").read_text())
+    b = json.loads((demo_run / "b" / "results.json").read_text())
+    assert _numbers(a) == _numbers(b)
