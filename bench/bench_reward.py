@@ -7,7 +7,8 @@ C(4,2) = 6 comparisons share the 4 scored sequences. Steps after a warmup are ti
 recipe's ``callbacks`` hook, so collation, the Bradley-Terry loss, clipping, the optimizer and
 logging are in the time; loading, tokenizing, the reward statistics and the final save are not.
 
-Achieved FLOP/s = 6 x parameters x tokens / s over every scored sequence.
+Achieved FLOP/s = 6 x parameters x tokens / s over every scored sequence, counting the parameters
+that do matmul work (no LM head, no embedding lookups: common.flop_params).
 
     .venv/bin/python bench/bench_reward.py [--quick]
 """
@@ -26,6 +27,8 @@ from common import (
     RESPONSE_TOKENS,
     checkpoint,
     configure,
+    flop_params,
+    last_metric,
     machine_info,
     matmul_rates,
     measure_quietly,
@@ -35,7 +38,6 @@ from common import (
     run_timed,
     set_threads,
     table,
-    wait_for_quiet,
     write_jsonl,
     write_results,
 )
@@ -86,6 +88,7 @@ def bench_row(size: str, precision: str, k: int, warmup: int, steps: int, work: 
     return {
         "size": size,
         "params": n_params(model),
+        "flop_params": flop_params(model, lm_head=False),
         "precision": precision,
         "K": k,
         "steps": timer.steps,
@@ -98,6 +101,9 @@ def bench_row(size: str, precision: str, k: int, warmup: int, steps: int, work: 
         "sequences_per_s": records_per_s * k,
         "tokens_per_s": records_per_s * k * (PROMPT_TOKENS + RESPONSE_TOKENS),
         "other_load": timer.other_load,
+        # the recipe's own figure, last metrics.jsonl line: counted from before step 1, so it
+        # includes the first (slow) steps
+        "recipe_pairs_per_s": last_metric(Path(cfg.train.output_dir), "pairs_per_s"),
     }
 
 
@@ -120,8 +126,7 @@ def main() -> None:
     threads = set_threads(args.threads)
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
-    wait_for_quiet(args.wait_quiet)
-    rates = matmul_rates(args.quick)
+    rates = matmul_rates(args.quick, args.wait_quiet)
     print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
 
     rows = []
@@ -136,7 +141,7 @@ def main() -> None:
                 args.wait_quiet, bench_row, size, precision, k, warmup, steps, Path(tmp), args.verbose
             )
             ceiling = peak(rates, PRECISIONS[precision][2])
-            row["flops_per_s"] = 6 * row["params"] * row["tokens_per_s"]
+            row["flops_per_s"] = 6 * row["flop_params"] * row["tokens_per_s"]
             row["matmul_flops_per_s"] = ceiling
             row["mfu"] = row["flops_per_s"] / ceiling
             if precision == "fp32" and k == 2:
@@ -186,7 +191,7 @@ def main() -> None:
                 "response_tokens": RESPONSE_TOKENS,
                 "steps": "per row in rows[].steps, after the warmup of STEPS in the script",
                 "pairs": "comparisons: C(K,2) per record",
-                "flops": "6 x params x tokens over every scored sequence",
+                "flops": "6 x flop_params x tokens over every scored sequence; flop_params: params less the embeddings (no LM head in a reward model), plus the score head",
                 "records_per_s": "batch / median step time; pairs_per_s_mean: over the total time",
                 "other_load": "mean cores used by other processes during the timed steps",
                 "peer": "pairs/s of a widely used peer library on this machine, fp32, batch 16 pairs",

@@ -6,7 +6,8 @@ warmup with the recipe's ``callbacks`` hook, so collation, loss, clipping, the o
 scheduler and logging are all in the time; loading, tokenizing and the final save are not.
 
 Achieved FLOP/s = 6 x parameters x tokens / s (every position of the sequence goes through the
-model, prompt included), shown against the measured matmul rate of the same dtype.
+model, prompt included; parameters that do matmul work: common.flop_params), shown against the
+measured matmul rate of the same dtype.
 
     .venv/bin/python bench/bench_sft.py [--quick]
 """
@@ -25,6 +26,8 @@ from common import (
     checkpoint,
     configure,
     demonstrations,
+    flop_params,
+    last_metric,
     machine_info,
     matmul_rates,
     measure_quietly,
@@ -33,7 +36,6 @@ from common import (
     run_timed,
     set_threads,
     table,
-    wait_for_quiet,
     write_jsonl,
     write_results,
 )
@@ -73,6 +75,7 @@ def bench_row(size: str, precision: str, warmup: int, steps: int, work: Path, ve
     return {
         "size": size,
         "params": n_params(model),
+        "flop_params": flop_params(model, lm_head=True),
         "precision": precision,
         "steps": timer.steps,
         "step_ms": 1e3 * statistics.median(times),
@@ -83,6 +86,9 @@ def bench_row(size: str, precision: str, warmup: int, steps: int, work: Path, ve
         "tokens_per_s": samples_per_s * (PROMPT_TOKENS + RESPONSE_TOKENS),
         "response_tokens_per_s": samples_per_s * RESPONSE_TOKENS,
         "other_load": timer.other_load,
+        # the recipe's own figure, last metrics.jsonl line: counted from before step 1, so it
+        # includes the first (slow) steps and only response (loss) tokens
+        "recipe_tokens_per_s": last_metric(Path(cfg.train.output_dir), "tokens_per_s"),
     }
 
 
@@ -108,8 +114,7 @@ def main() -> None:
     threads = set_threads(args.threads)
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
-    wait_for_quiet(args.wait_quiet)
-    rates = matmul_rates(args.quick)
+    rates = matmul_rates(args.quick, args.wait_quiet)
     print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
 
     rows = []
@@ -120,7 +125,7 @@ def main() -> None:
                     args.wait_quiet, bench_row, size, precision, warmup, steps, Path(tmp), args.verbose
                 )
                 ceiling = peak(rates, PRECISIONS[precision][2])
-                row["flops_per_s"] = 6 * row["params"] * row["tokens_per_s"]
+                row["flops_per_s"] = 6 * row["flop_params"] * row["tokens_per_s"]
                 row["matmul_flops_per_s"] = ceiling
                 row["mfu"] = row["flops_per_s"] / ceiling
                 if precision == "fp32":
@@ -168,7 +173,7 @@ def main() -> None:
                 "response_tokens": RESPONSE_TOKENS,
                 "warmup_steps": warmup,
                 "timed_steps": steps,
-                "flops": "6 x params x tokens (all positions)",
+                "flops": "6 x flop_params x tokens (all positions); flop_params: params less the position embeddings (the tied token embedding is the LM head matmul)",
                 "samples_per_s": "batch / median step time; samples_per_s_mean: timed steps / total time",
                 "other_load": "mean cores used by other processes during the timed steps",
                 "peer": "samples/s of a widely used peer library on this machine, fp32, batch 16",

@@ -109,13 +109,23 @@ def matmul_rate(m: int, k: int, n: int, dtype: torch.dtype, repeats: int = 5) ->
     return 2 * m * k * n / best
 
 
-def matmul_rates(quick: bool = False) -> dict[str, float]:
-    """Square matmuls (the ceiling) and one model-shaped one: 1024 tokens x d=256 -> 4d (MLP up)."""
+def matmul_rates(quick: bool = False, wait_s: float = 0) -> dict[str, float]:
+    """Square matmuls (the ceiling) and one model-shaped one: 1024 tokens x d=256 -> 4d (MLP up).
+
+    With ``wait_s`` > 0, each is measured when the machine is idle and again if a neighbour
+    took a core meanwhile (a busy machine halves a 2-thread matmul)."""
     shapes = {"1024^3": (1024, 1024, 1024), "2048^3": (2048, 2048, 2048), "1024x256x1024": (1024, 256, 1024)}
     out = {}
     for name, (m, k, n) in shapes.items():
         for dtype, tag in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
-            out[f"{tag} {name}"] = matmul_rate(m, k, n, dtype, repeats=2 if quick else 5)
+            for _ in range(3):
+                wait_for_quiet(wait_s)
+                busy0, own0, t0 = busy_cpu_seconds(), time.process_time(), time.perf_counter()
+                out[f"{tag} {name}"] = matmul_rate(m, k, n, dtype, repeats=2 if quick else 5)
+                wall = time.perf_counter() - t0
+                other = max(0.0, busy_cpu_seconds() - busy0 - (time.process_time() - own0)) / wall
+                if wait_s <= 0 or other <= BUSY:
+                    break
     return out
 
 
@@ -206,6 +216,20 @@ def n_params(directory: Path) -> int:
 
     with safe_open(str(directory / "model.safetensors"), "pt") as f:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+
+
+def flop_params(directory: Path, lm_head: bool) -> int:
+    """Parameters that do matmul work per token, for FLOPs = 6 x this x tokens.
+
+    Position embeddings are a lookup, never a matmul. The token embedding is a lookup too; with
+    tied weights it is also the LM head (a V x d matmul), so it counts for a causal LM
+    (``lm_head``) and not for a reward model, whose head is a d -> 1 score. Attention's own
+    T x T products (about 2% here at T = 64) are left out, as in the usual 6ND estimate.
+    """
+    cfg = json.loads((directory / "config.json").read_text())
+    d, vocab, positions = cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
+    n = n_params(directory) - positions * d
+    return n if lm_head else n - vocab * d + d
 
 
 # ---------------------------------------------------------------- timing
@@ -321,6 +345,14 @@ def configure(cfg: Any, model: Path, data: Path, out: Path, steps: int, batch: i
 
 
 # ---------------------------------------------------------------- output
+
+
+def last_metric(run_dir: Path, key: str) -> float | None:
+    """``key`` of the last metrics.jsonl line of a run directory that has it."""
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    values = [rec[key] for rec in map(json.loads, lines) if key in rec]
+    return values[-1] if values else None
 
 
 def si(x: float, unit: str = "") -> str:

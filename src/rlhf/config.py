@@ -86,7 +86,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return None
         raise ConfigError(f"{key}: expected null, got {value!r}")
     if origin is Literal:
-        if value in get_args(tp):
+        if isinstance(value, bool):  # YAML 1.1 reads a bare `no` / `yes` as a boolean
+            value = {False: "no", True: "yes"}[value] if {"no", "yes"} & set(get_args(tp)) else value
+        if value in get_args(tp) and type(value) is type(next(a for a in get_args(tp) if a == value)):
             return value
         raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
     if origin is list:

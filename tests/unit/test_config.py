@@ -282,3 +282,12 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 def test_malformed_override(item):
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config(sft.Config, None, [item])
+
+
+def test_yaml_bare_no_is_read_as_the_string_choice(tmp_path):
+    from rlhf.recipes import sft
+
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  mixed_precision: no\n")
+    assert load_config(sft.Config, path).train.mixed_precision == "no"
+    assert load_config(sft.Config, None, ["train.mixed_precision=no"]).train.mixed_precision == "no"

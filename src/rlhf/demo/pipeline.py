@@ -91,6 +91,7 @@ def pretrain_base(root: Path, world: World, preset: Preset, seed: int) -> Path:
             "train.lr": preset.pretrain_lr,
             "train.warmup_steps": preset.pretrain_steps // 20,
             "train.seed": seed,
+            "train.mixed_precision": preset.mixed_precision,
             "train.log_every": 50,
         },
     )
@@ -120,11 +121,12 @@ def sample_and_rank(root: Path, world: World, policy_dir: Path, preset: Preset, 
     return _write_jsonl(root / "data" / "rankings.jsonl", records)
 
 
-def run_demo(output_dir: str, preset_name: str = "default", seed: int = 0) -> dict[str, Any]:
+def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int = 0) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(seed)
-    preset = PRESETS[preset_name]
+    preset = preset_name if isinstance(preset_name, Preset) else PRESETS[preset_name]
+    preset_name = "custom" if isinstance(preset_name, Preset) else preset_name
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -160,6 +162,7 @@ def run_demo(output_dir: str, preset_name: str = "default", seed: int = 0) -> di
             "train.batch_size": preset.batch_size,
             "train.lr": preset.sft_lr,
             "train.seed": seed,
+            "train.mixed_precision": preset.mixed_precision,
             "train.log_every": 20,
         },
     )
@@ -183,6 +186,7 @@ def run_demo(output_dir: str, preset_name: str = "default", seed: int = 0) -> di
             "train.batch_size": preset.batch_size,
             "train.lr": preset.reward_lr,
             "train.seed": seed,
+            "train.mixed_precision": preset.mixed_precision,
             "train.log_every": 20,
         },
     )

@@ -23,6 +23,7 @@ CHAT_TEMPLATE = (
 SIZES = {
     "nano": (32, 2, 2),  # ~0.1M, for unit tests
     "1m": (128, 4, 4),  # ~1.1M
+    "3m": (192, 6, 6),  # ~3M
     "10m": (256, 12, 8),  # ~10M
 }
 ARCHS = ("gpt2", "llama", "qwen2")
