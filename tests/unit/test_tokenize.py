@@ -210,4 +210,4 @@ def test_tokenize_groups_shares_the_prompt_and_fits_the_longest_response():
             "weight": 1.0,
         },
     ]
-    assert (stats.records, stats.truncated, stats.dropped) == (4, 1, 2)
+    assert (stats.records, stats.truncated, stats.dropped, stats.all_tied) == (4, 1, 1, 1)

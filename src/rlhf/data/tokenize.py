@@ -30,11 +30,12 @@ class TruncationStats:
     """records whose prompt was cut from the left"""
     dropped: int = 0
     """records whose response alone did not fit in max_length"""
+    all_tied: int = 0
+    """rankings dropped because every response tied (no comparison to learn from)"""
 
     def summary(self) -> str:
-        return (
-            f"{self.records} records, {self.truncated} prompts truncated, {self.dropped} dropped as too long"
-        )
+        tied = f", {self.all_tied} all-tied rankings dropped" if self.all_tied else ""
+        return f"{self.records} records, {self.truncated} prompts truncated, {self.dropped} dropped as too long{tied}"
 
 
 def render_prompt(tokenizer, prompt: Prompt) -> str:
@@ -104,7 +105,7 @@ def tokenize_groups(
     groups, tokenizer, max_length: int, max_prompt_length: int = 0
 ) -> tuple[list[dict], TruncationStats]:
     """PreferenceGroups -> dicts for ``collate_groups``; groups without comparisons are dropped
-    (counted in ``dropped``: an all-tied ranking carries no Bradley-Terry signal)."""
+    (counted in ``all_tied``: an all-tied ranking carries no Bradley-Terry signal)."""
     stats = TruncationStats()
     out = []
     for g in groups:
@@ -115,7 +116,7 @@ def tokenize_groups(
         if prompt is None:
             continue
         if not g.better:
-            stats.dropped += 1
+            stats.all_tied += 1
             continue
         out.append(
             {
