@@ -117,7 +117,9 @@ def sample_and_rank(root: Path, world: World, policy_dir: Path, preset: Preset, 
         root / "data" / "candidates.jsonl",
         [{"prompt": t.prompt, "responses": c} for t, c in zip(tasks, candidates)],
     )
-    records = RaterPool.build(seed=seed).label(tasks, candidates, seed=seed)
+    records = RaterPool.build(seed=seed).label(
+        tasks, candidates, seed=seed, raters_per_prompt=preset.raters_per_prompt
+    )
     return _write_jsonl(root / "data" / "rankings.jsonl", records)
 
 
@@ -182,7 +184,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             "data.train": rankings,
             "data.max_length": preset.max_length,
             "train.output_dir": root / "reward",
-            "train.max_steps": preset.reward_steps,
+            "train.epochs": preset.reward_epochs,
             "train.batch_size": preset.batch_size,
             "train.lr": preset.reward_lr,
             "train.seed": seed,

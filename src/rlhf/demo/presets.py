@@ -24,7 +24,10 @@ class Preset:
     sft_lr: float = 1e-3
     k: int = 4
     """responses per rating prompt"""
-    reward_steps: int = 150
+    raters_per_prompt: int = 5
+    """distinct simulated raters ranking each prompt's K responses (labeling overlap)"""
+    reward_epochs: float = 1.0
+    """passes over the rankings; more overfits (InstructGPT trains one)"""
     reward_lr: float = 3e-4
     batch_size: int = 16
     max_new_tokens: int = 24
@@ -41,7 +44,6 @@ PRESETS = {
         mixed_precision="bf16",
         pretrain_steps=1000,
         sft_steps=150,
-        reward_steps=75,  # two epochs over 600 rankings: more overfits (InstructGPT trains one)
     ),
     # ~1M-parameter base model: about a minute; what the tests run
     "fast": Preset(
@@ -49,7 +51,7 @@ PRESETS = {
         model_size="1m",
         pretrain_steps=250,
         sft_steps=80,
-        reward_steps=60,
+        raters_per_prompt=3,
         kl_samples=1,
     ),
 }
