@@ -114,7 +114,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per row")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the core count)")
     ap.add_argument("--sizes", nargs="+", default=["1m", "10m"], choices=["1m", "10m"])
+    ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    ap.add_argument("--ks", nargs="+", type=int, default=[2, 4], help="which K rows to run")
     ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
+    ap.add_argument(
+        "--update", action="store_true", help="replace only the rows measured now in the results file"
+    )
     ap.add_argument(
         "--wait-quiet",
         type=float,
@@ -132,7 +137,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-reward-") as tmp:
         for size, precision, k in ROWS:
-            if size not in args.sizes:
+            if size not in args.sizes or precision not in args.precisions or k not in args.ks:
                 continue
             warmup, steps = QUICK_STEPS if args.quick else STEPS[size]
             warmup = args.warmup if args.warmup is not None else warmup
@@ -147,6 +152,7 @@ def main() -> None:
             if precision == "fp32" and k == 2:
                 row["peer_pairs_per_s"] = PEER[size]
                 row["vs_peer"] = row["pairs_per_s"] / PEER[size]
+            row["date"] = machine_info()["date"]
             rows.append(row)
             print(
                 f"  {size} {precision} K={k}: {row['pairs_per_s']:.1f} pairs/s, "
@@ -198,6 +204,7 @@ def main() -> None:
             },
             "rows": rows,
         },
+        update=["size", "precision", "K"] if args.update else None,
     )
     print(f"\nwrote {path}")
 

@@ -102,6 +102,9 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
     ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
     ap.add_argument(
+        "--update", action="store_true", help="replace only the rows measured now in the results file"
+    )
+    ap.add_argument(
         "--wait-quiet",
         type=float,
         default=0,
@@ -131,6 +134,7 @@ def main() -> None:
                 if precision == "fp32":
                     row["peer_samples_per_s"] = PEER[size]
                     row["vs_peer"] = row["samples_per_s"] / PEER[size]
+                row["date"] = machine_info()["date"]
                 rows.append(row)
                 print(
                     f"  {size} {precision}: {row['samples_per_s']:.1f} samples/s, "
@@ -180,6 +184,7 @@ def main() -> None:
             },
             "rows": rows,
         },
+        update=["size", "precision"] if args.update else None,
     )
     print(f"\nwrote {path}")
 

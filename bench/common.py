@@ -378,8 +378,22 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_results(name: str, payload: dict[str, Any]) -> Path:
+def write_results(name: str, payload: dict[str, Any], update: list[str] | None = None) -> Path:
+    """Write ``payload`` to bench/results/<name>.json.
+
+    With ``update`` (the row fields that name a row, e.g. ["size", "precision"]), only this
+    run's rows replace those of the file (others are kept): to re-measure a row that a busy
+    machine spoilt without re-running the rest.
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
+    if update and path.is_file():
+        old = json.loads(path.read_text())
+        new_rows = {tuple(r.get(k) for k in update): r for r in payload["rows"]}
+        keys = [list(k) for k in new_rows]
+        rows = [new_rows.pop(tuple(r.get(k) for k in update), r) for r in old["rows"]]
+        old["rows"] = rows + list(new_rows.values())
+        old.setdefault("updates", []).append({"date": payload["machine"]["date"], "rows": keys})
+        payload = old
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

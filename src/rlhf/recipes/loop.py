@@ -133,3 +133,27 @@ def progress(total: int, initial: int, disable: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True)
+
+
+def optimizer_step(
+    accelerator, model, optimizer, scheduler, cfg: TrainConfig, step: int, loss: float, last_checkpoint
+) -> float:
+    """Clip, then step the optimizer and schedule, after the gradients of one global batch.
+
+    A non-finite loss or gradient norm raises TrainingError *before* the weights change.
+    Returns the gradient norm before clipping.
+    """
+    check_finite(loss, step, "training loss", last_checkpoint)
+    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf")))
+    check_finite(grad_norm, step, "gradient norm", last_checkpoint)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+def maybe_checkpoint(run, accelerator, plan: BatchPlan, cfg: TrainConfig, done: int):
+    """Save a checkpoint after step ``done`` if one is due (never after the last step: final/ is)."""
+    if cfg.save_every and done % cfg.save_every == 0 and done < plan.total_steps:
+        return run.save_checkpoint(accelerator, done, {"epoch": plan.epoch_of(done)}, cfg.keep_checkpoints)
+    return None

@@ -22,10 +22,11 @@ from rlhf.losses.sft import masked_nll
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, save_pretrained
 from rlhf.recipes.loop import (
     BatchPlan,
-    check_finite,
     make_accelerator,
     make_optimizer,
     make_scheduler,
+    maybe_checkpoint,
+    optimizer_step,
     progress,
 )
 from rlhf.recipes.run_dir import RunDir
@@ -132,12 +133,9 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                 accelerator.backward(nll * scale)
             loss_sum += nll.detach()
         loss = (accelerator.reduce(loss_sum, "sum") / n_global).item()
-        check_finite(loss, step + 1, "training loss", last_ckpt)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm or float("inf"))
-        check_finite(float(grad_norm), step + 1, "gradient norm", last_ckpt)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = optimizer_step(
+            accelerator, model, optimizer, scheduler, cfg.train, step + 1, loss, last_ckpt
+        )
         tokens_seen += int(n_global.item())
         done = step + 1
         bar.update(1)
@@ -158,10 +156,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                     evaluate(model, accelerator, eval_examples, tokenizer.pad_token_id, cfg.train.batch_size)
                 )
             run.log(record)
-        if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
-            last_ckpt = run.save_checkpoint(
-                accelerator, done, {"epoch": plan.epoch_of(done)}, cfg.train.keep_checkpoints
-            )
+        last_ckpt = maybe_checkpoint(run, accelerator, plan, cfg.train, done) or last_ckpt
         for cb in callbacks or []:
             cb(done)
     bar.close()
