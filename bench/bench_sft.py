@@ -88,7 +88,7 @@ def bench_row(size: str, precision: str, warmup: int, steps: int, work: Path, ve
         "other_load": timer.other_load,
         # the recipe's own figure, last metrics.jsonl line: counted from before step 1, so it
         # includes the first (slow) steps and only response (loss) tokens
-        "recipe_tokens_per_s": last_metric(Path(cfg.train.output_dir), "tokens_per_s"),
+        "recipe_tokens_per_s": last_metric(Path(cfg.train.output_dir), "response_tokens_per_s"),
     }
 
 

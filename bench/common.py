@@ -152,19 +152,24 @@ def corpus(lexicon: list[str], n_lines: int, rng: random.Random) -> list[str]:
 
 
 def checkpoint(size: str) -> tuple[Path, list[str]]:
-    """A tiny GPT-2 of ``size`` with a 2048-token BPE tokenizer, cached under bench/.cache.
+    """A tiny GPT-2 of ``size`` with a 2048-token BPE tokenizer, cached under bench/.cache (keyed
+    by the source of rlhf.models.tiny, so a change there builds a fresh one).
 
     Returns the checkpoint directory and the words that are exactly one token after a space.
     """
+    import hashlib
+    import inspect
+
     from transformers import AutoTokenizer
 
-    from rlhf.models.tiny import make_tiny_checkpoint
+    from rlhf.models import tiny
 
-    directory = CACHE / f"gpt2-{size}-v{VOCAB}"
+    version = hashlib.sha256(inspect.getsource(tiny).encode()).hexdigest()[:8]
+    directory = CACHE / f"gpt2-{size}-v{VOCAB}-{version}"
     rng = random.Random(0)
     lexicon = words(4000, rng)
     if not (directory / "config.json").is_file():
-        make_tiny_checkpoint(directory, corpus(lexicon, 20000, rng), "gpt2", size, vocab_size=VOCAB)
+        tiny.make_tiny_checkpoint(directory, corpus(lexicon, 20000, rng), "gpt2", size, vocab_size=VOCAB)
     tok = AutoTokenizer.from_pretrained(str(directory))
     single = [w for w in lexicon if len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1]
     if len(single) < 100:

@@ -23,6 +23,9 @@ class ModelConfig:
     """dropout on the LoRA branch"""
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     """module names LoRA adapts; 'all-linear' adapts every linear layer but the output head"""
+    attn_implementation: Literal["auto", "sdpa", "eager"] = "auto"
+    """attention kernel (transformers' attn_implementation); auto is transformers' default (sdpa).
+    On CPU in bf16, eager is faster for small heads and short sequences (bench/)"""
     trust_remote_code: bool = False
     """allow model code shipped with the checkpoint (only for checkpoints you trust)"""
 

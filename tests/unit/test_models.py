@@ -316,3 +316,13 @@ def test_loaders_check_the_path_first(tmp_path):
         load_policy(ModelConfig(path=str(tmp_path / "missing")), tokenizer=None)
     with pytest.raises(ModelError, match="is not set"):
         load_scalar_model(ModelConfig(), tokenizer=None)
+
+
+def test_attn_implementation_is_passed_to_transformers_and_gives_the_same_logits(checkpoints):
+    path = checkpoints["gpt2"]
+    tok = load_tokenizer(str(path))
+    eager = load_policy(ModelConfig(path=str(path), attn_implementation="eager"), tok).eval()
+    sdpa = load_policy(ModelConfig(path=str(path), attn_implementation="sdpa"), tok).eval()
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    ids = torch.tensor(ids_of(tok, "the cat sat on a mat"))
+    assert_close(eager(ids).logits, sdpa(ids).logits, rtol=1e-4, atol=1e-4)

@@ -92,6 +92,7 @@ def pretrain_base(root: Path, world: World, preset: Preset, seed: int) -> Path:
             "train.warmup_steps": preset.pretrain_steps // 20,
             "train.seed": seed,
             "train.mixed_precision": preset.mixed_precision,
+            "model.attn_implementation": preset.attn_implementation,
             "train.log_every": 50,
         },
     )
@@ -165,6 +166,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             "train.lr": preset.sft_lr,
             "train.seed": seed,
             "train.mixed_precision": preset.mixed_precision,
+            "model.attn_implementation": preset.attn_implementation,
             "train.log_every": 20,
         },
     )
@@ -189,6 +191,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             "train.lr": preset.reward_lr,
             "train.seed": seed,
             "train.mixed_precision": preset.mixed_precision,
+            "model.attn_implementation": preset.attn_implementation,
             "train.log_every": 20,
         },
     )

@@ -15,6 +15,8 @@ class Preset:
     """rlhf.models.tiny size of the base model"""
     mixed_precision: str = "no"
     """train.mixed_precision of every training stage (bf16 is faster where the CPU supports it)"""
+    attn_implementation: str = "eager"
+    """model.attn_implementation of every stage; eager beats sdpa for these small heads (bench/)"""
     max_length: int = 96
     """tokens per training row"""
     pretrain_steps: int = 600

@@ -89,13 +89,22 @@ def _apply_lora(model, cfg: ModelConfig, task_type: str):
     return get_peft_model(model, lora)
 
 
+def _attn_kwargs(cfg: ModelConfig) -> dict:
+    return {} if cfg.attn_implementation == "auto" else {"attn_implementation": cfg.attn_implementation}
+
+
 def load_policy(cfg: ModelConfig, tokenizer, what: str = "model.path"):
     """A causal LM from ``cfg.path`` in ``cfg.dtype``, fitted to ``tokenizer``, with LoRA if asked."""
     from transformers import AutoModelForCausalLM
 
     check_model_path(cfg.path, what)
     model = _from_pretrained(
-        AutoModelForCausalLM, cfg.path, what, dtype=DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code
+        AutoModelForCausalLM,
+        cfg.path,
+        what,
+        dtype=DTYPES[cfg.dtype],
+        trust_remote_code=cfg.trust_remote_code,
+        **_attn_kwargs(cfg),
     )
     _fit_to_tokenizer(model, tokenizer)
     return _apply_lora(model, cfg, "CAUSAL_LM")
@@ -121,6 +130,7 @@ def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path"):
             num_labels=1,
             dtype=DTYPES[cfg.dtype],
             trust_remote_code=cfg.trust_remote_code,
+            **_attn_kwargs(cfg),
         )
     finally:
         logging.set_verbosity(verbosity)

@@ -149,7 +149,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                 "loss": loss,
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
-                "tokens_per_s": tokens_seen / elapsed,
+                "response_tokens_per_s": tokens_seen / elapsed,
             }
             if cfg.train.eval_every and done % cfg.train.eval_every == 0 and eval_examples:
                 record.update(
