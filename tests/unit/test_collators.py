@@ -153,3 +153,9 @@ def test_groups_from_records_to_batch():
     assert_close(batch["pair_group"], torch.tensor([0, 0, 0, 1]))
     assert_close(batch["margin"], torch.tensor([0.0, 0.0, 0.0, 1.5]))
     assert_close(batch["group_weight"], torch.tensor([0.5, 2.0]))
+
+
+def test_pad_left_puts_padding_first():
+    from rlhf.data.collators import pad
+
+    assert pad([[5, 6], [7]], 0, left=True).tolist() == [[5, 6], [0, 7]]

@@ -11,12 +11,18 @@ import torch
 IGNORE = -100
 
 
-def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
-    """Right-pad integer sequences to the longest one.  Shape: (B, T)."""
+def pad(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+    """Pad integer sequences to the longest one, on the right (or the left, for generation).
+
+    Shape: (B, T)
+    """
     width = max(len(s) for s in seqs)
     out = torch.full((len(seqs), width), value, dtype=torch.long)
     for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        if left:
+            out[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        else:
+            out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
     return out
 
 

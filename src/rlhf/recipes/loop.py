@@ -8,6 +8,7 @@ a run on 2 processes sees the same global batches as one process with the same g
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ def exact_div(a: int, b: int, what: str) -> int:
     if b <= 0 or a % b:
         raise ConfigError(f"{what}: {a} is not divisible by {b}")
     return a // b
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n_records: int, seed: int, epoch: int) -> list[int]:
+    """The seeded record order of one epoch; cached, since every step of the epoch reads it."""
+    order = list(range(n_records))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
 
 
 @dataclass
@@ -59,9 +68,7 @@ class BatchPlan:
         return step * self.global_batch / self.n_records
 
     def _permutation(self, epoch: int) -> list[int]:
-        order = list(range(self.n_records))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-        return order
+        return _epoch_order(self.n_records, self.seed, epoch)
 
     def global_indices(self, step: int) -> list[int]:
         """Record indices of optimizer step ``step`` (0-based), across all processes."""

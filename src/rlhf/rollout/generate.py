@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rlhf.data.collators import pad
 from rlhf.data.records import Prompt
 from rlhf.data.tokenize import encode_prompt
 
@@ -42,16 +43,6 @@ class Generation:
     """the model ended the response with EOS (rather than hitting max_new_tokens)"""
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s) :] = 1
-    return ids, mask
-
-
 class HFGenerateEngine:
     """Sample responses with ``model.generate``; ``batch_size`` prompts x n responses at a time."""
 
@@ -72,7 +63,9 @@ class HFGenerateEngine:
         rows = [i for i in range(len(prompts)) for _ in range(params.n)]
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
-            ids, mask = _left_pad([encoded[i] for i in chunk], tok.pad_token_id)
+            seqs = [encoded[i] for i in chunk]
+            ids = pad(seqs, tok.pad_token_id, left=True)  # (B, T): every row's next token is last
+            mask = pad([[1] * len(q) for q in seqs], 0, left=True)
             sample = params.temperature > 0
             gen = model.generate(
                 input_ids=ids.to(model.device),
