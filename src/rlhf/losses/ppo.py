@@ -1,0 +1,102 @@
+"""PPO losses and diagnostics, per token, unreduced.
+
+Policy: the clipped surrogate of Schulman et al. 2017 ("Proximal Policy Optimization Algorithms",
+eq. 7), written as a loss to minimise. Value: the clipped value loss of the OpenAI baselines PPO2
+code, also used by InstructGPT / lm-human-preferences (it is not in the PPO paper).
+
+Every function returns per-token tensors and leaves reduction to the caller: the training loop
+normalises by the global count of valid tokens so gradient accumulation is exact, which a per-call
+mean over a micro-batch would break.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def policy_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip_eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO clipped surrogate loss per token (Schulman et al. 2017, eq. 7, negated).
+
+    With ratio = exp(logp - old_logp):
+
+        loss = max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps))
+
+    Args:
+        logp: log pi_theta of the sampled tokens under the current policy (carries the gradient).
+        old_logp: log pi_theta_old of the same tokens at rollout time.
+        advantages: A_t, treated as constants.
+        clip_eps: eps of the clip range.
+
+    Shape: all inputs (B, T) -> loss (B, T), clipped (B, T).
+
+    Returns (loss, clipped): loss unreduced; clipped is 1.0 where the clipped term is strictly
+    greater than the unclipped one (the gradient there is zero), else 0.0, for the clipfrac metric.
+    """
+    ratio = torch.exp(logp - old_logp)  # (B, T)
+    unclipped = -advantages * ratio
+    clipped_term = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    loss = torch.maximum(unclipped, clipped_term)
+    clipped = (clipped_term > unclipped).to(loss.dtype)
+    return loss, clipped
+
+
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss per token, as in OpenAI baselines PPO2 and InstructGPT.
+
+        v_clip = old_v + clamp(v - old_v, -eps, eps)
+        loss   = 0.5 * max((v - R)^2, (v_clip - R)^2)
+
+    The max makes the clipping pessimistic: a value moved further than eps from its rollout
+    estimate gets no gradient towards R. clip_eps <= 0 turns clipping off: 0.5 * (v - R)^2.
+
+    Shape: values, old_values, returns (B, T) -> loss (B, T), clipped (B, T).
+
+    Returns (loss, clipped): loss unreduced; clipped is 1.0 where the clipped error is strictly
+    larger than the unclipped one, else 0.0 (all zeros when clipping is off).
+    """
+    unclipped = (values - returns) ** 2
+    if clip_eps <= 0:
+        return 0.5 * unclipped, torch.zeros_like(unclipped)
+    v_clip = old_values + torch.clamp(values - old_values, -clip_eps, clip_eps)
+    clipped_err = (v_clip - returns) ** 2
+    loss = 0.5 * torch.maximum(unclipped, clipped_err)
+    return loss, (clipped_err > unclipped).to(loss.dtype)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) over the last dimension, in float32.
+
+        H = -sum_v p_v log p_v = logsumexp(z) - sum_v p_v z_v
+
+    The logsumexp form never takes log of a probability that underflowed to 0, so very peaked
+    (or -inf masked) logits stay finite; float32 because bf16 sums over a large V are too coarse.
+
+    Shape: logits (B, T, V) -> (B, T).
+
+    Returns the per-position entropy in nats.
+    """
+    z = logits.float()
+    p = torch.softmax(z, dim=-1)
+    # where p == 0 and z == -inf the product is nan; those terms contribute 0 to the entropy
+    pz = torch.where(p > 0, p * z, torch.zeros_like(z))
+    return torch.logsumexp(z, dim=-1) - pz.sum(dim=-1)
+
+
+def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(old || new), the PPO early-stopping diagnostic.
+
+    Schulman 2020, "Approximating KL divergence": with r = logp - old_logp, the log of the
+    importance ratio new / old at tokens sampled from old,
+
+        k3 = (exp(r) - 1) - r    >= 0, unbiased for KL(old || new).
+
+    Shape: logp, old_logp (B, T) -> (B, T).
+
+    Returns the unreduced estimate; the caller takes the masked mean.
+    """
+    log_ratio = logp - old_logp
+    return torch.expm1(log_ratio) - log_ratio

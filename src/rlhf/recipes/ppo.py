@@ -1,0 +1,416 @@
+"""RL against a reward: `rlhf ppo` with ``algo.name`` ppo (default), grpo or rloo.
+
+One step of the loop (``train.max_steps`` of them, or ``train.epochs`` passes over the prompts):
+
+    1. generate   train.batch_size prompts x rollout.samples_per_prompt responses (rollout engine)
+    2. score      reward model at the response's last token (EOS), or a Python reward function;
+                  normalise with the reward model's stored statistics, penalise missing EOS, clip
+    3. forwards   log-probs of the sampling policy and the reference, values of the critic
+    4. advantages ppo: per-token KL-shaped rewards (InstructGPT eq. 2) -> GAE -> whitening
+                  rloo: sequence reward minus KL -> leave-one-out baseline
+                  grpo: group-normalised scores; the KL (k3) goes into the loss instead
+    5. optimise   algo.epochs passes of algo.minibatches clipped-surrogate steps (+ value loss,
+                  + PPO-ptx NLL on demonstrations)
+    6. log        reward, KL, entropy, approx_kl, clipfrac, value loss, explained variance,
+                  lengths, missing-EOS share, time split; samples/ every rollout.samples_every
+
+Where this departs from the papers: losses are token sums divided by the minibatch's global
+token count (so micro-batching and data parallelism give one big batch's gradient exactly);
+dropout is off in every model (the policy's log-probs must not be noisy: ratios would be);
+advantage whitening uses the local process's batch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from rlhf.data.collators import collate_sft
+from rlhf.data.readers import DataError
+from rlhf.data.records import load_records
+from rlhf.data.tokenize import (
+    TruncationStats,
+    encode_prompt,
+    fit_prompt,
+    render_prompt,
+    tokenize_demonstrations,
+)
+from rlhf.losses.kl import kl_penalty
+from rlhf.losses.ppo import approx_kl, entropy_from_logits, policy_loss, value_loss
+from rlhf.losses.sft import masked_nll
+from rlhf.models.loading import load_policy, load_scalar_model, load_tokenizer, save_pretrained
+from rlhf.recipes.loop import (
+    BatchPlan,
+    make_accelerator,
+    make_optimizer,
+    make_scheduler,
+    optimizer_step,
+    progress,
+)
+from rlhf.recipes.ppo_config import Config, check
+from rlhf.recipes.run_dir import RunDir
+from rlhf.rollout.advantages import (
+    explained_variance,
+    gae,
+    group_advantages,
+    rloo_advantages,
+    whiten,
+)
+from rlhf.rollout.experience import (
+    Experience,
+    TokenValueModel,
+    pack_rollouts,
+    response_logits,
+    response_tokens,
+    response_values,
+    token_logprobs,
+)
+from rlhf.rollout.kl_control import AdaptiveKLController, FixedKLController
+from rlhf.rollout.reward_fn import call_reward_fn
+from rlhf.rollout.rewards import postprocess_scores, shape_rewards
+from rlhf.rollout.scoring import score_sequences
+
+__all__ = ["Config", "train"]
+SampleMetrics = Callable[[list[str], list[str]], dict[str, float]]
+
+
+def load_prompts(cfg: Config, tokenizer) -> tuple[list[str], list[list[int]], TruncationStats]:
+    records = load_records(cfg.data.train, "prompt", "data.train")
+    stats = TruncationStats()
+    texts, ids = [], []
+    for rec in records:
+        cut = fit_prompt(
+            encode_prompt(tokenizer, rec.prompt),
+            cfg.rollout.max_new_tokens,
+            cfg.data.max_length,
+            cfg.data.max_prompt_length,
+            stats,
+        )
+        if cut is not None:
+            texts.append(render_prompt(tokenizer, rec.prompt))
+            ids.append(cut)
+    if not ids:
+        raise DataError(
+            f"data.train: no prompt of {cfg.data.train} fits data.max_length - rollout.max_new_tokens tokens"
+        )
+    return texts, ids, stats
+
+
+def make_engine(cfg: Config, policy, tokenizer):
+    from rlhf.rollout.generate import HFGenerateEngine
+
+    if cfg.rollout.engine == "hf":
+        return HFGenerateEngine(policy, tokenizer, cfg.rollout.batch_size)
+    from rlhf.rollout.engine import KVCacheEngine
+
+    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.rollout.dtype]
+    return KVCacheEngine(policy, tokenizer, batch_size=cfg.rollout.batch_size, dtype=dtype)
+
+
+def _frozen(model):
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    size = size or n
+    return [slice(i, i + size) for i in range(0, n, size)]
+
+
+class Scorer:
+    """Sequence rewards from a reward model (re-tokenising if its vocabulary differs) or a function."""
+
+    def __init__(self, cfg: Config, tokenizer, reward_fn, device):
+        self.cfg, self.tok, self.fn = cfg, tokenizer, reward_fn
+        self.model, self.mean, self.std = None, None, None
+        if cfg.rewards.model:
+            self.rm_tok = load_tokenizer(cfg.rewards.model, "rewards.model")
+            rm_cfg = replace(cfg.model, path=cfg.rewards.model, lora_r=0)
+            self.model = _frozen(load_scalar_model(rm_cfg, self.rm_tok, "rewards.model")).to(device)
+            self.same_vocab = self.rm_tok.get_vocab() == tokenizer.get_vocab()
+            if cfg.rewards.normalize:
+                self.mean = getattr(self.model.config, "reward_mean", None)
+                self.std = getattr(self.model.config, "reward_std", None)
+                if self.mean is None or not self.std:
+                    print("[ppo] rewards.normalize: the reward model stores no reward_mean/reward_std; not normalising")
+                    self.mean = self.std = None
+
+    def __call__(self, prompt_texts, prompt_ids, gens, autocast) -> torch.Tensor:
+        """Raw scores.  Shape: (N,)"""
+        if self.fn is not None:
+            return call_reward_fn(
+                self.fn, prompt_texts, [g.text for g in gens], [g.finished for g in gens], self.cfg.rewards.function
+            )
+        if self.same_vocab:
+            p, r = prompt_ids, [g.response_ids for g in gens]
+        else:  # a reward model with its own tokenizer reads the text
+            p = [self.rm_tok(t, add_special_tokens=False)["input_ids"] for t in prompt_texts]
+            r = [self.rm_tok(g.text, add_special_tokens=False)["input_ids"] + [self.rm_tok.eos_token_id] for g in gens]
+        with autocast():
+            return score_sequences(self.model, p, r, self.rm_tok.pad_token_id, self.cfg.rollout.batch_size)
+
+
+def train(
+    cfg: Config, callbacks: list[Callable[[int], None]] | None = None, sample_metrics: SampleMetrics | None = None
+) -> Path:
+    """Run PPO/GRPO/RLOO; returns ``final/``. ``sample_metrics(prompts, completions)`` adds
+    metrics computed on each step's samples (the demo's gold reward)."""
+    reward_fn = check(cfg)  # every config error before any work
+    a, r = cfg.algo, cfg.rollout
+    accelerator = make_accelerator(cfg.train)
+    say, device, n = accelerator.print, accelerator.device, r.samples_per_prompt
+
+    # 0. data, models, optimizers
+    tokenizer = load_tokenizer(cfg.model.path)
+    prompt_texts, prompt_ids, stats = load_prompts(cfg, tokenizer)
+    say(f"[ppo] data.train: {stats.summary()}")
+    ptx = []
+    if cfg.ptx.coef > 0:
+        records = load_records(cfg.ptx.data, "demonstration", "ptx.data")
+        ptx, _ = tokenize_demonstrations(records, tokenizer, cfg.data.max_length)
+        if not ptx:
+            raise DataError(f"ptx.data: every record of {cfg.ptx.data} is longer than data.max_length")
+    run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
+    run.write_config(cfg)
+    run.write_json("data.json", {"train": vars(stats), "ptx_records": len(ptx)})
+
+    policy = load_policy(cfg.model, tokenizer).eval()
+    lora = cfg.model.lora_r > 0
+    # with LoRA the reference is the policy with its adapters switched off: no second copy
+    ref = None if lora else _frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
+    scorer = Scorer(cfg, tokenizer, reward_fn, device)
+    critic = None
+    if a.name == "ppo":
+        init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
+        body = load_scalar_model(replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}")
+        critic = TokenValueModel(body.eval())
+    plan = BatchPlan.build(len(prompt_ids), cfg.train, accelerator.num_processes)
+    opt_steps = plan.total_steps * a.epochs * a.minibatches
+    optimizer = make_optimizer(policy, cfg.train)
+    scheduler = make_scheduler(optimizer, cfg.train, opt_steps)
+    models = [policy, optimizer]
+    if critic is not None:
+        critic_train = replace(cfg.train, lr=cfg.critic.lr)
+        c_optimizer = make_optimizer(critic, critic_train)
+        c_scheduler = make_scheduler(c_optimizer, critic_train, opt_steps)
+        models += [critic, c_optimizer]
+    prepared = accelerator.prepare(*models)
+    policy, optimizer = prepared[0], prepared[1]
+    accelerator.register_for_checkpointing(scheduler)
+    if critic is not None:
+        critic, c_optimizer = prepared[2], prepared[3]
+        accelerator.register_for_checkpointing(c_scheduler)
+    start, last_ckpt = run.resume(accelerator, cfg.train.resume)
+    kl_ctl = AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target > 0 else FixedKLController(a.kl_coef)
+    if last_ckpt is not None:
+        kl_ctl.load_state_dict(json.loads((last_ckpt / "state.json").read_text())["kl_controller"])
+    unwrapped = accelerator.unwrap_model(policy)
+    engine = make_engine(cfg, unwrapped, tokenizer)
+    ptx_plan = (
+        BatchPlan(len(ptx), cfg.ptx.batch_size, 1, accelerator.num_processes, cfg.train.seed, opt_steps) if ptx else None
+    )
+
+    def reference_logits(exp: Experience) -> torch.Tensor:
+        if ref is not None:
+            return response_logits(ref, exp)
+        with unwrapped.disable_adapter():
+            return response_logits(policy, exp)
+
+    from rlhf.rollout.generate import SamplingParams
+
+    bar = progress(plan.total_steps, start, not accelerator.is_local_main_process, f"{a.name}")
+    t_start, rollouts_done = time.perf_counter(), 0
+    for step in range(start, plan.total_steps):
+        # 1. generate
+        t0 = time.perf_counter()
+        idx = plan.micro_batches(step, accelerator.process_index)[0]
+        params = SamplingParams(
+            r.max_new_tokens, r.temperature, r.top_p, r.top_k, n=n,
+            seed=cfg.train.seed * 1_000_003 + step * 997 + accelerator.process_index,
+        )
+        if r.stop:
+            params.stop = list(r.stop)
+        gens = [g for gs in engine.generate_ids([prompt_ids[i] for i in idx], params) for g in gs]
+        rows_prompt = [prompt_ids[i] for i in idx for _ in range(n)]
+        rows_text = [prompt_texts[i] for i in idx for _ in range(n)]
+        responses = [g.response_ids or [tokenizer.eos_token_id] for g in gens]
+        finished = torch.tensor([g.finished for g in gens])
+        exp = pack_rollouts(rows_prompt, responses, tokenizer.pad_token_id).to(device)
+        t1 = time.perf_counter()
+
+        # 2. score
+        raw = scorer(rows_text, rows_prompt, gens, accelerator.autocast).to(device)
+        exp.scores = postprocess_scores(
+            raw, finished.to(device), scorer.mean, scorer.std, r_clip(cfg), cfg.rewards.missing_eos_penalty or None
+        )
+
+        # 3. log-probs of the sampling policy and the reference, values (no grad, micro-batched)
+        mask = exp.response_mask
+        logp, ref_logp, values = [], [], []
+        rows = list(range(len(exp)))
+        parts = [exp.select(rows[sl]) for sl in _chunks(len(exp), a.micro_batch)] if a.micro_batch else [exp]
+        with torch.no_grad(), accelerator.autocast():
+            for part in parts:
+                R, tokens = part.response_mask.shape[1], response_tokens(part)
+                width = mask.shape[1]
+                logp.append(_pad_to(token_logprobs(response_logits(policy, part), tokens, r.temperature), width, R))
+                ref_logp.append(_pad_to(token_logprobs(reference_logits(part), tokens, r.temperature), width, R))
+                if critic is not None:
+                    values.append(_pad_to(response_values(critic, part), width, R))
+        exp.logprobs, exp.ref_logprobs = torch.cat(logp) * mask, torch.cat(ref_logp) * mask
+        kl_tok = kl_penalty(exp.logprobs, exp.ref_logprobs, "k1") * mask  # for logging: log pi - log ref
+        seq_kl = kl_tok.sum(1)  # (B,)
+
+        # 4. advantages
+        if a.name == "ppo":
+            exp.values = torch.cat(values) * mask
+            rewards, _ = shape_rewards(exp.scores, exp.logprobs, exp.ref_logprobs, mask, kl_ctl.value, a.kl_estimator)
+            adv, exp.returns = gae(rewards, exp.values, mask, a.gamma, a.lam)
+            exp.advantages = whiten(adv, mask) if a.whiten_advantages else adv
+        elif a.name == "rloo":
+            est = kl_penalty(exp.logprobs, exp.ref_logprobs, a.kl_estimator) * mask
+            seq_reward = exp.scores - kl_ctl.value * est.sum(1)
+            exp.advantages = rloo_advantages(seq_reward, n)[:, None] * mask
+        else:  # grpo
+            exp.advantages = group_advantages(exp.scores, n)[:, None] * mask
+        t2 = time.perf_counter()
+
+        # 5. optimise: epochs x minibatches of clipped-surrogate steps
+        stats_sum: dict[str, float] = {}
+        mb_size = len(exp) // a.minibatches
+        for epoch in range(a.epochs):
+            order = list(range(len(exp)))
+            random.Random(cfg.train.seed * 7919 + step * 31 + epoch).shuffle(order)
+            for m in range(a.minibatches):
+                mb = exp.select(order[m * mb_size : (m + 1) * mb_size])
+                n_tok = accelerator.reduce(mb.response_mask.sum().detach().clone(), "sum").clamp(min=1)
+                scale = accelerator.num_processes / n_tok  # undo DDP's mean over processes
+                for sl in _chunks(len(mb), a.micro_batch):
+                    part = mb.select(list(range(len(mb)))[sl]) if a.micro_batch else mb
+                    pm = part.response_mask
+                    with accelerator.autocast():
+                        logits = response_logits(policy, part)
+                        new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
+                        pl, clipped = policy_loss(new_logp, part.logprobs, part.advantages, a.clip)
+                        per_token = pl
+                        ent = entropy_from_logits(logits.detach() if not a.entropy_coef else logits)
+                        if a.entropy_coef:
+                            per_token = per_token - a.entropy_coef * ent
+                        if a.name == "grpo":
+                            per_token = per_token + kl_ctl.value * kl_penalty(new_logp, part.ref_logprobs, "k3")
+                        accelerator.backward((per_token * pm).sum() * scale)
+                    _add(stats_sum, "policy_loss", (pl * pm).sum())
+                    _add(stats_sum, "clipfrac", (clipped * pm).sum())
+                    _add(stats_sum, "approx_kl", (approx_kl(new_logp.detach(), part.logprobs) * pm).sum())
+                    _add(stats_sum, "entropy", (ent.detach() * pm).sum())
+                    if critic is not None:
+                        with accelerator.autocast():
+                            v = response_values(critic, part)
+                            vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
+                            accelerator.backward((vl * pm).sum() * scale)
+                        _add(stats_sum, "value_loss", (vl.detach() * pm).sum())
+                        _add(stats_sum, "value_clipfrac", (vclip * pm).sum())
+                    _add(stats_sum, "tokens", pm.sum())
+                opt_index = (step * a.epochs + epoch) * a.minibatches + m
+                if ptx_plan is not None:
+                    batch = collate_sft(
+                        [ptx[i] for i in ptx_plan.micro_batches(opt_index, accelerator.process_index)[0]],
+                        tokenizer.pad_token_id,
+                    )
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    with accelerator.autocast():
+                        out = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                        nll, count = masked_nll(out.logits, batch["labels"])
+                        accelerator.backward(cfg.ptx.coef * nll / count.clamp(min=1))
+                    _add(stats_sum, "ptx_loss", nll.detach() / count.clamp(min=1))
+                    _add(stats_sum, "ptx_steps", torch.ones((), device=device))
+                loss_now = float(stats_sum["policy_loss"] / stats_sum["tokens"])
+                optimizer_step(accelerator, policy, optimizer, scheduler, cfg.train, step + 1, loss_now, last_ckpt)
+                if critic is not None:
+                    optimizer_step(accelerator, critic, c_optimizer, c_scheduler, cfg.train, step + 1, loss_now, last_ckpt)
+        engine.sync_weights(unwrapped)
+        t3 = time.perf_counter()
+
+        # 6. log, adapt the KL coefficient, checkpoint
+        rollouts = accelerator.reduce(torch.tensor(float(len(exp)), device=device), "sum").item()
+        mean_kl = accelerator.reduce(seq_kl.mean(), "mean").item()
+        kl_used = kl_ctl.value
+        kl_ctl.update(mean_kl, int(rollouts))
+        rollouts_done += rollouts
+        done = step + 1
+        bar.update(1)
+        bar.set_postfix(score=f"{raw.mean().item():+.3f}", kl=f"{mean_kl:.3f}")
+        completions = [g.text for g in gens]
+        if done % cfg.train.log_every == 0 or done == plan.total_steps:
+            tok = stats_sum.pop("tokens")
+            local = {
+                "score_raw": raw.mean(),
+                "score_raw_std": raw.std() if len(raw) > 1 else torch.zeros((), device=device),
+                "score": exp.scores.mean(),
+                "kl": seq_kl.mean(),
+                "response_length": mask.sum(1).mean(),
+                "no_eos_share": (~finished).float().mean().to(device),
+                **{k: v / (a.epochs * a.minibatches) if k.startswith("ptx") else v / tok for k, v in stats_sum.items()},
+            }
+            record = {"step": done, "epoch": round(plan.epoch_of(done), 4)}
+            record.update({k: accelerator.reduce(v.float().reshape(()), "mean").item() for k, v in local.items()})
+            record.pop("ptx_steps", None)
+            if critic is not None:
+                record["explained_variance"] = explained_variance(exp.values, exp.returns, mask)
+            if sample_metrics is not None:
+                record.update(sample_metrics(rows_text, completions))
+            elapsed = time.perf_counter() - t_start
+            record.update(
+                kl_coef=kl_used,
+                lr=scheduler.get_last_lr()[0],
+                time_generate=t1 - t0,
+                time_score=t2 - t1,
+                time_train=t3 - t2,
+                rollouts_per_s=rollouts_done / elapsed,
+            )
+            run.log(record)
+        if r.samples_every and (done % r.samples_every == 0 or done == plan.total_steps):
+            write_samples(run, done, rows_text, completions, raw.tolist(), accelerator.is_main_process)
+        if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
+            last_ckpt = run.save_checkpoint(
+                accelerator,
+                done,
+                {"epoch": plan.epoch_of(done), "kl_controller": kl_ctl.state_dict()},
+                cfg.train.keep_checkpoints,
+            )
+        for cb in callbacks or []:
+            cb(done)
+    bar.close()
+    final = run.save_final(accelerator, lambda d: save_pretrained(accelerator.unwrap_model(policy), tokenizer, d))
+    say(f"[{a.name}] saved {final}")
+    return final
+
+
+def r_clip(cfg: Config) -> float | None:
+    return cfg.rewards.clip if cfg.rewards.clip > 0 else None
+
+
+def _add(acc: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
+    acc[key] = acc.get(key, 0) + value.detach().float()
+
+
+def _pad_to(x: torch.Tensor, width: int, have: int) -> torch.Tensor:
+    """Right-pad a (B, have) tensor with zeros to (B, width)."""
+    return x if have == width else torch.nn.functional.pad(x, (0, width - have))
+
+
+def write_samples(run: RunDir, step: int, prompts, completions, scores, is_main: bool) -> None:
+    if not is_main:
+        return
+    path = run.samples / f"step-{step}.jsonl"
+    with path.open("w") as fh:
+        for p, c, s in zip(prompts, completions, scores):
+            fh.write(json.dumps({"prompt": p, "response": c, "score": s}) + "\n")

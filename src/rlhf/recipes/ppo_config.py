@@ -1,0 +1,152 @@
+"""Config of `rlhf ppo` (PPO, GRPO, RLOO), and the checks that run before any model is loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rlhf.config import ConfigError
+from rlhf.models.loading import check_model_path
+from rlhf.sections import DataConfig, ModelConfig, TrainConfig
+
+
+@dataclass
+class AlgoSection:
+    name: Literal["ppo", "grpo", "rloo"] = "ppo"
+    """ppo: critic + GAE (InstructGPT); grpo: group-normalised advantages, KL in the loss
+    (DeepSeekMath); rloo: leave-one-out baseline (Ahmadian et al. 2024)"""
+    epochs: int = 1
+    """passes over each rollout batch"""
+    minibatches: int = 1
+    """optimizer steps per pass; the rollout batch (train.batch_size x samples_per_prompt) must divide"""
+    micro_batch: int = 0
+    """sequences per forward/backward inside a minibatch (0: the whole minibatch)"""
+    clip: float = 0.2
+    """policy-ratio clip range (Schulman et al. 2017, eq. 7)"""
+    value_clip: float = 0.2
+    """value-prediction clip range around the rollout's values (0: no clipping)"""
+    gamma: float = 1.0
+    """discount"""
+    lam: float = 0.95
+    """GAE lambda (Schulman et al. 2016)"""
+    whiten_advantages: bool = True
+    """normalise PPO advantages to mean 0, std 1 over the rollout batch"""
+    kl_coef: float = 0.05
+    """KL coefficient: per-token penalty in the reward (ppo, rloo) or in the loss (grpo)"""
+    kl_target: float = 0.0
+    """> 0: adapt kl_coef toward this KL per sequence (Ziegler et al. 2019); 0: fixed"""
+    kl_horizon: int = 10000
+    """adaptive controller horizon, in rollouts"""
+    kl_estimator: Literal["k1", "k2", "k3", "abs"] = "k1"
+    """estimator of the reward penalty (ppo, rloo); grpo's loss term always uses k3"""
+    entropy_coef: float = 0.0
+    """entropy bonus in the policy loss"""
+
+
+@dataclass
+class RolloutSection:
+    samples_per_prompt: int = 1
+    """responses per prompt; grpo and rloo need >= 2 (their baseline is the group)"""
+    max_new_tokens: int = 64
+    """longest response"""
+    temperature: float = 1.0
+    """sampling temperature; training log-probs use the same temperature"""
+    top_p: float = 1.0
+    """nucleus sampling mass (1: off; < 1 makes the rollouts off-policy for the loss)"""
+    top_k: int = 0
+    """sample among the k most likely tokens (0: off)"""
+    stop: list[str] = field(default_factory=list)
+    """stop strings: a response ends after the first one (besides EOS)"""
+    engine: Literal["kv_cache", "hf"] = "kv_cache"
+    """kv_cache: rlhf's engine; hf: transformers' generate (the reference)"""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """weights the engine samples with (auto: the policy's; bfloat16: a bf16 copy, synced each step)"""
+    batch_size: int = 64
+    """sequences the engine decodes at once"""
+    samples_every: int = 10
+    """steps between files of sampled responses in samples/ (0: never)"""
+
+
+@dataclass
+class RewardsSection:
+    model: str = ""
+    """reward model directory (AutoModelForSequenceClassification, num_labels=1)"""
+    function: str = ""
+    """instead of a model: 'module:function' returning one float per completion"""
+    normalize: bool = True
+    """(score - reward_mean) / reward_std with the statistics `rlhf reward` stored in the model config"""
+    clip: float = 0.0
+    """clip scores to [-clip, clip] after normalising (0: off)"""
+    missing_eos_penalty: float = 0.0
+    """subtracted from the score of responses cut at max_new_tokens"""
+
+
+@dataclass
+class CriticSection:
+    init: Literal["reward", "policy"] = "reward"
+    """ppo's value model: a copy of the reward model (InstructGPT) or the policy with a new scalar head"""
+    lr: float = 1e-5
+    """critic learning rate"""
+
+
+@dataclass
+class PtxSection:
+    data: str = ""
+    """demonstrations or pretraining text (demonstration records) for PPO-ptx; empty: off"""
+    coef: float = 0.0
+    """gamma of InstructGPT eq. 2: weight of the NLL on data in every policy step"""
+    batch_size: int = 8
+    """records per policy step"""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(max_length=1024))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(output_dir="runs/ppo", lr=1e-6, batch_size=16, log_every=1)
+    )
+    algo: AlgoSection = field(default_factory=AlgoSection)
+    rollout: RolloutSection = field(default_factory=RolloutSection)
+    rewards: RewardsSection = field(default_factory=RewardsSection)
+    critic: CriticSection = field(default_factory=CriticSection)
+    ptx: PtxSection = field(default_factory=PtxSection)
+
+
+def check(cfg: Config):
+    """Reject a config that cannot run, before any work; returns the reward callable if one is set."""
+    from rlhf.recipes.loop import exact_div
+    from rlhf.rollout.reward_fn import load_reward_fn
+
+    check_model_path(cfg.model.path)
+    if not cfg.data.train:
+        raise ConfigError("data.train: a file of prompt records is required")
+    if bool(cfg.rewards.model) == bool(cfg.rewards.function):
+        raise ConfigError(
+            "set exactly one of rewards.model (a reward model directory) and rewards.function ('module:function')"
+        )
+    fn = None
+    if cfg.rewards.model:
+        check_model_path(cfg.rewards.model, "rewards.model")
+    else:
+        fn = load_reward_fn(cfg.rewards.function)
+    a, r = cfg.algo, cfg.rollout
+    if a.name in ("grpo", "rloo") and r.samples_per_prompt < 2:
+        raise ConfigError(f"algo.name={a.name} needs rollout.samples_per_prompt >= 2 (the group is its baseline)")
+    if a.name == "ppo" and cfg.critic.init == "reward" and not cfg.rewards.model:
+        raise ConfigError("critic.init=reward needs rewards.model; with rewards.function use critic.init=policy")
+    if cfg.train.grad_accum != 1:
+        raise ConfigError("train.grad_accum must be 1 for ppo: use algo.minibatches and algo.micro_batch")
+    if a.epochs < 1 or a.minibatches < 1:
+        raise ConfigError("algo.epochs and algo.minibatches must be >= 1")
+    rollouts = cfg.train.batch_size * r.samples_per_prompt
+    mb = exact_div(rollouts, a.minibatches, "rollout batch (train.batch_size x rollout.samples_per_prompt) / algo.minibatches")
+    if a.micro_batch:
+        exact_div(mb, a.micro_batch, "minibatch size / algo.micro_batch")
+    if r.temperature <= 0:
+        raise ConfigError("rollout.temperature must be > 0: RL needs sampled responses")
+    if cfg.ptx.coef > 0 and not cfg.ptx.data:
+        raise ConfigError("ptx.coef > 0 needs ptx.data")
+    if a.kl_target < 0:
+        raise ConfigError("algo.kl_target must be >= 0")
+    return fn

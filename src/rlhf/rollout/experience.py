@@ -1,0 +1,184 @@
+"""An RL rollout batch, and the forward passes that fill it (log-probs, values).
+
+Layout: every sequence is its prompt *left*-padded to the batch's widest prompt P, then its
+response *right*-padded to the longest response R. So response token t of every row sits in
+column P + t, and the model's output at column P + t - 1 predicts it: the per-token tensors of a
+batch are plain slices ``[:, P-1 : P+R-1]``, response-aligned, with no per-row gather. Position
+ids are counted from each row's first real token, as the generation engines count them, so the
+log-probs recomputed here are those of the distribution the tokens were sampled from.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+from rlhf.data.collators import pad
+
+
+@dataclass
+class Experience:
+    """One rollout batch of B (prompt, response) rows; per-token tensors are response-aligned.
+
+    input_ids       (B, P+R)  left-padded prompt, then right-padded response
+    attention_mask  (B, P+R)
+    position_ids    (B, P+R)
+    response_mask   (B, R)    1 on response tokens (EOS included)
+    logprobs        (B, R)    log pi_old(a_t | s_t) at sampling temperature
+    ref_logprobs    (B, R)    log pi_ref(a_t | s_t)
+    values          (B, R)    V_old(s_t), or None without a critic
+    scores          (B,)      sequence reward after normalisation, clipping and penalties
+    advantages      (B, R)
+    returns         (B, R)    value targets, or None without a critic
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    response_mask: torch.Tensor
+    prompt_width: int
+    logprobs: torch.Tensor | None = None
+    ref_logprobs: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def select(self, rows: torch.Tensor | list[int]) -> Experience:
+        """The rows ``rows`` (a minibatch), trimmed to their own longest prompt and response."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v[rows] if isinstance(v, torch.Tensor) else v
+        return Experience(**out).trimmed()
+
+    def trimmed(self) -> Experience:
+        """Drop prompt columns that are padding in every row and response columns past the end."""
+        mask = self.attention_mask
+        P, R = self.prompt_width, self.response_mask.shape[1]
+        lead = int((mask[:, :P].sum(0) == 0).sum())  # left-pad columns shared by all rows
+        keep_r = int(self.response_mask.sum(1).max()) if len(self) else 0
+        if lead == 0 and keep_r == R:
+            return self
+        cols = slice(lead, P + keep_r)
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("input_ids", "attention_mask", "position_ids"):
+                v = v[:, cols]
+            elif isinstance(v, torch.Tensor) and v.dim() == 2:
+                v = v[:, :keep_r]
+            out[f.name] = v
+        out["prompt_width"] = P - lead
+        return Experience(**out)
+
+    def to(self, device) -> Experience:
+        return Experience(
+            **{
+                f.name: (getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), torch.Tensor) else getattr(self, f.name))
+                for f in fields(self)
+            }
+        )
+
+
+def pack_rollouts(prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int) -> Experience:
+    """Token lists -> an Experience with only the sequence tensors filled in."""
+    if any(len(r) == 0 for r in response_ids):
+        raise ValueError("an empty response has no tokens to train on")
+    P = max(len(p) for p in prompt_ids)
+    prompts = pad(prompt_ids, pad_id, left=True)  # (B, P)
+    prompt_mask = pad([[1] * len(p) for p in prompt_ids], 0, left=True)
+    responses = pad(response_ids, pad_id)  # (B, R)
+    response_mask = pad([[1] * len(r) for r in response_ids], 0)
+    mask = torch.cat([prompt_mask, response_mask], 1)
+    position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+    return Experience(
+        input_ids=torch.cat([prompts, responses], 1),
+        attention_mask=mask,
+        position_ids=position_ids,
+        response_mask=response_mask.float(),
+        prompt_width=P,
+    )
+
+
+def _accepts(model: nn.Module, name: str) -> bool:
+    inner = getattr(model, "module", model)  # DDP and similar wrappers
+    try:
+        return name in inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def response_logits(model: nn.Module, exp: Experience) -> torch.Tensor:
+    """The model's logits at the positions that predict each response token.  Shape: (B, R, V)"""
+    R = exp.response_mask.shape[1]
+    kwargs = {}
+    if _accepts(model, "logits_to_keep"):
+        kwargs["logits_to_keep"] = R + 1  # the LM head runs on the last R+1 columns only
+    logits = model(
+        input_ids=exp.input_ids,
+        attention_mask=exp.attention_mask,
+        position_ids=exp.position_ids,
+        **kwargs,
+    ).logits
+    T = logits.shape[1]
+    start = T - R - 1  # column P - 1 of the full sequence
+    return logits[:, start : start + R]
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / temperature) at ``tokens``, in float32.  Shape: (B, R, V), (B, R) -> (B, R)"""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def response_tokens(exp: Experience) -> torch.Tensor:
+    """The response token ids.  Shape: (B, R)"""
+    R = exp.response_mask.shape[1]
+    return exp.input_ids[:, exp.input_ids.shape[1] - R :]
+
+
+class TokenValueModel(nn.Module):
+    """Per-token values V(s_t) from a sequence-classification model (a reward model, say).
+
+    ``AutoModelForSequenceClassification`` pools its head at the last token; a critic needs the
+    head at every position, so this runs the model's transformer body and applies the same head
+    (``score``) to all hidden states. Wrapping it as one module keeps DDP's gradient hooks.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.body = getattr(inner, inner.base_model_prefix, None)
+        self.head = getattr(inner, "score", None) or getattr(inner, "classifier", None)
+        if self.body is None or not isinstance(self.head, nn.Linear):
+            raise ValueError(
+                f"{type(inner).__name__} has no transformer body + linear `score` head; "
+                "use critic.init=policy or another reward model class"
+            )
+
+    def forward(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
+        """Shape: (B, T) -> (B, T)"""
+        hidden = self.body(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
+        return self.head(hidden).squeeze(-1)
+
+
+def response_values(critic: nn.Module, exp: Experience) -> torch.Tensor:
+    """V(s_t) for each response token t, read at the column that precedes it.  Shape: (B, R)"""
+    R = exp.response_mask.shape[1]
+    values = critic(exp.input_ids, exp.attention_mask, exp.position_ids)  # (B, P+R)
+    P = exp.prompt_width
+    return values[:, P - 1 : P - 1 + R].float()

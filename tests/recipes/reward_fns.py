@@ -1,0 +1,15 @@
+"""Reward functions the PPO tests load by name (``rewards.function=tests.recipes.reward_fns:digits``)."""
+
+from __future__ import annotations
+
+
+def digits(prompts: list[str], completions: list[str], **kw) -> list[float]:
+    """The share of a completion's characters that are digits: dense, and easy to learn."""
+    return [sum(c.isdigit() for c in text) / max(len(text), 1) for text in completions]
+
+
+def wrong_length(prompts: list[str], completions: list[str], **kw) -> list[float]:
+    return [0.0]
+
+
+NOT_CALLABLE = 3

@@ -1,0 +1,174 @@
+"""`rlhf ppo` end to end on the nano model: PPO, GRPO and RLOO learn a reward, resume exactly, and
+reject bad configs before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rlhf.cli import main
+from rlhf.config import load_config
+from rlhf.recipes import ppo, reward
+
+from .helpers import assert_same_weights, load_weights, question, read_metrics, reward_overrides, write_jsonl
+
+DIGITS = "tests.recipes.reward_fns:digits"
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prompts")
+    return write_jsonl(d / "prompts.jsonl", [{"prompt": question(a, b)} for a in range(8) for b in range(8)])
+
+
+@pytest.fixture(scope="module")
+def reward_model(nano_model, data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rm") / "rm"
+    cfg = load_config(
+        reward.Config, None, reward_overrides(nano_model, data_dir / "rankings.jsonl", out, "train.max_steps=10")
+    )
+    return reward.train(cfg)
+
+
+def overrides(model, prompts, out, *extra):
+    return [
+        f"model.path={model}",
+        f"data.train={prompts}",
+        f"train.output_dir={out}",
+        "train.batch_size=8",
+        "train.max_steps=4",
+        "train.lr=3e-3",
+        "rollout.max_new_tokens=8",
+        "rollout.samples_every=2",
+        "rollout.engine=hf",
+        *extra,
+    ]
+
+
+def run(*args, **kw):
+    return ppo.train(load_config(ppo.Config, None, list(args)), **kw)
+
+
+@pytest.mark.parametrize(
+    "algo,extra",
+    [
+        ("ppo", ["critic.init=policy", "critic.lr=1e-2", "algo.epochs=2", "algo.minibatches=2"]),
+        ("grpo", ["rollout.samples_per_prompt=4", "train.batch_size=4"]),
+        ("rloo", ["rollout.samples_per_prompt=4", "train.batch_size=4"]),
+    ],
+)
+def test_each_algorithm_raises_a_reward_function(algo, extra, nano_model, prompts, tmp_path):
+    out = tmp_path / algo
+    run(
+        *overrides(nano_model, prompts, out, f"algo.name={algo}", f"rewards.function={DIGITS}", *extra),
+        "train.max_steps=24",
+        "train.lr=3e-2",
+        "algo.kl_coef=0.0",
+    )
+    m = read_metrics(out)
+    assert [r["step"] for r in m] == list(range(1, 25))
+    first = sum(r["score_raw"] for r in m[:4]) / 4
+    last = sum(r["score_raw"] for r in m[-4:]) / 4
+    assert last > first + 0.15, (first, last)
+    for key in ("kl", "entropy", "approx_kl", "clipfrac", "response_length", "no_eos_share", "time_generate"):
+        assert key in m[-1], key
+    assert (algo == "ppo") == ("explained_variance" in m[-1])
+
+
+def test_ppo_with_reward_model_critic_ptx_and_samples(nano_model, prompts, reward_model, data_dir, tmp_path):
+    out = tmp_path / "ppo"
+    final = run(
+        *overrides(nano_model, prompts, out, f"rewards.model={reward_model}"),
+        f"ptx.data={data_dir / 'demos.jsonl'}",
+        "ptx.coef=0.5",
+        "ptx.batch_size=4",
+        "rewards.missing_eos_penalty=1.0",
+    )
+    m = read_metrics(out)
+    assert len(m) == 4
+    assert all(r["ptx_loss"] > 0 and "value_loss" in r for r in m)
+    assert m[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # step 1 samples from the reference itself
+    # the missing-EOS penalty is applied on top of the normalised score
+    assert all(r["score"] <= r["score_raw"] * 10 + 10 for r in m)
+    samples = sorted(p.name for p in (out / "samples").iterdir())
+    assert samples == ["step-2.jsonl", "step-4.jsonl"]
+    row = json.loads((out / "samples" / "step-2.jsonl").read_text().splitlines()[0])
+    assert set(row) == {"prompt", "response", "score"}
+    before, after = load_weights(nano_model), load_weights(final)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_lora_reference_is_the_policy_without_adapters(nano_model, prompts, tmp_path):
+    out = tmp_path / "lora"
+    run(
+        *overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", "critic.init=policy"),
+        "model.lora_r=4",
+        "train.max_steps=2",
+    )
+    m = read_metrics(out)
+    # at step 1 the LoRA B matrices are zero: policy == reference, so the KL is exactly 0
+    assert m[0]["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert (out / "final" / "model.safetensors").is_file()
+
+
+class Interrupt:
+    def __init__(self, at):
+        self.at = at
+
+    def __call__(self, step):
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_exactly(nano_model, prompts, reward_model, tmp_path):
+    args = lambda out: overrides(  # noqa: E731
+        nano_model,
+        prompts,
+        out,
+        f"rewards.model={reward_model}",
+        "train.max_steps=5",
+        "train.save_every=2",
+        "algo.kl_target=0.5",  # the adaptive controller's state must survive the restart
+        "algo.minibatches=2",
+    )
+    final_a = run(*args(tmp_path / "a"))
+    b = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        run(*args(b), callbacks=[Interrupt(3)])
+    final_b = run(*args(b))
+    assert_same_weights(load_weights(final_a), load_weights(final_b), atol=1e-6)
+    ma, mb = read_metrics(tmp_path / "a"), read_metrics(b)
+    assert [r["step"] for r in mb] == [1, 2, 3, 4, 5]
+    for ra, rb in zip(ma, mb):
+        assert ra["score_raw"] == pytest.approx(rb["score_raw"], abs=1e-6)
+        assert ra["kl_coef"] == pytest.approx(rb["kl_coef"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ([f"rewards.function={DIGITS}", "critic.init=policy", "train.batch_size=6", "algo.minibatches=4"], "not divisible by 4"),
+        ([], "set exactly one of rewards.model"),
+        (["rewards.function=no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
+        (["rewards.function=tests.recipes.reward_fns:nope"], "has no attribute 'nope'"),
+        (["rewards.function=tests.recipes.reward_fns:NOT_CALLABLE"], "not a function"),
+        (["rewards.model=/no/such/rm"], "rewards.model"),
+        ([f"rewards.function={DIGITS}", "algo.name=grpo"], "samples_per_prompt >= 2"),
+        ([f"rewards.function={DIGITS}"], "critic.init=reward needs rewards.model"),
+    ],
+)
+def test_bad_config_exits_2_before_any_work(extra, message, nano_model, prompts, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["ppo", *overrides(nano_model, prompts, out, *extra)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not out.exists()
+
+
+def test_reward_function_returning_the_wrong_count_is_named(nano_model, prompts, tmp_path, capsys):
+    bad = "tests.recipes.reward_fns:wrong_length"
+    code = main(["ppo", *overrides(nano_model, prompts, tmp_path / "r", f"rewards.function={bad}", "critic.init=policy")])
+    assert code == 2
+    assert "returned 1 rewards for 8 completions" in capsys.readouterr().err

@@ -1,0 +1,106 @@
+"""rlhf.losses.ppo against hand-computed values (float64, clip eps 0.2)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.testing import assert_close
+
+from rlhf.losses.ppo import approx_kl, entropy_from_logits, policy_loss, value_loss
+
+LN2 = 0.6931471805599453
+
+
+def f64(*rows):
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- policy
+
+
+def test_policy_loss_clips_only_the_side_that_helps():
+    # columns: (A, ratio) = (1, 1.1) inside, (1, 1.5) above, (1, 0.5) below,
+    #          (-1, 0.5) below, (-1, 1.5) above, (-2, 0.9) inside
+    adv = f64([1.0, 1.0, 1.0, -1.0, -1.0, -2.0])
+    ratio = f64([1.1, 1.5, 0.5, 0.5, 1.5, 0.9])
+    logp = ratio.log().requires_grad_()
+    old = torch.zeros_like(ratio)
+    loss, clipped = policy_loss(logp, old, adv, clip_eps=0.2)
+    # max(-A r, -A clip(r, 0.8, 1.2))
+    assert_close(loss, f64([-1.1, -1.2, -0.5, 0.8, 1.5, 1.8]))
+    assert_close(clipped, f64([0.0, 1.0, 0.0, 1.0, 0.0, 0.0]))
+    loss.sum().backward()
+    # d(-A r)/dlogp = -A r where unclipped, 0 where the clipped constant is taken
+    assert_close(logp.grad, f64([-1.1, 0.0, -0.5, 0.0, 1.5, 1.8]))
+
+
+def test_policy_loss_uses_old_logp_and_is_unreduced():
+    logp = torch.full((2, 3), 0.1, dtype=torch.float64)
+    old = torch.full((2, 3), 0.1 - math.log(1.1), dtype=torch.float64)  # ratio 1.1 everywhere
+    adv = torch.ones(2, 3, dtype=torch.float64)
+    loss, clipped = policy_loss(logp, old, adv, clip_eps=0.05)
+    assert loss.shape == (2, 3)
+    assert_close(loss, torch.full((2, 3), -1.05, dtype=torch.float64))
+    assert clipped.dtype == torch.float64 and clipped.sum() == 6
+
+
+# ---------------------------------------------------------------- value
+
+
+def test_value_loss_clips_both_sides():
+    # old_v = 0, eps = 0.2 -> v_clip in [-0.2, 0.2]
+    v = f64([0.1, 0.5, -0.5, -0.5, 0.5]).requires_grad_()
+    old = torch.zeros(5, dtype=torch.float64)
+    ret = f64([1.0, 1.0, 1.0, -1.0, -1.0])
+    loss, clipped = value_loss(v, old, ret, clip_eps=0.2)
+    # 0.5 * max((v-R)^2, (v_clip-R)^2):
+    #   inside: .81 | up past eps toward R: max(.25, .64) | down away from R: max(2.25, 1.44)
+    #   down past eps toward R: max(.25, .64) | up away from R: max(2.25, 1.44)
+    assert_close(loss, f64([0.405, 0.32, 1.125, 0.32, 1.125]))
+    assert_close(clipped, f64([0.0, 1.0, 0.0, 1.0, 0.0]))
+    loss.sum().backward()
+    assert_close(v.grad, f64([-0.9, 0.0, -1.5, 0.0, 1.5]))  # v - R, none through the clipped branch
+
+
+def test_value_loss_without_clipping():
+    v = f64([0.1, 0.5, -0.5, -0.5, 0.5])
+    ret = f64([1.0, 1.0, 1.0, -1.0, -1.0])
+    for eps in (0.0, -1.0):
+        loss, clipped = value_loss(v, torch.zeros_like(v), ret, clip_eps=eps)
+        assert_close(loss, f64([0.405, 0.125, 1.125, 0.125, 1.125]))
+        assert_close(clipped, torch.zeros_like(v))
+
+
+# ---------------------------------------------------------------- entropy and approx KL
+
+
+def test_entropy_from_logits_known_distributions():
+    logits = torch.tensor(
+        [
+            [
+                [0.0, 0.0, 0.0, 0.0],  # uniform over 4: ln 4
+                [math.log(2), 0.0, 0.0, -math.inf],  # (1/2, 1/4, 1/4, 0): 3/2 ln 2
+                [0.0, -math.inf, -math.inf, -math.inf],  # one-hot: 0, not nan
+                [1000.0, 0.0, 0.0, 0.0],  # peaked, huge logit: ~0, finite
+            ]
+        ],
+        dtype=torch.bfloat16,
+    )  # (B=1, T=4, V=4)
+    h = entropy_from_logits(logits)
+    assert h.shape == (1, 4) and h.dtype == torch.float32
+    assert_close(h, torch.tensor([[1.3862943611198906, 1.5 * LN2, 0.0, 0.0]]), atol=1e-3, rtol=1e-3)
+    assert torch.isfinite(h).all()
+
+
+def test_approx_kl_values():
+    # r = logp - old = [0, ln 2, -ln 2]: (e^r - 1) - r
+    logp = f64([[0.0, LN2, -LN2]])
+    assert_close(approx_kl(logp, torch.zeros_like(logp)), f64([[0.0, 1.0 - LN2, LN2 - 0.5]]))
+
+
+def test_approx_kl_expectation_is_kl_old_new():
+    old = f64([0.5, 0.5])
+    new = f64([0.25, 0.75])
+    expectation = (old * approx_kl(new.log(), old.log())).sum()  # tokens sampled from old
+    assert_close(expectation, torch.tensor(0.14384103622589042, dtype=torch.float64))  # 1/2 ln(4/3)
