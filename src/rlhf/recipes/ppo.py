@@ -233,11 +233,15 @@ def train(
         t0 = time.perf_counter()
         idx = plan.micro_batches(step, accelerator.process_index)[0]
         params = SamplingParams(
-            r.max_new_tokens, r.temperature, r.top_p, r.top_k, n=n,
+            r.max_new_tokens,
+            r.temperature,
+            r.top_p,
+            r.top_k,
+            n=n,
             seed=cfg.train.seed * 1_000_003 + step * 997 + accelerator.process_index,
+            stop=list(r.stop),
+            min_new_tokens=r.min_new_tokens,
         )
-        if r.stop:
-            params.stop = list(r.stop)
         gens = [g for gs in engine.generate_ids([prompt_ids[i] for i in idx], params) for g in gs]
         rows_prompt = [prompt_ids[i] for i in idx for _ in range(n)]
         rows_text = [prompt_texts[i] for i in idx for _ in range(n)]

@@ -49,6 +49,8 @@ class RolloutSection:
     """responses per prompt; grpo and rloo need >= 2 (their baseline is the group)"""
     max_new_tokens: int = 64
     """longest response"""
+    min_new_tokens: int = 0
+    """EOS is masked until this many tokens were generated (benchmarks use it for fixed lengths)"""
     temperature: float = 1.0
     """sampling temperature; training log-probs use the same temperature"""
     top_p: float = 1.0

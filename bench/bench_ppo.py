@@ -1,0 +1,204 @@
+"""RL throughput through the real recipe: `rlhf.recipes.ppo.train` (PPO and GRPO).
+
+Setup of the issue: the ~10M tiny GPT-2 as policy, reference, reward model and critic (the reward
+model and critic are the same checkpoint with a scalar head); 16 rollouts per update, 32-token
+prompts, exactly 32-token responses (EOS masked until then), 1 PPO epoch of 1 minibatch. GRPO
+rows: 4 prompts x 4 samples. Steps after a warmup are timed with the recipe's ``callbacks`` hook,
+so generation, scoring, the reference/critic forwards, advantages, the update, the engine's
+weight sync and logging are all in the time.
+
+FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
+    generation 2 N_lm D, reward 2 N_rm D, policy + reference log-probs 2 x 2 N_lm D,
+    values 2 N_v D, policy update 6 N_lm D, critic update 6 N_v D      (GRPO: no critic)
+
+    .venv/bin/python bench/bench_ppo.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+from pathlib import Path
+
+from common import (
+    BUSY,
+    PROMPT_TOKENS,
+    checkpoint,
+    flop_params,
+    machine_info,
+    matmul_rates,
+    measure_quietly,
+    peak,
+    run_timed,
+    sentence,
+    set_threads,
+    table,
+    write_jsonl,
+    write_results,
+)
+
+RESPONSE = 32
+# rollouts/s (ppo) and completions/s (grpo) of a widely used peer library on this machine
+PEER = {("ppo", "fp32"): 6.6, ("grpo", "fp32"): 14.6, ("grpo", "bf16"): 21.6}
+TARGET = {("ppo", "bf16"): 20.0, ("grpo", "fp32"): 2 * 14.6, ("grpo", "bf16"): 2 * 21.6}
+# precision -> (train.mixed_precision, rollout.dtype, matmul dtype of the ceiling)
+PRECISIONS = {"fp32": ("no", "auto", "fp32"), "bf16": ("bf16", "bfloat16", "bf16")}
+SHAPES = {"ppo": (16, 1), "grpo": (4, 4)}  # prompts x samples per update
+STEPS = (3, 10)
+QUICK_STEPS = (1, 3)
+
+
+def bench_row(algo: str, precision: str, engine: str, warmup: int, steps: int, work: Path, verbose: bool) -> dict:
+    from rlhf.config import load_config
+    from rlhf.recipes.ppo import Config, train
+
+    model, vocab = checkpoint("10m")
+    prompts_per_step, samples = SHAPES[algo]
+    rng = random.Random(0)
+    data = write_jsonl(
+        work / "prompts.jsonl",
+        [{"prompt": sentence(vocab, PROMPT_TOKENS, rng)} for _ in range(prompts_per_step * (warmup + steps + 1))],
+    )
+    mixed, rollout_dtype, _ = PRECISIONS[precision]
+    cfg = load_config(
+        Config,
+        None,
+        [
+            f"model.path={model}",
+            f"data.train={data}",
+            f"rewards.model={model}",
+            "rewards.normalize=false",
+            f"train.output_dir={work / f'{algo}-{precision}-{engine}'}",
+            f"train.max_steps={warmup + steps}",
+            f"train.batch_size={prompts_per_step}",
+            f"train.mixed_precision={mixed}",
+            "train.resume=false",
+            "train.log_every=1",
+            f"algo.name={algo}",
+            f"rollout.samples_per_prompt={samples}",
+            f"rollout.max_new_tokens={RESPONSE}",
+            f"rollout.min_new_tokens={RESPONSE}",
+            f"rollout.engine={engine}",
+            f"rollout.dtype={rollout_dtype}",
+            "rollout.samples_every=0",
+        ],
+    )
+    timer = run_timed(train, cfg, warmup, verbose)
+    step = statistics.median(timer.step_times())
+    rollouts = prompts_per_step * samples
+    import json
+
+    metrics = [json.loads(x) for x in (Path(cfg.train.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    timed = metrics[warmup:]
+    split = {k: statistics.median(m[k] for m in timed) for k in ("time_generate", "time_score", "time_train")}
+    return {
+        "algo": algo,
+        "precision": precision,
+        "engine": engine,
+        "rollouts_per_update": rollouts,
+        "steps": timer.steps,
+        "step_s": step,
+        "rollouts_per_s": rollouts / step,
+        **{k.replace("time_", "") + "_s": v for k, v in split.items()},
+        "generate_share": split["time_generate"] / step,
+        "other_load": timer.other_load,
+    }
+
+
+def flops_per_update(algo: str, rollouts: int) -> float:
+    model, _ = checkpoint("10m")
+    n_lm, n_rm = flop_params(model, lm_head=True), flop_params(model, lm_head=False)
+    d = PROMPT_TOKENS + RESPONSE
+    per_rollout = (2 + 2 * 2 + 6) * n_lm + 2 * n_rm + ((2 + 6) * n_rm if algo == "ppo" else 0)
+    return per_rollout * d * rollouts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few steps per row (smoke test)")
+    ap.add_argument("--algos", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    ap.add_argument("--engines", nargs="+", default=["kv_cache", "hf"], choices=["kv_cache", "hf"])
+    ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
+    ap.add_argument("--update", action="store_true", help="replace only the rows measured now")
+    ap.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many s for an idle machine")
+    args = ap.parse_args()
+
+    threads = set_threads()
+    info = machine_info()
+    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
+    rates = matmul_rates(args.quick, args.wait_quiet)
+    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+    warmup, steps = QUICK_STEPS if args.quick else STEPS
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
+        for algo in args.algos:
+            for precision in args.precisions:
+                for engine in args.engines:
+                    row = measure_quietly(
+                        args.wait_quiet, bench_row, algo, precision, engine, warmup, steps, Path(tmp), args.verbose
+                    )
+                    flops = flops_per_update(algo, row["rollouts_per_update"])
+                    row["gflop_per_update"] = flops / 1e9
+                    row["flops_per_s"] = flops / row["step_s"]
+                    row["of_matmul"] = row["flops_per_s"] / peak(rates, PRECISIONS[precision][2])
+                    if (algo, precision) in PEER:
+                        row["peer"] = PEER[(algo, precision)]
+                        row["vs_peer"] = row["rollouts_per_s"] / row["peer"]
+                    if (algo, precision) in TARGET:
+                        row["target"] = TARGET[(algo, precision)]
+                    row["date"] = machine_info()["date"]
+                    rows.append(row)
+                    print(
+                        f"  {algo} {precision} {engine}: {row['rollouts_per_s']:.1f} rollouts/s "
+                        f"(generate {row['generate_share']:.0%} of the step), {row['of_matmul']:.0%} of matmul"
+                        + (f"; BUSY MACHINE: others used {row['other_load']:.1f} cores" if row["other_load"] > BUSY else "")
+                    )
+    print()
+    print(
+        table(
+            rows,
+            [
+                "algo",
+                "precision",
+                "engine",
+                "step_s",
+                "rollouts_per_s",
+                "generate_s",
+                "score_s",
+                "train_s",
+                "gflop_per_update",
+                "of_matmul",
+                "peer",
+                "vs_peer",
+                "target",
+                "other_load",
+            ],
+        )
+    )
+    path = write_results(
+        "ppo_quick" if args.quick else "ppo",
+        {
+            "benchmark": "ppo",
+            "machine": info,
+            "matmul_flops_per_s": rates,
+            "setup": {
+                "model": "tiny GPT-2 10m as policy, reference, reward model and critic",
+                "ppo": "16 prompts x 1 sample, 1 epoch, 1 minibatch, critic from the reward model",
+                "grpo": "4 prompts x 4 samples, 1 epoch, 1 minibatch",
+                "prompt_tokens": PROMPT_TOKENS,
+                "response_tokens": RESPONSE,
+                "flops": "see the module docstring",
+            },
+            "rows": rows,
+        },
+        ["algo", "precision", "engine"] if args.update else None,
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""K responses per prompt from any causal LM: `rlhf sample`.
+
+Writes candidate sets, one JSON line a prompt: ``{"id", "prompt", "responses"}``. That is the file
+the labeling app imports (`rlhf label import`); once people rank it, it is a ranking file that
+`rlhf reward` and `rlhf dpo` read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from rlhf.config import ConfigError
+from rlhf.data.readers import DataError
+from rlhf.data.records import load_records
+from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
+from rlhf.rollout.generate import Generation, SamplingParams
+from rlhf.sections import ModelConfig
+
+
+@dataclass
+class SampleSection:
+    prompts: str = ""
+    """prompt records: JSONL file, parquet file, or a saved `datasets` directory"""
+    output: str = "samples.jsonl"
+    """where the candidate sets are written (JSONL)"""
+    n: int = 4
+    """responses per prompt (K)"""
+    max_new_tokens: int = 128
+    """longest response"""
+    temperature: float = 1.0
+    """sampling temperature (0: greedy, which makes every response the same)"""
+    top_p: float = 1.0
+    """nucleus sampling mass (1: off)"""
+    top_k: int = 0
+    """sample among the k most likely tokens (0: off)"""
+    stop: list[str] = field(default_factory=list)
+    """stop strings: a response ends after the first one (besides EOS)"""
+    seed: int = 0
+    """sampling seed"""
+    engine: Literal["kv_cache", "hf"] = "kv_cache"
+    """kv_cache: rlhf's engine; hf: transformers' generate"""
+    batch_size: int = 64
+    """sequences decoded at once"""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sample: SampleSection = field(default_factory=SampleSection)
+
+
+def check(model: ModelConfig, s: SampleSection) -> None:
+    check_model_path(model.path)
+    if not s.prompts:
+        raise ConfigError("sample.prompts: a file of prompt records is required")
+    if s.n < 1 or s.max_new_tokens < 1:
+        raise ConfigError("sample.n and sample.max_new_tokens must be >= 1")
+    if s.temperature < 0 or not 0 < s.top_p <= 1:
+        raise ConfigError("sample.temperature must be >= 0 and sample.top_p in (0, 1]")
+
+
+def generate(model_cfg: ModelConfig, s: SampleSection, what: str = "sample.prompts"):
+    """Load the model and prompts, sample; returns (prompt records, tokenizer, generations)."""
+    records = load_records(s.prompts, "prompt", what)
+    tokenizer = load_tokenizer(model_cfg.path)
+    model = load_policy(replace_lora(model_cfg), tokenizer).eval()
+    if s.engine == "hf":
+        from rlhf.rollout.generate import HFGenerateEngine
+
+        engine = HFGenerateEngine(model, tokenizer, s.batch_size)
+    else:
+        from rlhf.rollout.engine import KVCacheEngine
+
+        engine = KVCacheEngine(model, tokenizer, batch_size=s.batch_size)
+    params = SamplingParams(s.max_new_tokens, s.temperature, s.top_p, s.top_k, n=s.n, seed=s.seed, stop=list(s.stop))
+    try:
+        gens = engine.generate([r.prompt for r in records], params)
+    except ValueError as err:  # e.g. a prompt with no tokens
+        raise DataError(f"{what}: {err}") from err
+    return records, tokenizer, gens
+
+
+def replace_lora(cfg: ModelConfig) -> ModelConfig:
+    """Sampling never trains: no LoRA adapters, whatever the config says."""
+    from dataclasses import replace
+
+    return replace(cfg, lora_r=0)
+
+
+def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> Path:
+    """Write to a temp file and rename, so an interrupted run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def candidate_sets(records, gens: list[list[Generation]]) -> list[dict]:
+    return [
+        {"id": f"p{i}", "prompt": rec.prompt, "responses": [g.text for g in gs]}
+        for i, (rec, gs) in enumerate(zip(records, gens))
+    ]
+
+
+def train(cfg: Config) -> Path:
+    """Sample and write the candidate sets; returns the output path."""
+    check(cfg.model, cfg.sample)
+    torch.manual_seed(cfg.sample.seed)
+    records, _, gens = generate(cfg.model, cfg.sample)
+    out = write_jsonl_atomic(cfg.sample.output, candidate_sets(records, gens))
+    cut = sum(not g.finished for gs in gens for g in gs)
+    print(f"[sample] {len(records)} prompts x {cfg.sample.n} responses -> {out} ({cut} cut at max_new_tokens)")
+    return out
