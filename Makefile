@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,server
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/rlhf demo $(DEMO_ARGS)
 
-test: install
+# Debian's chromium for the labeling app's browser tests (Playwright drives it; nothing is downloaded).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+test: install browser
 	$(BIN)/python -m pytest -q $(TEST_ARGS)
 
 lint: install

@@ -1,0 +1,252 @@
+"""Admin routes: projects, import, progress and agreement, raters, export; as pages and as JSON.
+
+The JSON API (``/api/admin/...``) takes ``Authorization: Bearer <admin token>``; the pages take
+an admin session cookie, and their forms carry its CSRF token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import RedirectResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from rlhf.data.readers import DataError
+from rlhf.feedback.auth import create_rater, list_raters, new_rater_token, set_rater_active
+from rlhf.feedback.io import export_pairs, export_rankings, import_records, iter_lines, parse_jsonl_text
+from rlhf.feedback.projects import create_project, list_projects, update_project
+from rlhf.feedback.stats import project_stats
+from rlhf.feedback.web import check_csrf, db_of, page, public_base, require_admin
+
+router = APIRouter()
+RaterAction = Literal["disable", "enable", "token"]
+
+
+class ProjectSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    guidelines: str | None = Field(None, max_length=200_000)
+    overlap: int | None = Field(None, ge=1, le=100)
+    gold_fraction: float | None = Field(None, ge=0, le=1)
+    lease_minutes: float | None = Field(None, gt=0)
+    min_agreement: float | None = Field(None, ge=0, le=1)
+    min_gold_accuracy: float | None = Field(None, ge=0, le=1)
+
+
+class NewProject(ProjectSettings):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NewRater(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{source}: not UTF-8 text (byte {err.start})") from None
+
+
+def _rater_action(request: Request, name: str, action: str) -> dict[str, Any]:
+    db = db_of(request)
+    if action == "token":
+        token = new_rater_token(db, name)
+        return {"rater": name, "token": token, "invite_url": public_base(request) + "login#" + token}
+    set_rater_active(db, name, action == "enable")
+    return {"rater": name, "active": action == "enable"}
+
+
+def _export(request: Request, name: str, kind: str, weight: str, min_votes: int, metadata: bool, gold: bool):
+    db = db_of(request)
+    if kind == "rankings":
+        records = export_rankings(db, name, with_metadata=metadata, include_gold=gold)
+    else:
+        records, _ = export_pairs(db, name, min_votes=min_votes, weight=weight, include_gold=gold)
+    headers = {"content-disposition": f'attachment; filename="{name}-{kind}.jsonl"'}
+    return StreamingResponse(iter_lines(records), media_type="application/x-ndjson", headers=headers)
+
+
+# ---------------------------------------------------------------- JSON API
+
+
+@router.get("/api/admin/projects")
+def api_projects(request: Request) -> list[dict[str, Any]]:
+    require_admin(request)
+    return list_projects(db_of(request))
+
+
+@router.post("/api/admin/projects", status_code=201)
+def api_create_project(request: Request, body: NewProject) -> dict[str, Any]:
+    check_csrf(request, require_admin(request))
+    settings = body.model_dump(exclude={"name"}, exclude_none=True)
+    create_project(db_of(request), body.name, **settings)
+    return {"created": body.name}
+
+
+@router.post("/api/admin/projects/{name}/settings")
+def api_update_project(request: Request, name: str, body: ProjectSettings) -> dict[str, Any]:
+    check_csrf(request, require_admin(request))
+    update_project(db_of(request), name, **body.model_dump(exclude_none=True))
+    return {"updated": name}
+
+
+@router.get("/api/admin/projects/{name}/stats")
+def api_stats(request: Request, name: str) -> dict[str, Any]:
+    require_admin(request)
+    return project_stats(db_of(request), name)
+
+
+@router.post("/api/admin/projects/{name}/import")
+async def api_import(request: Request, name: str) -> dict[str, Any]:
+    """The request body is the JSONL file itself."""
+    await run_in_threadpool(lambda: check_csrf(request, require_admin(request)))
+    text = _decode(await request.body(), "request body")
+    records = parse_jsonl_text(text, "request body")
+    result = await run_in_threadpool(import_records, db_of(request), name, records)
+    return dataclasses.asdict(result)
+
+
+@router.get("/api/admin/projects/{name}/export")
+def api_export(
+    request: Request,
+    name: str,
+    kind: Literal["rankings", "pairs"] = "rankings",
+    weight: Literal["none", "agreement"] = "none",
+    min_votes: Annotated[int, Query(ge=1)] = 1,
+    metadata: bool = False,
+    gold: bool = True,
+):
+    require_admin(request)
+    return _export(request, name, kind, weight, min_votes, metadata, gold)
+
+
+@router.get("/api/admin/raters")
+def api_raters(request: Request) -> list[dict[str, Any]]:
+    require_admin(request)
+    return list_raters(db_of(request))
+
+
+@router.post("/api/admin/raters", status_code=201)
+def api_create_rater(request: Request, body: NewRater) -> dict[str, Any]:
+    """A new rater; the answer holds their invite token and link, which cannot be read again."""
+    check_csrf(request, require_admin(request))
+    token = create_rater(db_of(request), body.name)
+    return {"rater": body.name, "token": token, "invite_url": public_base(request) + "login#" + token}
+
+
+@router.post("/api/admin/raters/{name}/{action}")
+def api_rater_action(request: Request, name: str, action: RaterAction) -> dict[str, Any]:
+    check_csrf(request, require_admin(request))
+    return _rater_action(request, name, action)
+
+
+# ---------------------------------------------------------------- pages
+
+
+def _admin_home(request: Request, message: str | None = None, invite: dict | None = None, status: int = 200):
+    db = db_of(request)
+    context = {"projects": list_projects(db), "raters": list_raters(db), "message": message, "invite": invite}
+    return page(request, "admin.html", context, status)
+
+
+@router.get("/admin", include_in_schema=False)
+def admin_home(request: Request):
+    require_admin(request)
+    return _admin_home(request)
+
+
+@router.post("/admin/projects", include_in_schema=False)
+def admin_create_project(
+    request: Request,
+    name: Annotated[str, Form(max_length=64)],
+    overlap: Annotated[int, Form(ge=1, le=100)] = 3,
+    gold_fraction: Annotated[float, Form(ge=0, le=1)] = 0.1,
+    guidelines: Annotated[str, Form(max_length=200_000)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+):
+    check_csrf(request, require_admin(request), csrf_token)
+    create_project(db_of(request), name, overlap=overlap, gold_fraction=gold_fraction, guidelines=guidelines)
+    return RedirectResponse(f"/admin/p/{name}", status_code=303)
+
+
+@router.post("/admin/raters", include_in_schema=False)
+def admin_create_rater(
+    request: Request, name: Annotated[str, Form(max_length=64)], csrf_token: Annotated[str, Form()] = ""
+):
+    check_csrf(request, require_admin(request), csrf_token)
+    token = create_rater(db_of(request), name)
+    invite = {"rater": name, "token": token, "invite_url": public_base(request) + "login#" + token}
+    return _admin_home(request, f"Rater {name} created.", invite, 201)
+
+
+@router.post("/admin/raters/{name}/{action}", include_in_schema=False)
+def admin_rater_action(
+    request: Request, name: str, action: RaterAction, csrf_token: Annotated[str, Form()] = ""
+):
+    check_csrf(request, require_admin(request), csrf_token)
+    result = _rater_action(request, name, action)
+    invite = result if action == "token" else None
+    return _admin_home(request, f"Rater {name}: {action} done.", invite)
+
+
+def _project_page(request: Request, name: str, message: str | None = None, status: int = 200):
+    stats = project_stats(db_of(request), name)
+    return page(request, "admin_project.html", {"stats": stats, "message": message}, status)
+
+
+@router.get("/admin/p/{name}", include_in_schema=False)
+def admin_project(request: Request, name: str):
+    require_admin(request)
+    return _project_page(request, name)
+
+
+@router.post("/admin/p/{name}/settings", include_in_schema=False)
+def admin_project_settings(
+    request: Request,
+    name: str,
+    overlap: Annotated[int, Form(ge=1, le=100)],
+    gold_fraction: Annotated[float, Form(ge=0, le=1)],
+    lease_minutes: Annotated[float, Form(gt=0)],
+    min_agreement: Annotated[float, Form(ge=0, le=1)],
+    min_gold_accuracy: Annotated[float, Form(ge=0, le=1)],
+    guidelines: Annotated[str, Form(max_length=200_000)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+):
+    check_csrf(request, require_admin(request), csrf_token)
+    update_project(
+        db_of(request),
+        name,
+        overlap=overlap,
+        gold_fraction=gold_fraction,
+        lease_minutes=lease_minutes,
+        min_agreement=min_agreement,
+        min_gold_accuracy=min_gold_accuracy,
+        guidelines=guidelines,
+    )
+    return _project_page(request, name, "Settings saved.")
+
+
+@router.post("/admin/p/{name}/import", include_in_schema=False)
+async def admin_import(
+    request: Request, name: str, file: Annotated[UploadFile, File()], csrf_token: Annotated[str, Form()] = ""
+):
+    await run_in_threadpool(lambda: check_csrf(request, require_admin(request), csrf_token))
+    source = file.filename or "upload"
+    text = _decode(await file.read(), source)
+    result = await run_in_threadpool(import_records, db_of(request), name, parse_jsonl_text(text, source))
+    message = (
+        f"Imported {result.added} tasks ({result.gold} gold); {result.already_present} were already there."
+    )
+    return await run_in_threadpool(_project_page, request, name, message)
+
+
+@router.get("/admin/p/{name}/export/{kind}.jsonl", include_in_schema=False)
+def admin_export(request: Request, name: str, kind: str, weight: Literal["none", "agreement"] = "none"):
+    require_admin(request)
+    if kind not in ("rankings", "pairs"):
+        raise HTTPException(404, f"no export {kind!r}; there are rankings.jsonl and pairs.jsonl")
+    return _export(request, name, kind, weight, 1, False, True)
