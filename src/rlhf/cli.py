@@ -10,17 +10,36 @@ import argparse
 import importlib
 import sys
 
-from rlhf.config import ConfigError, help_text, load_config
-from rlhf.data.readers import DataError
-from rlhf.models.loading import ModelError
-from rlhf.recipes.loop import TrainingError
+from rlhf.config import help_text, load_config
 
 # verb -> (module with `Config` and `train`, one-line description)
 TRAINING_VERBS = {
     "sft": ("rlhf.recipes.sft", "supervised fine-tuning on demonstrations"),
     "reward": ("rlhf.recipes.reward", "train a reward model from rankings or pairs (Bradley-Terry)"),
+    "ppo": ("rlhf.recipes.ppo", "RL against a reward model or function (algo.name=ppo|grpo|rloo)"),
+    "dpo": ("rlhf.recipes.dpo", "direct preference optimisation (DPO, IPO, cDPO, hinge)"),
+    "sample": ("rlhf.recipes.sample", "K responses per prompt, written as candidate sets for labeling"),
+    "best-of-n": ("rlhf.recipes.best_of_n", "sample n, keep the reward model's best (rejection sampling)"),
+    "judge": ("rlhf.feedback.judge.run", "label candidate sets or pairs with an AI judge (RLAIF, RL-CAI)"),
 }
-USER_ERRORS = (ConfigError, DataError, ModelError)
+
+# verb -> (description, {sub-verb -> (module with `Config` and `train`, description)})
+CONFIG_SUBVERBS = {
+    "constitution": (
+        "Constitutional AI: responses revised against written principles",
+        {"revise": ("rlhf.feedback.revise", "response -> critique -> revision, N rounds (SL-CAI demonstrations)")},
+    ),
+}
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user can cause: a message, exit status 2, no traceback."""
+    from rlhf.config import ConfigError
+    from rlhf.data.readers import DataError
+    from rlhf.feedback.judge.base import JudgeError
+    from rlhf.models.loading import ModelError
+
+    return (ConfigError, DataError, ModelError, JudgeError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,35 +47,91 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for verb, (module, desc) in TRAINING_VERBS.items():
-        config_cls = importlib.import_module(module).Config
-        p = sub.add_parser(
-            verb,
-            help=desc,
-            description=desc,
-            epilog=help_text(config_cls),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        p.add_argument("--config", help="YAML file of config sections")
-        p.add_argument("overrides", nargs="*", metavar="section.key=value", help="override one config key")
+        _config_parser(sub, verb, module, desc)
+    for verb, (desc, subverbs) in CONFIG_SUBVERBS.items():
+        group = sub.add_parser(verb, help=desc, description=desc).add_subparsers(dest="subverb", metavar="SUBVERB")
+        group.required = True
+        for name, (module, subdesc) in subverbs.items():
+            _config_parser(group, name, module, subdesc)
     demo = sub.add_parser("demo", help="the whole pipeline on the built-in toy task")
     demo.add_argument("--output-dir", default="runs/demo", help="run directory of the demo")
     demo.add_argument("--preset", default="default", choices=["default", "fast"], help="size of the demo")
     demo.add_argument("--seed", type=int, default=0)
+    from rlhf.feedback.cli import add_parser as add_label_parser
+
+    add_label_parser(sub)
+    from rlhf.serve.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _config_parser(sub: argparse._SubParsersAction, verb: str, module: str, desc: str) -> None:
+    """A verb run from a ``Config``: ``--config FILE.yaml`` plus ``section.key=value`` overrides."""
+    config_cls = importlib.import_module(module).Config
+    p = sub.add_parser(
+        verb,
+        help=desc,
+        description=desc,
+        epilog=help_text(config_cls),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML file of config sections")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="override one config key")
+
+
+def _serve_main(argv: list[str]) -> int:
+    """`rlhf serve` without importing the training configs (torch loads with the model)."""
+    from rlhf.serve.cli import add_parser as add_serve_parser
+    from rlhf.serve.cli import run as run_serve
+
+    parser = argparse.ArgumentParser(prog="rlhf")
+    add_serve_parser(parser.add_subparsers(dest="verb", metavar="VERB"))
     try:
-        if args.verb in TRAINING_VERBS:
-            recipe = importlib.import_module(TRAINING_VERBS[args.verb][0])
+        return run_serve(parser.parse_args(argv))
+    except _user_errors() as err:
+        print(f"rlhf serve: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _label_main(argv: list[str]) -> int:
+    """`rlhf label ...` without importing torch or the training configs (it starts in a second)."""
+    from rlhf.feedback.cli import add_parser as add_label_parser
+    from rlhf.feedback.cli import run as run_label
+
+    parser = argparse.ArgumentParser(prog="rlhf")
+    add_label_parser(parser.add_subparsers(dest="verb", metavar="VERB"))
+    return run_label(parser.parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["label"]:
+        return _label_main(argv)
+    if argv[:1] == ["serve"]:
+        return _serve_main(argv)
+    args = _parser().parse_args(argv)
+    from rlhf.recipes.loop import TrainingError
+
+    try:
+        if args.verb in TRAINING_VERBS or args.verb in CONFIG_SUBVERBS:
+            module = (
+                TRAINING_VERBS[args.verb][0]
+                if args.verb in TRAINING_VERBS
+                else CONFIG_SUBVERBS[args.verb][1][args.subverb][0]
+            )
+            recipe = importlib.import_module(module)
             cfg = load_config(recipe.Config, args.config, args.overrides)
             recipe.train(cfg)
         elif args.verb == "demo":
             from rlhf.demo import run_demo
 
             run_demo(args.output_dir, args.preset, args.seed)
-    except USER_ERRORS as err:
+        elif args.verb == "label":
+            from rlhf.feedback.cli import run as run_label
+
+            return run_label(args)
+    except _user_errors() as err:
         print(f"rlhf {args.verb}: error: {err}", file=sys.stderr)
         return 2
     except TrainingError as err:

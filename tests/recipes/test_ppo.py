@@ -42,7 +42,6 @@ def overrides(model, prompts, out, *extra):
         "train.lr=3e-3",
         "rollout.max_new_tokens=8",
         "rollout.samples_every=2",
-        "rollout.engine=hf",
         *extra,
     ]
 
@@ -56,7 +55,7 @@ def run(*args, **kw):
     [
         ("ppo", ["critic.init=policy", "critic.lr=1e-2", "algo.epochs=2", "algo.minibatches=2"]),
         ("grpo", ["rollout.samples_per_prompt=4", "train.batch_size=4"]),
-        ("rloo", ["rollout.samples_per_prompt=4", "train.batch_size=4"]),
+        ("rloo", ["rollout.samples_per_prompt=4", "train.batch_size=4", "rollout.engine=hf"]),
     ],
 )
 def test_each_algorithm_raises_a_reward_function(algo, extra, nano_model, prompts, tmp_path):
@@ -172,3 +171,21 @@ def test_reward_function_returning_the_wrong_count_is_named(nano_model, prompts,
     code = main(["ppo", *overrides(nano_model, prompts, tmp_path / "r", f"rewards.function={bad}", "critic.init=policy")])
     assert code == 2
     assert "returned 1 rewards for 8 completions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mixed", ["no", "bf16"])
+def test_first_update_is_on_policy(mixed, nano_model, prompts, tmp_path):
+    """One epoch of one minibatch, in micro-batches (so the log-probs are recomputed, not reused):
+    the training forward gives exactly the log-probs the rollout was scored with, so no ratio is
+    clipped and the update's approx_kl is 0."""
+    out = tmp_path / "onpolicy"
+    run(
+        *overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", "critic.init=policy"),
+        f"train.mixed_precision={mixed}",
+        "train.max_steps=1",
+        "rollout.temperature=0.7",
+        "algo.micro_batch=4",
+    )
+    m = read_metrics(out)[0]
+    assert m["clipfrac"] == 0.0
+    assert m["approx_kl"] == pytest.approx(0.0, abs=1e-6)

@@ -256,19 +256,32 @@ def train(
             raw, finished.to(device), scorer.mean, scorer.std, r_clip(cfg), cfg.rewards.missing_eos_penalty or None
         )
 
-        # 3. log-probs of the sampling policy and the reference, values (no grad, micro-batched)
-        mask = exp.response_mask
+        # 3. log-probs of the sampling policy and the reference, values (micro-batched). With a
+        # single on-policy update (1 epoch, 1 minibatch, no micro-batches) the training forward
+        # *is* the sampling policy's forward: it runs once, with grad, and step 5 reuses it.
+        mask, width = exp.response_mask, exp.response_mask.shape[1]
+        fused = a.epochs == 1 and a.minibatches == 1 and not a.micro_batch
         logp, ref_logp, values = [], [], []
         rows = list(range(len(exp)))
         parts = [exp.select(rows[sl]) for sl in _chunks(len(exp), a.micro_batch)] if a.micro_batch else [exp]
         with torch.no_grad(), accelerator.autocast():
             for part in parts:
                 R, tokens = part.response_mask.shape[1], response_tokens(part)
-                width = mask.shape[1]
-                logp.append(_pad_to(token_logprobs(response_logits(policy, part), tokens, r.temperature), width, R))
                 ref_logp.append(_pad_to(token_logprobs(reference_logits(part), tokens, r.temperature), width, R))
+                if fused:
+                    continue
+                logp.append(_pad_to(token_logprobs(response_logits(policy, part), tokens, r.temperature), width, R))
                 if critic is not None:
                     values.append(_pad_to(response_values(critic, part), width, R))
+        live = None
+        if fused:
+            with accelerator.autocast():
+                live_logits = response_logits(policy, exp)
+                live_logp = token_logprobs(live_logits, response_tokens(exp), r.temperature)
+                live_values = response_values(critic, exp) if critic is not None else None
+            live = (live_logits, live_logp, live_values)
+            logp = [live_logp.detach()]
+            values = [live_values.detach()] if critic is not None else []
         exp.logprobs, exp.ref_logprobs = torch.cat(logp) * mask, torch.cat(ref_logp) * mask
         kl_tok = kl_penalty(exp.logprobs, exp.ref_logprobs, "k1") * mask  # for logging: log pi - log ref
         seq_kl = kl_tok.sum(1)  # (B,)
@@ -294,15 +307,18 @@ def train(
             order = list(range(len(exp)))
             random.Random(cfg.train.seed * 7919 + step * 31 + epoch).shuffle(order)
             for m in range(a.minibatches):
-                mb = exp.select(order[m * mb_size : (m + 1) * mb_size])
+                mb = exp if fused else exp.select(order[m * mb_size : (m + 1) * mb_size])
                 n_tok = accelerator.reduce(mb.response_mask.sum().detach().clone(), "sum").clamp(min=1)
                 scale = accelerator.num_processes / n_tok  # undo DDP's mean over processes
                 for sl in _chunks(len(mb), a.micro_batch):
                     part = mb.select(list(range(len(mb)))[sl]) if a.micro_batch else mb
                     pm = part.response_mask
                     with accelerator.autocast():
-                        logits = response_logits(policy, part)
-                        new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
+                        if live is not None:
+                            logits, new_logp, _ = live
+                        else:
+                            logits = response_logits(policy, part)
+                            new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
                         pl, clipped = policy_loss(new_logp, part.logprobs, part.advantages, a.clip)
                         per_token = pl
                         ent = entropy_from_logits(logits.detach() if not a.entropy_coef else logits)
@@ -317,7 +333,7 @@ def train(
                     _add(stats_sum, "entropy", (ent.detach() * pm).sum())
                     if critic is not None:
                         with accelerator.autocast():
-                            v = response_values(critic, part)
+                            v = live[2] if live is not None else response_values(critic, part)
                             vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
                             accelerator.backward((vl * pm).sum() * scale)
                         _add(stats_sum, "value_loss", (vl.detach() * pm).sum())
