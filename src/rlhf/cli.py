@@ -87,8 +87,9 @@ def _serve_main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="rlhf")
     add_serve_parser(parser.add_subparsers(dest="verb", metavar="VERB"))
+    args = parser.parse_args(argv)  # outside the try: `except _user_errors()` would import torch for --help
     try:
-        return run_serve(parser.parse_args(argv))
+        return run_serve(args)
     except _user_errors() as err:
         print(f"rlhf serve: error: {err}", file=sys.stderr)
         return 2

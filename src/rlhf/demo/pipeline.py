@@ -6,7 +6,8 @@
     4. sample K responses per rating prompt from the SFT model
     5. simulated raters rank them (the ranking format human raters export)
     6. reward model on the rankings
-    7. evaluate every model on held-out prompts with the gold scorer
+    7. PPO from the SFT model against the reward model, with a KL penalty to SFT
+    8. evaluate every model on held-out prompts with the gold scorer
 
 Every stage is an ordinary `rlhf` recipe writing an ordinary run directory under the demo's.
 """
@@ -30,9 +31,9 @@ from rlhf.demo.evaluate import evaluate_policy, reward_model_accuracy
 from rlhf.demo.presets import PRESETS, Preset
 from rlhf.eval.metrics import win_rate
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
-from rlhf.recipes import reward, sft
+from rlhf.recipes import ppo, reward, sft
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
-from rlhf.toyworld import RaterPool, World, build_corpus, build_demonstrations, tokenizer_texts
+from rlhf.toyworld import RaterPool, World, build_corpus, build_demonstrations, gold_score, tokenizer_texts
 
 
 def _banner(text: str) -> None:
@@ -124,6 +125,48 @@ def sample_and_rank(root: Path, world: World, policy_dir: Path, preset: Preset, 
     return _write_jsonl(root / "data" / "rankings.jsonl", records)
 
 
+def run_ppo(root: Path, world: World, sft_dir: Path, rm_dir: Path, preset: Preset, seed: int) -> Path:
+    """PPO on the RL prompts; every step also logs the gold reward of its samples (proxy vs gold)."""
+    tasks = {t.prompt: t for t in world.tasks("rl")}
+    prompts = _write_jsonl(root / "data" / "rl_prompts.jsonl", [{"prompt": p} for p in tasks])
+
+    def gold(prompts: list[str], completions: list[str]) -> dict[str, float]:
+        scores = [gold_score(tasks[p], c) for p, c in zip(prompts, completions)]
+        return {"gold": sum(scores) / len(scores)}
+
+    cfg = load_config(
+        ppo.Config,
+        None,
+        [
+            f"{k}={v}"
+            for k, v in {
+                "model.path": sft_dir,
+                "data.train": prompts,
+                "data.max_length": preset.max_length + preset.max_new_tokens,
+                "rewards.model": rm_dir,
+                "train.output_dir": root / "ppo",
+                "train.max_steps": preset.ppo_steps,
+                "train.batch_size": preset.ppo_batch,
+                "train.lr": preset.ppo_lr,
+                "train.schedule": "constant",
+                "train.seed": seed,
+                "train.mixed_precision": preset.mixed_precision,
+                "model.attn_implementation": preset.attn_implementation,
+                "train.log_every": 1,
+                "critic.lr": preset.ppo_critic_lr,
+                "algo.name": preset.ppo_algo,
+                "rollout.samples_per_prompt": preset.ppo_samples,
+                "algo.kl_coef": preset.ppo_kl_coef,
+                "algo.epochs": preset.ppo_epochs,
+                "algo.minibatches": preset.ppo_minibatches,
+                "rollout.max_new_tokens": preset.max_new_tokens,
+                "rollout.samples_every": max(1, preset.ppo_steps // 4),
+            }.items()
+        ],
+    )
+    return ppo.train(cfg, sample_metrics=gold)
+
+
 def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int = 0) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -197,7 +240,12 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     )
     done("reward model")
 
-    # 7. evaluation on held-out prompts
+    # 7. PPO against the reward model
+    stage("ppo")
+    ppo_dir = run_ppo(root, world, sft_dir, rm_dir, preset, seed)
+    done("ppo")
+
+    # 8. evaluation on held-out prompts
     stage("evaluation")
     tok = AutoTokenizer.from_pretrained(sft_dir)
     sft_model = AutoModelForCausalLM.from_pretrained(sft_dir).eval()
@@ -205,7 +253,11 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     tasks = world.tasks("eval")
     stages = [
         evaluate_policy(name, m, tok, tasks, sft_model, preset.max_new_tokens, preset.kl_samples, seed)
-        for name, m in (("base", base_model), ("sft", sft_model))
+        for name, m in (
+            ("base", base_model),
+            ("sft", sft_model),
+            ("ppo", AutoModelForCausalLM.from_pretrained(ppo_dir).eval()),
+        )
     ]
     sft_gold = stages[1]["_gold_scores"]
     for s in stages:

@@ -36,6 +36,20 @@ class Preset:
     """longest generated response"""
     kl_samples: int = 2
     """sampled responses per eval prompt for the KL-to-SFT estimate"""
+    ppo_algo: str = "ppo"
+    """algo.name of the RL stage: ppo, grpo or rloo"""
+    ppo_steps: int = 120
+    """RL iterations against the reward model"""
+    ppo_batch: int = 16
+    """prompts per RL iteration"""
+    ppo_samples: int = 1
+    """responses per prompt in an RL iteration"""
+    ppo_lr: float = 1e-4
+    ppo_critic_lr: float = 1e-4
+    ppo_kl_coef: float = 0.05
+    """per-token KL penalty to the SFT model"""
+    ppo_epochs: int = 2
+    ppo_minibatches: int = 2
 
 
 PRESETS = {
@@ -55,5 +69,6 @@ PRESETS = {
         sft_steps=80,
         raters_per_prompt=3,
         kl_samples=1,
+        ppo_steps=20,
     ),
 }

@@ -1,0 +1,207 @@
+"""Rollout speed: Hugging Face ``generate`` against KVCacheEngine on the 10M tiny GPT-2.
+
+Cases (prompts of PROMPT_TOKENS tokens, 32 new tokens, sampling at temperature 1):
+  batch16     16 prompts x 1 sample, every row forced to full length (min_new_tokens = 32)
+  grpo4x4     4 prompts x 4 samples (a GRPO group shape): the engine prefills each prompt once
+  early-stop  16 prompts x 1 sample on a copy of the model whose EOS is likely, so rows end at
+              different steps: the engine drops finished rows, generate keeps them as padding
+each in fp32 and bf16 (HF: the model converted to bf16; engine: its own bf16 copy).
+
+tokens/s counts generated tokens over the whole call (prefill included), best of ``--repeats``.
+FLOPs are 2 x flop_params x tokens forwarded (prompt tokens prefilled + rows decoded), against
+the machine's measured matmul rate (bench/common.py), the ceiling.
+
+    .venv/bin/python bench/bench_generate.py [--quick] [--wait-quiet 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import time
+
+import torch
+from common import (
+    BUSY,
+    PROMPT_TOKENS,
+    busy_cpu_seconds,
+    checkpoint,
+    flop_params,
+    machine_info,
+    matmul_rates,
+    measure_quietly,
+    peak,
+    sentence,
+    set_threads,
+    table,
+    write_results,
+)
+
+NEW_TOKENS = 32
+CASES = {"batch16": (16, 1, NEW_TOKENS), "grpo4x4": (4, 4, NEW_TOKENS), "early-stop": (16, 1, 0)}
+"""case -> (prompts, samples per prompt, min_new_tokens)"""
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+EOS_BOOST = 3.0
+"""early-stop: EOS logit raised by about this much: responses of 2 to 32 tokens, 13 on average"""
+
+
+def eos_likely(model, eos: int):
+    """A copy whose EOS logit is raised through one coordinate: ln_f's bias there is set, and the
+    (tied) EOS embedding reads it. EOS never enters as input, so nothing else changes."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.transformer.ln_f.bias[0] += 1.0
+        model.lm_head.weight[eos, 0] += EOS_BOOST
+    return model
+
+
+class HFRunner:
+    """Plain ``model.generate`` with the same sampling settings (the strongest HF baseline)."""
+
+    def __init__(self, model, tok):
+        self.model, self.tok = model, tok
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[list[int]], n: int, min_new: int) -> dict:
+        ids = torch.tensor([p for p in prompts for _ in range(n)])  # equal lengths: no padding
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=min_new or None,
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            pad_token_id=self.tok.pad_token_id,
+            eos_token_id=self.tok.eos_token_id,
+        )
+        new = out[:, ids.shape[1] :].tolist()
+        eos = self.tok.eos_token_id
+        lengths = [r.index(eos) + 1 if eos in r else len(r) for r in new]
+        # generate runs every row until the longest is done
+        return {"new_tokens": sum(lengths), "forwarded": ids.numel() + len(new) * (len(new[0]) - 1)}
+
+
+class EngineRunner:
+    def __init__(self, model, tok, dtype):
+        from rlhf.rollout.engine import KVCacheEngine
+
+        self.engine = KVCacheEngine(model, tok, batch_size=64, dtype=dtype)
+
+    def __call__(self, prompts: list[list[int]], n: int, min_new: int) -> dict:
+        from rlhf.rollout.generate import SamplingParams
+
+        self.engine.generate_ids(prompts, SamplingParams(NEW_TOKENS, n=n, min_new_tokens=min_new, seed=0))
+        s = self.engine.last_stats
+        return {"new_tokens": s["new_tokens"], "forwarded": s["prefill_tokens"] + s["row_steps"]}
+
+
+def measure(run, prompts: list[list[int]], n: int, min_new: int, repeats: int) -> dict:
+    """Best of ``repeats`` calls (after one warm-up call), and other processes' load meanwhile."""
+    run(prompts, n, min_new)
+    best, work = float("inf"), {}
+    busy0, own0, t0 = busy_cpu_seconds(), time.process_time(), time.perf_counter()
+    for _ in range(repeats):
+        t = time.perf_counter()
+        work = run(prompts, n, min_new)
+        best = min(best, time.perf_counter() - t)
+    wall = time.perf_counter() - t0
+    other = max(0.0, busy_cpu_seconds() - busy0 - (time.process_time() - own0)) / wall
+    return {**work, "seconds": best, "tokens_per_s": work["new_tokens"] / best, "other_load": other}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed calls per row (best is kept)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the core count)")
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        help="wait up to this many s for an idle machine before each row, and redo rows run on a busy one",
+    )
+    args = ap.parse_args()
+    repeats = args.repeats or (2 if args.quick else 7)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    threads = set_threads(args.threads)
+    info = machine_info()
+    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
+    rates = matmul_rates(args.quick, args.wait_quiet)
+    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+
+    directory, vocab = checkpoint("10m")
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    base = AutoModelForCausalLM.from_pretrained(str(directory)).eval()
+    n_flop = flop_params(directory, lm_head=True)
+    rng = random.Random(0)
+    prompts = [tok(sentence(vocab, PROMPT_TOKENS, rng))["input_ids"] for _ in range(16)]
+    assert all(len(p) == PROMPT_TOKENS for p in prompts)
+
+    rows = []
+    for case in args.cases:
+        n_prompts, n, min_new = CASES[case]
+        fp32 = eos_likely(base, tok.eos_token_id) if case == "early-stop" else base
+        for precision in args.precisions:
+            dtype = PRECISIONS[precision]
+            hf_model = fp32 if dtype == torch.float32 else copy.deepcopy(fp32).to(dtype)
+            runners = {"hf-generate": HFRunner(hf_model, tok), "kv-engine": EngineRunner(fp32, tok, dtype)}
+            hf = None
+            for engine, run in runners.items():
+                row = measure_quietly(args.wait_quiet, measure, run, prompts[:n_prompts], n, min_new, repeats)
+                row.update(case=case, precision=precision, engine=engine, prompts=n_prompts, n=n)
+                row["flops_per_s"] = 2 * n_flop * row["forwarded"] / row["seconds"]
+                row["of_matmul"] = row["flops_per_s"] / peak(rates, precision)
+                hf = hf or row
+                row["vs_hf"] = row["tokens_per_s"] / hf["tokens_per_s"]
+                rows.append(row)
+                busy = (
+                    f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
+                    if row["other_load"] > BUSY
+                    else ""
+                )
+                print(
+                    f"  {case} {precision} {engine}: {row['tokens_per_s']:.0f} tokens/s "
+                    f"({row['vs_hf']:.2f}x HF), {row['flops_per_s'] / 1e9:.1f} GFLOP/s{busy}"
+                )
+
+    shown = [{**r, "GFLOP/s": r["flops_per_s"] / 1e9, "of matmul": f"{r['of_matmul']:.1%}"} for r in rows]
+    print()
+    print(
+        table(
+            shown,
+            ["case", "precision", "engine", "new_tokens", "seconds", "tokens_per_s", "vs_hf"]
+            + ["GFLOP/s", "of matmul", "other_load"],
+        )
+    )
+    path = write_results(
+        "generate_quick" if args.quick else "generate",
+        {
+            "benchmark": "generate",
+            "machine": info,
+            "matmul_flops_per_s": rates,
+            "setup": {
+                "model": "tiny GPT-2 10m (bench/common.py checkpoint)",
+                "prompt_tokens": PROMPT_TOKENS,
+                "max_new_tokens": NEW_TOKENS,
+                "cases": {k: dict(zip(("prompts", "n", "min_new_tokens"), v)) for k, v in CASES.items()},
+                "sampling": "temperature 1, no top-k / top-p",
+                "repeats": repeats,
+                "tokens_per_s": "generated tokens / seconds of the best call (prefill included)",
+                "flops": "2 x flop_params x forwarded tokens (prefill prompt tokens + decoded rows)",
+                "other_load": "mean cores used by other processes during the row's calls",
+            },
+            "rows": rows,
+        },
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
