@@ -64,3 +64,32 @@ def reward_model_accuracy(
     predicted = [scores[i * k : (i + 1) * k] for i in range(len(tasks))]
     gold = [[gold_score(t, g.text) for g in gs] for t, gs in zip(tasks, groups)]
     return ordering_accuracy(predicted, gold)
+
+
+def evaluate_best_of_n(
+    name: str, policy, reward_model, tokenizer, tasks: list[Task], n: int, max_new_tokens: int, seed: int
+) -> dict[str, Any]:
+    """Best-of-n at inference: n samples from ``policy`` per prompt, the reward model's favourite
+    kept. Its KL to the policy is the analytic log n - (n - 1) / n (Stiennon et al. 2020)."""
+    from rlhf.recipes.best_of_n import best_of_n_kl
+
+    engine = HFGenerateEngine(policy, tokenizer)
+    groups = engine.generate([t.prompt for t in tasks], SamplingParams(max_new_tokens, n=n, seed=seed))
+    flat = [g for gs in groups for g in gs]
+    scores = score_sequences(
+        reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tokenizer.pad_token_id
+    ).tolist()
+    best = [gs[max(range(n), key=lambda j, i=i: scores[i * n + j])] for i, gs in enumerate(groups)]
+    texts = [g.text for g in best]
+    gold = [gold_score(t, x) for t, x in zip(tasks, texts)]
+    examples = random.Random(seed).sample(range(len(tasks)), min(3, len(tasks)))
+    return {
+        "name": name,
+        "gold_reward": sum(gold) / len(gold),
+        "family_accuracy": family_accuracy(tasks, texts),
+        "mean_length": sum(len(x.split()) for x in texts) / len(texts),
+        "no_eos_share": sum(not g.finished for g in best) / len(best),
+        "kl_to_sft": best_of_n_kl(n),
+        "examples": [{"prompt": tasks[i].prompt, "response": texts[i], "gold": gold[i]} for i in examples],
+        "_gold_scores": gold,
+    }

@@ -7,7 +7,8 @@
     5. simulated raters rank them (the ranking format human raters export)
     6. reward model on the rankings
     7. PPO from the SFT model against the reward model, with a KL penalty to SFT
-    8. evaluate every model on held-out prompts with the gold scorer
+    8. RLAIF: the SFT model judges the same candidates; a reward model on its labels; the same RL
+    9. evaluate every model on held-out prompts with the gold scorer
 
 Every stage is an ordinary `rlhf` recipe writing an ordinary run directory under the demo's.
 """
@@ -27,11 +28,11 @@ import torch
 
 from rlhf.config import load_config
 from rlhf.demo import report
-from rlhf.demo.evaluate import evaluate_policy, reward_model_accuracy
+from rlhf.demo.evaluate import evaluate_best_of_n, evaluate_policy, reward_model_accuracy
 from rlhf.demo.presets import PRESETS, Preset
 from rlhf.eval.metrics import win_rate
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
-from rlhf.recipes import ppo, reward, sft
+from rlhf.recipes import best_of_n, dpo, ppo, reward, sft
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
 from rlhf.toyworld import RaterPool, World, build_corpus, build_demonstrations, gold_score, tokenizer_texts
 
@@ -125,7 +126,9 @@ def sample_and_rank(root: Path, world: World, policy_dir: Path, preset: Preset, 
     return _write_jsonl(root / "data" / "rankings.jsonl", records)
 
 
-def run_ppo(root: Path, world: World, sft_dir: Path, rm_dir: Path, preset: Preset, seed: int) -> Path:
+def run_ppo(
+    root: Path, world: World, sft_dir: Path, rm_dir: Path, preset: Preset, seed: int, name: str = "ppo"
+) -> Path:
     """PPO on the RL prompts; every step also logs the gold reward of its samples (proxy vs gold)."""
     tasks = {t.prompt: t for t in world.tasks("rl")}
     prompts = _write_jsonl(root / "data" / "rl_prompts.jsonl", [{"prompt": p} for p in tasks])
@@ -144,7 +147,7 @@ def run_ppo(root: Path, world: World, sft_dir: Path, rm_dir: Path, preset: Prese
                 "data.train": prompts,
                 "data.max_length": preset.max_length + preset.max_new_tokens,
                 "rewards.model": rm_dir,
-                "train.output_dir": root / "ppo",
+                "train.output_dir": root / name,
                 "train.max_steps": preset.ppo_steps,
                 "train.batch_size": preset.ppo_batch,
                 "train.lr": preset.ppo_lr,
@@ -161,6 +164,11 @@ def run_ppo(root: Path, world: World, sft_dir: Path, rm_dir: Path, preset: Prese
                 "algo.minibatches": preset.ppo_minibatches,
                 "rollout.max_new_tokens": preset.max_new_tokens,
                 "rollout.samples_every": max(1, preset.ppo_steps // 4),
+                **(
+                    {"ptx.data": root / "data" / "demonstrations.jsonl", "ptx.coef": preset.ppo_ptx_coef}
+                    if preset.ppo_ptx_coef > 0
+                    else {}
+                ),
             }.items()
         ],
     )
@@ -245,7 +253,71 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     ppo_dir = run_ppo(root, world, sft_dir, rm_dir, preset, seed)
     done("ppo")
 
-    # 8. evaluation on held-out prompts
+    # 8. the alternatives: DPO on the same rankings; rejection-sampling SFT on best-of-n samples
+    stage("dpo")
+    dpo_dir = _train(
+        dpo,
+        {
+            "model.path": sft_dir,
+            "data.train": rankings,
+            "data.max_length": preset.max_length,
+            "train.output_dir": root / "dpo",
+            "train.epochs": preset.dpo_epochs,
+            "train.batch_size": preset.batch_size,
+            "train.lr": preset.dpo_lr,
+            "dpo.beta": preset.dpo_beta,
+            "train.seed": seed,
+            "train.mixed_precision": preset.mixed_precision,
+            "model.attn_implementation": preset.attn_implementation,
+            "train.log_every": 20,
+        },
+    )
+    done("dpo")
+    stage("rejection-sampling sft")
+    rl_prompts = _write_jsonl(root / "data" / "rl_prompts.jsonl", [{"prompt": t.prompt} for t in world.tasks("rl")])
+    bon_cfg = load_config(
+        best_of_n.Config,
+        None,
+        [
+            f"model.path={sft_dir}",
+            f"sample.prompts={rl_prompts}",
+            f"sample.n={preset.rs_n}",
+            f"sample.max_new_tokens={preset.max_new_tokens}",
+            f"sample.seed={seed}",
+            f"best_of_n.reward_model={rm_dir}",
+            f"best_of_n.output_dir={root / 'best-of-n'}",
+        ],
+    )
+    best = best_of_n.train(bon_cfg) / "best.jsonl"
+    rs_dir = _train(
+        sft,
+        {
+            "model.path": sft_dir,
+            "data.train": best,
+            "data.max_length": preset.max_length,
+            "train.output_dir": root / "rs-sft",
+            "train.max_steps": preset.rs_steps,
+            "train.batch_size": preset.batch_size,
+            "train.lr": preset.sft_lr / 3,
+            "train.seed": seed,
+            "train.mixed_precision": preset.mixed_precision,
+            "model.attn_implementation": preset.attn_implementation,
+            "train.log_every": 20,
+        },
+    )
+    done("rejection-sampling sft")
+
+    # 9. RLAIF: the SFT model as the labeler instead of the raters, then the same RL stage
+    rlaif, rlaif_dir = None, None
+    if preset.rlaif:
+        from rlhf.demo.rlaif import run_rlaif
+
+        stage("rlaif")
+        rlaif = run_rlaif(root, world, sft_dir, root / "data" / "candidates.jsonl", rankings, preset, seed)
+        rlaif_dir = run_ppo(root, world, sft_dir, Path(rlaif["reward_model"]), preset, seed, name="ppo-rlaif")
+        done("rlaif")
+
+    # 10. evaluation on held-out prompts
     stage("evaluation")
     tok = AutoTokenizer.from_pretrained(sft_dir)
     sft_model = AutoModelForCausalLM.from_pretrained(sft_dir).eval()
@@ -257,12 +329,20 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             ("base", base_model),
             ("sft", sft_model),
             ("ppo", AutoModelForCausalLM.from_pretrained(ppo_dir).eval()),
+            ("dpo", AutoModelForCausalLM.from_pretrained(dpo_dir).eval()),
+            ("rs-sft", AutoModelForCausalLM.from_pretrained(rs_dir).eval()),
+            *([("rlaif", AutoModelForCausalLM.from_pretrained(rlaif_dir).eval())] if rlaif_dir else []),
         )
     ]
+    rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
+    stages.append(
+        evaluate_best_of_n(
+            f"best-of-{preset.best_of}", sft_model, rm, tok, tasks, preset.best_of, preset.max_new_tokens, seed + 2
+        )
+    )
     sft_gold = stages[1]["_gold_scores"]
     for s in stages:
         s["gold_win_rate_vs_sft"] = win_rate(s.pop("_gold_scores"), sft_gold)
-    rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
     rm_acc = reward_model_accuracy(rm, sft_model, tok, tasks, preset.k, preset.max_new_tokens, seed + 1)
     done("evaluation")
 
@@ -270,6 +350,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     results = {
         "stages": stages,
         "reward_model": {"heldout_accuracy_vs_gold": rm_acc},
+        **({"rlaif": {k: v for k, v in rlaif.items() if k != "agreement"}} if rlaif else {}),
         "config": {"preset": preset_name, "seed": seed, **asdict(preset)},
         "seconds": seconds,
     }

@@ -38,16 +38,30 @@ class Preset:
     """sampled responses per eval prompt for the KL-to-SFT estimate"""
     ppo_algo: str = "ppo"
     """algo.name of the RL stage: ppo, grpo or rloo"""
-    ppo_steps: int = 120
+    ppo_steps: int = 80
     """RL iterations against the reward model"""
-    ppo_batch: int = 16
+    ppo_batch: int = 8
     """prompts per RL iteration"""
-    ppo_samples: int = 1
+    ppo_samples: int = 4
     """responses per prompt in an RL iteration"""
     ppo_lr: float = 1e-4
     ppo_critic_lr: float = 1e-4
-    ppo_kl_coef: float = 0.05
+    ppo_kl_coef: float = 0.15
     """per-token KL penalty to the SFT model"""
+    ppo_ptx_coef: float = 0.0
+    """PPO-ptx: weight of the NLL on the SFT demonstrations in every policy step (0: off)"""
+    dpo_epochs: float = 1.0
+    """DPO passes over the simulated rankings (expanded to pairs)"""
+    dpo_lr: float = 1e-4
+    dpo_beta: float = 0.1
+    best_of: int = 16
+    """n of the best-of-n row (sampled from SFT, picked by the reward model, at inference)"""
+    rs_n: int = 8
+    """samples per RL prompt for rejection-sampling SFT"""
+    rs_steps: int = 60
+    """SFT steps on the reward model's best samples (rejection-sampling fine-tuning)"""
+    rlaif: bool = True
+    """add the RLAIF row: the SFT model judges the candidates, a reward model on its labels, the same RL"""
     ppo_epochs: int = 2
     ppo_minibatches: int = 2
 
@@ -70,5 +84,9 @@ PRESETS = {
         raters_per_prompt=3,
         kl_samples=1,
         ppo_steps=20,
+        rlaif=False,
+        best_of=4,
+        rs_n=4,
+        rs_steps=20,
     ),
 }

@@ -38,6 +38,13 @@ def table(results: dict[str, Any]) -> str:
         out.append(
             f"reward model: held-out pairwise accuracy against the gold ordering {rm['heldout_accuracy_vs_gold']:.3f}"
         )
+    ai = results.get("rlaif")
+    if ai:
+        out.append(
+            f"RLAIF: the SFT model as judge agrees with gold on {ai['judge_vs_gold']:.3f} of pairs (simulated raters "
+            f"{ai['raters_vs_gold']:.3f}), picks the same position after the swap {ai['same_position_rate']:.0%} of the "
+            f"time; its reward model's held-out accuracy against gold is {ai['reward_model_heldout_accuracy_vs_gold']:.3f}"
+        )
     return "\n".join(out)
 
 
