@@ -25,7 +25,7 @@ def demo_run(tmp_path_factory):
 def test_fast_demo_writes_the_results_table(demo_run):
     results = json.loads((demo_run / "a" / "results.json").read_text())
     names = [s["name"] for s in results["stages"]]
-    assert names[:2] == ["base", "sft"]
+    assert names == ["base", "sft", "ppo", "dpo", "rs-sft", "best-of-4"]
     for stage in results["stages"]:
         assert STAGE_KEYS <= set(stage)
         assert set(FAMILIES) <= set(stage["family_accuracy"])
@@ -34,8 +34,11 @@ def test_fast_demo_writes_the_results_table(demo_run):
     assert {"sft", "reward model", "evaluation", "total"} <= set(results["seconds"])
     table = (demo_run / "a" / "results.md").read_text()
     assert "| base" in table and "| sft" in table and "win vs SFT" in table
-    for part in ("sft/final", "reward/final", "data/rankings.jsonl", "data/demonstrations.jsonl"):
+    for part in ("sft/final", "reward/final", "ppo/final", "dpo/final", "rs-sft/final", "best-of-n/best.jsonl"):
         assert (demo_run / "a" / part).exists(), part
+    # the RL stage logs the gold reward of its samples next to the proxy, for reward-hacking plots
+    ppo_metrics = [json.loads(line) for line in (demo_run / "a" / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert len(ppo_metrics) == 20 and all("gold" in m and "score_raw" in m for m in ppo_metrics)
 
 
 def test_sft_beats_base_on_gold(demo_run):

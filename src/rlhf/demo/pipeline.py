@@ -56,12 +56,26 @@ def _train(recipe, overrides: dict[str, Any]) -> Path:
     return recipe.train(cfg)
 
 
+PRETRAIN_FIELDS = (
+    "vocab_size",
+    "model_size",
+    "mixed_precision",
+    "attn_implementation",
+    "max_length",
+    "max_new_tokens",
+    "pretrain_steps",
+    "pretrain_lr",
+    "batch_size",
+)
+"""the preset fields that decide the pretrained base model (its cache key)"""
+
+
 def pretrain_base(root: Path, world: World, preset: Preset, seed: int) -> Path:
     """A base model that has read the world's web text; reused when the same config was trained."""
+    # keyed by what shapes pretraining only, so later stages' settings can change without a rerun
+    used = {k: getattr(preset, k) for k in PRETRAIN_FIELDS}
     key = hashlib.sha256(
-        json.dumps(
-            {"preset": asdict(preset), "seed": seed, "world": asdict(world.sizes), "v": 1}, sort_keys=True
-        ).encode()
+        json.dumps({"preset": used, "seed": seed, "world": asdict(world.sizes), "v": 2}, sort_keys=True).encode()
     ).hexdigest()[:12]
     cached = _cache_dir(root) / f"base-{key}"
     if (cached / "config.json").is_file():
