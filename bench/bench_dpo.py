@@ -16,7 +16,10 @@ response tokens only (``logits_to_keep``). A recipe running two 64-token rows wi
 every position would do 6 x (body x 128 + head x 128) for the same pair: ``effective_flops_per_s``
 counts that, for comparison with such a trainer.
 
-    .venv/bin/python bench/bench_dpo.py [--quick] [--sizes 1m 10m] [--precisions fp32 ...]
+Rows: --sizes x --precisions x --attn (model.attn_implementation; on CPU in bf16 eager beats
+sdpa for these small heads) x --layouts (shared: dpo.share_prompt=true, the default; two_rows).
+
+    .venv/bin/python bench/bench_dpo.py [--quick] [--wait-quiet 180] [--attn auto eager] [--layouts shared two_rows]
 """
 
 from __future__ import annotations

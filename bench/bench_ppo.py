@@ -8,8 +8,10 @@ so generation, scoring, the reference/critic forwards, advantages, the update, t
 weight sync and logging are all in the time.
 
 FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
-    generation 2 N_lm D, reward 2 N_rm D, policy + reference log-probs 2 x 2 N_lm D,
-    values 2 N_v D, policy update 6 N_lm D, critic update 6 N_v D      (GRPO: no critic)
+    generation 2 N_lm D, reward 2 N_rm D, reference log-probs 2 N_lm D, policy update 6 N_lm D,
+    critic update 6 N_v D (GRPO: no critic). With one epoch of one minibatch the sampling policy's
+    log-probs and the critic's values come from the update's own forward (recipes/ppo.py), so
+    they cost nothing extra.
 
     .venv/bin/python bench/bench_ppo.py [--quick]
 """
@@ -111,7 +113,7 @@ def flops_per_update(algo: str, rollouts: int) -> float:
     model, _ = checkpoint("10m")
     n_lm, n_rm = flop_params(model, lm_head=True), flop_params(model, lm_head=False)
     d = PROMPT_TOKENS + RESPONSE
-    per_rollout = (2 + 2 * 2 + 6) * n_lm + 2 * n_rm + ((2 + 6) * n_rm if algo == "ppo" else 0)
+    per_rollout = (2 + 2 + 6) * n_lm + 2 * n_rm + (6 * n_rm if algo == "ppo" else 0)
     return per_rollout * d * rollouts
 
 
