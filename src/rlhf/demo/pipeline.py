@@ -120,6 +120,26 @@ def pretrain_base(root: Path, world: World, preset: Preset, seed: int) -> Path:
     return cached
 
 
+def train_reward_model(out: Path, sft_dir: Path, rankings: Path, preset: Preset, seed: int) -> Path:
+    """The demo's reward stage (also used on the RLAIF labels): one epoch from the SFT model."""
+    return _train(
+        reward,
+        {
+            "model.path": sft_dir,
+            "data.train": rankings,
+            "data.max_length": preset.max_length,
+            "train.output_dir": out,
+            "train.epochs": preset.reward_epochs,
+            "train.batch_size": preset.batch_size,
+            "train.lr": preset.reward_lr,
+            "train.seed": seed,
+            "train.mixed_precision": preset.mixed_precision,
+            "model.attn_implementation": preset.attn_implementation,
+            "train.log_every": 20,
+        },
+    )
+
+
 def sample_and_rank(root: Path, world: World, policy_dir: Path, preset: Preset, seed: int) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -244,22 +264,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
 
     # 6. reward model, initialised from the SFT model
     stage("reward model")
-    rm_dir = _train(
-        reward,
-        {
-            "model.path": sft_dir,
-            "data.train": rankings,
-            "data.max_length": preset.max_length,
-            "train.output_dir": root / "reward",
-            "train.epochs": preset.reward_epochs,
-            "train.batch_size": preset.batch_size,
-            "train.lr": preset.reward_lr,
-            "train.seed": seed,
-            "train.mixed_precision": preset.mixed_precision,
-            "model.attn_implementation": preset.attn_implementation,
-            "train.log_every": 20,
-        },
-    )
+    rm_dir = train_reward_model(root / "reward", sft_dir, rankings, preset, seed)
     done("reward model")
 
     # 7. PPO against the reward model

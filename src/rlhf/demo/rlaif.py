@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlhf.config import load_config
 from rlhf.demo.presets import Preset
 from rlhf.toyworld import World, gold_score
 from rlhf.toyworld.raters import competition_ranks
@@ -45,11 +44,11 @@ def run_rlaif(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     from rlhf.demo.evaluate import reward_model_accuracy
+    from rlhf.demo.pipeline import train_reward_model
     from rlhf.feedback.judge.agreement import agreement_report, gold_table
     from rlhf.feedback.judge.labels import read_items
     from rlhf.feedback.judge.local import LocalJudge
     from rlhf.feedback.judge.run import label
-    from rlhf.recipes import reward
     from rlhf.recipes.sample import write_jsonl_atomic
 
     root, seconds = Path(root), {}
@@ -71,20 +70,7 @@ def run_rlaif(
 
     # 3. reward model on the AI labels, with the demo's reward-stage settings
     t1 = time.perf_counter()
-    overrides = {
-        "model.path": sft_dir,
-        "data.train": ai_path,
-        "data.max_length": preset.max_length,
-        "train.output_dir": root / "reward-rlaif",
-        "train.epochs": preset.reward_epochs,
-        "train.batch_size": preset.batch_size,
-        "train.lr": preset.reward_lr,
-        "train.seed": seed,
-        "train.mixed_precision": preset.mixed_precision,
-        "model.attn_implementation": preset.attn_implementation,
-        "train.log_every": 20,
-    }
-    rm_dir = reward.train(load_config(reward.Config, None, [f"{k}={v}" for k, v in overrides.items()]))
+    rm_dir = train_reward_model(root / "reward-rlaif", Path(sft_dir), ai_path, preset, seed)
     seconds["reward_model"] = round(time.perf_counter() - t1, 1)
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
     rm_acc = reward_model_accuracy(
