@@ -37,6 +37,10 @@ lint: install
 bench: install
 	$(BIN)/python bench/bench_sft.py
 	$(BIN)/python bench/bench_reward.py
+	$(BIN)/python bench/bench_dpo.py
+	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python bench/bench_ppo.py
+	$(BIN)/python bench/bench_label.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

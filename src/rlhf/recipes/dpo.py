@@ -257,6 +257,7 @@ def forward_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         position_ids=batch["position_ids"],
+        use_cache=False,  # a training forward: building a KV cache is wasted work
         **keep,
     ).logits  # (R, K, V)
     sums, counts = sequence_logps(logits, batch["targets"][:, -logits.size(1) :])  # (R, S)

@@ -69,7 +69,7 @@ def evaluate(model, accelerator, examples, pad_id: int, batch_size: int) -> dict
             k: v.to(accelerator.device) for k, v in collate_sft(mine[i : i + batch_size], pad_id).items()
         }
         with accelerator.autocast():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         s, c = masked_nll(logits, batch["labels"])
         nll += s
         count += c
@@ -127,7 +127,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model), accelerator.autocast():
                 logits = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
                 ).logits  # (B, T, V)
                 nll, _ = masked_nll(logits, batch["labels"])
                 accelerator.backward(nll * scale)

@@ -126,6 +126,7 @@ def response_logits(model: nn.Module, exp: Experience) -> torch.Tensor:
         input_ids=exp.input_ids,
         attention_mask=exp.attention_mask,
         position_ids=exp.position_ids,
+        use_cache=False,  # a scoring/training forward: building a KV cache is wasted work
         **kwargs,
     ).logits
     T = logits.shape[1]
@@ -171,7 +172,7 @@ class TokenValueModel(nn.Module):
     def forward(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
         """Shape: (B, T) -> (B, T)"""
         hidden = self.body(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
         return self.head(hidden).squeeze(-1)
 

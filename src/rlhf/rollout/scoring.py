@@ -21,6 +21,6 @@ def score_sequences(
         ]
         ids = pad(seqs, pad_id).to(reward_model.device)
         mask = pad([[1] * len(s) for s in seqs], 0).to(reward_model.device)
-        out.append(reward_model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float().cpu())
+        out.append(reward_model(input_ids=ids, attention_mask=mask, use_cache=False).logits.squeeze(-1).float().cpu())
     reward_model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
