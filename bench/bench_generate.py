@@ -90,6 +90,15 @@ class EngineRunner:
 
         self.engine = KVCacheEngine(model, tok, batch_size=64, dtype=dtype)
 
+    def sync_ms(self, model, repeats: int = 3) -> float:
+        """Best time of ``sync_weights`` (re-packing the weights after an optimizer step)."""
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            self.engine.sync_weights(model)
+            best = min(best, time.perf_counter() - t)
+        return 1e3 * best
+
     def __call__(self, prompts: list[list[int]], n: int, min_new: int) -> dict:
         from rlhf.rollout.generate import SamplingParams
 
@@ -160,6 +169,9 @@ def main() -> None:
                 row["of_matmul"] = row["flops_per_s"] / peak(rates, precision)
                 hf = hf or row
                 row["vs_hf"] = row["tokens_per_s"] / hf["tokens_per_s"]
+                if isinstance(run, EngineRunner):
+                    row["decoder"] = run.engine.decoder.name
+                    row["sync_ms"] = run.sync_ms(fp32)
                 rows.append(row)
                 busy = (
                     f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
@@ -177,7 +189,7 @@ def main() -> None:
         table(
             shown,
             ["case", "precision", "engine", "new_tokens", "seconds", "tokens_per_s", "vs_hf"]
-            + ["GFLOP/s", "of matmul", "other_load"],
+            + ["GFLOP/s", "of matmul", "sync_ms", "other_load"],
         )
     )
     path = write_results(
@@ -196,6 +208,7 @@ def main() -> None:
                 "tokens_per_s": "generated tokens / seconds of the best call (prefill included)",
                 "flops": "2 x flop_params x forwarded tokens (prefill prompt tokens + decoded rows)",
                 "other_load": "mean cores used by other processes during the row's calls",
+                "sync_ms": "KVCacheEngine.sync_weights: the policy's weights into the engine's copy",
             },
             "rows": rows,
         },

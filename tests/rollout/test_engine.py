@@ -5,6 +5,7 @@ import torch
 
 from rlhf.data.collators import IGNORE, pad
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
+from rlhf.rollout.decoders import linear
 from rlhf.rollout.engine import KVCacheEngine
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
 from rlhf.rollout.logprobs import gather_logprobs
@@ -49,13 +50,17 @@ def eos_likely(tok, arch: str, strength: float):
     return model
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "addmm"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_greedy_matches_hf_generate(models, tok, arch):
-    """Left-padded prompts of different lengths, split over batches (the cache is reused and grown)."""
+def test_greedy_matches_hf_generate(models, tok, arch, packed, monkeypatch):
+    """Left-padded prompts of different lengths, split over batches (the cache is reused and grown);
+    with oneDNN prepacked linears (the CPU default where available) and with plain addmm."""
+    monkeypatch.setattr(linear, "PACKED_CPU", packed)
     ref = HFGenerateEngine(models[arch], tok).generate(PROMPTS, GREEDY)
     engine = KVCacheEngine(models[arch], tok, batch_size=2)
     got = engine.generate(PROMPTS, GREEDY)
     assert engine.decoder.name == ("gpt2" if arch == "gpt2" else "llama")
+    assert engine.decoder.lin["lm_head"].packed == (packed and linear.packed_ok(torch.float32))
     assert responses(got) == responses(ref)
     assert [g[0].text for g in got] == [g[0].text for g in ref]
     for a, b in zip(got, ref):
@@ -210,7 +215,8 @@ def test_an_in_place_update_without_sync_is_picked_up(tok):
 def test_bf16_copy_samples_valid_text_with_close_logprobs(models, tok, arch):
     model = models[arch]
     engine = KVCacheEngine(model, tok, dtype=torch.bfloat16)
-    assert engine.decoder.w["lm_head"].dtype == torch.bfloat16 and model.dtype == torch.float32
+    assert engine.decoder.t["norm" if arch == "llama" else "lnf_w"].dtype == torch.bfloat16
+    assert model.dtype == torch.float32
     params = SamplingParams(max_new_tokens=8, n=2, seed=0)
     gens = [g for gs in engine.generate(PROMPTS, params) for g in gs]
     assert all(isinstance(g.text, str) and all(0 <= t < len(tok) for t in g.response_ids) for g in gens)

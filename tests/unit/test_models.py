@@ -326,3 +326,18 @@ def test_attn_implementation_is_passed_to_transformers_and_gives_the_same_logits
     assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
     ids = torch.tensor(ids_of(tok, "the cat sat on a mat"))
     assert_close(eager(ids).logits, sdpa(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_gpt2_gelu_new_loads_as_the_fused_kernel_with_the_same_outputs(tmp_path):
+    """GPT-2's gelu_new (7 elementwise ops) is loaded as torch's one-kernel tanh GELU: same function."""
+    from transformers import AutoModelForCausalLM
+
+    texts = [f"question {i} answer {i % 7}" for i in range(100)]
+    path = make_tiny_checkpoint(tmp_path / "m", texts, "gpt2", "nano", vocab_size=300)
+    reference = AutoModelForCausalLM.from_pretrained(path).eval()
+    assert reference.config.activation_function == "gelu_new"
+    tok = load_tokenizer(str(path))
+    model = load_policy(ModelConfig(path=str(path)), tok).eval()
+    assert model.config.activation_function == "gelu_pytorch_tanh"
+    ids = torch.randint(0, 250, (2, 12))
+    assert_close(model(input_ids=ids).logits, reference(input_ids=ids).logits, rtol=0, atol=1e-5)

@@ -34,6 +34,8 @@ class KVCache:
         self.pos = torch.zeros(rows, dtype=torch.long, device=device)
         self.rows = 0
         """active rows"""
+        self.padded = False
+        """some row has left padding (else the bias is all zeros and skipped)"""
         self.length = 0
         """filled positions (prompt width + tokens decoded so far)"""
 
@@ -48,6 +50,7 @@ class KVCache:
         """
         b, t = mask.shape
         self.rows, self.length = b, 0
+        self.padded = bool((mask == 0).any())
         self.bias[:b].zero_()
         self.bias[:b, :t].masked_fill_(mask == 0, float("-inf"))
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
@@ -78,6 +81,11 @@ class KVCache:
         self.k[layer][:b, :, t0:t1] = k
         self.v[layer][:b, :, t0:t1] = v
         return self.k[layer][:b, :, :t1], self.v[layer][:b, :, :t1]
+
+    def attention_bias(self) -> torch.Tensor | None:
+        """The additive bias over the keys a decode step reads (filled + the new one), or None when
+        no row has padding (one op less a layer).  Shape: (B, length + 1)"""
+        return self.bias[: self.rows, : self.length + 1] if self.padded else None
 
     def advance(self, tokens: int) -> None:
         """Every layer wrote ``tokens`` new positions: the prompt (prefill), or one decoded token,
@@ -113,24 +121,26 @@ def reserve(
     return KVCache(layers, rows, kv_heads, max_len, head_dim, dtype, device)
 
 
-def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float):
-    """Attention of one new query per row over its cached keys, grouped-query aware.
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None):
+    """Attention of one new query per row over its cached keys, grouped-query aware. The
+    1/sqrt(head_dim) scale is already folded into q (the decoders scale q's weights).
 
-    q (B, H, D); k, v (B, Hkv, T, D); bias (B, T) additive -> (B, H * D).
+    q (B, H, D); k, v (B, Hkv, T, D); bias (B, T) additive or None -> (B, H * D).
     With H = G * Hkv, query head h reads kv head h // G (as HF's ``repeat_kv``); viewing the
     queries as (B, Hkv, G, D) lets one batched matmul serve all G heads without repeating k/v.
-    A hand matmul beats ``scaled_dot_product_attention`` at one query per row on CPU in bf16 and
-    ties it in fp32 (bench: 1 x 33..64 keys, 8 heads of 32).
+    A hand matmul ties ``scaled_dot_product_attention`` at one query per row on CPU in fp32 and
+    beats it 2x in bf16 (12 layers, 16 rows, 8 heads of 32, 33..64 keys).
     """
     b, h, d = q.shape
     hkv = k.shape[1]
     scores = torch.matmul(q.view(b, hkv, h // hkv, d), k.transpose(-1, -2))  # (B, Hkv, G, T)
-    scores = torch.add(bias.view(b, 1, 1, -1), scores, alpha=scale)
+    if bias is not None:
+        scores = scores.add_(bias.view(b, 1, 1, -1))
     return torch.matmul(torch.softmax(scores, dim=-1), v).view(b, h * d)  # (B, Hkv, G, D) -> (B, H*D)
 
 
-def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float):
-    """Causal attention over left-padded prompts.
+def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor):
+    """Causal attention over left-padded prompts (scale folded into q, as above).
 
     q (B, H, T, D); k, v (B, Hkv, T, D); mask (B, T) of 0/1 -> (B, T, H * D).
     A pad query may attend to itself, so no softmax row is empty (NaN); pad outputs are never
@@ -140,5 +150,5 @@ def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: t
     causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()  # (T, T)
     allowed = causal & mask.bool()[:, None, None, :]  # (B, 1, T, T)
     allowed = allowed | torch.eye(t, dtype=torch.bool, device=q.device)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale, enable_gqa=k.shape[1] != h)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0, enable_gqa=k.shape[1] != h)
     return out.transpose(1, 2).reshape(b, t, h * d)

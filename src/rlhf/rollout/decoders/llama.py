@@ -2,11 +2,13 @@
 
 Matches ``transformers``' LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM to fp32
 rounding. Where it departs in form (not in math):
-- q, k and v are one matmul against the three weights concatenated (Qwen2's q/k/v biases too);
-  gate and up are one matmul; every weight is stored pre-transposed as (in, out).
+- q, k and v are one matmul against the three weights concatenated (Qwen2's q/k/v biases too),
+  with the attention scale folded into q's rows (RoPE is linear, so scaling before it is exact);
+- SwiGLU is up(x) * silu(gate(x)) with the SiLU and the product fused into the two matmuls, and
+  residual adds fused into o_proj / down_proj (``decoders.linear``);
 - RoPE is applied to q and k together as x * cos + roll(x, D/2) * sin', with sin' = (-sin, sin)
-  on the two halves, which equals HF's x * cos + rotate_half(x) * sin in three ops.
-- Grouped-query attention reads each kv head once for its G query heads (no ``repeat_kv``).
+  on the two halves, which equals HF's x * cos + rotate_half(x) * sin in three ops;
+- grouped-query attention reads each kv head once for its G query heads (no ``repeat_kv``).
 cos/sin come from the model's own ``rotary_emb`` (``inv_freq`` and ``attention_scaling``), so
 static RoPE scalings (linear, llama3, yarn) carry over; length-dependent ones fall back.
 """
@@ -16,47 +18,38 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rlhf.rollout.decoders.cache import KVCache, attention_dtype, decode_attention, prefill_attention, reserve
-
-LAYER = ("in_norm", "qkv_w", "qkv_b", "o_w", "o_b", "post_norm", "gu_w", "gu_b", "down_w", "down_b")
+from rlhf.rollout.decoders.cache import attention_dtype, decode_attention, prefill_attention, reserve
+from rlhf.rollout.decoders.linear import Linear
 
 
 def _cat(*ts: torch.Tensor | None) -> torch.Tensor | None:
     return None if ts[0] is None else torch.cat(ts, 0)
 
 
-def source_weights(model) -> dict[str, torch.Tensor | None]:
-    """The model's weights in this decoder's layout: matmuls as (in, out); absent biases None."""
+def sources(model) -> tuple[dict[str, tuple], dict[str, torch.Tensor]]:
+    """The model's weights in decoder form: linears as (weight (out, in), bias or None), the
+    attention scale folded into q's rows; and the norms and embeddings."""
     m = model.model
-    out: dict[str, torch.Tensor | None] = {
-        "embed": m.embed_tokens.weight,
-        "norm": m.norm.weight,
-        "lm_head": model.lm_head.weight,  # (V, d)
-    }
+    linears: dict[str, tuple] = {"lm_head": (model.lm_head.weight, None)}  # (V, d)
+    tensors = {"embed": m.embed_tokens.weight, "norm": m.norm.weight}
     for i, layer in enumerate(m.layers):
         at, mlp = layer.self_attn, layer.mlp
-        out |= {
-            f"{i}.in_norm": layer.input_layernorm.weight,
-            f"{i}.qkv_w": torch.cat([at.q_proj.weight, at.k_proj.weight, at.v_proj.weight], 0).t(),
-            f"{i}.qkv_b": _cat(at.q_proj.bias, at.k_proj.bias, at.v_proj.bias),
-            f"{i}.o_w": at.o_proj.weight.t(),
-            f"{i}.o_b": at.o_proj.bias,
-            f"{i}.post_norm": layer.post_attention_layernorm.weight,
-            f"{i}.gu_w": torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0).t(),
-            f"{i}.gu_b": _cat(mlp.gate_proj.bias, mlp.up_proj.bias),
-            f"{i}.down_w": mlp.down_proj.weight.t(),
-            f"{i}.down_b": mlp.down_proj.bias,
-        }
-    return out
-
-
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    return torch.mm(x, w) if b is None else torch.addmm(b, x, w)
-
-
-def _residual(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    x = torch.addmm(x, h, w)  # the residual rides in as addmm's bias
-    return x if b is None else x.add_(b)
+        s = at.scaling
+        q_b = None if at.q_proj.bias is None else at.q_proj.bias * s
+        linears[f"{i}.qkv"] = (
+            torch.cat([at.q_proj.weight * s, at.k_proj.weight, at.v_proj.weight], 0),
+            _cat(q_b, at.k_proj.bias, at.v_proj.bias),
+        )
+        for name, lin in (
+            ("o", at.o_proj),
+            ("gate", mlp.gate_proj),
+            ("up", mlp.up_proj),
+            ("down", mlp.down_proj),
+        ):
+            linears[f"{i}.{name}"] = (lin.weight, lin.bias)
+        tensors[f"{i}.in_norm"] = layer.input_layernorm.weight
+        tensors[f"{i}.post_norm"] = layer.post_attention_layernorm.weight
+    return linears, tensors
 
 
 class LlamaDecoder:
@@ -80,60 +73,64 @@ class LlamaDecoder:
 
     def __init__(self, model, dtype: torch.dtype):
         cfg = model.config
-        attn = model.model.layers[0].self_attn
         self.d, self.heads, self.kv_heads = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
-        self.head_dim = attn.head_dim
-        self.scale = attn.scaling
+        self.head_dim = model.model.layers[0].self_attn.head_dim
         self.eps = cfg.rms_norm_eps
-        self.inter = cfg.intermediate_size
         self.device, self.dtype = model.device, dtype
         self.attn_dtype = attention_dtype(dtype, model.device)
-        self.w = {
-            k: None if v is None else v.detach().to(model.device, dtype, copy=True).contiguous()
-            for k, v in source_weights(model).items()
-        }
-        self.layers = [tuple(self.w[f"{i}.{k}"] for k in LAYER) for i in range(cfg.num_hidden_layers)]
+        linears, tensors = sources(model)
+        # own copies: training can change the model freely until the next load()
+        self.lin = {k: Linear(w, b, dtype, model.device) for k, (w, b) in linears.items()}
+        self.t = {k: v.detach().to(model.device, dtype, copy=True) for k, v in tensors.items()}
+        names = ("qkv", "o", "gate", "up", "down")
+        self.layers = [
+            (*(self.lin[f"{i}.{k}"] for k in names), self.t[f"{i}.in_norm"], self.t[f"{i}.post_norm"])
+            for i in range(cfg.num_hidden_layers)
+        ]
         rotary = model.model.rotary_emb
         self.inv_freq = rotary.inv_freq.detach().float().to(model.device)  # (D/2,)
         self.rope_scaling = float(rotary.attention_scaling)
         self.cos = self.sin = torch.zeros(0, self.head_dim, dtype=self.attn_dtype, device=model.device)
-        self.cache: KVCache | None = None
+        self.cache = None
 
     @torch.no_grad()
     def load(self, model) -> None:
-        for k, v in source_weights(model).items():
-            if v is not None:
-                self.w[k].copy_(v)
+        linears, tensors = sources(model)
+        for k, (w, b) in linears.items():
+            self.lin[k].load(w, b)
+        for k, v in tensors.items():
+            self.t[k].copy_(v)
 
     def _rope_tables(self, length: int) -> None:
         """cos and signed sin for positions [0, length), as HF's rotary embedding computes them."""
         if self.cos.shape[0] >= length:
             return
-        freqs = (
-            torch.arange(length, device=self.device, dtype=torch.float)[:, None] * self.inv_freq
-        )  # (L, D/2)
+        pos = torch.arange(length, device=self.device, dtype=torch.float)
+        freqs = pos[:, None] * self.inv_freq  # (L, D/2)
         cos, sin = freqs.cos() * self.rope_scaling, freqs.sin() * self.rope_scaling
         self.cos = torch.cat([cos, cos], -1).to(self.attn_dtype)  # (L, D)
         self.sin = torch.cat([-sin, sin], -1).to(self.attn_dtype)
 
-    def _blocks(self, x: torch.Tensor, attend) -> torch.Tensor:
-        """The decoder layers on flattened tokens.  Shape: (N, d) -> (N, d) after the final norm.
-
-        ``attend(layer, qkv (N, (H + 2 Hkv) Dh)) -> (N, H Dh)`` applies RoPE and attention.
-        """
-        d, eps, inter = (self.d,), self.eps, self.inter
-        for i, (in_norm, qkv_w, qkv_b, o_w, o_b, post_norm, gu_w, gu_b, down_w, down_b) in enumerate(
-            self.layers
-        ):
-            o = attend(i, _linear(F.rms_norm(x, d, in_norm, eps), qkv_w, qkv_b))
-            x = _residual(x, o, o_w, o_b)
-            gu = _linear(F.rms_norm(x, d, post_norm, eps), gu_w, gu_b)  # (N, 2I): gate | up
-            x = _residual(x, F.silu(gu[:, :inter]).mul_(gu[:, inter:]), down_w, down_b)
-        return F.rms_norm(x, d, self.w["norm"], eps)
-
     def _rope(self, qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Shape: qk (..., heads, Dh), cos/sin broadcastable to it"""
         return torch.addcmul(qk * cos, qk.roll(self.head_dim // 2, -1), sin)
+
+    def _blocks(self, x: torch.Tensor, attend, prompt: tuple[int, int] | None = None) -> torch.Tensor:
+        """The decoder layers on flattened tokens.  Shape: (N, d) -> (N, d) after the final norm.
+
+        ``attend(layer, qkv (N, (H + 2 Hkv) Dh)) -> (N, H Dh)`` applies RoPE and attention. With
+        ``prompt`` = (B, T) (prefill), the last layer goes on past attention with each row's last
+        position only, the one sampled from: (B * T, d) -> (B, d).
+        """
+        d, eps, last = (self.d,), self.eps, len(self.layers) - 1
+        for i, (qkv, o, gate, up, down, in_norm, post_norm) in enumerate(self.layers):
+            a = attend(i, qkv(F.rms_norm(x, d, in_norm, eps)))
+            if i == last and prompt is not None:
+                x, a = x.view(*prompt, -1)[:, -1], a.view(*prompt, -1)[:, -1]
+            x = o.add(a, x)  # the residual fused in
+            a = F.rms_norm(x, d, post_norm, eps)
+            x = down.add(up.mul(a, gate(a, "silu")), x)
+        return F.rms_norm(x, d, self.t["norm"], eps)
 
     def prefill(
         self, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, repeats: int = 1
@@ -141,15 +138,9 @@ class LlamaDecoder:
         b, t = ids.shape
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = self.cache = reserve(
-            self.cache,
-            len(self.layers),
-            b * repeats,
-            self.kv_heads,
-            t + max_new_tokens,
-            self.head_dim,
-            self.attn_dtype,
-            self.device,
-        )
+            self.cache, len(self.layers), b * repeats, self.kv_heads, t + max_new_tokens, self.head_dim,
+            self.attn_dtype, self.device,
+        )  # fmt: skip
         pos = cache.start(mask)  # (B, T)
         self._rope_tables(t + max_new_tokens)
         cos, sin = self.cos[pos].unsqueeze(2), self.sin[pos].unsqueeze(2)  # (B, T, 1, Dh)
@@ -161,12 +152,12 @@ class LlamaDecoder:
             q, k = qk[:, :, :h].transpose(1, 2), qk[:, :, h:].transpose(1, 2)  # (B, H | Hkv, T, Dh)
             v = qkv[:, :, h + hkv :].transpose(1, 2)
             cache.append(i, k, v)
-            return prefill_attention(q, k, v, mask, self.scale).view(b * t, h * dh).to(self.dtype)
+            return prefill_attention(q, k, v, mask).view(b * t, h * dh).to(self.dtype)
 
-        x = self.w["embed"][ids].view(b * t, self.d)
-        x = self._blocks(x, attend).view(b, t, self.d)[:, -1]  # only the last position is sampled from
+        x = self.t["embed"][ids].view(b * t, self.d)
+        x = self._blocks(x, attend, (b, t))  # (B, d): only the last position is sampled from
         cache.advance(t)
-        logits = torch.matmul(x, self.w["lm_head"].t()).float()  # (B, V)
+        logits = self.lin["lm_head"](x).float()  # (B, V)
         if repeats > 1:  # prefix sharing: one prefill per prompt, its cache rows copied n times
             cache.select(torch.arange(b, device=self.device).repeat_interleave(repeats))
             logits = logits.repeat_interleave(repeats, 0)
@@ -177,17 +168,17 @@ class LlamaDecoder:
         b, h, hkv, dh = tokens.shape[0], self.heads, self.kv_heads, self.head_dim
         pos = cache.pos[:b]
         cos, sin = self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)  # (B, 1, Dh), shared by layers
-        bias = cache.bias[:b, : cache.length + 1]
+        bias = cache.attention_bias()
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
             qkv = qkv.to(self.attn_dtype).view(b, h + 2 * hkv, dh)
             qk = self._rope(qkv[:, : h + hkv], cos, sin)  # (B, H + Hkv, Dh)
             keys, values = cache.append(i, qk[:, h:].unsqueeze(2), qkv[:, h + hkv :].unsqueeze(2))
-            return decode_attention(qk[:, :h], keys, values, bias, self.scale).to(self.dtype)
+            return decode_attention(qk[:, :h], keys, values, bias).to(self.dtype)
 
-        x = self._blocks(self.w["embed"][tokens], attend)
+        x = self._blocks(self.t["embed"][tokens], attend)
         cache.advance(1)
-        return torch.matmul(x, self.w["lm_head"].t()).float()
+        return self.lin["lm_head"](x).float()
 
     def select(self, rows: torch.Tensor) -> None:
         self.cache.select(rows.to(self.device))
