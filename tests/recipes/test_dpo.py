@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from rlhf import cli
 from rlhf.config import load_config
 from rlhf.recipes import dpo
+from rlhf.recipes.dpo_reference import REF_CACHE
 
 from .helpers import assert_same_weights, corpus, load_weights, pairs, read_metrics, write_jsonl
 from .test_cli import check_help_lists_every_key
@@ -174,7 +175,7 @@ def test_interrupted_run_resumes_exactly(nano_model, data_dir, tmp_path, capsys)
     with pytest.raises(KeyboardInterrupt):
         dpo.train(config(b), callbacks=[Interrupt(at=4)])
     check_checkpoints(b, [3])
-    cache = b / dpo.REF_CACHE
+    cache = b / REF_CACHE
     assert cache.is_file()
     stamp = cache.stat().st_mtime_ns
 
@@ -202,7 +203,7 @@ def test_reference_cache_is_reused_only_for_the_same_reference_and_data(
     model = tmp_path / "policy"
     shutil.copytree(nano_model, model)
     out = tmp_path / "run"
-    cache = out / dpo.REF_CACHE
+    cache = out / REF_CACHE
 
     def run(train="pairs.jsonl") -> str:
         capsys.readouterr()
@@ -237,8 +238,8 @@ def test_dpo_on_2_processes_matches_1_process(nano_model, data_dir, tmp_path, ca
     )
     check_same_run(single, multi, n_records=144)
     torch.testing.assert_close(
-        load_file(str(multi / dpo.REF_CACHE))["train"],
-        load_file(str(single / dpo.REF_CACHE))["train"],
+        load_file(str(multi / REF_CACHE))["train"],
+        load_file(str(single / REF_CACHE))["train"],
         rtol=0,
         atol=1e-5,
     )

@@ -8,7 +8,7 @@ gradient accumulation and data parallelism give the gradient of one large batch.
 ``margin`` field is not used (it belongs to the reward-model loss).
 
 Speed: chosen and rejected go through the model in ONE forward, by default in one row per pair
-that holds the prompt once (``PairCollator``: a 4D attention mask keeps the two responses apart);
+that holds the prompt once (``dpo_rows.PairCollator``: a 4D attention mask keeps the two responses apart);
 the LM head runs only on the positions that predict response tokens (``logits_to_keep``);
 log-probs come from logsumexp + gather. With ``dpo.reference=precompute`` (the default) the
 reference is one no-grad pass over the data before training, cached in the run directory, so a
@@ -17,10 +17,6 @@ training step is the policy's forward and backward only.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import inspect
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +26,6 @@ from typing import Literal
 import torch
 
 from rlhf.config import ConfigError
-from rlhf.data.collators import IGNORE, pad
 from rlhf.data.rankings import to_group
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
@@ -39,12 +34,12 @@ from rlhf.losses.dpo import (
     DPO_LOSSES,
     SMOOTHED_LOSSES,
     STAT_NAMES,
-    PairLogps,
     pair_stats,
-    sequence_logps,
     summarize,
 )
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, save_pretrained
+from rlhf.recipes.dpo_reference import REFERENCES, RefFn
+from rlhf.recipes.dpo_rows import PairCollator, forward_logps, make_collator, split_pairs, to_device
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,
@@ -56,10 +51,6 @@ from rlhf.recipes.loop import (
 )
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
-
-REF_CACHE = "reference_logps.safetensors"
-RefFn = Callable[[dict], torch.Tensor]
-"""batch -> reference log-probs of its 2B rows (chosen then rejected), no gradient"""
 
 
 @dataclass
@@ -139,229 +130,6 @@ def load_pairs(path: str, what: str, tokenizer, cfg: Config) -> tuple[list[dict]
     ties = sum(g.n_ties for g in groups)
     return pairs, {**vars(stats), "pairs": len(pairs), "tied_pairs_skipped": ties}
 
-
-@dataclass(frozen=True)
-class PairCollator:
-    """B tokenized pairs -> one model batch holding both responses of every pair.
-
-    share_prompt: one row per pair, prompt + chosen + rejected, with a 4D attention mask in
-    which the rejected tokens see the prompt but not the chosen ones, and position ids that
-    restart after the prompt: the same log-probs as two rows, for fewer tokens (the prompt is
-    run once). Otherwise: 2B rows, prompt + response, with a 2D padding mask.
-
-    Returns input_ids, position_ids (R, T); attention_mask (R, T) or (R, 1, T, T); targets
-    (R, T, S), see losses.dpo.sequence_logps; weight (B,); ref_logps (2B,) once precomputed;
-    logits_to_keep: the trailing positions that predict a target, the only ones the LM head
-    must score (0: all).
-    """
-
-    pad_id: int
-    share_prompt: bool = True
-    float_mask: torch.dtype | None = None
-    """dtype of an additive 4D mask (eager attention adds it to the scores); None: boolean (sdpa)"""
-    keep: bool = True
-    """the model takes transformers' logits_to_keep"""
-    left: bool = False
-
-    def __call__(self, pairs: list[dict]) -> dict:
-        sides = ["chosen_ids", "rejected_ids"]
-        if self.share_prompt:
-            rows = [[p["prompt_ids"]] + [p[k] for k in sides] for p in pairs]
-        else:
-            rows = [[p["prompt_ids"], p[k]] for k in sides for p in pairs]
-        ids, seg, pos, tgt = [], [], [], [[] for _ in rows[0][1:]]
-        for prompt, *responses in rows:
-            n = len(prompt)
-            r_ids, r_seg, r_pos, r_tgt = list(prompt), [0] * n, list(range(n)), []
-            for s, resp in enumerate(responses):
-                # position t predicts token t + 1, but every response's first token is predicted by
-                # the prompt's last position (none when the prompt is empty: that token is not scored)
-                before = [n - 1, *range(len(r_ids), len(r_ids) + len(resp) - 1)]
-                r_tgt.append(dict(zip(before, resp)))
-                r_ids, r_seg, r_pos = (
-                    r_ids + resp,
-                    r_seg + [s + 1] * len(resp),
-                    r_pos + [*range(n, n + len(resp))],
-                )
-            ids.append(r_ids)
-            seg.append(r_seg)
-            pos.append(r_pos)
-            for s, t in enumerate(r_tgt):
-                tgt[s].append([t.get(i, IGNORE) for i in range(len(r_ids))])
-        targets = torch.stack([pad(t, IGNORE, self.left) for t in tgt], -1)  # (R, T, S)
-        first = int((targets != IGNORE).any(-1).any(0).int().argmax())  # first column with a target
-        batch = {
-            "input_ids": pad(ids, self.pad_id, self.left),
-            "position_ids": pad(pos, 0, self.left),
-            "attention_mask": self.mask(pad(seg, -1, self.left)),
-            "targets": targets,
-            "weight": torch.tensor([float(p["weight"]) for p in pairs]),
-            "logits_to_keep": targets.size(1) - first if self.keep else 0,
-        }
-        if "ref" in pairs[0]:
-            batch["ref_logps"] = torch.tensor([p["ref"][0] for p in pairs] + [p["ref"][1] for p in pairs])
-        return batch
-
-    def mask(self, seg: torch.Tensor) -> torch.Tensor:
-        """Attention mask from segment ids (0 prompt, 1.. responses, -1 padding).  Shape: (R, T) ->
-        (R, T) or (R, 1, T, T)"""
-        if not self.share_prompt:
-            return (seg >= 0).long()  # the model builds the causal mask (and keeps its fast paths)
-        t = seg.size(1)
-        q, k = seg[:, :, None], seg[:, None, :]
-        # causal; a response sees the prompt and itself, never the other response; padding sees
-        # itself too, so that no softmax row is empty (its output is never read)
-        allowed = torch.ones(t, t, dtype=torch.bool).tril() & (k >= 0) & ((k == q) | (k == 0))
-        allowed = (allowed | torch.eye(t, dtype=torch.bool))[:, None]
-        if self.float_mask is None:
-            return allowed
-        return torch.zeros(allowed.shape, dtype=self.float_mask).masked_fill(
-            ~allowed, torch.finfo(self.float_mask).min
-        )
-
-
-def make_collator(cfg: Config, model, pad_id: int, longest: int) -> PairCollator:
-    """The collator for ``model`` (unwrapped): mask kind from its attention, whether it takes
-    logits_to_keep; a shared-prompt row must not outgrow a sliding attention window, which a
-    custom mask would bypass."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    conf = base.config
-    window = getattr(conf, "sliding_window", None) if getattr(conf, "use_sliding_window", True) else None
-    if cfg.dpo.share_prompt and (
-        conf._attn_implementation not in ("eager", "sdpa") or (window and longest > window)
-    ):
-        raise ConfigError(
-            f"dpo.share_prompt needs eager or sdpa attention and rows within any sliding window "
-            f"({conf._attn_implementation}, window {window}, longest row {longest}): set dpo.share_prompt=false"
-        )
-    eager = conf._attn_implementation == "eager"
-    return PairCollator(
-        pad_id,
-        cfg.dpo.share_prompt,
-        base.get_input_embeddings().weight.dtype if eager else None,
-        "logits_to_keep" in inspect.signature(base.forward).parameters,
-    )
-
-
-def to_device(batch: dict, device) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def forward_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response log-probs and response token counts, the B chosen then the B rejected.
-
-    Shape: (2B,), (2B,)
-    """
-    keep = {"logits_to_keep": batch["logits_to_keep"]} if batch["logits_to_keep"] else {}
-    logits = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"],
-        use_cache=False,  # a training forward: building a KV cache is wasted work
-        **keep,
-    ).logits  # (R, K, V)
-    sums, counts = sequence_logps(logits, batch["targets"][:, -logits.size(1) :])  # (R, S)
-    return sums.T.reshape(-1), counts.T.reshape(-1)
-
-
-def split_pairs(logps: torch.Tensor, ref: torch.Tensor, counts: torch.Tensor) -> PairLogps:
-    b = logps.size(0) // 2
-    return PairLogps(logps[:b], logps[b:], ref[:b], ref[b:], counts[:b], counts[b:])
-
-
-# ---------------------------------------------------------------- reference
-
-
-def _ref_model_cfg(cfg: Config) -> ModelConfig:
-    return dataclasses.replace(cfg.model, path=cfg.dpo.ref_model or cfg.model.path, lora_r=0)
-
-
-def _load_ref(cfg: Config, tokenizer, accelerator):
-    what = "dpo.ref_model" if cfg.dpo.ref_model else "model.path"
-    model = load_policy(_ref_model_cfg(cfg), tokenizer, what).to(accelerator.device).eval()
-    return model.requires_grad_(False)
-
-
-@torch.no_grad()
-def all_logps(model, accelerator, pairs: list[dict], collate: PairCollator, batch_size: int) -> torch.Tensor:
-    """(chosen, rejected) log-probs of every pair; each process scores a contiguous share.  Shape: (N, 2)"""
-    n, per = len(pairs), math.ceil(len(pairs) / accelerator.num_processes)
-    # the last share is padded with copies of the last pair, so that every process gathers as much
-    mine = [min(accelerator.process_index * per + j, n - 1) for j in range(per)]
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, per, batch_size):
-        batch = to_device(collate([pairs[k] for k in mine[i : i + batch_size]]), accelerator.device)
-        with accelerator.autocast():
-            out.append(forward_logps(model, batch)[0].view(2, -1).T)  # (b, 2)
-    model.train(was_training)
-    return accelerator.gather(torch.cat(out).contiguous())[:n].cpu()
-
-
-def precomputed_reference(cfg, accelerator, model, tokenizer, run: RunDir, splits: dict, collate) -> RefFn:
-    """Reference log-probs of every split, computed once and cached in the run directory; a
-    resumed run (same data, reference and precision) reads them back instead of redoing them."""
-    from safetensors.torch import load_file, safe_open, save_file
-
-    path = run.root / REF_CACHE
-    ref_cfg = _ref_model_cfg(cfg)
-    # the reference's files (a model retrained into the same directory is a new reference)
-    where = Path(ref_cfg.path).expanduser()
-    files = sorted(f for f in where.glob("*") if f.is_file()) if where.is_dir() else []
-    stamps = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    h = hashlib.sha256(repr((ref_cfg, stamps, cfg.train.mixed_precision)).encode())
-    for name in sorted(splits):
-        for p in splits[name]:
-            h.update(repr((name, p["prompt_ids"], p["chosen_ids"], p["rejected_ids"])).encode())
-    key, cached = h.hexdigest(), None
-    if path.is_file():
-        with safe_open(str(path), "pt") as f:
-            cached = load_file(str(path)) if (f.metadata() or {}).get("fingerprint") == key else None
-    if cached is None:
-        t0 = time.perf_counter()
-        ref = _load_ref(cfg, tokenizer, accelerator) if cfg.dpo.ref_model else accelerator.unwrap_model(model)
-        cached = {n: all_logps(ref, accelerator, s, collate, cfg.train.batch_size) for n, s in splits.items()}
-        if accelerator.is_main_process:
-            save_file(cached, str(path.with_suffix(".tmp")), metadata={"fingerprint": key})
-            path.with_suffix(".tmp").replace(path)
-        accelerator.print(f"[dpo] reference log-probs computed in {time.perf_counter() - t0:.1f}s -> {path}")
-    else:
-        accelerator.print(f"[dpo] reference log-probs loaded from {path}")
-    accelerator.wait_for_everyone()
-    for name, pairs in splits.items():
-        for p, (c, r) in zip(pairs, cached[name].tolist()):
-            p["ref"] = (c, r)
-    return lambda batch: batch["ref_logps"]
-
-
-def frozen_reference(cfg, accelerator, model, tokenizer, run, splits, collate) -> RefFn:
-    """A frozen copy of the reference model held in memory, run on every batch."""
-    ref = _load_ref(cfg, tokenizer, accelerator)
-    return torch.no_grad()(lambda batch: forward_logps(ref, batch)[0])
-
-
-def adapters_off_reference(cfg, accelerator, model, tokenizer, run, splits, collate) -> RefFn:
-    """The LoRA policy itself with its adapters disabled (peft): the base model, no second copy."""
-    peft_model = accelerator.unwrap_model(model)
-
-    @torch.no_grad()
-    def ref(batch: dict) -> torch.Tensor:
-        was_training = peft_model.training
-        peft_model.eval()  # no dropout in the reference
-        with peft_model.disable_adapter():
-            logps = forward_logps(peft_model, batch)[0]
-        peft_model.train(was_training)
-        return logps
-
-    return ref
-
-
-REFERENCES = {
-    "precompute": precomputed_reference,
-    "frozen": frozen_reference,
-    "adapters_off": adapters_off_reference,
-}
 
 
 # ---------------------------------------------------------------- training
