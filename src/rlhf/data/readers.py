@@ -7,6 +7,7 @@ a later validation error can point at it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +19,26 @@ class DataError(ValueError):
 Located = tuple[str, dict[str, Any]]  # (where, record)
 
 
-def _read_jsonl(path: Path) -> list[Located]:
+def parse_jsonl_lines(lines: Iterable[str], source: str | Path) -> list[Located]:
+    """JSON objects of JSONL ``lines``, each located as ``source:line``; blank lines are skipped."""
     rows: list[Located] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            rows.append((where, record))
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{source}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        rows.append((where, record))
     return rows
+
+
+def _read_jsonl(path: Path) -> list[Located]:
+    with path.open(encoding="utf-8") as fh:
+        return parse_jsonl_lines(fh, path)
 
 
 def _read_table(path: Path, records: list[dict[str, Any]]) -> list[Located]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from rlhf.data.readers import DataError, Located, read_records
+from rlhf.data.readers import DataError, Located, parse_jsonl_lines, read_records
 from rlhf.data.records import parse_prompt, parse_ranking
 from rlhf.feedback.db import Database, Label, Rater, Task
 from rlhf.feedback.projects import get_project
@@ -103,18 +103,7 @@ def parse_candidate(rec: dict[str, Any], where: str) -> Candidate:
 
 def parse_jsonl_text(text: str, source: str) -> list[Located]:
     """Records of JSONL ``text`` (an uploaded file), located as ``source:line``."""
-    rows: list[Located] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{source}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-        rows.append((where, rec))
+    rows = parse_jsonl_lines(text.splitlines(), source)
     if not rows:
         raise DataError(f"{source}: no records")
     return rows
