@@ -31,7 +31,7 @@ def top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
 
 
 def inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per row from ``probs`` by inverting its CDF: one uniform number a row, where
+    """One draw per row from ``probs`` (non-negative, rows need not sum to 1) by inverting its CDF: one uniform number a row, where
     ``torch.multinomial`` draws an exponential per vocabulary entry (about 1 ms at 16 x 2048 on
     CPU, as much as a layer's matmuls). A zero-probability token is never returned: ``right=True``
     picks the first index whose CDF exceeds the draw, and a zero adds nothing to the CDF.
@@ -58,14 +58,21 @@ def sample_step(
     Returns tokens (B,) and their log-probs (B,) under softmax(logits / temperature), or
     softmax(logits) when greedy.  Shape: logits (B, V), float32
     """
-    scaled = logits / temperature if temperature > 0 else logits
+    scaled = logits / temperature if temperature > 0 and temperature != 1.0 else logits
     logp = torch.log_softmax(scaled, dim=-1)  # (B, V): the distribution the log-probs report
-    choice = scaled.clone() if mask_token is not None or top_k > 0 or top_p < 1.0 else scaled
-    if mask_token is not None:
-        choice[:, mask_token] = float("-inf")
     if temperature <= 0:
+        choice = logits.clone() if mask_token is not None else logits
+        if mask_token is not None:
+            choice[:, mask_token] = float("-inf")
         tokens = choice.argmax(dim=-1)
-    else:
-        choice = top_k_top_p(choice, top_k, top_p)
-        tokens = inverse_cdf(torch.softmax(choice, dim=-1), generator)
+    elif top_k > 0 or top_p < 1.0:
+        choice = scaled.clone()
+        if mask_token is not None:
+            choice[:, mask_token] = float("-inf")
+        tokens = inverse_cdf(torch.softmax(top_k_top_p(choice, top_k, top_p), dim=-1), generator)
+    else:  # plain sampling: the probabilities are exp(logp), the masked token's set to 0
+        probs = logp.exp()
+        if mask_token is not None:
+            probs[:, mask_token] = 0.0
+        tokens = inverse_cdf(probs, generator)
     return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

@@ -167,14 +167,17 @@ class LlamaDecoder:
         cache = self.cache
         b, h, hkv, dh = tokens.shape[0], self.heads, self.kv_heads, self.head_dim
         pos = cache.pos[:b]
-        cos, sin = self.cos[pos].unsqueeze(1), self.sin[pos].unsqueeze(1)  # (B, 1, Dh), shared by layers
+        cos, sin = self.cos[pos][:, None, None], self.sin[pos][:, None, None]  # (B, 1, 1, Dh), for all layers
         bias = cache.attention_bias()
 
+        cast = self.attn_dtype != self.dtype  # skipping no-op casts saves two calls a layer
+
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
-            qkv = qkv.to(self.attn_dtype).view(b, h + 2 * hkv, dh)
-            qk = self._rope(qkv[:, : h + hkv], cos, sin)  # (B, H + Hkv, Dh)
-            keys, values = cache.append(i, qk[:, h:].unsqueeze(2), qkv[:, h + hkv :].unsqueeze(2))
-            return decode_attention(qk[:, :h], keys, values, bias).to(self.dtype)
+            qkv = (qkv.to(self.attn_dtype) if cast else qkv).view(b, h + 2 * hkv, 1, dh)
+            qk = self._rope(qkv[:, : h + hkv], cos, sin)  # (B, H + Hkv, 1, Dh)
+            keys, values = cache.append(i, qk[:, h:], qkv[:, h + hkv :])
+            out = decode_attention(qk[:, :h, 0], keys, values, bias)
+            return out.to(self.dtype) if cast else out
 
         x = self._blocks(self.t["embed"][tokens], attend)
         cache.advance(1)
