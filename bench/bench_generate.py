@@ -1,13 +1,16 @@
 """Rollout speed: Hugging Face ``generate`` against KVCacheEngine on the 10M tiny GPT-2.
 
-Cases (prompts of PROMPT_TOKENS tokens, 32 new tokens, sampling at temperature 1):
-  batch16     16 prompts x 1 sample, every row forced to full length (min_new_tokens = 32)
+Cases (prompts of PROMPT_TOKENS tokens, up to 32 new tokens):
+  batch16     16 prompts x 1 sample at temperature 1, every row forced to full length
+              (min_new_tokens = 32)
   grpo4x4     4 prompts x 4 samples (a GRPO group shape): the engine prefills each prompt once
-  early-stop  16 prompts x 1 sample on a copy of the model whose EOS is likely, so rows end at
-              different steps: the engine drops finished rows, generate keeps them as padding
+  early-stop  16 prompts, greedy, on a copy of the model whose EOS logit is raised so that rows
+              end at different steps (1 to 32 tokens, 14 on average): the engine drops finished
+              rows, generate keeps them as padding. Greedy, so both produce the same tokens.
 each in fp32 and bf16 (HF: the model converted to bf16; engine: its own bf16 copy).
 
-tokens/s counts generated tokens over the whole call (prefill included), best of ``--repeats``.
+tokens/s counts generated tokens over the whole call (prefill included), best of ``--repeats``
+calls, HF and the engine taking turns.
 FLOPs are 2 x flop_params x tokens forwarded (prompt tokens prefilled + rows decoded), against
 the machine's measured matmul rate (bench/common.py), the ceiling.
 
@@ -39,11 +42,15 @@ from common import (
 )
 
 NEW_TOKENS = 32
-CASES = {"batch16": (16, 1, NEW_TOKENS), "grpo4x4": (4, 4, NEW_TOKENS), "early-stop": (16, 1, 0)}
-"""case -> (prompts, samples per prompt, min_new_tokens)"""
+CASES = {
+    "batch16": (16, 1, NEW_TOKENS, 1.0),
+    "grpo4x4": (4, 4, NEW_TOKENS, 1.0),
+    "early-stop": (16, 1, 0, 0.0),
+}
+"""case -> (prompts, samples per prompt, min_new_tokens, temperature)"""
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-EOS_BOOST = 3.0
-"""early-stop: EOS logit raised by about this much: responses of 2 to 32 tokens, 13 on average"""
+EOS_BOOST = 0.7
+"""early-stop: EOS logit raised by about this much (the model's logits are about 0.1 apart)"""
 
 
 def eos_likely(model, eos: int):
@@ -63,17 +70,18 @@ class HFRunner:
         self.model, self.tok = model, tok
 
     @torch.no_grad()
-    def __call__(self, prompts: list[list[int]], n: int, min_new: int) -> dict:
+    def __call__(self, prompts: list[list[int]], n: int, min_new: int, temperature: float) -> dict:
         ids = torch.tensor([p for p in prompts for _ in range(n)])  # equal lengths: no padding
+        sample = temperature > 0
         out = self.model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
             max_new_tokens=NEW_TOKENS,
             min_new_tokens=min_new or None,
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
+            do_sample=sample,
+            temperature=temperature if sample else None,
+            top_k=0 if sample else None,
+            top_p=1.0 if sample else None,
             pad_token_id=self.tok.pad_token_id,
             eos_token_id=self.tok.eos_token_id,
         )
@@ -99,26 +107,34 @@ class EngineRunner:
             best = min(best, time.perf_counter() - t)
         return 1e3 * best
 
-    def __call__(self, prompts: list[list[int]], n: int, min_new: int) -> dict:
+    def __call__(self, prompts: list[list[int]], n: int, min_new: int, temperature: float) -> dict:
         from rlhf.rollout.generate import SamplingParams
 
-        self.engine.generate_ids(prompts, SamplingParams(NEW_TOKENS, n=n, min_new_tokens=min_new, seed=0))
+        params = SamplingParams(NEW_TOKENS, temperature, n=n, min_new_tokens=min_new, seed=0)
+        self.engine.generate_ids(prompts, params)
         s = self.engine.last_stats
         return {"new_tokens": s["new_tokens"], "forwarded": s["prefill_tokens"] + s["row_steps"]}
 
 
-def measure(run, prompts: list[list[int]], n: int, min_new: int, repeats: int) -> dict:
-    """Best of ``repeats`` calls (after one warm-up call), and other processes' load meanwhile."""
-    run(prompts, n, min_new)
-    best, work = float("inf"), {}
+def measure(runners: dict, prompts: list[list[int]], n: int, min_new: int, temperature: float, repeats: int):
+    """Best of ``repeats`` calls of each runner (after one warm-up call each), the runners taking
+    turns so that both see the same machine (its speed drifts by 10% over minutes); and the load
+    other processes put on the machine meanwhile."""
+    for run in runners.values():
+        run(prompts, n, min_new, temperature)
+    best, work = dict.fromkeys(runners, float("inf")), {}
     busy0, own0, t0 = busy_cpu_seconds(), time.process_time(), time.perf_counter()
     for _ in range(repeats):
-        t = time.perf_counter()
-        work = run(prompts, n, min_new)
-        best = min(best, time.perf_counter() - t)
+        for name, run in runners.items():
+            t = time.perf_counter()
+            work[name] = run(prompts, n, min_new, temperature)
+            best[name] = min(best[name], time.perf_counter() - t)
     wall = time.perf_counter() - t0
     other = max(0.0, busy_cpu_seconds() - busy0 - (time.process_time() - own0)) / wall
-    return {**work, "seconds": best, "tokens_per_s": work["new_tokens"] / best, "other_load": other}
+    rows = {
+        k: {**work[k], "seconds": best[k], "tokens_per_s": work[k]["new_tokens"] / best[k]} for k in runners
+    }
+    return {"rows": rows, "other_load": other}
 
 
 def main() -> None:
@@ -135,7 +151,7 @@ def main() -> None:
         help="wait up to this many s for an idle machine before each row, and redo rows run on a busy one",
     )
     args = ap.parse_args()
-    repeats = args.repeats or (2 if args.quick else 7)
+    repeats = args.repeats or (2 if args.quick else 9)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -155,20 +171,23 @@ def main() -> None:
 
     rows = []
     for case in args.cases:
-        n_prompts, n, min_new = CASES[case]
+        n_prompts, n, min_new, temperature = CASES[case]
         fp32 = eos_likely(base, tok.eos_token_id) if case == "early-stop" else base
         for precision in args.precisions:
             dtype = PRECISIONS[precision]
             hf_model = fp32 if dtype == torch.float32 else copy.deepcopy(fp32).to(dtype)
             runners = {"hf-generate": HFRunner(hf_model, tok), "kv-engine": EngineRunner(fp32, tok, dtype)}
-            hf = None
-            for engine, run in runners.items():
-                row = measure_quietly(args.wait_quiet, measure, run, prompts[:n_prompts], n, min_new, repeats)
+            pair = measure_quietly(
+                args.wait_quiet, measure, runners, prompts[:n_prompts], n, min_new, temperature, repeats
+            )
+            hf = pair["rows"]["hf-generate"]
+            for engine, row in pair["rows"].items():
                 row.update(case=case, precision=precision, engine=engine, prompts=n_prompts, n=n)
                 row["flops_per_s"] = 2 * n_flop * row["forwarded"] / row["seconds"]
                 row["of_matmul"] = row["flops_per_s"] / peak(rates, precision)
-                hf = hf or row
                 row["vs_hf"] = row["tokens_per_s"] / hf["tokens_per_s"]
+                row["other_load"], row["attempts"] = pair["other_load"], pair["attempts"]
+                run = runners[engine]
                 if isinstance(run, EngineRunner):
                     row["decoder"] = run.engine.decoder.name
                     row["sync_ms"] = run.sync_ms(fp32)
@@ -202,9 +221,13 @@ def main() -> None:
                 "model": "tiny GPT-2 10m (bench/common.py checkpoint)",
                 "prompt_tokens": PROMPT_TOKENS,
                 "max_new_tokens": NEW_TOKENS,
-                "cases": {k: dict(zip(("prompts", "n", "min_new_tokens"), v)) for k, v in CASES.items()},
-                "sampling": "temperature 1, no top-k / top-p",
+                "cases": {
+                    k: dict(zip(("prompts", "n", "min_new_tokens", "temperature"), v))
+                    for k, v in CASES.items()
+                },
+                "sampling": "no top-k / top-p; temperature 0 is greedy",
                 "repeats": repeats,
+                "timing": "best of the repeats; HF and the engine alternate call by call",
                 "tokens_per_s": "generated tokens / seconds of the best call (prefill included)",
                 "flops": "2 x flop_params x forwarded tokens (prefill prompt tokens + decoded rows)",
                 "other_load": "mean cores used by other processes during the row's calls",

@@ -5,7 +5,7 @@ import torch
 
 from rlhf.data.collators import IGNORE, pad
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
-from rlhf.rollout.decoders import linear
+from rlhf.rollout.decoders import cache, linear
 from rlhf.rollout.engine import KVCacheEngine
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
 from rlhf.rollout.logprobs import gather_logprobs
@@ -75,8 +75,11 @@ def test_generic_fallback_matches_hf_generate(models, tok, arch):
     assert responses(engine.generate(PROMPTS, GREEDY)) == responses(ref)
 
 
+@pytest.mark.parametrize("hand_prefill", [True, False], ids=["hand", "sdpa"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_decoder_logits_match_hf_forward_each_step(models, tok, arch):
+def test_decoder_logits_match_hf_forward_each_step(models, tok, arch, hand_prefill, monkeypatch):
+    """Prefill with the hand attention (short prompts) or SDPA (long ones), then decode steps."""
+    monkeypatch.setattr(cache, "HAND_PREFILL_MAX", 256 if hand_prefill else 0)
     model = models[arch]
     decoder = KVCacheEngine(model, tok).decoder
     seqs = [tok(p)["input_ids"] for p in PROMPTS]

@@ -15,6 +15,11 @@ reference implementation; a vLLM engine can implement the same three methods.
 - reproducible: a ``torch.Generator`` seeded per call. The same call gives the same samples; a
   prompt's samples do depend on the other prompts of the batch (as with HF ``generate``).
 Log-probs are those of ``rlhf.rollout.generate``: softmax(logits / T), before top-k / top-p.
+
+``sync_weights(model)`` refreshes the engine's copy (re-packs it on CPU: about 25 ms for the 10M
+GPT-2, bench/bench_generate.py). A forgotten sync cannot sample from a stale policy: ``generate``
+re-syncs by itself when the model last synced from was changed in place (an optimizer step bumps
+its parameters' version counters).
 """
 
 from __future__ import annotations

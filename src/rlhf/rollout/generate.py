@@ -102,7 +102,11 @@ class StopOnText:
 
 
 class HFGenerateEngine:
-    """Sample responses with ``model.generate``; ``batch_size`` prompts x n responses at a time."""
+    """Sample responses with ``model.generate``; ``batch_size`` prompts x n responses at a time.
+
+    The reference for ``KVCacheEngine``, not the fast path: for the log-probs it keeps every
+    step's raw logits of a batch, (batch, max_new_tokens, vocab) floats at once.
+    """
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model = model

@@ -55,6 +55,7 @@ class KVCache:
         self.bias[:b, :t].masked_fill_(mask == 0, float("-inf"))
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
         self.pos[:b] = pos[:, -1] + 1
+        self._views()
         return pos
 
     def select(self, rows: torch.Tensor) -> None:
@@ -70,21 +71,27 @@ class KVCache:
         self.bias[:b, :t] = self.bias[rows, :t]
         self.pos[:b] = self.pos[rows]
         self.rows = b
+        self._views()
+
+    def _views(self) -> None:
+        """Views of the active rows, made once per batch change rather than per layer and step:
+        4-d ones to write into, and (rows * Hkv, max_len, D) ones to read (the active rows are
+        the buffer's first ones, so rows and heads merge without the copy ``torch.matmul`` makes
+        of 4-d slices)."""
+        b, (_, hkv, s, d) = self.rows, self.k[0].shape
+        self.k4, self.v4 = [k[:b] for k in self.k], [v[:b] for v in self.v]
+        self.k3, self.v3 = [k.view(b * hkv, s, d) for k in self.k4], [v.view(b * hkv, s, d) for v in self.v4]
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write keys/values after the filled positions; return the layer's keys and values so far.
 
-        Shape: k, v (B, Hkv, T_new, D) -> (B * Hkv, length + T_new, D) each, views of the cache
-        (the active rows are the buffer's first ones, so rows and heads merge without a copy,
-        which ``torch.matmul`` on the 4-d slices would make). ``length`` moves on in ``advance``
-        once every layer has written.
+        Shape: k, v (B, Hkv, T_new, D) -> (B * Hkv, length + T_new, D) each, views of the cache.
+        ``length`` moves on in ``advance`` once every layer has written.
         """
-        b, t0, t1 = self.rows, self.length, self.length + k.shape[2]
-        kb, vb = self.k[layer][:b], self.v[layer][:b]
-        kb[:, :, t0:t1] = k
-        vb[:, :, t0:t1] = v
-        _, hkv, s, d = kb.shape
-        return kb.view(b * hkv, s, d)[:, :t1], vb.view(b * hkv, s, d)[:, :t1]
+        t0, t1 = self.length, self.length + k.shape[2]
+        self.k4[layer][:, :, t0:t1] = k
+        self.v4[layer][:, :, t0:t1] = v
+        return self.k3[layer][:, :t1], self.v3[layer][:, :t1]
 
     def attention_bias(self) -> torch.Tensor | None:
         """The additive bias over the keys a decode step reads (filled + the new one), or None when
@@ -145,16 +152,28 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     return torch.bmm(torch.softmax(scores, dim=-1), v).view(b, h * d)  # (B * Hkv, G, D) -> (B, H * D)
 
 
+HAND_PREFILL_MAX = 256
+"""prompts up to this many tokens use the hand attention on CPU (it holds B x H x T x T scores)"""
+
+
 def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor):
     """Causal attention over left-padded prompts (scale folded into q, as above).
 
     q (B, H, T, D); k, v (B, Hkv, T, D); mask (B, T) of 0/1 -> (B, T, H * D).
     A pad query may attend to itself, so no softmax row is empty (NaN); pad outputs are never
-    read, and pad keys are masked out for every real query.
+    read, and pad keys are masked out for every real query. On CPU, short prompts use two
+    matmuls, 1.5x faster than ``scaled_dot_product_attention`` with a mask at 16 x 32 tokens;
+    longer ones (and GPUs) use SDPA, which never holds the T x T scores.
     """
     b, h, t, d = q.shape
+    hkv = k.shape[1]
     causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()  # (T, T)
-    allowed = causal & mask.bool()[:, None, None, :]  # (B, 1, T, T)
-    allowed = allowed | torch.eye(t, dtype=torch.bool, device=q.device)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0, enable_gqa=k.shape[1] != h)
-    return out.transpose(1, 2).reshape(b, t, h * d)
+    allowed = (causal & mask.bool()[:, None, None, :]) | torch.eye(t, dtype=torch.bool, device=q.device)
+    if q.device.type != "cpu" or t > HAND_PREFILL_MAX:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0, enable_gqa=hkv != h)
+        return out.transpose(1, 2).reshape(b, t, h * d)
+    g = h // hkv  # query heads per kv head, as in decode_attention
+    scores = torch.matmul(q.reshape(b, hkv, g * t, d), k.transpose(-1, -2)).view(b, hkv, g, t, t)
+    scores.masked_fill_(~allowed.unsqueeze(1), float("-inf"))  # allowed (B, 1, 1, T, T)
+    out = torch.matmul(torch.softmax(scores, dim=-1).view(b, hkv, g * t, t), v)  # (B, Hkv, G*T, D)
+    return out.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
