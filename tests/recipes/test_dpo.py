@@ -16,7 +16,15 @@ from rlhf.config import load_config
 from rlhf.recipes import dpo
 from rlhf.recipes.dpo_reference import REF_CACHE
 
-from .helpers import assert_same_weights, corpus, load_weights, pairs, read_metrics, write_jsonl
+from .helpers import (
+    assert_same_weights,
+    corpus,
+    load_weights,
+    pairs,
+    read_metrics,
+    sft_overrides,
+    write_jsonl,
+)
 from .test_cli import check_help_lists_every_key
 from .test_resume import Interrupt, check_checkpoints
 
@@ -25,18 +33,7 @@ STEP_KEYS = {"loss", "accuracy", "margin", "reward_chosen", "reward_rejected", "
 
 
 def dpo_overrides(model, train, out, *extra: str) -> list[str]:
-    return [
-        f"model.path={model}",
-        f"data.train={train}",
-        f"train.output_dir={out}",
-        "data.max_length=64",
-        "train.batch_size=4",
-        "train.max_steps=20",
-        "train.lr=3e-3",
-        "train.log_every=1",
-        "dpo.beta=0.5",
-        *extra,
-    ]
+    return sft_overrides(model, train, out, "dpo.beta=0.5", *extra)
 
 
 def run_dpo(model, train, out, *extra: str):

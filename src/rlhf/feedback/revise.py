@@ -247,14 +247,9 @@ def train(cfg: Config) -> Path:
     torch.manual_seed(s.seed)
     tokenizer = load_tokenizer(cfg.model.path)
     model = load_policy(replace_lora(cfg.model), tokenizer).eval()
-    if s.engine == "hf":
-        from rlhf.rollout.generate import HFGenerateEngine
+    from rlhf.rollout.engine import make_engine
 
-        engine = HFGenerateEngine(model, tokenizer, s.batch_size)
-    else:
-        from rlhf.rollout.engine import KVCacheEngine
-
-        engine = KVCacheEngine(model, tokenizer, batch_size=s.batch_size)
+    engine = make_engine(s.engine, model, tokenizer, s.batch_size)
     context = getattr(model.config, "max_position_embeddings", None)
     if context is not None and context <= s.max_new_tokens:
         raise ConfigError(

@@ -48,15 +48,17 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def score_generations(reward_model_path: str, model_cfg: ModelConfig, gens, batch_size: int) -> list[list[float]]:
+def score_generations(
+    reward_model_path: str, model_cfg: ModelConfig, tokenizer, gens, batch_size: int
+) -> list[list[float]]:
     """The reward model's score of every generation, grouped as ``gens`` is."""
     rm_tok = load_tokenizer(reward_model_path, "best_of_n.reward_model")
+    if rm_tok.get_vocab() != tokenizer.get_vocab():
+        raise ConfigError("best_of_n.reward_model uses another tokenizer than model.path; use one built on the same")
     rm = load_scalar_model(replace(model_cfg, path=reward_model_path, lora_r=0), rm_tok, "best_of_n.reward_model")
     flat = [g for gs in gens for g in gs]
     prompts = [g.prompt_ids for g in flat]
     responses = [g.response_ids for g in flat]
-    if rm_tok.get_vocab() != load_tokenizer(model_cfg.path).get_vocab():
-        raise ConfigError("best_of_n.reward_model uses another tokenizer than model.path; use one built on the same")
     scores = score_sequences(rm.eval(), prompts, responses, rm_tok.pad_token_id, batch_size).tolist()
     out, i = [], 0
     for gs in gens:
@@ -72,8 +74,8 @@ def train(cfg: Config) -> Path:
         raise ConfigError("best_of_n.reward_model: a reward model directory is required")
     check_model_path(cfg.best_of_n.reward_model, "best_of_n.reward_model")
     torch.manual_seed(cfg.sample.seed)
-    records, _, gens = generate(cfg.model, cfg.sample)
-    scores = score_generations(cfg.best_of_n.reward_model, cfg.model, gens, cfg.sample.batch_size)
+    records, tokenizer, gens = generate(cfg.model, cfg.sample)
+    scores = score_generations(cfg.best_of_n.reward_model, cfg.model, tokenizer, gens, cfg.sample.batch_size)
     out = Path(cfg.best_of_n.output_dir)
     best_rows, scored_rows = [], []
     for rec, gs, ss in zip(records, gens, scores):

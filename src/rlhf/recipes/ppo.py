@@ -62,6 +62,7 @@ from rlhf.rollout.advantages import (
     rloo_advantages,
     whiten,
 )
+from rlhf.rollout.engine import make_engine
 from rlhf.rollout.experience import (
     Experience,
     TokenValueModel,
@@ -71,6 +72,7 @@ from rlhf.rollout.experience import (
     response_values,
     token_logprobs,
 )
+from rlhf.rollout.generate import SamplingParams
 from rlhf.rollout.kl_control import AdaptiveKLController, FixedKLController
 from rlhf.rollout.reward_fn import call_reward_fn
 from rlhf.rollout.rewards import postprocess_scores, shape_rewards
@@ -100,17 +102,6 @@ def load_prompts(cfg: Config, tokenizer) -> tuple[list[str], list[list[int]], Tr
             f"data.train: no prompt of {cfg.data.train} fits data.max_length - rollout.max_new_tokens tokens"
         )
     return texts, ids, stats
-
-
-def make_engine(cfg: Config, policy, tokenizer):
-    from rlhf.rollout.generate import HFGenerateEngine
-
-    if cfg.rollout.engine == "hf":
-        return HFGenerateEngine(policy, tokenizer, cfg.rollout.batch_size)
-    from rlhf.rollout.engine import KVCacheEngine
-
-    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.rollout.dtype]
-    return KVCacheEngine(policy, tokenizer, batch_size=cfg.rollout.batch_size, dtype=dtype)
 
 
 def _frozen(model):
@@ -213,7 +204,8 @@ def train(
     if last_ckpt is not None:
         kl_ctl.load_state_dict(json.loads((last_ckpt / "state.json").read_text())["kl_controller"])
     unwrapped = accelerator.unwrap_model(policy)
-    engine = make_engine(cfg, unwrapped, tokenizer)
+    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[r.dtype]
+    engine = make_engine(r.engine, unwrapped, tokenizer, r.batch_size, dtype)
     ptx_plan = (
         BatchPlan(len(ptx), cfg.ptx.batch_size, 1, accelerator.num_processes, cfg.train.seed, opt_steps) if ptx else None
     )
@@ -223,8 +215,6 @@ def train(
             return response_logits(ref, exp)
         with unwrapped.disable_adapter():
             return response_logits(policy, exp)
-
-    from rlhf.rollout.generate import SamplingParams
 
     bar = progress(plan.total_steps, start, not accelerator.is_local_main_process, f"{a.name}")
     t_start, rollouts_done = time.perf_counter(), 0

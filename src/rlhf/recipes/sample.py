@@ -70,14 +70,9 @@ def generate(model_cfg: ModelConfig, s: SampleSection, what: str = "sample.promp
     records = load_records(s.prompts, "prompt", what)
     tokenizer = load_tokenizer(model_cfg.path)
     model = load_policy(replace_lora(model_cfg), tokenizer).eval()
-    if s.engine == "hf":
-        from rlhf.rollout.generate import HFGenerateEngine
+    from rlhf.rollout.engine import make_engine
 
-        engine = HFGenerateEngine(model, tokenizer, s.batch_size)
-    else:
-        from rlhf.rollout.engine import KVCacheEngine
-
-        engine = KVCacheEngine(model, tokenizer, batch_size=s.batch_size)
+    engine = make_engine(s.engine, model, tokenizer, s.batch_size)
     params = SamplingParams(s.max_new_tokens, s.temperature, s.top_p, s.top_k, n=s.n, seed=s.seed, stop=list(s.stop))
     try:
         gens = engine.generate([r.prompt for r in records], params)

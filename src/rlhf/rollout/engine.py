@@ -202,3 +202,17 @@ def _check(params: SamplingParams, prompt_ids: list[list[int]]) -> None:
         raise ValueError("SamplingParams.temperature, top_k and min_new_tokens must not be negative")
     if any(len(p) == 0 for p in prompt_ids):
         raise ValueError("a prompt has no tokens; give it at least one (e.g. a BOS token)")
+
+
+def make_engine(
+    kind: str, model, tokenizer, batch_size: int = 64, dtype: torch.dtype | None = None
+) -> RolloutEngine:
+    """The engine a config names: "kv_cache" (ours; ``dtype`` picks its sampling copy's
+    precision) or "hf" (transformers' ``generate``, the reference; always the model's dtype)."""
+    if kind == "hf":
+        from rlhf.rollout.generate import HFGenerateEngine
+
+        return HFGenerateEngine(model, tokenizer, batch_size)
+    if kind == "kv_cache":
+        return KVCacheEngine(model, tokenizer, batch_size=batch_size, dtype=dtype)
+    raise ValueError(f"unknown rollout engine {kind!r}; choose kv_cache or hf")

@@ -10,6 +10,7 @@ log-probs recomputed here are those of the distribution the tokens were sampled 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, fields
 
@@ -110,8 +111,14 @@ def pack_rollouts(prompt_ids: list[list[int]], response_ids: list[list[int]], pa
 
 def _accepts(model: nn.Module, name: str) -> bool:
     inner = getattr(model, "module", model)  # DDP and similar wrappers
+    return _forward_takes(type(inner), name)
+
+
+@functools.cache
+def _forward_takes(cls: type, name: str) -> bool:
+    """Whether ``cls.forward`` has a parameter ``name`` (read once per class: it is on the hot path)."""
     try:
-        return name in inspect.signature(inner.forward).parameters
+        return name in inspect.signature(cls.forward).parameters
     except (TypeError, ValueError):
         return False
 

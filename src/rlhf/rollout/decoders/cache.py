@@ -177,3 +177,17 @@ def prefill_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: t
     scores.masked_fill_(~allowed.unsqueeze(1), float("-inf"))  # allowed (B, 1, 1, T, T)
     out = torch.matmul(torch.softmax(scores, dim=-1).view(b, hkv, g * t, t), v)  # (B, Hkv, G*T, D)
     return out.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+
+
+def prefill_logits(cache: KVCache, lm_head, x: torch.Tensor, t: int, repeats: int) -> torch.Tensor:
+    """End a prefill of ``t`` tokens: next-token logits from the last hidden states ``x`` (B, d),
+    and with ``repeats`` > 1 (prefix sharing) every prompt's cache rows copied that many times.
+
+    Shape: (B, d) -> (B * repeats, V) float32
+    """
+    cache.advance(t)
+    logits = lm_head(x).float()  # (B, V)
+    if repeats > 1:  # one prefill per prompt, its cache rows copied n times
+        cache.select(torch.arange(x.shape[0], device=x.device).repeat_interleave(repeats))
+        logits = logits.repeat_interleave(repeats, 0)
+    return logits

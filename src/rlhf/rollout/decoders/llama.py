@@ -18,7 +18,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rlhf.rollout.decoders.cache import attention_dtype, decode_attention, prefill_attention, reserve
+from rlhf.rollout.decoders.cache import (
+    attention_dtype,
+    decode_attention,
+    prefill_attention,
+    prefill_logits,
+    reserve,
+)
 from rlhf.rollout.decoders.linear import Linear
 
 
@@ -156,12 +162,7 @@ class LlamaDecoder:
 
         x = self.t["embed"][ids].view(b * t, self.d)
         x = self._blocks(x, attend, (b, t))  # (B, d): only the last position is sampled from
-        cache.advance(t)
-        logits = self.lin["lm_head"](x).float()  # (B, V)
-        if repeats > 1:  # prefix sharing: one prefill per prompt, its cache rows copied n times
-            cache.select(torch.arange(b, device=self.device).repeat_interleave(repeats))
-            logits = logits.repeat_interleave(repeats, 0)
-        return logits
+        return prefill_logits(cache, self.lin["lm_head"], x, t, repeats)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         cache = self.cache
