@@ -19,6 +19,7 @@ FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import statistics
 import tempfile
@@ -52,7 +53,9 @@ STEPS = (3, 10)
 QUICK_STEPS = (1, 3)
 
 
-def bench_row(algo: str, precision: str, engine: str, warmup: int, steps: int, work: Path, verbose: bool) -> dict:
+def bench_row(
+    algo: str, precision: str, engine: str, attn: str, warmup: int, steps: int, work: Path, verbose: bool
+) -> dict:
     from rlhf.config import load_config
     from rlhf.recipes.ppo import Config, train
 
@@ -72,7 +75,8 @@ def bench_row(algo: str, precision: str, engine: str, warmup: int, steps: int, w
             f"data.train={data}",
             f"rewards.model={model}",
             "rewards.normalize=false",
-            f"train.output_dir={work / f'{algo}-{precision}-{engine}'}",
+            f"train.output_dir={work / f'{algo}-{precision}-{engine}-{attn}'}",
+            f"model.attn_implementation={attn}",
             f"train.max_steps={warmup + steps}",
             f"train.batch_size={prompts_per_step}",
             f"train.mixed_precision={mixed}",
@@ -99,6 +103,7 @@ def bench_row(algo: str, precision: str, engine: str, warmup: int, steps: int, w
         "algo": algo,
         "precision": precision,
         "engine": engine,
+        "attn": attn,
         "rollouts_per_update": rollouts,
         "steps": timer.steps,
         "step_s": step,
@@ -123,6 +128,12 @@ def main() -> None:
     ap.add_argument("--algos", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
     ap.add_argument("--engines", nargs="+", default=["kv_cache", "hf"], choices=["kv_cache", "hf"])
+    ap.add_argument(
+        "--attn",
+        nargs="+",
+        default=["eager"],
+        help="model.attn_implementation of the rows (eager beats sdpa for these 32-wide heads on CPU; sdpa to compare)",
+    )
     ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
     ap.add_argument("--update", action="store_true", help="replace only the rows measured now")
     ap.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many s for an idle machine")
@@ -139,9 +150,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
         for algo in args.algos:
             for precision in args.precisions:
-                for engine in args.engines:
+                for engine, attn in itertools.product(args.engines, args.attn):
                     row = measure_quietly(
-                        args.wait_quiet, bench_row, algo, precision, engine, warmup, steps, Path(tmp), args.verbose
+                        args.wait_quiet, bench_row, algo, precision, engine, attn, warmup, steps, Path(tmp), args.verbose
                     )
                     flops = flops_per_update(algo, row["rollouts_per_update"])
                     row["gflop_per_update"] = flops / 1e9
@@ -155,7 +166,7 @@ def main() -> None:
                     row["date"] = machine_info()["date"]
                     rows.append(row)
                     print(
-                        f"  {algo} {precision} {engine}: {row['rollouts_per_s']:.1f} rollouts/s "
+                        f"  {algo} {precision} {engine} {attn}: {row['rollouts_per_s']:.1f} rollouts/s "
                         f"(generate {row['generate_share']:.0%} of the step), {row['of_matmul']:.0%} of matmul"
                         + (f"; BUSY MACHINE: others used {row['other_load']:.1f} cores" if row["other_load"] > BUSY else "")
                     )
@@ -167,6 +178,7 @@ def main() -> None:
                 "algo",
                 "precision",
                 "engine",
+                "attn",
                 "step_s",
                 "rollouts_per_s",
                 "generate_s",
@@ -197,7 +209,7 @@ def main() -> None:
             },
             "rows": rows,
         },
-        ["algo", "precision", "engine"] if args.update else None,
+        ["algo", "precision", "engine", "attn"] if args.update else None,
     )
     print(f"\nwrote {path}")
 

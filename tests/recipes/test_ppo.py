@@ -189,3 +189,39 @@ def test_first_update_is_on_policy(mixed, nano_model, prompts, tmp_path):
     m = read_metrics(out)[0]
     assert m["clipfrac"] == 0.0
     assert m["approx_kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(nano_model, prompts, reward_model, tmp_path):
+    """Under bf16 mixed precision the reference and the reward model hold bf16 weights (no casts in
+    every forward); the first step's reference log-probs and scores stay within bf16 rounding of fp32."""
+    seen = {}
+
+    def runs(mixed):
+        out = tmp_path / mixed
+        run(
+            *overrides(nano_model, prompts, out, f"rewards.model={reward_model}", "rewards.normalize=false"),
+            f"train.mixed_precision={mixed}",
+            "train.max_steps=1",
+        )
+        return read_metrics(out)[0]
+
+    import rlhf.recipes.ppo as recipe
+
+    original = recipe.response_logits
+
+    def spy(model, exp):
+        w = next(model.parameters())
+        seen.setdefault(w.requires_grad, set()).add(w.dtype)
+        return original(model, exp)
+
+    recipe.response_logits = spy
+    try:
+        bf16 = runs("bf16")
+    finally:
+        recipe.response_logits = original
+    fp32 = runs("no")
+    assert torch.bfloat16 in seen[False]  # the frozen reference
+    assert seen[True] == {torch.float32}  # the policy trains in fp32 master weights
+    assert fp32["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert bf16["kl"] == pytest.approx(0.0, abs=0.05)
+    assert bf16["score_raw"] == pytest.approx(fp32["score_raw"], abs=0.05)

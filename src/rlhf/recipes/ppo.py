@@ -178,6 +178,10 @@ def train(
     # with LoRA the reference is the policy with its adapters switched off: no second copy
     ref = None if lora else _frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
     scorer = Scorer(cfg, tokenizer, reward_fn, device)
+    if cfg.train.mixed_precision == "bf16":  # frozen models keep bf16 weights: no casts in every forward
+        for frozen in (ref, scorer.model):
+            if frozen is not None:
+                frozen.to(torch.bfloat16)
     critic = None
     if a.name == "ppo":
         init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
