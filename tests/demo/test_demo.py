@@ -25,7 +25,7 @@ def demo_run(tmp_path_factory):
 def test_fast_demo_writes_the_results_table(demo_run):
     results = json.loads((demo_run / "a" / "results.json").read_text())
     names = [s["name"] for s in results["stages"]]
-    assert names == ["base", "sft", "ppo", "dpo", "rs-sft", "best-of-4"]
+    assert names == ["base", "sft", "ppo", "dpo", "rs-sft", "best-of-4", "best-of-4 (gold)"]
     for stage in results["stages"]:
         assert STAGE_KEYS <= set(stage)
         assert set(FAMILIES) <= set(stage["family_accuracy"])
@@ -39,6 +39,15 @@ def test_fast_demo_writes_the_results_table(demo_run):
     # the RL stage logs the gold reward of its samples next to the proxy, for reward-hacking plots
     ppo_metrics = [json.loads(line) for line in (demo_run / "a" / "ppo" / "metrics.jsonl").read_text().splitlines()]
     assert len(ppo_metrics) == 20 and all("gold" in m and "score_raw" in m for m in ppo_metrics)
+
+
+def test_gold_picked_best_of_n_is_the_ceiling_of_the_reward_models_pick(demo_run):
+    stages = {s["name"]: s for s in json.loads((demo_run / "a" / "results.json").read_text())["stages"]}
+    rm_pick, gold_pick = stages["best-of-4"], stages["best-of-4 (gold)"]
+    # the same samples, picked by the gold score itself: never worse, prompt by prompt
+    assert gold_pick["gold_reward"] >= rm_pick["gold_reward"]
+    assert gold_pick["gold_win_rate_vs_sft"] >= rm_pick["gold_win_rate_vs_sft"]
+    assert gold_pick["kl_to_sft"] == rm_pick["kl_to_sft"]
 
 
 def test_sft_beats_base_on_gold(demo_run):

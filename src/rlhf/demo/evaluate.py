@@ -67,10 +67,21 @@ def reward_model_accuracy(
 
 
 def evaluate_best_of_n(
-    name: str, policy, reward_model, tokenizer, tasks: list[Task], n: int, max_new_tokens: int, seed: int
-) -> dict[str, Any]:
+    name: str,
+    policy,
+    reward_model,
+    tokenizer,
+    tasks: list[Task],
+    n: int,
+    max_new_tokens: int,
+    seed: int,
+) -> list[dict[str, Any]]:
     """Best-of-n at inference: n samples from ``policy`` per prompt, the reward model's favourite
-    kept. Its KL to the policy is the analytic log n - (n - 1) / n (Stiennon et al. 2020)."""
+    kept. Its KL to the policy is the analytic log n - (n - 1) / n (Stiennon et al. 2020).
+
+    A second row, ``"{name} (gold)"``, picks from the same samples by the gold score itself: the
+    ceiling that no reward model can beat with these samples, which tells a weak reward model apart
+    from a policy whose samples hold nothing better."""
     from rlhf.recipes.best_of_n import best_of_n_kl
 
     engine = HFGenerateEngine(policy, tokenizer)
@@ -79,17 +90,25 @@ def evaluate_best_of_n(
     scores = score_sequences(
         reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tokenizer.pad_token_id
     ).tolist()
-    best = [gs[max(range(n), key=lambda j, i=i: scores[i * n + j])] for i, gs in enumerate(groups)]
-    texts = [g.text for g in best]
-    gold = [gold_score(t, x) for t, x in zip(tasks, texts)]
-    examples = random.Random(seed).sample(range(len(tasks)), min(3, len(tasks)))
-    return {
-        "name": name,
-        "gold_reward": sum(gold) / len(gold),
-        "family_accuracy": family_accuracy(tasks, texts),
-        "mean_length": sum(len(x.split()) for x in texts) / len(texts),
-        "no_eos_share": sum(not g.finished for g in best) / len(best),
-        "kl_to_sft": best_of_n_kl(n),
-        "examples": [{"prompt": tasks[i].prompt, "response": texts[i], "gold": gold[i]} for i in examples],
-        "_gold_scores": gold,
-    }
+    gold = [[gold_score(t, g.text) for g in gs] for t, gs in zip(tasks, groups)]
+    by_rm = [max(range(n), key=lambda j, i=i: scores[i * n + j]) for i in range(len(tasks))]
+    by_gold = [max(range(n), key=g.__getitem__) for g in gold]
+    rows = []
+    for row_name, picks in ((name, by_rm), (f"{name} (gold)", by_gold)):
+        best = [gs[j] for gs, j in zip(groups, picks)]
+        texts = [g.text for g in best]
+        picked = [g[j] for g, j in zip(gold, picks)]
+        examples = random.Random(seed).sample(range(len(tasks)), min(3, len(tasks)))
+        rows.append(
+            {
+                "name": row_name,
+                "gold_reward": sum(picked) / len(picked),
+                "family_accuracy": family_accuracy(tasks, texts),
+                "mean_length": sum(len(x.split()) for x in texts) / len(texts),
+                "no_eos_share": sum(not g.finished for g in best) / len(best),
+                "kl_to_sft": best_of_n_kl(n),
+                "examples": [{"prompt": tasks[i].prompt, "response": texts[i], "gold": picked[i]} for i in examples],
+                "_gold_scores": picked,
+            }
+        )
+    return rows

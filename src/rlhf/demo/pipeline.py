@@ -354,10 +354,8 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         )
     ]
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
-    stages.append(
-        evaluate_best_of_n(
-            f"best-of-{preset.best_of}", sft_model, rm, tok, tasks, preset.best_of, preset.max_new_tokens, seed + 2
-        )
+    stages += evaluate_best_of_n(
+        f"best-of-{preset.best_of}", sft_model, rm, tok, tasks, preset.best_of, preset.max_new_tokens, seed + 2
     )
     sft_gold = stages[1]["_gold_scores"]
     for s in stages:
