@@ -17,24 +17,42 @@ from rlhf.rollout.scoring import score_sequences
 from rlhf.toyworld import Task, family_accuracy, gold_score
 
 
+def _row(name: str, tasks: list[Task], gens: list, kl_to_sft: float, seed: int, gold: list[float] | None = None):
+    """One row of the results table from one response per task (``gold``: their scores, if known)."""
+    texts = [g.text for g in gens]
+    gold = gold if gold is not None else [gold_score(t, x) for t, x in zip(tasks, texts)]
+    examples = random.Random(seed).sample(range(len(tasks)), min(3, len(tasks)))
+    return {
+        "name": name,
+        "gold_reward": sum(gold) / len(gold),
+        "family_accuracy": family_accuracy(tasks, texts),
+        "mean_length": sum(len(x.split()) for x in texts) / len(texts),
+        "no_eos_share": sum(not g.finished for g in gens) / len(gens),
+        "kl_to_sft": kl_to_sft,
+        "examples": [{"prompt": tasks[i].prompt, "response": texts[i], "gold": gold[i]} for i in examples],
+        "_gold_scores": gold,
+    }
+
+
+def _sample_and_score(policy, reward_model, tokenizer, tasks: list[Task], n: int, max_new_tokens: int, seed: int):
+    """n samples per task from ``policy`` and the reward model's score of each, grouped per task."""
+    engine = HFGenerateEngine(policy, tokenizer)
+    groups = engine.generate([t.prompt for t in tasks], SamplingParams(max_new_tokens, n=n, seed=seed))
+    flat = [g for gs in groups for g in gs]
+    scores = score_sequences(
+        reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tokenizer.pad_token_id
+    ).tolist()
+    return groups, [scores[i * n : (i + 1) * n] for i in range(len(tasks))]
+
+
 def evaluate_policy(
     name: str, model, tokenizer, tasks: list[Task], sft_model, max_new_tokens: int, kl_samples: int, seed: int
 ) -> dict[str, Any]:
     engine = HFGenerateEngine(model, tokenizer)
     prompts = [t.prompt for t in tasks]
     greedy = [g[0] for g in engine.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0))]
-    texts = [g.text for g in greedy]
-    gold = [gold_score(t, x) for t, x in zip(tasks, texts)]
-    result: dict[str, Any] = {
-        "name": name,
-        "gold_reward": sum(gold) / len(gold),
-        "family_accuracy": family_accuracy(tasks, texts),
-        "mean_length": sum(len(x.split()) for x in texts) / len(texts),
-        "no_eos_share": sum(not g.finished for g in greedy) / len(greedy),
-    }
-    if model is sft_model:
-        result["kl_to_sft"] = 0.0
-    else:
+    kl = 0.0
+    if model is not sft_model:
         sampled = [
             g
             for gs in engine.generate(prompts, SamplingParams(max_new_tokens, n=kl_samples, seed=seed))
@@ -43,11 +61,8 @@ def evaluate_policy(
         p_ids, r_ids = [g.prompt_ids for g in sampled], [g.response_ids for g in sampled]
         logp = sequence_logprobs(model, p_ids, r_ids, tokenizer.pad_token_id)
         ref = sequence_logprobs(sft_model, p_ids, r_ids, tokenizer.pad_token_id)
-        result["kl_to_sft"] = kl_from_logprobs(logp.tolist(), ref.tolist())
-    examples = random.Random(seed).sample(range(len(tasks)), min(3, len(tasks)))
-    result["examples"] = [{"prompt": prompts[i], "response": texts[i], "gold": gold[i]} for i in examples]
-    result["_gold_scores"] = gold
-    return result
+        kl = kl_from_logprobs(logp.tolist(), ref.tolist())
+    return _row(name, tasks, greedy, kl, seed)
 
 
 def reward_model_accuracy(
@@ -55,26 +70,13 @@ def reward_model_accuracy(
 ) -> float:
     """Pairwise agreement of the reward model with the gold ordering on K responses sampled from
     ``policy`` for each held-out prompt (pairs with equal gold scores are left out)."""
-    engine = HFGenerateEngine(policy, tokenizer)
-    groups = engine.generate([t.prompt for t in tasks], SamplingParams(max_new_tokens, n=k, seed=seed))
-    flat = [g for gs in groups for g in gs]
-    scores = score_sequences(
-        reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tokenizer.pad_token_id
-    ).tolist()
-    predicted = [scores[i * k : (i + 1) * k] for i in range(len(tasks))]
+    groups, predicted = _sample_and_score(policy, reward_model, tokenizer, tasks, k, max_new_tokens, seed)
     gold = [[gold_score(t, g.text) for g in gs] for t, gs in zip(tasks, groups)]
     return ordering_accuracy(predicted, gold)
 
 
 def evaluate_best_of_n(
-    name: str,
-    policy,
-    reward_model,
-    tokenizer,
-    tasks: list[Task],
-    n: int,
-    max_new_tokens: int,
-    seed: int,
+    name: str, policy, reward_model, tokenizer, tasks: list[Task], n: int, max_new_tokens: int, seed: int
 ) -> list[dict[str, Any]]:
     """Best-of-n at inference: n samples from ``policy`` per prompt, the reward model's favourite
     kept. Its KL to the policy is the analytic log n - (n - 1) / n (Stiennon et al. 2020).
@@ -84,31 +86,12 @@ def evaluate_best_of_n(
     from a policy whose samples hold nothing better."""
     from rlhf.recipes.best_of_n import best_of_n_kl
 
-    engine = HFGenerateEngine(policy, tokenizer)
-    groups = engine.generate([t.prompt for t in tasks], SamplingParams(max_new_tokens, n=n, seed=seed))
-    flat = [g for gs in groups for g in gs]
-    scores = score_sequences(
-        reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tokenizer.pad_token_id
-    ).tolist()
+    groups, scores = _sample_and_score(policy, reward_model, tokenizer, tasks, n, max_new_tokens, seed)
     gold = [[gold_score(t, g.text) for g in gs] for t, gs in zip(tasks, groups)]
-    by_rm = [max(range(n), key=lambda j, i=i: scores[i * n + j]) for i in range(len(tasks))]
-    by_gold = [max(range(n), key=g.__getitem__) for g in gold]
     rows = []
-    for row_name, picks in ((name, by_rm), (f"{name} (gold)", by_gold)):
+    for row_name, by in ((name, scores), (f"{name} (gold)", gold)):
+        picks = [max(range(n), key=b.__getitem__) for b in by]
         best = [gs[j] for gs, j in zip(groups, picks)]
-        texts = [g.text for g in best]
         picked = [g[j] for g, j in zip(gold, picks)]
-        examples = random.Random(seed).sample(range(len(tasks)), min(3, len(tasks)))
-        rows.append(
-            {
-                "name": row_name,
-                "gold_reward": sum(picked) / len(picked),
-                "family_accuracy": family_accuracy(tasks, texts),
-                "mean_length": sum(len(x.split()) for x in texts) / len(texts),
-                "no_eos_share": sum(not g.finished for g in best) / len(best),
-                "kl_to_sft": best_of_n_kl(n),
-                "examples": [{"prompt": tasks[i].prompt, "response": texts[i], "gold": picked[i]} for i in examples],
-                "_gold_scores": picked,
-            }
-        )
+        rows.append(_row(row_name, tasks, best, best_of_n_kl(n), seed, picked))
     return rows

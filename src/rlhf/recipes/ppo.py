@@ -44,7 +44,7 @@ from rlhf.data.tokenize import (
 from rlhf.losses.kl import kl_penalty
 from rlhf.losses.ppo import approx_kl, entropy_from_logits, policy_loss, value_loss
 from rlhf.losses.sft import masked_nll
-from rlhf.models.loading import load_policy, load_scalar_model, load_tokenizer, save_pretrained
+from rlhf.models.loading import DTYPES, load_policy, load_scalar_model, load_tokenizer, save_pretrained
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,
@@ -208,8 +208,7 @@ def train(
     if last_ckpt is not None:
         kl_ctl.load_state_dict(json.loads((last_ckpt / "state.json").read_text())["kl_controller"])
     unwrapped = accelerator.unwrap_model(policy)
-    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[r.dtype]
-    engine = make_engine(r.engine, unwrapped, tokenizer, r.batch_size, dtype)
+    engine = make_engine(r.engine, unwrapped, tokenizer, r.batch_size, DTYPES.get(r.dtype))  # "auto": None
     ptx_plan = (
         BatchPlan(len(ptx), cfg.ptx.batch_size, 1, accelerator.num_processes, cfg.train.seed, opt_steps) if ptx else None
     )

@@ -19,7 +19,7 @@ from rlhf.rollout.decoders.cache import (
     prefill_logits,
     reserve,
 )
-from rlhf.rollout.decoders.linear import Linear
+from rlhf.rollout.decoders.linear import Weights
 
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
 ACTIVATIONS |= {"gelu": "gelu", "relu": "relu"}
@@ -66,10 +66,8 @@ class GPT2Decoder:
         self.max_positions = cfg.n_positions
         self.device, self.dtype = model.device, dtype
         self.attn_dtype = attention_dtype(dtype, model.device)
-        linears, tensors = sources(model)
-        # own copies: training can change the model freely until the next load()
-        self.lin = {k: Linear(w, b, dtype, model.device) for k, (w, b) in linears.items()}
-        self.t = {k: v.detach().to(model.device, dtype, copy=True) for k, v in tensors.items()}
+        self.weights = Weights(*sources(model), dtype, model.device)
+        self.lin, self.t = self.weights.lin, self.weights.t
         lt = [("qkv", "o", "fc", "proj"), ("ln1_w", "ln1_b", "ln2_w", "ln2_b")]
         self.layers = [
             (*(self.lin[f"{i}.{k}"] for k in lt[0]), *(self.t[f"{i}.{k}"] for k in lt[1]))
@@ -77,13 +75,8 @@ class GPT2Decoder:
         ]
         self.cache = None
 
-    @torch.no_grad()
     def load(self, model) -> None:
-        linears, tensors = sources(model)
-        for k, (w, b) in linears.items():
-            self.lin[k].load(w, b)
-        for k, v in tensors.items():
-            self.t[k].copy_(v)
+        self.weights.load(*sources(model))
 
     def _blocks(self, x: torch.Tensor, attend, prompt: tuple[int, int] | None = None) -> torch.Tensor:
         """The transformer blocks on flattened tokens.  Shape: (N, d) -> (N, d) after ln_f.

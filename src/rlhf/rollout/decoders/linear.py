@@ -112,3 +112,22 @@ class Linear:
         if self.packed:
             return torch.ops.mkldnn._linear_pointwise.binary(x, other, self.w, self.b, "mul")
         return self(x).mul_(other)
+
+
+class Weights:
+    """A decoder's own inference copy of a model's weights: packed ``Linear`` layers and plain
+    tensors (norms, embeddings), so training can change the model freely until the next load()."""
+
+    def __init__(
+        self, linears: dict[str, tuple], tensors: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device
+    ):
+        self.lin = {k: Linear(w, b, dtype, device) for k, (w, b) in linears.items()}
+        self.t = {k: v.detach().to(device, dtype, copy=True) for k, v in tensors.items()}
+
+    @torch.no_grad()
+    def load(self, linears: dict[str, tuple], tensors: dict[str, torch.Tensor]) -> None:
+        """Copy new weights in (after an optimizer step), in place."""
+        for k, (w, b) in linears.items():
+            self.lin[k].load(w, b)
+        for k, v in tensors.items():
+            self.t[k].copy_(v)

@@ -25,7 +25,7 @@ from rlhf.rollout.decoders.cache import (
     prefill_logits,
     reserve,
 )
-from rlhf.rollout.decoders.linear import Linear
+from rlhf.rollout.decoders.linear import Weights
 
 
 def _cat(*ts: torch.Tensor | None) -> torch.Tensor | None:
@@ -84,10 +84,8 @@ class LlamaDecoder:
         self.eps = cfg.rms_norm_eps
         self.device, self.dtype = model.device, dtype
         self.attn_dtype = attention_dtype(dtype, model.device)
-        linears, tensors = sources(model)
-        # own copies: training can change the model freely until the next load()
-        self.lin = {k: Linear(w, b, dtype, model.device) for k, (w, b) in linears.items()}
-        self.t = {k: v.detach().to(model.device, dtype, copy=True) for k, v in tensors.items()}
+        self.weights = Weights(*sources(model), dtype, model.device)
+        self.lin, self.t = self.weights.lin, self.weights.t
         names = ("qkv", "o", "gate", "up", "down")
         self.layers = [
             (*(self.lin[f"{i}.{k}"] for k in names), self.t[f"{i}.in_norm"], self.t[f"{i}.post_norm"])
@@ -99,13 +97,8 @@ class LlamaDecoder:
         self.cos = self.sin = torch.zeros(0, self.head_dim, dtype=self.attn_dtype, device=model.device)
         self.cache = None
 
-    @torch.no_grad()
     def load(self, model) -> None:
-        linears, tensors = sources(model)
-        for k, (w, b) in linears.items():
-            self.lin[k].load(w, b)
-        for k, v in tensors.items():
-            self.t[k].copy_(v)
+        self.weights.load(*sources(model))
 
     def _rope_tables(self, length: int) -> None:
         """cos and signed sin for positions [0, length), as HF's rotary embedding computes them."""
