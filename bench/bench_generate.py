@@ -19,7 +19,6 @@ the machine's measured matmul rate (bench/common.py), the ceiling.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import random
 import time
@@ -28,15 +27,14 @@ import torch
 from common import (
     BUSY,
     PROMPT_TOKENS,
+    bench_parser,
     busy_cpu_seconds,
     checkpoint,
     flop_params,
-    machine_info,
-    matmul_rates,
     measure_quietly,
     peak,
     sentence,
-    set_threads,
+    start,
     table,
     write_results,
 )
@@ -138,28 +136,16 @@ def measure(runners: dict, prompts: list[list[int]], n: int, min_new: int, tempe
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
+    ap = bench_parser(__doc__, "fewer repeats (smoke test)", recipe=False)
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per row (best is kept)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the core count)")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
-    ap.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        help="wait up to this many s for an idle machine before each row, and redo rows run on a busy one",
-    )
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 9)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    threads = set_threads(args.threads)
-    info = machine_info()
-    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
-    rates = matmul_rates(args.quick, args.wait_quiet)
-    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+    info, rates = start(args)
 
     directory, vocab = checkpoint("10m")
     tok = AutoTokenizer.from_pretrained(str(directory))

@@ -18,7 +18,6 @@ FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import random
 import statistics
@@ -28,15 +27,15 @@ from pathlib import Path
 from common import (
     BUSY,
     PROMPT_TOKENS,
+    bench_parser,
     checkpoint,
     flop_params,
     machine_info,
-    matmul_rates,
     measure_quietly,
     peak,
     run_timed,
     sentence,
-    set_threads,
+    start,
     table,
     write_jsonl,
     write_results,
@@ -123,8 +122,7 @@ def flops_per_update(algo: str, rollouts: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a few steps per row (smoke test)")
+    ap = bench_parser(__doc__)
     ap.add_argument("--algos", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
     ap.add_argument("--engines", nargs="+", default=["kv_cache", "hf"], choices=["kv_cache", "hf"])
@@ -134,16 +132,9 @@ def main() -> None:
         default=["eager"],
         help="model.attn_implementation of the rows (eager beats sdpa for these 32-wide heads on CPU; sdpa to compare)",
     )
-    ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
-    ap.add_argument("--update", action="store_true", help="replace only the rows measured now")
-    ap.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many s for an idle machine")
     args = ap.parse_args()
 
-    threads = set_threads()
-    info = machine_info()
-    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
-    rates = matmul_rates(args.quick, args.wait_quiet)
-    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+    info, rates = start(args)
     warmup, steps = QUICK_STEPS if args.quick else STEPS
 
     rows = []

@@ -15,7 +15,6 @@ that do matmul work (no LM head, no embedding lookups: common.flop_params).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from math import comb
@@ -25,18 +24,18 @@ from common import (
     BUSY,
     PROMPT_TOKENS,
     RESPONSE_TOKENS,
+    bench_parser,
     checkpoint,
     configure,
     flop_params,
     last_metric,
     machine_info,
-    matmul_rates,
     measure_quietly,
     n_params,
     peak,
     rankings,
     run_timed,
-    set_threads,
+    start,
     table,
     write_jsonl,
     write_results,
@@ -108,31 +107,15 @@ def bench_row(size: str, precision: str, k: int, warmup: int, steps: int, work: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a few steps per row (smoke test)")
+    ap = bench_parser(__doc__)
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps per row")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per row")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the core count)")
     ap.add_argument("--sizes", nargs="+", default=["1m", "10m"], choices=["1m", "10m"])
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
     ap.add_argument("--ks", nargs="+", type=int, default=[2, 4], help="which K rows to run")
-    ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
-    ap.add_argument(
-        "--update", action="store_true", help="replace only the rows measured now in the results file"
-    )
-    ap.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        help="wait up to this many s for an idle machine before each row, and redo rows run on a busy one",
-    )
     args = ap.parse_args()
 
-    threads = set_threads(args.threads)
-    info = machine_info()
-    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
-    rates = matmul_rates(args.quick, args.wait_quiet)
-    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+    info, rates = start(args)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-reward-") as tmp:

@@ -14,7 +14,6 @@ measured matmul rate of the same dtype.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
@@ -23,18 +22,18 @@ from common import (
     BUSY,
     PROMPT_TOKENS,
     RESPONSE_TOKENS,
+    bench_parser,
     checkpoint,
     configure,
     demonstrations,
     flop_params,
     last_metric,
     machine_info,
-    matmul_rates,
     measure_quietly,
     n_params,
     peak,
     run_timed,
-    set_threads,
+    start,
     table,
     write_jsonl,
     write_results,
@@ -93,32 +92,16 @@ def bench_row(size: str, precision: str, warmup: int, steps: int, work: Path, ve
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a few steps per row (smoke test)")
+    ap = bench_parser(__doc__)
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps per row")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per row")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the core count)")
     ap.add_argument("--sizes", nargs="+", default=["1m", "10m"], choices=["1m", "10m"])
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
-    ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
-    ap.add_argument(
-        "--update", action="store_true", help="replace only the rows measured now in the results file"
-    )
-    ap.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        help="wait up to this many s for an idle machine before each row, and redo rows run on a busy one",
-    )
     args = ap.parse_args()
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
     steps = args.steps if args.steps is not None else (5 if args.quick else 30)
 
-    threads = set_threads(args.threads)
-    info = machine_info()
-    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
-    rates = matmul_rates(args.quick, args.wait_quiet)
-    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+    info, rates = start(args)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:

@@ -12,6 +12,7 @@ The data uses only words that are one token each, so every sequence has an exact
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import io
@@ -402,3 +403,33 @@ def write_results(name: str, payload: dict[str, Any], update: list[str] | None =
         payload = old
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def bench_parser(doc: str, quick_help: str = "a few steps per row (smoke test)", recipe: bool = True):
+    """The options every benchmark takes: --quick, --threads, --wait-quiet, and for benchmarks
+    that run a recipe and save rows, --verbose and --update."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the core count)")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        help="wait up to this many s for an idle machine before each row, and redo rows run on a busy one",
+    )
+    if recipe:
+        ap.add_argument("--verbose", action="store_true", help="show the recipe's output")
+        ap.add_argument(
+            "--update", action="store_true", help="replace only the rows measured now in the results file"
+        )
+    return ap
+
+
+def start(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, float]]:
+    """Set the thread count, print the machine and its measured matmul rates; returns both."""
+    threads = set_threads(args.threads)
+    info = machine_info()
+    print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
+    rates = matmul_rates(args.quick, args.wait_quiet)
+    print("matmul rate: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rates.items()))
+    return info, rates
