@@ -93,7 +93,7 @@ def bench_row(
 ) -> dict:
     import time
 
-    from rlhf.recipes import dpo
+    from rlhf.recipes import dpo, dpo_reference
 
     model, vocab = checkpoint(size)
     records = BATCH * (warmup + steps)  # one epoch: every step sees fresh pairs
@@ -113,7 +113,7 @@ def bench_row(
     cfg.model.attn_implementation = attn
     cfg.dpo.share_prompt = layout == "shared"
     # time the reference pass (a no-grad forward over every pair, before step 1) by wrapping it
-    spent, real = [], dpo.all_logps
+    spent, real = [], dpo_reference.all_logps
 
     def timed_all_logps(*a, **kw):
         t = time.perf_counter()
@@ -121,11 +121,11 @@ def bench_row(
         spent.append(time.perf_counter() - t)
         return out
 
-    dpo.all_logps = timed_all_logps
+    dpo_reference.all_logps = timed_all_logps
     try:
         timer = run_timed(dpo.train, cfg, warmup, verbose)
     finally:
-        dpo.all_logps = real
+        dpo_reference.all_logps = real
     reference_s = sum(spent)
     times = timer.step_times()
     # the median step: robust to a neighbour process stealing a core for a few steps
