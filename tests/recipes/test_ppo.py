@@ -191,7 +191,7 @@ def test_first_update_is_on_policy(mixed, nano_model, prompts, tmp_path):
     assert m["approx_kl"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(nano_model, prompts, reward_model, tmp_path):
+def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(nano_model, prompts, reward_model, tmp_path, monkeypatch):
     """Under bf16 mixed precision the reference and the reward model hold bf16 weights (no casts in
     every forward); the first step's reference log-probs and scores stay within bf16 rounding of fp32."""
     seen = {}
@@ -205,20 +205,16 @@ def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(nano_model, promp
         )
         return read_metrics(out)[0]
 
-    import rlhf.recipes.ppo as recipe
-
-    original = recipe.response_logits
+    original = ppo.response_logits
 
     def spy(model, exp):
         w = next(model.parameters())
         seen.setdefault(w.requires_grad, set()).add(w.dtype)
         return original(model, exp)
 
-    recipe.response_logits = spy
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(ppo, "response_logits", spy)
         bf16 = runs("bf16")
-    finally:
-        recipe.response_logits = original
     fp32 = runs("no")
     assert torch.bfloat16 in seen[False]  # the frozen reference
     assert seen[True] == {torch.float32}  # the policy trains in fp32 master weights
