@@ -11,7 +11,8 @@ FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
     generation 2 N_lm D, reward 2 N_rm D, reference log-probs 2 N_lm D, policy update 6 N_lm D,
     critic update 6 N_v D (GRPO: no critic). With one epoch of one minibatch the sampling policy's
     log-probs and the critic's values come from the update's own forward (recipes/ppo.py), so
-    they cost nothing extra.
+    they cost nothing extra. GRPO with rollout.share_prompt (the default) runs each prompt once
+    for its 4 samples after generation: D = 32 / 4 + 32 = 40 tokens a rollout there.
 
     .venv/bin/python bench/bench_ppo.py [--quick]
 """
@@ -53,7 +54,7 @@ QUICK_STEPS = (1, 3)
 
 
 def bench_row(
-    algo: str, precision: str, engine: str, attn: str, warmup: int, steps: int, work: Path, verbose: bool
+    algo: str, precision: str, engine: str, attn: str, share: bool, warmup: int, steps: int, work: Path, verbose: bool
 ) -> dict:
     from rlhf.config import load_config
     from rlhf.recipes.ppo import Config, train
@@ -74,7 +75,7 @@ def bench_row(
             f"data.train={data}",
             f"rewards.model={model}",
             "rewards.normalize=false",
-            f"train.output_dir={work / f'{algo}-{precision}-{engine}-{attn}'}",
+            f"train.output_dir={work / f'{algo}-{precision}-{engine}-{attn}-{share}'}",
             f"model.attn_implementation={attn}",
             f"train.max_steps={warmup + steps}",
             f"train.batch_size={prompts_per_step}",
@@ -88,6 +89,7 @@ def bench_row(
             f"rollout.engine={engine}",
             f"rollout.dtype={rollout_dtype}",
             "rollout.samples_every=0",
+            f"rollout.share_prompt={str(share).lower()}",
         ],
     )
     timer = run_timed(train, cfg, warmup, verbose)
@@ -103,6 +105,7 @@ def bench_row(
         "precision": precision,
         "engine": engine,
         "attn": attn,
+        "share_prompt": share,
         "rollouts_per_update": rollouts,
         "steps": timer.steps,
         "step_s": step,
@@ -113,12 +116,15 @@ def bench_row(
     }
 
 
-def flops_per_update(algo: str, rollouts: int) -> float:
+def flops_per_update(algo: str, rollouts: int, share: bool) -> float:
     model, _ = checkpoint("10m")
     n_lm, n_rm = flop_params(model, lm_head=True), flop_params(model, lm_head=False)
-    d = PROMPT_TOKENS + RESPONSE
-    per_rollout = (2 + 2 + 6) * n_lm + 2 * n_rm + (6 * n_rm if algo == "ppo" else 0)
-    return per_rollout * d * rollouts
+    samples = SHAPES[algo][1]
+    d = PROMPT_TOKENS + RESPONSE  # tokens a rollout, as generated
+    # forwarded after generation: with shared prompts a group's prompt runs once for its samples
+    d_after = (PROMPT_TOKENS / samples + RESPONSE) if share else d
+    per_rollout = 2 * n_lm * d + ((2 + 6) * n_lm + 2 * n_rm + (6 * n_rm if algo == "ppo" else 0)) * d_after
+    return per_rollout * rollouts
 
 
 def main() -> None:
@@ -132,6 +138,13 @@ def main() -> None:
         default=["eager"],
         help="model.attn_implementation of the rows (eager beats sdpa for these 32-wide heads on CPU; sdpa to compare)",
     )
+    ap.add_argument(
+        "--share-prompt",
+        nargs="+",
+        default=["on"],
+        choices=["on", "off"],
+        help="rollout.share_prompt of the grpo rows (ppo samples one response a prompt: nothing to share)",
+    )
     args = ap.parse_args()
 
     info, rates = start(args)
@@ -141,11 +154,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
         for algo in args.algos:
             for precision in args.precisions:
-                for engine, attn in itertools.product(args.engines, args.attn):
+                shares = sorted({s == "on" and SHAPES[algo][1] > 1 for s in args.share_prompt}, reverse=True)
+                for engine, attn, share in itertools.product(args.engines, args.attn, shares):
                     row = measure_quietly(
-                        args.wait_quiet, bench_row, algo, precision, engine, attn, warmup, steps, Path(tmp), args.verbose
+                        args.wait_quiet,
+                        bench_row,
+                        *(algo, precision, engine, attn, share, warmup, steps, Path(tmp), args.verbose),
                     )
-                    flops = flops_per_update(algo, row["rollouts_per_update"])
+                    flops = flops_per_update(algo, row["rollouts_per_update"], share)
                     row["gflop_per_update"] = flops / 1e9
                     row["flops_per_s"] = flops / row["step_s"]
                     row["of_matmul"] = row["flops_per_s"] / peak(rates, PRECISIONS[precision][2])
@@ -157,7 +173,7 @@ def main() -> None:
                     row["date"] = machine_info()["date"]
                     rows.append(row)
                     print(
-                        f"  {algo} {precision} {engine} {attn}: {row['rollouts_per_s']:.1f} rollouts/s "
+                        f"  {algo} {precision} {engine} {attn} share_prompt={share}: {row['rollouts_per_s']:.1f} rollouts/s "
                         f"(generate {row['generate_share']:.0%} of the step), {row['of_matmul']:.0%} of matmul"
                         + (f"; BUSY MACHINE: others used {row['other_load']:.1f} cores" if row["other_load"] > BUSY else "")
                     )
@@ -170,6 +186,7 @@ def main() -> None:
                 "precision",
                 "engine",
                 "attn",
+                "share_prompt",
                 "step_s",
                 "rollouts_per_s",
                 "generate_s",
@@ -193,14 +210,14 @@ def main() -> None:
             "setup": {
                 "model": "tiny GPT-2 10m as policy, reference, reward model and critic",
                 "ppo": "16 prompts x 1 sample, 1 epoch, 1 minibatch, critic from the reward model",
-                "grpo": "4 prompts x 4 samples, 1 epoch, 1 minibatch",
+                "grpo": "4 prompts x 4 samples, 1 epoch, 1 minibatch; share_prompt: rollout.share_prompt",
                 "prompt_tokens": PROMPT_TOKENS,
                 "response_tokens": RESPONSE,
                 "flops": "see the module docstring",
             },
             "rows": rows,
         },
-        ["algo", "precision", "engine", "attn"] if args.update else None,
+        ["algo", "precision", "engine", "attn", "share_prompt"] if args.update else None,
     )
     print(f"\nwrote {path}")
 

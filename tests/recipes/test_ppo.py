@@ -221,3 +221,47 @@ def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(nano_model, promp
     assert fp32["kl"] == pytest.approx(0.0, abs=1e-6)
     assert bf16["kl"] == pytest.approx(0.0, abs=0.05)
     assert bf16["score_raw"] == pytest.approx(fp32["score_raw"], abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "algo,extra,compared",
+    [
+        ("ppo", [], ["policy_loss", "entropy", "approx_kl", "value_loss", "explained_variance"]),
+        ("grpo", [], ["policy_loss", "entropy", "approx_kl"]),
+        # minibatches of one whole group each: still packed; the minibatch order differs, so only
+        # the rollout's own metrics are comparable
+        ("ppo", ["algo.epochs=2", "algo.minibatches=2"], ["explained_variance"]),
+    ],
+)
+def test_shared_prompt_forwards_match_separate_rows(algo, extra, compared, nano_model, prompts, reward_model, tmp_path, monkeypatch):
+    """rollout.share_prompt packs each prompt's 4 samples in one row for the reward model, the
+    reference, the policy and the critic; the first step's scores, KL and losses are those of
+    separate rows."""
+    packed = []
+    original = ppo.response_logits
+
+    def spy(model, exp):
+        packed.append(exp.groups is not None)
+        return original(model, exp)
+
+    monkeypatch.setattr(ppo, "response_logits", spy)
+
+    def first_step(share):
+        out = tmp_path / f"share-{share}"
+        run(
+            *overrides(nano_model, prompts, out, f"rewards.model={reward_model}", f"algo.name={algo}"),
+            "rollout.samples_per_prompt=4",
+            "train.batch_size=2",
+            "train.max_steps=1",
+            f"rollout.share_prompt={share}",
+            *extra,
+        )
+        return read_metrics(out)[0]
+
+    on = first_step("true")
+    assert packed and all(packed)
+    packed.clear()
+    off = first_step("false")
+    assert packed and not any(packed)
+    for key in ["score_raw", "score_raw_std", "kl", *compared]:
+        assert on[key] == pytest.approx(off[key], abs=1e-5), key

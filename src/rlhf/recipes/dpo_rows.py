@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rlhf.config import ConfigError
 from rlhf.data.collators import IGNORE, pad
 from rlhf.losses.dpo import PairLogps, sequence_logps
+from rlhf.models import shared_prompt
+from rlhf.models.shared_prompt import segment_mask
 
 if TYPE_CHECKING:
     from rlhf.recipes.dpo import Config
@@ -84,38 +85,20 @@ class PairCollator:
         (R, T) or (R, 1, T, T)"""
         if not self.share_prompt:
             return (seg >= 0).long()  # the model builds the causal mask (and keeps its fast paths)
-        t = seg.size(1)
-        q, k = seg[:, :, None], seg[:, None, :]
-        # causal; a response sees the prompt and itself, never the other response; padding sees
-        # itself too, so that no softmax row is empty (its output is never read)
-        allowed = torch.ones(t, t, dtype=torch.bool).tril() & (k >= 0) & ((k == q) | (k == 0))
-        allowed = (allowed | torch.eye(t, dtype=torch.bool))[:, None]
-        if self.float_mask is None:
-            return allowed
-        return torch.zeros(allowed.shape, dtype=self.float_mask).masked_fill(
-            ~allowed, torch.finfo(self.float_mask).min
-        )
+        return segment_mask(seg, self.float_mask)
 
 
 def make_collator(cfg: Config, model, pad_id: int, longest: int) -> PairCollator:
     """The collator for ``model`` (unwrapped): mask kind from its attention, whether it takes
     logits_to_keep; a shared-prompt row must not outgrow a sliding attention window, which a
     custom mask would bypass."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    conf = base.config
-    window = getattr(conf, "sliding_window", None) if getattr(conf, "use_sliding_window", True) else None
-    if cfg.dpo.share_prompt and (
-        conf._attn_implementation not in ("eager", "sdpa") or (window and longest > window)
-    ):
-        raise ConfigError(
-            f"dpo.share_prompt needs eager or sdpa attention and rows within any sliding window "
-            f"({conf._attn_implementation}, window {window}, longest row {longest}): set dpo.share_prompt=false"
-        )
-    eager = conf._attn_implementation == "eager"
+    if cfg.dpo.share_prompt:
+        shared_prompt.check(model, longest, "dpo.share_prompt")
+    base = shared_prompt.base_model(model)
     return PairCollator(
         pad_id,
         cfg.dpo.share_prompt,
-        base.get_input_embeddings().weight.dtype if eager else None,
+        shared_prompt.mask_dtype(model),
         "logits_to_keep" in inspect.signature(base.forward).parameters,
     )
 

@@ -18,6 +18,10 @@ Where this departs from the papers: losses are token sums divided by the minibat
 token count (so micro-batching and data parallelism give one big batch's gradient exactly);
 dropout is off in every model (the policy's log-probs must not be noisy: ratios would be);
 advantage whitening uses the local process's batch.
+
+With rollout.samples_per_prompt = n > 1 the forwards of steps 2, 3 and 5 read each prompt once for
+its n responses (rollout.share_prompt, rollout/groups.py) whenever that costs fewer FLOPs; then
+minibatches are drawn as whole groups, and micro-batches that hold whole groups stay packed.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from rlhf.data.tokenize import (
 from rlhf.losses.kl import kl_penalty
 from rlhf.losses.ppo import approx_kl, entropy_from_logits, policy_loss, value_loss
 from rlhf.losses.sft import masked_nll
+from rlhf.models import shared_prompt
 from rlhf.models.loading import DTYPES, load_policy, load_scalar_model, load_tokenizer, save_pretrained
 from rlhf.recipes.loop import (
     BatchPlan,
@@ -73,6 +78,7 @@ from rlhf.rollout.experience import (
     token_logprobs,
 )
 from rlhf.rollout.generate import SamplingParams
+from rlhf.rollout.groups import Groups, pack_groups, packing_saves
 from rlhf.rollout.kl_control import AdaptiveKLController, FixedKLController
 from rlhf.rollout.reward_fn import call_reward_fn
 from rlhf.rollout.rewards import postprocess_scores, shape_rewards
@@ -121,12 +127,17 @@ class Scorer:
 
     def __init__(self, cfg: Config, tokenizer, reward_fn, device):
         self.cfg, self.tok, self.fn = cfg, tokenizer, reward_fn
-        self.model, self.mean, self.std = None, None, None
+        self.model, self.mean, self.std, self.pad_id = None, None, None, None
         if cfg.rewards.model:
             self.rm_tok = load_tokenizer(cfg.rewards.model, "rewards.model")
             rm_cfg = replace(cfg.model, path=cfg.rewards.model, lora_r=0)
             self.model = _frozen(load_scalar_model(rm_cfg, self.rm_tok, "rewards.model")).to(device)
             self.same_vocab = self.rm_tok.get_vocab() == tokenizer.get_vocab()
+            self.pad_id = self.model.config.pad_token_id  # its head reads the last token but this one
+            try:  # the body and head at every position: scores read in shared-prompt groups
+                self.per_token = TokenValueModel(self.model)
+            except ValueError:
+                self.per_token = None
             if cfg.rewards.normalize:
                 self.mean = getattr(self.model.config, "reward_mean", None)
                 self.std = getattr(self.model.config, "reward_std", None)
@@ -134,12 +145,21 @@ class Scorer:
                     print("[ppo] rewards.normalize: the reward model stores no reward_mean/reward_std; not normalising")
                     self.mean = self.std = None
 
-    def __call__(self, prompt_texts, prompt_ids, gens, autocast) -> torch.Tensor:
+    @property
+    def reads_groups(self) -> bool:
+        """Whether scoring can use the rollout's shared-prompt groups."""
+        return self.model is not None and self.same_vocab and self.per_token is not None
+
+    def __call__(self, prompt_texts, prompt_ids, gens, autocast, groups: Groups | None = None) -> torch.Tensor:
         """Raw scores.  Shape: (N,)"""
         if self.fn is not None:
             return call_reward_fn(
                 self.fn, prompt_texts, [g.text for g in gens], [g.finished for g in gens], self.cfg.rewards.function
             )
+        if groups is not None and self.reads_groups:
+            with torch.no_grad(), autocast():
+                values = self.per_token(groups.input_ids, groups.attention_mask(self.model), groups.position_ids)
+            return values[groups.group, groups.last].float()
         if self.same_vocab:
             p, r = prompt_ids, [g.response_ids for g in gens]
         else:  # a reward model with its own tokenizer reads the text
@@ -209,6 +229,13 @@ def train(
         kl_ctl.load_state_dict(json.loads((last_ckpt / "state.json").read_text())["kl_controller"])
     unwrapped = accelerator.unwrap_model(policy)
     engine = make_engine(r.engine, unwrapped, tokenizer, r.batch_size, DTYPES.get(r.dtype))  # "auto": None
+    share = r.share_prompt and n > 1
+    if share:  # every model must take the 4D mask, before any work
+        longest = max(len(p) for p in prompt_ids) + n * r.max_new_tokens
+        for model in (policy, ref, critic, scorer.model):
+            if model is not None:
+                shared_prompt.check(model, longest, "rollout.share_prompt")
+    hidden = shared_prompt.base_model(unwrapped).config.hidden_size
     ptx_plan = (
         BatchPlan(len(ptx), cfg.ptx.batch_size, 1, accelerator.num_processes, cfg.train.seed, opt_steps) if ptx else None
     )
@@ -240,11 +267,14 @@ def train(
         rows_text = [prompt_texts[i] for i in idx for _ in range(n)]
         responses = [g.response_ids or [tokenizer.eos_token_id] for g in gens]
         finished = torch.tensor([g.finished for g in gens])
-        exp = pack_rollouts(rows_prompt, responses, tokenizer.pad_token_id).to(device)
+        exp = pack_rollouts(rows_prompt, responses, tokenizer.pad_token_id)
+        if share and packing_saves(rows_prompt, responses, n, hidden):
+            exp.groups = pack_groups(rows_prompt, responses, n, tokenizer.pad_token_id, scorer.pad_id)
+        exp = exp.to(device)
         t1 = time.perf_counter()
 
         # 2. score
-        raw = scorer(rows_text, rows_prompt, gens, accelerator.autocast).to(device)
+        raw = scorer(rows_text, rows_prompt, gens, accelerator.autocast, exp.groups).to(device)
         exp.scores = postprocess_scores(
             raw, finished.to(device), scorer.mean, scorer.std, r_clip(cfg), cfg.rewards.missing_eos_penalty or None
         )
@@ -297,8 +327,14 @@ def train(
         stats_sum: dict[str, float] = {}
         mb_size = len(exp) // a.minibatches
         for epoch in range(a.epochs):
-            order = list(range(len(exp)))
-            random.Random(cfg.train.seed * 7919 + step * 31 + epoch).shuffle(order)
+            rng = random.Random(cfg.train.seed * 7919 + step * 31 + epoch)
+            if exp.groups is not None:  # whole groups, so that minibatches stay packed
+                groups = list(range(len(exp) // n))
+                rng.shuffle(groups)
+                order = [g * n + i for g in groups for i in range(n)]
+            else:
+                order = list(range(len(exp)))
+                rng.shuffle(order)
             for m in range(a.minibatches):
                 mb = exp if fused else exp.select(order[m * mb_size : (m + 1) * mb_size])
                 n_tok = accelerator.reduce(mb.response_mask.sum().detach().clone(), "sum").clamp(min=1)

@@ -65,6 +65,9 @@ class RolloutSection:
     """weights the engine samples with (auto: the policy's; bfloat16: a bf16 copy, synced each step)"""
     batch_size: int = 64
     """sequences the engine decodes at once"""
+    share_prompt: bool = True
+    """with samples_per_prompt > 1, run each prompt once for all its responses in the forwards after
+    generation (one row, 4D attention mask; needs eager or sdpa attention), when that costs less"""
     samples_every: int = 10
     """steps between files of sampled responses in samples/ (0: never)"""
 

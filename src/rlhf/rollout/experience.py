@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rlhf.data.collators import pad
+from rlhf.rollout.groups import Groups
 
 
 @dataclass
@@ -47,18 +48,25 @@ class Experience:
     scores: torch.Tensor | None = None
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    groups: Groups | None = None
+    """the same rows packed one prompt to n responses, for the forwards (rollout/groups.py)"""
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
     def select(self, rows: torch.Tensor | list[int]) -> Experience:
-        """The rows ``rows`` (a minibatch), trimmed to their own longest prompt and response."""
+        """The rows ``rows`` (a minibatch), trimmed to their own longest prompt and response; still
+        packed in ``groups`` when ``rows`` are whole groups."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
             out[f.name] = v[rows] if isinstance(v, torch.Tensor) else v
-        return Experience(**out).trimmed()
+        out["groups"] = None
+        exp = Experience(**out).trimmed()
+        if self.groups is not None:
+            exp.groups = self.groups.take(rows.to(self.groups.group.device), exp.response_mask.shape[1])
+        return exp
 
     def trimmed(self) -> Experience:
         """Drop prompt columns that are padding in every row and response columns past the end."""
@@ -81,12 +89,11 @@ class Experience:
         return Experience(**out)
 
     def to(self, device) -> Experience:
-        return Experience(
-            **{
-                f.name: (getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), torch.Tensor) else getattr(self, f.name))
-                for f in fields(self)
-            }
-        )
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.to(device) if isinstance(v, (torch.Tensor, Groups)) else v
+        return Experience(**out)
 
 
 def pack_rollouts(prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int) -> Experience:
@@ -124,10 +131,21 @@ def _forward_takes(cls: type, name: str) -> bool:
 
 
 def response_logits(model: nn.Module, exp: Experience) -> torch.Tensor:
-    """The model's logits at the positions that predict each response token.  Shape: (B, R, V)"""
-    R = exp.response_mask.shape[1]
+    """The model's logits at the positions that predict each response token, from the packed
+    groups when ``exp`` has them.  Shape: (B, R, V)"""
+    R, g = exp.response_mask.shape[1], exp.groups
+    keep = _accepts(model, "logits_to_keep")
+    if g is not None:
+        logits = model(
+            input_ids=g.input_ids,
+            attention_mask=g.attention_mask(model),
+            position_ids=g.position_ids,
+            use_cache=False,
+            **({"logits_to_keep": g.keep} if keep else {}),
+        ).logits
+        return g.read(logits)
     kwargs = {}
-    if _accepts(model, "logits_to_keep"):
+    if keep:
         kwargs["logits_to_keep"] = R + 1  # the LM head runs on the last R+1 columns only
     logits = model(
         input_ids=exp.input_ids,
@@ -185,7 +203,11 @@ class TokenValueModel(nn.Module):
 
 
 def response_values(critic: nn.Module, exp: Experience) -> torch.Tensor:
-    """V(s_t) for each response token t, read at the column that precedes it.  Shape: (B, R)"""
+    """V(s_t) for each response token t, read at the column that precedes it (in the packed
+    groups when ``exp`` has them).  Shape: (B, R)"""
+    g = exp.groups
+    if g is not None:
+        return g.read(critic(g.input_ids, g.attention_mask(critic), g.position_ids)).float()
     R = exp.response_mask.shape[1]
     values = critic(exp.input_ids, exp.attention_mask, exp.position_ids)  # (B, P+R)
     P = exp.prompt_width

@@ -1,0 +1,104 @@
+"""Shared-prompt groups: a prompt's n responses packed in one row give every response the logits,
+values and reward-model score it gets in its own row."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from rlhf.config import ConfigError
+from rlhf.models import shared_prompt
+from rlhf.models.tiny import tiny_config, train_tokenizer
+from rlhf.rollout.experience import TokenValueModel, pack_rollouts, response_logits, response_values
+from rlhf.rollout.groups import pack_groups, packing_saves
+from rlhf.rollout.scoring import score_sequences
+
+TEXTS = [f"question {i} answer {i * 7 % 10} and more words here" for i in range(200)]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(TEXTS, 300)
+
+
+def build(tok, arch, attn, head):
+    ids = dict(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    extra = {"num_labels": 1} if head == "score" else {}
+    cfg = tiny_config(arch, "nano", vocab_size=len(tok), **ids, **extra)
+    torch.manual_seed(0)
+    cls = AutoModelForSequenceClassification if head == "score" else AutoModelForCausalLM
+    return cls.from_config(cfg, attn_implementation=attn).eval()
+
+
+def rollout(tok):
+    """Two groups of three: prompts of different lengths, responses of different lengths, one of
+    only EOS, one with a padding token inside (the reward model's head skips it)."""
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    prompts = [[5, 6, 7]] * 3 + [[8, 9, 10, 11, 12]] * 3
+    responses = [[20, 21, eos], [22], [23, 24, 25, 26, pad], [30, 31], [32, 33, 34, 35, 36, 37, eos], [eos]]
+    return prompts, responses
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_packed_groups_give_each_response_its_own_rows_outputs(tok, arch, attn):
+    lm, rm = build(tok, arch, attn, "lm"), build(tok, arch, attn, "score")
+    prompts, responses = rollout(tok)
+    exp = pack_rollouts(prompts, responses, tok.pad_token_id)
+    critic = TokenValueModel(rm)
+    with torch.no_grad():
+        logits, values = response_logits(lm, exp), response_values(critic, exp)
+        scores = score_sequences(rm, prompts, responses, tok.pad_token_id)
+        exp.groups = g = pack_groups(prompts, responses, 3, tok.pad_token_id, rm.config.pad_token_id)
+        assert g.input_ids.shape == (2, 5 + 2 + 7 + 1)  # each prompt once: 15 tokens, not 3 x 12
+        packed_logits, packed_values = response_logits(lm, exp), response_values(critic, exp)
+        packed_scores = critic(g.input_ids, g.attention_mask(rm), g.position_ids)[g.group, g.last]
+    real = exp.response_mask.bool()
+    torch.testing.assert_close(packed_logits[real], logits[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed_values[real], values[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed_scores, scores, atol=1e-5, rtol=1e-5)
+
+
+def test_minibatch_of_whole_groups_stays_packed_and_others_fall_back_to_rows(tok):
+    lm = build(tok, "gpt2", "eager", "lm")
+    prompts, responses = rollout(tok)
+    exp = pack_rollouts(prompts, responses, tok.pad_token_id)
+    exp.groups = pack_groups(prompts, responses, 3, tok.pad_token_id, tok.pad_token_id)
+    with torch.no_grad():
+        full = response_logits(lm, exp)
+        second = exp.select([3, 4, 5])  # group 1: packed, trimmed to its own prompt and responses
+        assert second.groups is not None and second.groups.input_ids.shape == (1, 5 + 2 + 7 + 1)
+        mixed = exp.select([0, 4, 5])  # not a whole group: the row layout
+        assert mixed.groups is None
+        for sel, rows in ((second, [3, 4, 5]), (mixed, [0, 4, 5])):
+            got = response_logits(lm, sel)
+            real = sel.response_mask.bool()
+            torch.testing.assert_close(got[real], full[rows][:, : got.shape[1]][real], atol=1e-5, rtol=1e-5)
+    shuffled = exp.select([3, 5, 4])  # whole group, rows out of order: not packable as is
+    assert shuffled.groups is None
+
+
+def test_rows_of_a_group_must_share_their_prompt(tok):
+    prompts, responses = rollout(tok)
+    prompts[1] = [5, 6, 99]
+    assert pack_groups(prompts, responses, 3, tok.pad_token_id, None) is None
+    assert pack_groups(prompts[:5], responses[:5], 3, tok.pad_token_id, None) is None  # 5 rows, n = 3
+
+
+def test_packing_is_chosen_only_where_it_saves_flops():
+    same = ([[1] * 32] * 16, [[2] * 32] * 16)
+    assert packing_saves(*same, n=4, hidden=256)  # 160 tokens a group against 4 x 64
+    long_answers = ([[1] * 4] * 16, [[2] * 512] * 16)
+    assert not packing_saves(*long_answers, n=16, hidden=64)  # 8196-token rows: attention explodes
+
+
+def test_models_that_cannot_take_a_4d_mask_are_named(tok):
+    lm = build(tok, "llama", "eager", "lm")
+    shared_prompt.check(lm, 100, "rollout.share_prompt")
+    lm.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ConfigError, match=r"rollout.share_prompt: flash_attention_2 attention.*share_prompt=false"):
+        shared_prompt.check(lm, 100, "rollout.share_prompt")
+    qwen = build(tok, "qwen2", "eager", "lm")
+    qwen.config.use_sliding_window, qwen.config.sliding_window = True, 64
+    with pytest.raises(ConfigError, match="row of 100 tokens outgrows the sliding window of 64"):
+        shared_prompt.check(qwen, 100, "rollout.share_prompt")
+    shared_prompt.check(qwen, 64, "rollout.share_prompt")
