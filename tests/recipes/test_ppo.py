@@ -231,6 +231,8 @@ def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(nano_model, promp
         # minibatches of one whole group each: still packed; the minibatch order differs, so only
         # the rollout's own metrics are comparable
         ("ppo", ["algo.epochs=2", "algo.minibatches=2"], ["explained_variance"]),
+        # the reward model reads one group (4 rows) at a time
+        ("rloo", ["rollout.batch_size=4"], ["policy_loss", "entropy"]),
     ],
 )
 def test_shared_prompt_forwards_match_separate_rows(algo, extra, compared, nano_model, prompts, reward_model, tmp_path, monkeypatch):

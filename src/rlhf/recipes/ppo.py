@@ -156,10 +156,16 @@ class Scorer:
             return call_reward_fn(
                 self.fn, prompt_texts, [g.text for g in gens], [g.finished for g in gens], self.cfg.rewards.function
             )
-        if groups is not None and self.reads_groups:
-            with torch.no_grad(), autocast():
-                values = self.per_token(groups.input_ids, groups.attention_mask(self.model), groups.position_ids)
-            return values[groups.group, groups.last].float()
+        if groups is not None and self.reads_groups:  # whole groups, up to rollout.batch_size rows at once
+            n = len(gens) // groups.input_ids.shape[0]
+            size, out = max(n, self.cfg.rollout.batch_size // n * n), []
+            for start in range(0, len(gens), size):
+                rows = torch.arange(start, min(start + size, len(gens)), device=groups.group.device)
+                part = groups.take(rows, groups.cols.shape[1])
+                with torch.no_grad(), autocast():
+                    values = self.per_token(part.input_ids, part.attention_mask(self.model), part.position_ids)
+                out.append(values[part.group, part.last].float())
+            return torch.cat(out)
         if self.same_vocab:
             p, r = prompt_ids, [g.response_ids for g in gens]
         else:  # a reward model with its own tokenizer reads the text
