@@ -102,3 +102,31 @@ def test_models_that_cannot_take_a_4d_mask_are_named(tok):
     with pytest.raises(ConfigError, match="row of 100 tokens outgrows the sliding window of 64"):
         shared_prompt.check(qwen, 100, "rollout.share_prompt")
     shared_prompt.check(qwen, 64, "rollout.share_prompt")
+
+
+@pytest.mark.parametrize("batch_size", [64, 3, 1])
+def test_score_groups_reads_each_prompt_once_and_scores_like_rows(tok, batch_size, monkeypatch):
+    """Packed scoring (up to batch_size rows of whole groups a forward) gives score_sequences'
+    scores; rows that do not share their prompt n by n are scored row by row."""
+    from rlhf.rollout import scoring
+
+    rm = build(tok, "gpt2", "eager", "score")
+    prompts, responses = rollout(tok)
+    packed = []
+    original = scoring.pack_groups
+
+    def spy(*args):
+        g = original(*args)
+        packed.append(g is not None)
+        return g
+
+    monkeypatch.setattr(scoring, "pack_groups", spy)
+    rows = scoring.score_sequences(rm, prompts, responses, tok.pad_token_id)
+    got = scoring.score_groups(rm, prompts, responses, 3, tok.pad_token_id, batch_size)
+    torch.testing.assert_close(got, rows, atol=1e-5, rtol=1e-5)
+    assert packed == [True, True] if batch_size < 6 else packed == [True]
+    packed.clear()
+    mixed = prompts[:2] + [prompts[3]] + prompts[3:]  # group 0's last row has group 1's prompt
+    got = scoring.score_groups(rm, mixed, responses, 3, tok.pad_token_id, batch_size)
+    torch.testing.assert_close(got, scoring.score_sequences(rm, mixed, responses, tok.pad_token_id), atol=1e-5, rtol=1e-5)
+    assert False in packed

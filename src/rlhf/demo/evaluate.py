@@ -13,7 +13,7 @@ from typing import Any
 from rlhf.eval.metrics import kl_from_logprobs, ordering_accuracy
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
 from rlhf.rollout.logprobs import sequence_logprobs
-from rlhf.rollout.scoring import score_sequences
+from rlhf.rollout.scoring import score_groups
 from rlhf.toyworld import Task, family_accuracy, gold_score
 
 
@@ -39,8 +39,8 @@ def _sample_and_score(policy, reward_model, tokenizer, tasks: list[Task], n: int
     engine = HFGenerateEngine(policy, tokenizer)
     groups = engine.generate([t.prompt for t in tasks], SamplingParams(max_new_tokens, n=n, seed=seed))
     flat = [g for gs in groups for g in gs]
-    scores = score_sequences(
-        reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tokenizer.pad_token_id
+    scores = score_groups(
+        reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], n, tokenizer.pad_token_id
     ).tolist()
     return groups, [scores[i * n : (i + 1) * n] for i in range(len(tasks))]
 

@@ -22,7 +22,7 @@ import torch
 from rlhf.config import ConfigError
 from rlhf.models.loading import check_model_path, load_scalar_model, load_tokenizer
 from rlhf.recipes.sample import SampleSection, check, generate, write_jsonl_atomic
-from rlhf.rollout.scoring import score_sequences
+from rlhf.rollout.scoring import score_groups
 from rlhf.sections import ModelConfig
 
 
@@ -59,7 +59,9 @@ def score_generations(
     flat = [g for gs in gens for g in gs]
     prompts = [g.prompt_ids for g in flat]
     responses = [g.response_ids for g in flat]
-    scores = score_sequences(rm.eval(), prompts, responses, rm_tok.pad_token_id, batch_size).tolist()
+    n = len(gens[0]) if gens and all(len(gs) == len(gens[0]) for gs in gens) else 1
+    # each prompt read once for its n responses where the reward model allows (rollout/groups.py)
+    scores = score_groups(rm.eval(), prompts, responses, n, rm_tok.pad_token_id, batch_size).tolist()
     out, i = [], 0
     for gs in gens:
         out.append(scores[i : i + len(gs)])

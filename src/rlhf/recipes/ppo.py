@@ -78,11 +78,11 @@ from rlhf.rollout.experience import (
     token_logprobs,
 )
 from rlhf.rollout.generate import SamplingParams
-from rlhf.rollout.groups import Groups, pack_groups, packing_saves
+from rlhf.rollout.groups import pack_groups, packing_saves
 from rlhf.rollout.kl_control import AdaptiveKLController, FixedKLController
 from rlhf.rollout.reward_fn import call_reward_fn
 from rlhf.rollout.rewards import postprocess_scores, shape_rewards
-from rlhf.rollout.scoring import score_sequences
+from rlhf.rollout.scoring import score_groups
 
 __all__ = ["Config", "train"]
 SampleMetrics = Callable[[list[str], list[str]], dict[str, float]]
@@ -127,17 +127,12 @@ class Scorer:
 
     def __init__(self, cfg: Config, tokenizer, reward_fn, device):
         self.cfg, self.tok, self.fn = cfg, tokenizer, reward_fn
-        self.model, self.mean, self.std, self.pad_id = None, None, None, None
+        self.model, self.mean, self.std = None, None, None
         if cfg.rewards.model:
             self.rm_tok = load_tokenizer(cfg.rewards.model, "rewards.model")
             rm_cfg = replace(cfg.model, path=cfg.rewards.model, lora_r=0)
             self.model = _frozen(load_scalar_model(rm_cfg, self.rm_tok, "rewards.model")).to(device)
             self.same_vocab = self.rm_tok.get_vocab() == tokenizer.get_vocab()
-            self.pad_id = self.model.config.pad_token_id  # its head reads the last token but this one
-            try:  # the body and head at every position: scores read in shared-prompt groups
-                self.per_token = TokenValueModel(self.model)
-            except ValueError:
-                self.per_token = None
             if cfg.rewards.normalize:
                 self.mean = getattr(self.model.config, "reward_mean", None)
                 self.std = getattr(self.model.config, "reward_std", None)
@@ -145,34 +140,20 @@ class Scorer:
                     print("[ppo] rewards.normalize: the reward model stores no reward_mean/reward_std; not normalising")
                     self.mean = self.std = None
 
-    @property
-    def reads_groups(self) -> bool:
-        """Whether scoring can use the rollout's shared-prompt groups."""
-        return self.model is not None and self.same_vocab and self.per_token is not None
-
-    def __call__(self, prompt_texts, prompt_ids, gens, autocast, groups: Groups | None = None) -> torch.Tensor:
-        """Raw scores.  Shape: (N,)"""
+    def __call__(self, prompt_texts, prompt_ids, gens, autocast, n: int = 1) -> torch.Tensor:
+        """Raw scores; rows come ``n`` to a prompt (the reward model reads each prompt once when
+        rollout.share_prompt allows).  Shape: (N,)"""
         if self.fn is not None:
             return call_reward_fn(
                 self.fn, prompt_texts, [g.text for g in gens], [g.finished for g in gens], self.cfg.rewards.function
             )
-        if groups is not None and self.reads_groups:  # whole groups, up to rollout.batch_size rows at once
-            n = len(gens) // groups.input_ids.shape[0]
-            size, out = max(n, self.cfg.rollout.batch_size // n * n), []
-            for start in range(0, len(gens), size):
-                rows = torch.arange(start, min(start + size, len(gens)), device=groups.group.device)
-                part = groups.take(rows, groups.cols.shape[1])
-                with torch.no_grad(), autocast():
-                    values = self.per_token(part.input_ids, part.attention_mask(self.model), part.position_ids)
-                out.append(values[part.group, part.last].float())
-            return torch.cat(out)
         if self.same_vocab:
             p, r = prompt_ids, [g.response_ids for g in gens]
         else:  # a reward model with its own tokenizer reads the text
             p = [self.rm_tok(t, add_special_tokens=False)["input_ids"] for t in prompt_texts]
             r = [self.rm_tok(g.text, add_special_tokens=False)["input_ids"] + [self.rm_tok.eos_token_id] for g in gens]
         with autocast():
-            return score_sequences(self.model, p, r, self.rm_tok.pad_token_id, self.cfg.rollout.batch_size)
+            return score_groups(self.model, p, r, n, self.rm_tok.pad_token_id, self.cfg.rollout.batch_size)
 
 
 def train(
@@ -275,12 +256,12 @@ def train(
         finished = torch.tensor([g.finished for g in gens])
         exp = pack_rollouts(rows_prompt, responses, tokenizer.pad_token_id)
         if share and packing_saves(rows_prompt, responses, n, hidden):
-            exp.groups = pack_groups(rows_prompt, responses, n, tokenizer.pad_token_id, scorer.pad_id)
+            exp.groups = pack_groups(rows_prompt, responses, n, tokenizer.pad_token_id, None)
         exp = exp.to(device)
         t1 = time.perf_counter()
 
         # 2. score
-        raw = scorer(rows_text, rows_prompt, gens, accelerator.autocast, exp.groups).to(device)
+        raw = scorer(rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
         exp.scores = postprocess_scores(
             raw, finished.to(device), scorer.mean, scorer.std, r_clip(cfg), cfg.rewards.missing_eos_penalty or None
         )
