@@ -125,18 +125,26 @@ def pack_groups(
     )
 
 
-def packing_saves(prompts: list[list[int]], responses: list[list[int]], n: int, hidden: int) -> bool:
-    """Whether packed groups cost fewer FLOPs than rows, as padded batches.
+ATTENTION_WEIGHT = 4.0
+"""how many times its FLOPs attention costs against the matmuls (see packing_saves)"""
 
-    Per layer, a sequence of L tokens costs about 24 L d^2 in its matmuls and 4 L^2 d in attention,
-    where every score is computed, masked or not. Packing saves the repeated prompts but makes
-    rows longer, so with short prompts and long responses rows can be cheaper.
+
+def packing_saves(prompts: list[list[int]], responses: list[list[int]], n: int, hidden: int) -> bool:
+    """Whether packed groups should run faster than rows, as padded batches.
+
+    Per layer, a sequence of L tokens costs about 24 L d^2 FLOPs in its matmuls and 4 L^2 d in
+    attention, where every score is computed, masked or not. Packing saves the repeated prompts but
+    makes rows longer, and attention's elementwise work on the L^2 scores (mask, softmax) costs
+    more than its FLOPs say: weighting the attention term by ATTENTION_WEIGHT picks the faster
+    layout in each case measured with a 10M GPT-2 reward model on CPU (eager attention, 64 rows):
+    32-token prompts and responses, n = 4: packed 640 ms, rows 887 (packed chosen); n = 16:
+    packed 1121 ms, rows 892 (rows chosen); 128-token prompts, n = 16: packed 1281 ms, rows 3658.
     """
     B = len(prompts)
     P, R = max(len(p) for p in prompts), max(len(r) for r in responses)
     T = P + max(sum(len(r) for r in responses[g : g + n]) for g in range(0, B, n))
 
     def cost(length: int) -> float:
-        return length * (1 + length / (6 * hidden))
+        return length * (1 + ATTENTION_WEIGHT * length / (6 * hidden))
 
     return (B // n) * cost(T) < B * cost(P + R)
