@@ -12,7 +12,8 @@ FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
     critic update 6 N_v D (GRPO: no critic). With one epoch of one minibatch the sampling policy's
     log-probs and the critic's values come from the update's own forward (recipes/ppo.py), so
     they cost nothing extra. GRPO with rollout.share_prompt (the default) runs each prompt once
-    for its 4 samples after generation: D = 32 / 4 + 32 = 40 tokens a rollout there.
+    for its 4 samples after generation: D = 32 / 4 + 32 = 40 tokens a rollout there. Rows with
+    reference=False (``--reference off``: algo.reference=false, kl_coef=0) have no reference pass.
 
     .venv/bin/python bench/bench_ppo.py [--quick]
 """
@@ -54,7 +55,16 @@ QUICK_STEPS = (1, 3)
 
 
 def bench_row(
-    algo: str, precision: str, engine: str, attn: str, share: bool, warmup: int, steps: int, work: Path, verbose: bool
+    algo: str,
+    precision: str,
+    engine: str,
+    attn: str,
+    share: bool,
+    reference: bool,
+    warmup: int,
+    steps: int,
+    work: Path,
+    verbose: bool,
 ) -> dict:
     from rlhf.config import load_config
     from rlhf.recipes.ppo import Config, train
@@ -75,7 +85,7 @@ def bench_row(
             f"data.train={data}",
             f"rewards.model={model}",
             "rewards.normalize=false",
-            f"train.output_dir={work / f'{algo}-{precision}-{engine}-{attn}-{share}'}",
+            f"train.output_dir={work / f'{algo}-{precision}-{engine}-{attn}-{share}-{reference}'}",
             f"model.attn_implementation={attn}",
             f"train.max_steps={warmup + steps}",
             f"train.batch_size={prompts_per_step}",
@@ -90,6 +100,7 @@ def bench_row(
             f"rollout.dtype={rollout_dtype}",
             "rollout.samples_every=0",
             f"rollout.share_prompt={str(share).lower()}",
+            *([] if reference else ["algo.reference=false", "algo.kl_coef=0"]),
         ],
     )
     timer = run_timed(train, cfg, warmup, verbose)
@@ -106,6 +117,7 @@ def bench_row(
         "engine": engine,
         "attn": attn,
         "share_prompt": share,
+        "reference": reference,
         "rollouts_per_update": rollouts,
         "steps": timer.steps,
         "step_s": step,
@@ -116,14 +128,15 @@ def bench_row(
     }
 
 
-def flops_per_update(algo: str, rollouts: int, share: bool) -> float:
+def flops_per_update(algo: str, rollouts: int, share: bool, reference: bool) -> float:
     model, _ = checkpoint("10m")
     n_lm, n_rm = flop_params(model, lm_head=True), flop_params(model, lm_head=False)
     samples = SHAPES[algo][1]
     d = PROMPT_TOKENS + RESPONSE  # tokens a rollout, as generated
     # forwarded after generation: with shared prompts a group's prompt runs once for its samples
     d_after = (PROMPT_TOKENS / samples + RESPONSE) if share else d
-    per_rollout = 2 * n_lm * d + ((2 + 6) * n_lm + 2 * n_rm + (6 * n_rm if algo == "ppo" else 0)) * d_after
+    after = (2 if reference else 0) * n_lm + 6 * n_lm + 2 * n_rm + (6 * n_rm if algo == "ppo" else 0)
+    per_rollout = 2 * n_lm * d + after * d_after
     return per_rollout * rollouts
 
 
@@ -145,6 +158,13 @@ def main() -> None:
         choices=["on", "off"],
         help="rollout.share_prompt of the grpo rows (ppo samples one response a prompt: nothing to share)",
     )
+    ap.add_argument(
+        "--reference",
+        nargs="+",
+        default=["on"],
+        choices=["on", "off"],
+        help="off: grpo rows also without a reference policy (algo.reference=false, kl_coef=0; ppo keeps it)",
+    )
     args = ap.parse_args()
 
     info, rates = start(args)
@@ -155,13 +175,14 @@ def main() -> None:
         for algo in args.algos:
             for precision in args.precisions:
                 shares = sorted({s == "on" and SHAPES[algo][1] > 1 for s in args.share_prompt}, reverse=True)
-                for engine, attn, share in itertools.product(args.engines, args.attn, shares):
+                refs = sorted({r == "on" or algo == "ppo" for r in args.reference}, reverse=True)
+                for engine, attn, share, ref in itertools.product(args.engines, args.attn, shares, refs):
                     row = measure_quietly(
                         args.wait_quiet,
                         bench_row,
-                        *(algo, precision, engine, attn, share, warmup, steps, Path(tmp), args.verbose),
+                        *(algo, precision, engine, attn, share, ref, warmup, steps, Path(tmp), args.verbose),
                     )
-                    flops = flops_per_update(algo, row["rollouts_per_update"], share)
+                    flops = flops_per_update(algo, row["rollouts_per_update"], share, ref)
                     row["gflop_per_update"] = flops / 1e9
                     row["flops_per_s"] = flops / row["step_s"]
                     row["of_matmul"] = row["flops_per_s"] / peak(rates, PRECISIONS[precision][2])
@@ -173,7 +194,8 @@ def main() -> None:
                     row["date"] = machine_info()["date"]
                     rows.append(row)
                     print(
-                        f"  {algo} {precision} {engine} {attn} share_prompt={share}: {row['rollouts_per_s']:.1f} rollouts/s "
+                        f"  {algo} {precision} {engine} {attn} share_prompt={share} reference={ref}: "
+                        f"{row['rollouts_per_s']:.1f} rollouts/s "
                         f"(generate {row['generate_share']:.0%} of the step), {row['of_matmul']:.0%} of matmul"
                         + (f"; BUSY MACHINE: others used {row['other_load']:.1f} cores" if row["other_load"] > BUSY else "")
                     )
@@ -187,6 +209,7 @@ def main() -> None:
                 "engine",
                 "attn",
                 "share_prompt",
+                "reference",
                 "step_s",
                 "rollouts_per_s",
                 "generate_s",
@@ -217,7 +240,7 @@ def main() -> None:
             },
             "rows": rows,
         },
-        ["algo", "precision", "engine", "attn", "share_prompt"] if args.update else None,
+        ["algo", "precision", "engine", "attn", "share_prompt", "reference"] if args.update else None,
     )
     print(f"\nwrote {path}")
 

@@ -156,6 +156,10 @@ def test_interrupted_run_resumes_exactly(nano_model, prompts, reward_model, tmp_
         (["rewards.model=/no/such/rm"], "rewards.model"),
         ([f"rewards.function={DIGITS}", "algo.name=grpo"], "samples_per_prompt >= 2"),
         ([f"rewards.function={DIGITS}"], "critic.init=reward needs rewards.model"),
+        (
+            [f"rewards.function={DIGITS}", "critic.init=policy", "algo.reference=false"],
+            "algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got 0.05 and 0.0)",
+        ),
     ],
 )
 def test_bad_config_exits_2_before_any_work(extra, message, nano_model, prompts, tmp_path, capsys):
@@ -267,3 +271,38 @@ def test_shared_prompt_forwards_match_separate_rows(algo, extra, compared, nano_
     assert packed and not any(packed)
     for key in ["score_raw", "score_raw_std", "kl", *compared]:
         assert on[key] == pytest.approx(off[key], abs=1e-5), key
+
+
+def test_grpo_without_a_reference_learns_and_runs_no_reference(nano_model, prompts, tmp_path, monkeypatch):
+    """algo.reference=false (no KL term): no frozen copy is loaded or run, the reward still rises,
+    and no `kl` is logged rather than a made-up 0."""
+    loaded, forwards = [], []
+    original_load, original_logits = ppo.load_policy, ppo.response_logits
+
+    def load(*args, **kw):
+        loaded.append(args[0].lora_r)
+        return original_load(*args, **kw)
+
+    def logits(model, exp):
+        forwards.append(next(model.parameters()).requires_grad)
+        return original_logits(model, exp)
+
+    monkeypatch.setattr(ppo, "load_policy", load)
+    monkeypatch.setattr(ppo, "response_logits", logits)
+    out = tmp_path / "noref"
+    run(
+        *overrides(nano_model, prompts, out, "algo.name=grpo", f"rewards.function={DIGITS}"),
+        "rollout.samples_per_prompt=4",
+        "train.batch_size=4",
+        "train.max_steps=24",
+        "train.lr=3e-2",
+        "algo.kl_coef=0",
+        "algo.reference=false",
+    )
+    assert len(loaded) == 1  # the policy only
+    assert forwards and all(forwards)  # every forward is the policy's, with grad
+    m = read_metrics(out)
+    assert all("kl" not in r for r in m)
+    first = sum(r["score_raw"] for r in m[:4]) / 4
+    last = sum(r["score_raw"] for r in m[-4:]) / 4
+    assert last > first + 0.15, (first, last)

@@ -183,7 +183,7 @@ def train(
     policy = load_policy(cfg.model, tokenizer).eval()
     lora = cfg.model.lora_r > 0
     # with LoRA the reference is the policy with its adapters switched off: no second copy
-    ref = None if lora else _frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
+    ref = None if lora or not a.reference else _frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
     scorer = Scorer(cfg, tokenizer, reward_fn, device)
     if cfg.train.mixed_precision == "bf16":  # frozen models keep bf16 weights: no casts in every forward
         for frozen in (ref, scorer.model):
@@ -277,7 +277,8 @@ def train(
         with torch.no_grad(), accelerator.autocast():
             for part in parts:
                 R, tokens = part.response_mask.shape[1], response_tokens(part)
-                ref_logp.append(_pad_to(token_logprobs(reference_logits(part), tokens, r.temperature), width, R))
+                if a.reference:
+                    ref_logp.append(_pad_to(token_logprobs(reference_logits(part), tokens, r.temperature), width, R))
                 if fused:
                     continue
                 logp.append(_pad_to(token_logprobs(response_logits(policy, part), tokens, r.temperature), width, R))
@@ -292,7 +293,9 @@ def train(
             live = (live_logits, live_logp, live_values)
             logp = [live_logp.detach()]
             values = [live_values.detach()] if critic is not None else []
-        exp.logprobs, exp.ref_logprobs = torch.cat(logp) * mask, torch.cat(ref_logp) * mask
+        exp.logprobs = torch.cat(logp) * mask
+        # without a reference (algo.reference=false, no KL term) the penalties below are all 0
+        exp.ref_logprobs = torch.cat(ref_logp) * mask if a.reference else exp.logprobs
         kl_tok = kl_penalty(exp.logprobs, exp.ref_logprobs, "k1") * mask  # for logging: log pi - log ref
         seq_kl = kl_tok.sum(1)  # (B,)
 
@@ -340,7 +343,7 @@ def train(
                         ent = entropy_from_logits(logits.detach() if not a.entropy_coef else logits)
                         if a.entropy_coef:
                             per_token = per_token - a.entropy_coef * ent
-                        if a.name == "grpo":
+                        if a.name == "grpo" and a.reference:
                             per_token = per_token + kl_ctl.value * kl_penalty(new_logp, part.ref_logprobs, "k3")
                         accelerator.backward((per_token * pm).sum() * scale)
                     _add(stats_sum, "policy_loss", (pl * pm).sum())
@@ -383,7 +386,7 @@ def train(
         rollouts_done += rollouts
         done = step + 1
         bar.update(1)
-        bar.set_postfix(score=f"{raw.mean().item():+.3f}", kl=f"{mean_kl:.3f}")
+        bar.set_postfix(score=f"{raw.mean().item():+.3f}", **({"kl": f"{mean_kl:.3f}"} if a.reference else {}))
         completions = [g.text for g in gens]
         if done % cfg.train.log_every == 0 or done == plan.total_steps:
             tok = stats_sum.pop("tokens")
@@ -396,6 +399,8 @@ def train(
                 "no_eos_share": (~finished).float().mean().to(device),
                 **{k: v / (a.epochs * a.minibatches) if k.startswith("ptx") else v / tok for k, v in stats_sum.items()},
             }
+            if not a.reference:
+                local.pop("kl")
             record = {"step": done, "epoch": round(plan.epoch_of(done), 4)}
             record.update({k: accelerator.reduce(v.float().reshape(()), "mean").item() for k, v in local.items()})
             record.pop("ptx_steps", None)

@@ -37,6 +37,10 @@ class AlgoSection:
     """> 0: adapt kl_coef toward this KL per sequence (Ziegler et al. 2019); 0: fixed"""
     kl_horizon: int = 10000
     """adaptive controller horizon, in rollouts"""
+    reference: bool = True
+    """run the reference policy, whose log-probs give the KL penalty and the `kl` metric. false
+    (with kl_coef=0, kl_target=0) loads no reference and skips its forward each step, as recipes
+    that drop the KL term do (DAPO, Dr. GRPO); then no `kl` is logged"""
     kl_estimator: Literal["k1", "k2", "k3", "abs"] = "k1"
     """estimator of the reward penalty (ppo, rloo); grpo's loss term always uses k3"""
     entropy_coef: float = 0.0
@@ -154,4 +158,9 @@ def check(cfg: Config):
         raise ConfigError("ptx.coef > 0 needs ptx.data")
     if a.kl_target < 0:
         raise ConfigError("algo.kl_target must be >= 0")
+    if not a.reference and (a.kl_coef != 0 or a.kl_target > 0):
+        raise ConfigError(
+            f"algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got {a.kl_coef} and {a.kl_target}): "
+            "the KL penalty is measured against the reference"
+        )
     return fn
