@@ -222,7 +222,7 @@ def train(
         for model in (policy, ref, critic, scorer.model):
             if model is not None:
                 shared_prompt.check(model, longest, "rollout.share_prompt")
-    hidden = shared_prompt.base_model(unwrapped).config.hidden_size
+    hidden = getattr(shared_prompt.base_model(unwrapped).config, "hidden_size", None)  # None: never pack
     ptx_plan = (
         BatchPlan(len(ptx), cfg.ptx.batch_size, 1, accelerator.num_processes, cfg.train.seed, opt_steps) if ptx else None
     )
@@ -255,7 +255,7 @@ def train(
         responses = [g.response_ids or [tokenizer.eos_token_id] for g in gens]
         finished = torch.tensor([g.finished for g in gens])
         exp = pack_rollouts(rows_prompt, responses, tokenizer.pad_token_id)
-        if share and packing_saves(rows_prompt, responses, n, hidden):
+        if share and hidden and packing_saves(rows_prompt, responses, n, hidden):
             exp.groups = pack_groups(rows_prompt, responses, n, tokenizer.pad_token_id, None)
         exp = exp.to(device)
         t1 = time.perf_counter()

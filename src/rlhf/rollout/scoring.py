@@ -47,6 +47,7 @@ def score_groups(
         n < 2
         or per_token is None
         or shared_prompt.unsupported(reward_model, longest)
+        or not getattr(base.config, "hidden_size", None)
         or not packing_saves(prompts, responses, n, base.config.hidden_size)
     ):
         return score_sequences(reward_model, prompts, responses, pad_id, batch_size)
