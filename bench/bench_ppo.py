@@ -154,20 +154,11 @@ def main() -> None:
         default=["eager"],
         help="model.attn_implementation of the rows (eager beats sdpa for these 32-wide heads on CPU; sdpa to compare)",
     )
-    ap.add_argument(
-        "--share-prompt",
-        nargs="+",
-        default=["on"],
-        choices=["on", "off"],
-        help="rollout.share_prompt of the grpo rows (ppo samples one response a prompt: nothing to share)",
-    )
-    ap.add_argument(
-        "--reference",
-        nargs="+",
-        default=["on"],
-        choices=["on", "off"],
-        help="off: grpo rows also without a reference policy (algo.reference=false, kl_coef=0; ppo keeps it)",
-    )
+    for flag, what in (
+        ("--share-prompt", "rollout.share_prompt of the grpo rows (ppo samples one response a prompt: nothing to share)"),
+        ("--reference", "off: grpo rows also without a reference policy (algo.reference=false, kl_coef=0; ppo keeps it)"),
+    ):
+        ap.add_argument(flag, nargs="+", default=["on"], choices=["on", "off"], help=what)
     ap.add_argument(
         "--repeats", type=int, default=1, help="passes over all rows; each row keeps its fastest pass"
     )

@@ -59,6 +59,7 @@ from rlhf.recipes.loop import (
     progress,
 )
 from rlhf.recipes.ppo_config import Config, check
+from rlhf.recipes.ppo_scorer import Scorer, frozen
 from rlhf.recipes.run_dir import RunDir
 from rlhf.rollout.advantages import (
     explained_variance,
@@ -80,9 +81,7 @@ from rlhf.rollout.experience import (
 from rlhf.rollout.generate import SamplingParams
 from rlhf.rollout.groups import pack_groups, packing_saves
 from rlhf.rollout.kl_control import AdaptiveKLController, FixedKLController
-from rlhf.rollout.reward_fn import call_reward_fn
 from rlhf.rollout.rewards import postprocess_scores, shape_rewards
-from rlhf.rollout.scoring import score_groups
 
 __all__ = ["Config", "train"]
 SampleMetrics = Callable[[list[str], list[str]], dict[str, float]]
@@ -110,50 +109,9 @@ def load_prompts(cfg: Config, tokenizer) -> tuple[list[str], list[list[int]], Tr
     return texts, ids, stats
 
 
-def _frozen(model):
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
 def _chunks(n: int, size: int) -> list[slice]:
     size = size or n
     return [slice(i, i + size) for i in range(0, n, size)]
-
-
-class Scorer:
-    """Sequence rewards from a reward model (re-tokenising if its vocabulary differs) or a function."""
-
-    def __init__(self, cfg: Config, tokenizer, reward_fn, device):
-        self.cfg, self.tok, self.fn = cfg, tokenizer, reward_fn
-        self.model, self.mean, self.std = None, None, None
-        if cfg.rewards.model:
-            self.rm_tok = load_tokenizer(cfg.rewards.model, "rewards.model")
-            rm_cfg = replace(cfg.model, path=cfg.rewards.model, lora_r=0)
-            self.model = _frozen(load_scalar_model(rm_cfg, self.rm_tok, "rewards.model")).to(device)
-            self.same_vocab = self.rm_tok.get_vocab() == tokenizer.get_vocab()
-            if cfg.rewards.normalize:
-                self.mean = getattr(self.model.config, "reward_mean", None)
-                self.std = getattr(self.model.config, "reward_std", None)
-                if self.mean is None or not self.std:
-                    print("[ppo] rewards.normalize: the reward model stores no reward_mean/reward_std; not normalising")
-                    self.mean = self.std = None
-
-    def __call__(self, prompt_texts, prompt_ids, gens, autocast, n: int = 1) -> torch.Tensor:
-        """Raw scores; rows come ``n`` to a prompt (the reward model reads each prompt once when
-        rollout.share_prompt allows).  Shape: (N,)"""
-        if self.fn is not None:
-            return call_reward_fn(
-                self.fn, prompt_texts, [g.text for g in gens], [g.finished for g in gens], self.cfg.rewards.function
-            )
-        if self.same_vocab:
-            p, r = prompt_ids, [g.response_ids for g in gens]
-        else:  # a reward model with its own tokenizer reads the text
-            p = [self.rm_tok(t, add_special_tokens=False)["input_ids"] for t in prompt_texts]
-            r = [self.rm_tok(g.text, add_special_tokens=False)["input_ids"] + [self.rm_tok.eos_token_id] for g in gens]
-        with autocast():
-            return score_groups(self.model, p, r, n, self.rm_tok.pad_token_id, self.cfg.rollout.batch_size)
 
 
 def train(
@@ -183,12 +141,12 @@ def train(
     policy = load_policy(cfg.model, tokenizer).eval()
     lora = cfg.model.lora_r > 0
     # with LoRA the reference is the policy with its adapters switched off: no second copy
-    ref = None if lora or not a.reference else _frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
+    ref = None if lora or not a.reference else frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
     scorer = Scorer(cfg, tokenizer, reward_fn, device)
     if cfg.train.mixed_precision == "bf16":  # frozen models keep bf16 weights: no casts in every forward
-        for frozen in (ref, scorer.model):
-            if frozen is not None:
-                frozen.to(torch.bfloat16)
+        for model in (ref, scorer.model):
+            if model is not None:
+                model.to(torch.bfloat16)
     critic = None
     if a.name == "ppo":
         init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
