@@ -9,7 +9,8 @@ weight sync and logging are all in the time.
 
 FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
     generation 2 N_lm D, reward 2 N_rm D, reference log-probs 2 N_lm D, policy update 6 N_lm D,
-    critic update 6 N_v D (GRPO: no critic). With one epoch of one minibatch the sampling policy's
+    critic update 6 N_v D (GRPO: no critic; PPO rows with ``--critic shared``, critic.init=shared:
+    a value head on the policy's transformer, so no critic pass beyond the policy's). With one epoch of one minibatch the sampling policy's
     log-probs and the critic's values come from the update's own forward (recipes/ppo.py), so
     they cost nothing extra. GRPO with rollout.share_prompt (the default) runs each prompt once
     for its 4 samples after generation: D = 32 / 4 + 32 = 40 tokens a rollout there. Rows with
@@ -64,6 +65,7 @@ def bench_row(
     attn: str,
     share: bool,
     reference: bool,
+    critic: str,
     warmup: int,
     steps: int,
     work: Path,
@@ -88,7 +90,7 @@ def bench_row(
             f"data.train={data}",
             f"rewards.model={model}",
             "rewards.normalize=false",
-            f"train.output_dir={work / f'{algo}-{precision}-{engine}-{attn}-{share}-{reference}'}",
+            f"train.output_dir={work / f'{algo}-{precision}-{engine}-{attn}-{share}-{reference}-{critic}'}",
             f"model.attn_implementation={attn}",
             f"train.max_steps={warmup + steps}",
             f"train.batch_size={prompts_per_step}",
@@ -104,6 +106,7 @@ def bench_row(
             "rollout.samples_every=0",
             f"rollout.share_prompt={str(share).lower()}",
             *([] if reference else ["algo.reference=false", "algo.kl_coef=0"]),
+            f"critic.init={critic}",
         ],
     )
     timer = run_timed(train, cfg, warmup, verbose)
@@ -121,6 +124,7 @@ def bench_row(
         "attn": attn,
         "share_prompt": share,
         "reference": reference,
+        "critic": critic if algo == "ppo" else None,
         "rollouts_per_update": rollouts,
         "steps": timer.steps,
         "step_s": step,
@@ -131,14 +135,14 @@ def bench_row(
     }
 
 
-def flops_per_update(algo: str, rollouts: int, share: bool, reference: bool) -> float:
+def flops_per_update(algo: str, rollouts: int, share: bool, reference: bool, critic: str) -> float:
     model, _ = checkpoint("10m")
     n_lm, n_rm = flop_params(model, lm_head=True), flop_params(model, lm_head=False)
     samples = SHAPES[algo][1]
     d = PROMPT_TOKENS + RESPONSE  # tokens a rollout, as generated
     # forwarded after generation: with shared prompts a group's prompt runs once for its samples
     d_after = (PROMPT_TOKENS / samples + RESPONSE) if share else d
-    after = (2 if reference else 0) * n_lm + 6 * n_lm + 2 * n_rm + (6 * n_rm if algo == "ppo" else 0)
+    after = (2 if reference else 0) * n_lm + 6 * n_lm + 2 * n_rm + (6 * n_rm if algo == "ppo" and critic == "reward" else 0)
     per_rollout = 2 * n_lm * d + after * d_after
     return per_rollout * rollouts
 
@@ -160,6 +164,13 @@ def main() -> None:
     ):
         ap.add_argument(flag, nargs="+", default=["on"], choices=["on", "off"], help=what)
     ap.add_argument(
+        "--critic",
+        nargs="+",
+        default=["reward"],
+        choices=["reward", "shared"],
+        help="critic.init of the ppo rows: reward (a copy of the reward model, the peer's setup) or shared (a value head on the policy)",
+    )
+    ap.add_argument(
         "--repeats", type=int, default=1, help="passes over all rows; each row keeps its fastest pass"
     )
     args = ap.parse_args()
@@ -172,8 +183,9 @@ def main() -> None:
         for precision in args.precisions:
             shares = sorted({s == "on" and SHAPES[algo][1] > 1 for s in args.share_prompt}, reverse=True)
             refs = sorted({r == "on" or algo == "ppo" for r in args.reference}, reverse=True)
-            for engine, attn, share, ref in itertools.product(args.engines, args.attn, shares, refs):
-                configs.append((algo, precision, engine, attn, share, ref))
+            critics = args.critic if algo == "ppo" else ["reward"]  # grpo has no critic
+            for engine, attn, share, ref, critic in itertools.product(args.engines, args.attn, shares, refs, critics):
+                configs.append((algo, precision, engine, attn, share, ref, critic))
     best: dict[tuple, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
         for rep in range(args.repeats):  # every row once a pass: a slow spell of the host hits all rows alike
@@ -186,20 +198,22 @@ def main() -> None:
                     best[config] = row
                 print(f"  pass {rep + 1}: {' '.join(map(str, config))}: {row['rollouts_per_s']:.1f} rollouts/s")
     rows = []
-    for (algo, precision, engine, attn, share, ref), row in best.items():
-        flops = flops_per_update(algo, row["rollouts_per_update"], share, ref)
+    for (algo, precision, engine, attn, share, ref, critic), row in best.items():
+        flops = flops_per_update(algo, row["rollouts_per_update"], share, ref, critic)
         row["passes"] = args.repeats
         row["gflop_per_update"] = flops / 1e9
         row["flops_per_s"] = flops / row["step_s"]
         row["of_matmul"] = row["flops_per_s"] / peak(rates, PRECISIONS[precision][2])
-        if (algo, precision) in PEER:
+        if (algo, precision) in PEER and critic == "reward":  # the peer trains a separate value model
             row["peer"] = PEER[(algo, precision)]
             row["vs_peer"] = row["rollouts_per_s"] / row["peer"]
         if (algo, precision) in TARGET:
             row["target"] = TARGET[(algo, precision)]
         rows.append(row)
         print(
-            f"  {algo} {precision} {engine} {attn} share_prompt={share} reference={ref}: "
+            f"  {algo} {precision} {engine} {attn} share_prompt={share} reference={ref}"
+            + (f" critic={critic}" if algo == "ppo" else "")
+            + ": "
             f"{row['rollouts_per_s']:.1f} rollouts/s "
             f"(generate {row['generate_share']:.0%} of the step), {row['of_matmul']:.0%} of matmul"
             + (f"; BUSY MACHINE: others used {row['other_load']:.1f} cores" if row["other_load"] > BUSY else "")
@@ -215,6 +229,7 @@ def main() -> None:
                 "attn",
                 "share_prompt",
                 "reference",
+                "critic",
                 "step_s",
                 "rollouts_per_s",
                 "generate_s",
@@ -237,7 +252,7 @@ def main() -> None:
             "matmul_flops_per_s": rates,
             "setup": {
                 "model": "tiny GPT-2 10m as policy, reference, reward model and critic",
-                "ppo": "16 prompts x 1 sample, 1 epoch, 1 minibatch, critic from the reward model",
+                "ppo": "16 prompts x 1 sample, 1 epoch, 1 minibatch; critic: critic.init (reward: a copy of the reward model; shared: a value head on the policy)",
                 "grpo": "4 prompts x 4 samples, 1 epoch, 1 minibatch; share_prompt: rollout.share_prompt",
                 "prompt_tokens": PROMPT_TOKENS,
                 "response_tokens": RESPONSE,
@@ -245,7 +260,7 @@ def main() -> None:
             },
             "rows": rows,
         },
-        ["algo", "precision", "engine", "attn", "share_prompt", "reference"] if args.update else None,
+        ["algo", "precision", "engine", "attn", "share_prompt", "reference", "critic"] if args.update else None,
     )
     print(f"\nwrote {path}")
 

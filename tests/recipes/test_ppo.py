@@ -54,6 +54,7 @@ def run(*args, **kw):
     "algo,extra",
     [
         ("ppo", ["critic.init=policy", "critic.lr=1e-2", "algo.epochs=2", "algo.minibatches=2"]),
+        ("ppo", ["critic.init=shared", "critic.lr=1e-2", "critic.vf_coef=0.5"]),
         ("grpo", ["rollout.samples_per_prompt=4", "train.batch_size=4"]),
         ("rloo", ["rollout.samples_per_prompt=4", "train.batch_size=4", "rollout.engine=hf"]),
     ],
@@ -74,6 +75,8 @@ def test_each_algorithm_raises_a_reward_function(algo, extra, nano_model, prompt
     for key in ("kl", "entropy", "approx_kl", "clipfrac", "response_length", "no_eos_share", "time_generate"):
         assert key in m[-1], key
     assert (algo == "ppo") == ("explained_variance" in m[-1])
+    if algo == "ppo":  # the critic learns too
+        assert sum(r["value_loss"] for r in m[-4:]) < sum(r["value_loss"] for r in m[:4])
 
 
 def test_ppo_with_reward_model_critic_ptx_and_samples(nano_model, prompts, reward_model, data_dir, tmp_path):
@@ -121,12 +124,15 @@ class Interrupt:
             raise KeyboardInterrupt
 
 
-def test_interrupted_run_resumes_exactly(nano_model, prompts, reward_model, tmp_path):
+@pytest.mark.parametrize("critic", ["reward", "shared"])
+def test_interrupted_run_resumes_exactly(critic, nano_model, prompts, reward_model, tmp_path):
     args = lambda out: overrides(  # noqa: E731
         nano_model,
         prompts,
         out,
         f"rewards.model={reward_model}",
+        f"critic.init={critic}",
+        "critic.lr=1e-2",  # the (shared) value head must be restored too
         "train.max_steps=5",
         "train.save_every=2",
         "algo.kl_target=0.5",  # the adaptive controller's state must survive the restart
@@ -143,6 +149,7 @@ def test_interrupted_run_resumes_exactly(nano_model, prompts, reward_model, tmp_
     for ra, rb in zip(ma, mb):
         assert ra["score_raw"] == pytest.approx(rb["score_raw"], abs=1e-6)
         assert ra["kl_coef"] == pytest.approx(rb["kl_coef"], rel=1e-9)
+        assert ra["value_loss"] == pytest.approx(rb["value_loss"], abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -156,6 +163,7 @@ def test_interrupted_run_resumes_exactly(nano_model, prompts, reward_model, tmp_
         (["rewards.model=/no/such/rm"], "rewards.model"),
         ([f"rewards.function={DIGITS}", "algo.name=grpo"], "samples_per_prompt >= 2"),
         ([f"rewards.function={DIGITS}"], "critic.init=reward needs rewards.model"),
+        ([f"rewards.function={DIGITS}", "critic.init=shared", "critic.vf_coef=0"], "critic.vf_coef must be > 0"),
         (
             [f"rewards.function={DIGITS}", "critic.init=policy", "algo.reference=false"],
             "algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got 0.05 and 0.0)",
@@ -306,3 +314,33 @@ def test_grpo_without_a_reference_learns_and_runs_no_reference(nano_model, promp
     first = sum(r["score_raw"] for r in m[:4]) / 4
     last = sum(r["score_raw"] for r in m[-4:]) / 4
     assert last > first + 0.15, (first, last)
+
+
+def test_shared_critic_is_a_value_head_trained_through_the_policy(nano_model, prompts, tmp_path, monkeypatch):
+    """critic.init=shared loads no second model, runs one forward a step for logits and values,
+    and its value loss (weighted by critic.vf_coef) trains the policy's transformer as well."""
+    scalar_models, forwards = [], []
+    original_load, original_logits = ppo.load_scalar_model, ppo.response_logits
+
+    def load(*args, **kw):
+        scalar_models.append(args[0].path)
+        return original_load(*args, **kw)
+
+    def logits(model, exp, head=None):
+        forwards.append((torch.is_grad_enabled(), head is not None))
+        return original_logits(model, exp, head=head) if head is not None else original_logits(model, exp)
+
+    monkeypatch.setattr(ppo, "load_scalar_model", load)
+    monkeypatch.setattr(ppo, "response_logits", logits)
+
+    def final(vf_coef):
+        out = tmp_path / f"vf-{vf_coef}"
+        args = overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", "critic.init=shared")
+        return load_weights(run(*args, "train.max_steps=3", "critic.lr=1e-2", f"critic.vf_coef={vf_coef}"))
+
+    small = final(0.1)
+    assert scalar_models == []  # no critic model
+    # one step: the reference (no grad), then one forward with grad giving logits and values
+    assert forwards == [(False, False), (True, True)] * 3
+    large = final(1.0)
+    assert any(not torch.equal(small[k], large[k]) for k in small)  # the value loss moved the policy

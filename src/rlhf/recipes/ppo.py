@@ -72,6 +72,7 @@ from rlhf.rollout.engine import make_engine
 from rlhf.rollout.experience import (
     Experience,
     TokenValueModel,
+    ValueHead,
     pack_rollouts,
     response_logits,
     response_tokens,
@@ -148,7 +149,10 @@ def train(
             if model is not None:
                 model.to(torch.bfloat16)
     critic = None
-    if a.name == "ppo":
+    shared_critic = a.name == "ppo" and cfg.critic.init == "shared"
+    if shared_critic:  # a value head on the policy's own transformer
+        critic = ValueHead(policy.get_output_embeddings().weight.shape[1])
+    elif a.name == "ppo":
         init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
         body = load_scalar_model(replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}")
         critic = TokenValueModel(body.eval())
@@ -177,13 +181,19 @@ def train(
     share = r.share_prompt and n > 1
     if share:  # every model must take the 4D mask, before any work
         longest = max(len(p) for p in prompt_ids) + n * r.max_new_tokens
-        for model in (policy, ref, critic, scorer.model):
+        for model in (policy, ref, None if shared_critic else critic, scorer.model):
             if model is not None:
                 shared_prompt.check(model, longest, "rollout.share_prompt")
     hidden = getattr(shared_prompt.base_model(unwrapped).config, "hidden_size", None)  # None: never pack
     ptx_plan = (
         BatchPlan(len(ptx), cfg.ptx.batch_size, 1, accelerator.num_processes, cfg.train.seed, opt_steps) if ptx else None
     )
+
+    def forward(part: Experience) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The policy's logits and, with a critic, its values; one forward with critic.init=shared."""
+        if shared_critic:
+            return response_logits(policy, part, head=critic)
+        return response_logits(policy, part), response_values(critic, part) if critic is not None else None
 
     def reference_logits(exp: Experience) -> torch.Tensor:
         if ref is not None:
@@ -239,15 +249,15 @@ def train(
                     ref_logp.append(_pad_to(token_logprobs(reference_logits(part), tokens, r.temperature), width, R))
                 if fused:
                     continue
-                logp.append(_pad_to(token_logprobs(response_logits(policy, part), tokens, r.temperature), width, R))
-                if critic is not None:
-                    values.append(_pad_to(response_values(critic, part), width, R))
+                logits, v = forward(part)
+                logp.append(_pad_to(token_logprobs(logits, tokens, r.temperature), width, R))
+                if v is not None:
+                    values.append(_pad_to(v, width, R))
         live = None
         if fused:
             with accelerator.autocast():
-                live_logits = response_logits(policy, exp)
+                live_logits, live_values = forward(exp)
                 live_logp = token_logprobs(live_logits, response_tokens(exp), r.temperature)
-                live_values = response_values(critic, exp) if critic is not None else None
             live = (live_logits, live_logp, live_values)
             logp = [live_logp.detach()]
             values = [live_values.detach()] if critic is not None else []
@@ -292,7 +302,10 @@ def train(
                     pm = part.response_mask
                     with accelerator.autocast():
                         if live is not None:
-                            logits, new_logp, _ = live
+                            logits, new_logp, v = live
+                        elif shared_critic:
+                            logits, v = forward(part)
+                            new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
                         else:
                             logits = response_logits(policy, part)
                             new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
@@ -303,16 +316,21 @@ def train(
                             per_token = per_token - a.entropy_coef * ent
                         if a.name == "grpo" and a.reference:
                             per_token = per_token + kl_ctl.value * kl_penalty(new_logp, part.ref_logprobs, "k3")
-                        accelerator.backward((per_token * pm).sum() * scale)
+                        loss = (per_token * pm).sum()
+                        if shared_critic:  # one backward through the shared transformer
+                            vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
+                            loss = loss + cfg.critic.vf_coef * (vl * pm).sum()
+                        accelerator.backward(loss * scale)
                     _add(stats_sum, "policy_loss", (pl * pm).sum())
                     _add(stats_sum, "clipfrac", (clipped * pm).sum())
                     _add(stats_sum, "approx_kl", (approx_kl(new_logp.detach(), part.logprobs) * pm).sum())
                     _add(stats_sum, "entropy", (ent.detach() * pm).sum())
                     if critic is not None:
-                        with accelerator.autocast():
-                            v = live[2] if live is not None else response_values(critic, part)
-                            vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
-                            accelerator.backward((vl * pm).sum() * scale)
+                        if not shared_critic:  # a separate model: its own forward and backward
+                            with accelerator.autocast():
+                                v = live[2] if live is not None else response_values(critic, part)
+                                vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
+                                accelerator.backward((vl * pm).sum() * scale)
                         _add(stats_sum, "value_loss", (vl.detach() * pm).sum())
                         _add(stats_sum, "value_clipfrac", (vclip * pm).sum())
                     _add(stats_sum, "tokens", pm.sum())

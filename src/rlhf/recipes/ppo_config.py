@@ -92,10 +92,14 @@ class RewardsSection:
 
 @dataclass
 class CriticSection:
-    init: Literal["reward", "policy"] = "reward"
-    """ppo's value model: a copy of the reward model (InstructGPT) or the policy with a new scalar head"""
+    init: Literal["reward", "policy", "shared"] = "reward"
+    """ppo's value model: a copy of the reward model (InstructGPT), a copy of the policy with a new
+    scalar head, or (shared) a value head on the policy's own transformer: no second model, one
+    forward and backward for both"""
     lr: float = 1e-5
-    """critic learning rate"""
+    """critic learning rate (with init=shared: the value head's; the transformer gets train.lr)"""
+    vf_coef: float = 0.1
+    """init=shared: weight of the value loss in the policy's loss"""
 
 
 @dataclass
@@ -144,6 +148,8 @@ def check(cfg: Config):
         raise ConfigError(f"algo.name={a.name} needs rollout.samples_per_prompt >= 2 (the group is its baseline)")
     if a.name == "ppo" and cfg.critic.init == "reward" and not cfg.rewards.model:
         raise ConfigError("critic.init=reward needs rewards.model; with rewards.function use critic.init=policy")
+    if a.name == "ppo" and cfg.critic.init == "shared" and cfg.critic.vf_coef <= 0:
+        raise ConfigError(f"critic.vf_coef must be > 0 with critic.init=shared (got {cfg.critic.vf_coef})")
     if cfg.train.grad_accum != 1:
         raise ConfigError("train.grad_accum must be 1 for ppo: use algo.minibatches and algo.micro_batch")
     if a.epochs < 1 or a.minibatches < 1:

@@ -130,33 +130,33 @@ def _forward_takes(cls: type, name: str) -> bool:
         return False
 
 
-def response_logits(model: nn.Module, exp: Experience) -> torch.Tensor:
+def response_logits(model: nn.Module, exp: Experience, head: nn.Module | None = None):
     """The model's logits at the positions that predict each response token, from the packed
-    groups when ``exp`` has them.  Shape: (B, R, V)"""
+    groups when ``exp`` has them.  Shape: (B, R, V)
+
+    With ``head`` (a ``ValueHead`` on the policy's own transformer, critic.init=shared), the same
+    forward also gives V(s_t) from the last hidden state at those positions: returns
+    (logits (B, R, V), values (B, R)).
+    """
     R, g = exp.response_mask.shape[1], exp.groups
-    keep = _accepts(model, "logits_to_keep")
+    kwargs = {"use_cache": False}  # a scoring/training forward: building a KV cache is wasted work
+    if _accepts(model, "logits_to_keep"):  # the LM head runs on the columns read only
+        kwargs["logits_to_keep"] = g.keep if g is not None else R + 1
+    if head is not None:
+        kwargs["output_hidden_states"] = True
     if g is not None:
-        logits = model(
-            input_ids=g.input_ids,
-            attention_mask=g.attention_mask(model),
-            position_ids=g.position_ids,
-            use_cache=False,
-            **({"logits_to_keep": g.keep} if keep else {}),
-        ).logits
-        return g.read(logits)
-    kwargs = {}
-    if keep:
-        kwargs["logits_to_keep"] = R + 1  # the LM head runs on the last R+1 columns only
-    logits = model(
-        input_ids=exp.input_ids,
-        attention_mask=exp.attention_mask,
-        position_ids=exp.position_ids,
-        use_cache=False,  # a scoring/training forward: building a KV cache is wasted work
-        **kwargs,
-    ).logits
-    T = logits.shape[1]
-    start = T - R - 1  # column P - 1 of the full sequence
-    return logits[:, start : start + R]
+        out = model(input_ids=g.input_ids, attention_mask=g.attention_mask(model), position_ids=g.position_ids, **kwargs)
+        read = g.read
+    else:
+        out = model(input_ids=exp.input_ids, attention_mask=exp.attention_mask, position_ids=exp.position_ids, **kwargs)
+
+        def read(x: torch.Tensor) -> torch.Tensor:  # column P - 1 on, of outputs for the last W columns
+            start = x.shape[1] - R - 1
+            return x[:, start : start + R]
+
+    if head is None:
+        return read(out.logits)
+    return read(out.logits), head(read(out.hidden_states[-1])).float()
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -200,6 +200,26 @@ class TokenValueModel(nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
         return self.head(hidden).squeeze(-1)
+
+
+class ValueHead(nn.Module):
+    """critic.init=shared: V(s_t) as a linear read of the policy's last hidden state: one model,
+    one forward and backward for both (the value-head models of trlx and early TRL). Stiennon et
+    al. 2020 kept the value function separate because its updates can damage the pretrained
+    policy early on; so the head starts at zero (the first value-loss gradients move the head
+    only) and the recipe weights its loss by critic.vf_coef.
+
+    Shape: (..., hidden) -> (...)
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.score = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.score(hidden).squeeze(-1)
 
 
 def response_values(critic: nn.Module, exp: Experience) -> torch.Tensor:
