@@ -191,6 +191,7 @@ def run_ppo(
                 "model.attn_implementation": preset.attn_implementation,
                 "train.log_every": 1,
                 "critic.lr": preset.ppo_critic_lr,
+                "critic.init": preset.ppo_critic,
                 "algo.name": preset.ppo_algo,
                 "rollout.samples_per_prompt": preset.ppo_samples,
                 "algo.kl_coef": preset.ppo_kl_coef,

@@ -46,6 +46,8 @@ class Preset:
     """responses per prompt in an RL iteration"""
     ppo_lr: float = 1e-4
     ppo_critic_lr: float = 1e-4
+    ppo_critic: str = "reward"
+    """critic.init of the PPO stage: reward (a copy of the reward model) or shared (a value head on the policy)"""
     ppo_kl_coef: float = 0.15
     """per-token KL penalty to the SFT model"""
     ppo_ptx_coef: float = 0.0
