@@ -54,7 +54,7 @@ def run(*args, **kw):
     "algo,extra",
     [
         ("ppo", ["critic.init=policy", "critic.lr=1e-2", "algo.epochs=2", "algo.minibatches=2"]),
-        ("ppo", ["critic.init=shared", "critic.lr=1e-2", "critic.vf_coef=0.5"]),
+        ("ppo", ["critic.init=shared", "critic.lr=1e-2", "critic.vf_coef=0.5", "algo.epochs=2", "algo.micro_batch=4"]),
         ("grpo", ["rollout.samples_per_prompt=4", "train.batch_size=4"]),
         ("rloo", ["rollout.samples_per_prompt=4", "train.batch_size=4", "rollout.engine=hf"]),
     ],
@@ -102,10 +102,11 @@ def test_ppo_with_reward_model_critic_ptx_and_samples(nano_model, prompts, rewar
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_lora_reference_is_the_policy_without_adapters(nano_model, prompts, tmp_path):
+@pytest.mark.parametrize("critic", ["policy", "shared"])
+def test_lora_reference_is_the_policy_without_adapters(critic, nano_model, prompts, tmp_path):
     out = tmp_path / "lora"
     run(
-        *overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", "critic.init=policy"),
+        *overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", f"critic.init={critic}"),
         "model.lora_r=4",
         "train.max_steps=2",
     )
