@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from rlhf.config import ConfigError
 from rlhf.data.collators import collate_sft
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
@@ -150,8 +151,11 @@ def train(
                 model.to(torch.bfloat16)
     critic = None
     shared_critic = a.name == "ppo" and cfg.critic.init == "shared"
-    if shared_critic:  # a value head on the policy's own transformer
-        critic = ValueHead(policy.get_output_embeddings().weight.shape[1])
+    if shared_critic:  # a value head on the policy's own transformer, as wide as its last hidden state
+        lm_head = policy.get_output_embeddings()
+        if not isinstance(lm_head, torch.nn.Linear):
+            raise ConfigError(f"critic.init=shared: {type(policy).__name__} has no linear output layer to size a value head by")
+        critic = ValueHead(lm_head.in_features)
     elif a.name == "ppo":
         init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
         body = load_scalar_model(replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}")
