@@ -25,7 +25,7 @@ def demo_run(tmp_path_factory):
 def test_fast_demo_writes_the_results_table(demo_run):
     results = json.loads((demo_run / "a" / "results.json").read_text())
     names = [s["name"] for s in results["stages"]]
-    assert names == ["base", "sft", "ppo", "dpo", "rs-sft", "best-of-4", "best-of-4 (gold)"]
+    assert names == ["base", "sft", "ppo", "dpo", "rs-sft", "ppo (biased raters)", "best-of-4", "best-of-4 (gold)"]
     for stage in results["stages"]:
         assert STAGE_KEYS <= set(stage)
         assert set(FAMILIES) <= set(stage["family_accuracy"])
@@ -34,11 +34,17 @@ def test_fast_demo_writes_the_results_table(demo_run):
     assert {"sft", "reward model", "evaluation", "total"} <= set(results["seconds"])
     table = (demo_run / "a" / "results.md").read_text()
     assert "| base" in table and "| sft" in table and "win vs SFT" in table
-    for part in ("sft/final", "reward/final", "ppo/final", "dpo/final", "rs-sft/final", "best-of-n/best.jsonl"):
+    parts = ("sft/final", "reward/final", "ppo/final", "dpo/final", "rs-sft/final", "best-of-n/best.jsonl")
+    for part in (*parts, "reward-biased/final", "ppo-biased/final", "data/rankings-biased.jsonl"):
         assert (demo_run / "a" / part).exists(), part
     # the RL stage logs the gold reward of its samples next to the proxy, for reward-hacking plots
     ppo_metrics = [json.loads(line) for line in (demo_run / "a" / "ppo" / "metrics.jsonl").read_text().splitlines()]
     assert len(ppo_metrics) == 20 and all("gold" in m and "score_raw" in m for m in ppo_metrics)
+    # and the table condenses both RL runs into proxy-vs-gold windows
+    curves = results["proxy_vs_gold"]
+    assert list(curves) == ["ppo", "ppo (biased raters)"]
+    assert [w["steps"] for w in curves["ppo"]] == ["1-3", "4-7", "8-10", "11-13", "14-17", "18-20"]
+    assert "Proxy vs gold during RL" in table and "| ppo (biased raters) | 18-20" in table
 
 
 def test_gold_picked_best_of_n_is_the_ceiling_of_the_reward_models_pick(demo_run):

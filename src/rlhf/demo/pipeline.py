@@ -29,6 +29,7 @@ import torch
 from rlhf.config import load_config
 from rlhf.demo import report
 from rlhf.demo.evaluate import evaluate_best_of_n, evaluate_policy, reward_model_accuracy
+from rlhf.demo.hacking import HACKED, proxy_vs_gold
 from rlhf.demo.presets import PRESETS, Preset
 from rlhf.eval.metrics import win_rate
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
@@ -154,10 +155,19 @@ def sample_and_rank(root: Path, world: World, policy_dir: Path, preset: Preset, 
         root / "data" / "candidates.jsonl",
         [{"prompt": t.prompt, "responses": c} for t, c in zip(tasks, candidates)],
     )
-    records = RaterPool.build(seed=seed).label(
-        tasks, candidates, seed=seed, raters_per_prompt=preset.raters_per_prompt
-    )
-    return _write_jsonl(root / "data" / "rankings.jsonl", records)
+    return rank(root / "data" / "rankings.jsonl", world, candidates, RaterPool.build(seed=seed), preset, seed)
+
+
+def read_candidates(root: Path) -> list[list[str]]:
+    """The K responses per rating prompt that ``sample_and_rank`` wrote."""
+    lines = (root / "data" / "candidates.jsonl").read_text().splitlines()
+    return [json.loads(line)["responses"] for line in lines]
+
+
+def rank(path: Path, world: World, candidates: list[list[str]], pool: RaterPool, preset: Preset, seed: int) -> Path:
+    """``pool``'s rankings of the candidate sets of the rating prompts, written to ``path``."""
+    records = pool.label(world.tasks("rating"), candidates, seed=seed, raters_per_prompt=preset.raters_per_prompt)
+    return _write_jsonl(path, records)
 
 
 def run_ppo(
@@ -337,7 +347,16 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         rlaif_dir = run_ppo(root, world, sft_dir, Path(rlaif["reward_model"]), preset, seed, name="ppo-rlaif")
         done("rlaif")
 
-    # 10. evaluation on held-out prompts
+    # 10. reward hacking: raters who like long, confident answers, their reward model, weak-KL PPO
+    hacked_dir = None
+    if preset.hacking:
+        from rlhf.demo.hacking import run_reward_hacking
+
+        stage("reward hacking")
+        hacked_dir = run_reward_hacking(root, world, sft_dir, read_candidates(root), preset, seed)
+        done("reward hacking")
+
+    # 11. evaluation on held-out prompts
     stage("evaluation")
     tok = AutoTokenizer.from_pretrained(sft_dir)
     sft_model = AutoModelForCausalLM.from_pretrained(sft_dir).eval()
@@ -352,6 +371,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             ("dpo", AutoModelForCausalLM.from_pretrained(dpo_dir).eval()),
             ("rs-sft", AutoModelForCausalLM.from_pretrained(rs_dir).eval()),
             *([("rlaif", AutoModelForCausalLM.from_pretrained(rlaif_dir).eval())] if rlaif_dir else []),
+            *([(HACKED, AutoModelForCausalLM.from_pretrained(hacked_dir).eval())] if hacked_dir else []),
         )
     ]
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
@@ -368,6 +388,11 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     results = {
         "stages": stages,
         "reward_model": {"heldout_accuracy_vs_gold": rm_acc},
+        "proxy_vs_gold": {
+            name: proxy_vs_gold(root / run / "metrics.jsonl")
+            for name, run in (("ppo", "ppo"), (HACKED, "ppo-biased"))
+            if (root / run / "metrics.jsonl").is_file() and (name == "ppo" or hacked_dir)
+        },
         **({"rlaif": {k: v for k, v in rlaif.items() if k != "agreement"}} if rlaif else {}),
         "config": {"preset": preset_name, "seed": seed, **asdict(preset)},
         "seconds": seconds,

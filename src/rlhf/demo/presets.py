@@ -67,6 +67,15 @@ class Preset:
     """add the RLAIF row: the SFT model judges the candidates, a reward model on its labels, the same RL"""
     ppo_epochs: int = 2
     ppo_minibatches: int = 2
+    hacking: bool = True
+    """add the reward-hacking row: raters who favour long, confident answers rank the same candidates,
+    a reward model learns their taste, and PPO with a weak KL penalty optimises it (demo/hacking.py)"""
+    hacking_bias: float = 1.0
+    """those raters' length_bias and confidence_bias (toyworld/raters.py)"""
+    hacking_kl_coef: float = 0.05
+    """the weak per-token KL penalty of that PPO run"""
+    hacking_steps: int = 120
+    """its RL iterations"""
 
 
 PRESETS = {
@@ -92,5 +101,6 @@ PRESETS = {
         best_of=4,
         rs_n=4,
         rs_steps=20,
+        hacking_steps=20,
     ),
 }

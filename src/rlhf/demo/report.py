@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rlhf.demo.hacking import HACKED
+
 COLUMNS = [
     ("name", "model", "{}"),
     ("gold_reward", "gold reward", "{:+.3f}"),
@@ -25,13 +27,17 @@ def _cell(stage: dict[str, Any], key: str, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def table(results: dict[str, Any]) -> str:
-    """A markdown table: one row per model, then the reward model's held-out accuracy."""
-    head = [title for _, title, _ in COLUMNS]
-    rows = [[_cell(s, key, fmt) for key, _, fmt in COLUMNS] for s in results["stages"]]
+def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+    return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+
+
+def table(results: dict[str, Any]) -> str:
+    """A markdown table: one row per model, then the reward model's held-out accuracy, then proxy
+    against gold over the RL runs."""
+    head = [title for _, title, _ in COLUMNS]
+    out = _markdown(head, [[_cell(s, key, fmt) for key, _, fmt in COLUMNS] for s in results["stages"]])
     rm = results.get("reward_model", {})
     if "heldout_accuracy_vs_gold" in rm:
         out.append("")
@@ -45,7 +51,36 @@ def table(results: dict[str, Any]) -> str:
             f"{ai['raters_vs_gold']:.3f}), picks the same position after the swap {ai['same_position_rate']:.0%} of the "
             f"time; its reward model's held-out accuracy against gold is {ai['reward_model_heldout_accuracy_vs_gold']:.3f}"
         )
+    out += proxy_vs_gold(results.get("proxy_vs_gold") or {})
     return "\n".join(out)
+
+
+def proxy_vs_gold(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The RL runs' steps in windows: KL, proxy score and gold reward of the same samples; and, for
+    the run against the biased raters' reward model, how each moved from the first window to the last."""
+    if not curves:
+        return []
+    out = [
+        "",
+        "Proxy vs gold during RL, in windows of steps: KL to SFT per response, the reward model's score the "
+        "policy is trained on (normalised), the gold reward of the same samples, tokens per response.",
+        "",
+    ]
+    rows = [
+        [name, w["steps"], f"{w['kl']:.2f}", f"{w['proxy']:+.3f}", f"{w['gold']:+.3f}", f"{w['length']:.1f}"]
+        for name, windows in curves.items()
+        for w in windows
+    ]
+    out += _markdown(["run", "steps", "KL", "proxy", "gold", "length"], rows)
+    hacked = curves.get(HACKED)
+    if hacked and len(hacked) > 1:
+        a, b = hacked[0], hacked[-1]
+        out += [
+            "",
+            f"{HACKED}: proxy {a['proxy']:+.3f} -> {b['proxy']:+.3f}, gold {a['gold']:+.3f} -> {b['gold']:+.3f}, "
+            f"{a['length']:.1f} -> {b['length']:.1f} tokens per response (steps {a['steps']} -> {b['steps']})",
+        ]
+    return out
 
 
 def write(results: dict[str, Any], root: Path) -> None:
