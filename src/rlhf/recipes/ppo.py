@@ -5,7 +5,8 @@ One step of the loop (``train.max_steps`` of them, or ``train.epochs`` passes ov
     1. generate   train.batch_size prompts x rollout.samples_per_prompt responses (rollout engine)
     2. score      reward model at the response's last token (EOS), or a Python reward function;
                   normalise with the reward model's stored statistics, penalise missing EOS, clip
-    3. forwards   log-probs of the sampling policy and the reference, values of the critic
+    3. forwards   log-probs of the sampling policy and the reference, values of the critic (with
+                  critic.init=shared, a value head read off the policy's own forward)
     4. advantages ppo: per-token KL-shaped rewards (InstructGPT eq. 2) -> GAE -> whitening
                   rloo: sequence reward minus KL -> leave-one-out baseline
                   grpo: group-normalised scores; the KL (k3) goes into the loss instead
