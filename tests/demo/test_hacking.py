@@ -12,13 +12,26 @@ from rlhf.toyworld import RaterPool, World
 
 def test_proxy_vs_gold_averages_consecutive_windows_of_steps(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    lines = [{"step": s, "kl": s / 10, "score": s, "gold": -s, "response_length": 2 * s} for s in range(1, 8)]
+    lines = [
+        {
+            "step": s,
+            "kl": s / 10,
+            "score": s,
+            "gold": -s,
+            "response_length": 2 * s,
+            "repeated_bigrams": s / 100,
+        }
+        for s in range(1, 8)
+    ]
     lines.insert(3, {"step": 0, "note": "a line without gold (not a demo run) is left out"})
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     windows = proxy_vs_gold(path, windows=3)
     assert [w["steps"] for w in windows] == ["1-2", "3-5", "6-7"]  # 7 steps: 2, 3 and 2 of them
-    assert windows[1] == {"steps": "3-5", "kl": pytest.approx(0.4), "proxy": 4.0, "gold": -4.0, "length": 8.0}
-    assert [w["steps"] for w in proxy_vs_gold(path, windows=10)] == [str(s) + "-" + str(s) for s in range(1, 8)]
+    expected = {"steps": "3-5", "kl": 0.4, "proxy": 4.0, "gold": -4.0, "length": 8.0, "repeated": 0.04}
+    assert windows[1] == pytest.approx(expected)
+    assert [w["steps"] for w in proxy_vs_gold(path, windows=10)] == [
+        str(s) + "-" + str(s) for s in range(1, 8)
+    ]
     text = "\n".join(render({"ppo (biased raters)": windows}))
     assert "proxy +1.500 -> +6.500, gold -1.500 -> -6.500, 3.0 -> 13.0 tokens" in text
 

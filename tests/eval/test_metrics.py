@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rlhf.eval.metrics import distinct_n, kl_from_logprobs, ordering_accuracy, win_rate
+from rlhf.eval.metrics import distinct_n, kl_from_logprobs, ordering_accuracy, repeated_ngram_share, win_rate
 
 
 def test_win_rate_counts_ties_half():
@@ -32,3 +32,11 @@ def test_ordering_accuracy_skips_gold_ties_and_halves_predicted_ties():
     assert ordering_accuracy([[2.0, 1.0, 3.0]], gold) == 0.5  # right on (0,1), wrong on (0,2)
     assert ordering_accuracy([[1.0, 1.0, 0.0]], gold) == 0.75  # tie on (0,1) = 0.5, right on (0,2)
     assert math.isnan(ordering_accuracy([[1.0, 2.0]], [[0.0, 0.0]]))
+
+
+def test_repeated_ngram_share():
+    assert repeated_ngram_share("yes yes yes yes") == pytest.approx(2 / 3)  # 3 bigrams, 1 distinct
+    assert repeated_ngram_share("the answer is 8 I hope this helps I hope this helps") == pytest.approx(3 / 11)
+    assert repeated_ngram_share("all different words here") == 0.0
+    assert repeated_ngram_share("one") == 0.0 and repeated_ngram_share("") == 0.0
+    assert repeated_ngram_share("a b c a b c", n=3) == pytest.approx(1 / 4)

@@ -10,6 +10,7 @@ import torch
 
 from rlhf.cli import main
 from rlhf.config import load_config
+from rlhf.eval.metrics import distinct_n, repeated_ngram_share
 from rlhf.recipes import ppo, reward
 
 from .helpers import assert_same_weights, load_weights, question, read_metrics, reward_overrides, write_jsonl
@@ -72,9 +73,12 @@ def test_each_algorithm_raises_a_reward_function(algo, extra, nano_model, prompt
     first = sum(r["score_raw"] for r in m[:4]) / 4
     last = sum(r["score_raw"] for r in m[-4:]) / 4
     assert last > first + 0.15, (first, last)
-    for key in ("kl", "entropy", "approx_kl", "clipfrac", "response_length", "no_eos_share", "time_generate"):
+    for key in ("kl", "entropy", "approx_kl", "clipfrac", "response_length", "no_eos_share", "time_generate", "distinct_2"):
         assert key in m[-1], key
     assert (algo == "ppo") == ("explained_variance" in m[-1])
+    samples = [json.loads(x)["response"] for x in (out / "samples" / "step-24.jsonl").read_text().splitlines()]
+    assert m[-1]["distinct_2"] == pytest.approx(distinct_n(samples, 2), abs=1e-6)  # the logged step's own samples
+    assert m[-1]["repeated_bigrams"] == pytest.approx(sum(map(repeated_ngram_share, samples)) / len(samples), abs=1e-6)
     if algo == "ppo":  # the critic learns too
         assert sum(r["value_loss"] for r in m[-4:]) < sum(r["value_loss"] for r in m[:4])
 

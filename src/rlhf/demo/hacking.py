@@ -21,7 +21,9 @@ HACKED = "ppo (biased raters)"
 """the row of the results table for the policy this stage trains"""
 
 
-def run_reward_hacking(root: Path, world: World, sft_dir: Path, candidates: list[list[str]], preset: Preset, seed: int) -> Path:
+def run_reward_hacking(
+    root: Path, world: World, sft_dir: Path, candidates: list[list[str]], preset: Preset, seed: int
+) -> Path:
     """Biased rankings of ``candidates`` -> ``reward-biased/`` -> PPO against it in ``ppo-biased/``;
     returns the policy's ``final/``."""
     from rlhf.demo.pipeline import rank, run_ppo, train_reward_model
@@ -36,10 +38,11 @@ def run_reward_hacking(root: Path, world: World, sft_dir: Path, candidates: list
 def proxy_vs_gold(metrics: Path, windows: int = 6) -> list[dict[str, float | str]]:
     """A PPO run's steps cut into ``windows`` consecutive spans of (nearly) equal length, each
     averaged: KL to the reference, the proxy score the policy was trained on (``score``: the reward
-    model's, normalised and penalised), the gold reward of the same samples, response length.
+    model's, normalised and penalised), the gold reward of the same samples, response length in
+    tokens, and the share of repeated word bigrams in a response.
 
-    Returns [{"steps": "1-20", "kl", "proxy", "gold", "length"}, ...]; steps without ``gold`` (a run
-    outside the demo) are left out.
+    Returns [{"steps": "1-20", "kl", "proxy", "gold", "length", "repeated"}, ...]; steps without
+    ``gold`` (a run outside the demo) are left out.
     """
     rows = [r for r in map(json.loads, metrics.read_text().splitlines()) if "gold" in r]
     k = min(windows, len(rows))
@@ -48,7 +51,14 @@ def proxy_vs_gold(metrics: Path, windows: int = 6) -> list[dict[str, float | str
     for lo, hi in zip(bounds, bounds[1:]):
         span = rows[lo:hi]
         row: dict[str, float | str] = {"steps": f"{span[0]['step']}-{span[-1]['step']}"}
-        for name, key in (("kl", "kl"), ("proxy", "score"), ("gold", "gold"), ("length", "response_length")):
+        keys = (
+            ("kl", "kl"),
+            ("proxy", "score"),
+            ("gold", "gold"),
+            ("length", "response_length"),
+            ("repeated", "repeated_bigrams"),
+        )
+        for name, key in keys:
             row[name] = sum(r.get(key, 0.0) for r in span) / len(span)
         out.append(row)
     return out

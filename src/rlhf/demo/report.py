@@ -63,15 +63,29 @@ def proxy_vs_gold(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
     out = [
         "",
         "Proxy vs gold during RL, in windows of steps: KL to SFT per response, the reward model's score the "
-        "policy is trained on (normalised), the gold reward of the same samples, tokens per response.",
+        "policy is trained on (normalised), the gold reward of the same samples, tokens per response, share of "
+        "repeated word bigrams in a response.",
         "",
     ]
     rows = [
-        [name, w["steps"], f"{w['kl']:.2f}", f"{w['proxy']:+.3f}", f"{w['gold']:+.3f}", f"{w['length']:.1f}"]
+        [
+            name,
+            w["steps"],
+            *(
+                f.format(w[k])
+                for k, f in (
+                    ("kl", "{:.2f}"),
+                    ("proxy", "{:+.3f}"),
+                    ("gold", "{:+.3f}"),
+                    ("length", "{:.1f}"),
+                    ("repeated", "{:.3f}"),
+                )
+            ),
+        ]
         for name, windows in curves.items()
         for w in windows
     ]
-    out += _markdown(["run", "steps", "KL", "proxy", "gold", "length"], rows)
+    out += _markdown(["run", "steps", "KL", "proxy", "gold", "length", "repeated"], rows)
     hacked = curves.get(HACKED)
     if hacked and len(hacked) > 1:
         a, b = hacked[0], hacked[-1]

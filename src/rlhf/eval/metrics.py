@@ -33,6 +33,14 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def repeated_ngram_share(text: str, n: int = 2) -> float:
+    """Share of a response's word n-grams that repeat an earlier one: (all - distinct) / all, 0 if
+    it has none. "yes yes yes yes" -> 2/3; a model padding or looping its answers drives it up."""
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
+
+
 def ordering_accuracy(predicted: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]) -> float:
     """Over every pair of responses to one prompt with different gold scores, the share that
     ``predicted`` orders the same way as ``gold`` (a predicted tie counts half)."""
