@@ -136,14 +136,32 @@ def response_logits(model: nn.Module, exp: Experience, head: nn.Module | None = 
 
     With ``head`` (a ``ValueHead`` on the policy's own transformer, critic.init=shared), the same
     forward also gives V(s_t) from the last hidden state at those positions: returns
-    (logits (B, R, V), values (B, R)).
+    (logits (B, R, V), values (B, R)). The hidden state is the LM head's input, caught by a hook:
+    after the model's final norm, only the columns the logits are kept for, and no other layer's
+    hidden states held (as ``output_hidden_states`` would).
     """
     R, g = exp.response_mask.shape[1], exp.groups
     kwargs = {"use_cache": False}  # a scoring/training forward: building a KV cache is wasted work
     if _accepts(model, "logits_to_keep"):  # the LM head runs on the columns read only
         kwargs["logits_to_keep"] = g.keep if g is not None else R + 1
+    caught: list[torch.Tensor] = []
     if head is not None:
-        kwargs["output_hidden_states"] = True
+        lm_head = getattr(model, "module", model).get_output_embeddings()
+        hook = lm_head.register_forward_pre_hook(lambda _module, args: caught.append(args[0]))
+    try:
+        out, read = _forward(model, exp, kwargs)
+    finally:
+        if head is not None:
+            hook.remove()
+    if head is None:
+        return read(out.logits)
+    return read(out.logits), head(read(caught[-1])).float()
+
+
+def _forward(model: nn.Module, exp: Experience, kwargs: dict):
+    """The model on ``exp``'s rows (or packed groups), and how to read the columns that predict
+    each response token from an output of any width (the last W columns of the sequence)."""
+    R, g = exp.response_mask.shape[1], exp.groups
     if g is not None:
         out = model(input_ids=g.input_ids, attention_mask=g.attention_mask(model), position_ids=g.position_ids, **kwargs)
         read = g.read
@@ -154,9 +172,7 @@ def response_logits(model: nn.Module, exp: Experience, head: nn.Module | None = 
             start = x.shape[1] - R - 1
             return x[:, start : start + R]
 
-    if head is None:
-        return read(out.logits)
-    return read(out.logits), head(read(out.hidden_states[-1])).float()
+    return out, read
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
