@@ -166,6 +166,7 @@ def test_interrupted_run_resumes_exactly(critic, nano_model, prompts, reward_mod
         (["rewards.function=tests.recipes.reward_fns:nope"], "has no attribute 'nope'"),
         (["rewards.function=tests.recipes.reward_fns:NOT_CALLABLE"], "not a function"),
         (["rewards.model=/no/such/rm"], "rewards.model"),
+        ([f"rewards.function={DIGITS}", "critic.init=policy", "rewards.heldout_model=/no/such/rm"], "rewards.heldout_model"),
         ([f"rewards.function={DIGITS}", "algo.name=grpo"], "samples_per_prompt >= 2"),
         ([f"rewards.function={DIGITS}"], "critic.init=reward needs rewards.model"),
         ([f"rewards.function={DIGITS}", "critic.init=shared", "critic.vf_coef=0"], "critic.vf_coef must be > 0"),
@@ -349,3 +350,22 @@ def test_shared_critic_is_a_value_head_trained_through_the_policy(nano_model, pr
     assert forwards == [(False, False), (True, True)] * 3
     large = final(1.0)
     assert any(not torch.equal(small[k], large[k]) for k in small)  # the value loss moved the policy
+
+
+def test_heldout_reward_model_watches_every_logged_step(nano_model, prompts, reward_model, tmp_path):
+    """rewards.heldout_model scores each logged step's samples without training on them; given the
+    reward model itself, it must read exactly the training score."""
+    out = tmp_path / "watched"
+    run(
+        *overrides(nano_model, prompts, out, f"rewards.model={reward_model}"),
+        f"rewards.heldout_model={reward_model}",
+        "train.max_steps=3",
+        "train.log_every=2",
+    )
+    m = read_metrics(out)
+    assert [r["step"] for r in m] == [2, 3]
+    for r in m:
+        assert r["score_heldout_raw"] == pytest.approx(r["score_raw"], abs=1e-5)
+        stats = json.loads((reward_model / "config.json").read_text())
+        normalised = (r["score_raw"] - stats["reward_mean"]) / stats["reward_std"]
+        assert r["score_heldout"] == pytest.approx(normalised, abs=1e-4)

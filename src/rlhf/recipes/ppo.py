@@ -147,8 +147,10 @@ def train(
     # with LoRA the reference is the policy with its adapters switched off: no second copy
     ref = None if lora or not a.reference else frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
     scorer = Scorer(cfg, tokenizer, reward_fn, device)
+    held_path = cfg.rewards.heldout_model  # a second reward model that only watches
+    watcher = Scorer(cfg, tokenizer, None, device, held_path, "rewards.heldout_model") if held_path else None
     if cfg.train.mixed_precision == "bf16":  # frozen models keep bf16 weights: no casts in every forward
-        for model in (ref, scorer.model):
+        for model in (ref, scorer.model, watcher and watcher.model):
             if model is not None:
                 model.to(torch.bfloat16)
     critic = None
@@ -187,7 +189,7 @@ def train(
     share = r.share_prompt and n > 1
     if share:  # every model must take the 4D mask, before any work
         longest = max(len(p) for p in prompt_ids) + n * r.max_new_tokens
-        for model in (policy, ref, None if shared_critic else critic, scorer.model):
+        for model in (policy, ref, None if shared_critic else critic, scorer.model, watcher and watcher.model):
             if model is not None:
                 shared_prompt.check(model, longest, "rollout.share_prompt")
     hidden = getattr(shared_prompt.base_model(unwrapped).config, "hidden_size", None)  # None: never pack
@@ -384,6 +386,10 @@ def train(
                 "distinct_2": torch.tensor(distinct_n(completions, 2), device=device),
                 **{k: v / (a.epochs * a.minibatches) if k.startswith("ptx") else v / tok for k, v in stats_sum.items()},
             }
+            if watcher is not None:  # read on logged steps only: it trains nothing
+                with torch.no_grad():
+                    held = watcher(rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
+                local.update(score_heldout_raw=held.mean(), score_heldout=watcher.normalised(held).mean())
             if not a.reference:
                 local.pop("kl")
             record = {"step": done, "epoch": round(plan.epoch_of(done), 4)}

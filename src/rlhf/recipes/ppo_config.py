@@ -88,6 +88,10 @@ class RewardsSection:
     """clip scores to [-clip, clip] after normalising (0: off)"""
     missing_eos_penalty: float = 0.0
     """subtracted from the score of responses cut at max_new_tokens"""
+    heldout_model: str = ""
+    """a second reward model that only watches (trained on rankings the first never saw, say): its
+    score of every step's samples is logged as score_heldout (normalised like score) and
+    score_heldout_raw. score climbing while score_heldout stalls or falls is reward hacking"""
 
 
 @dataclass
@@ -139,6 +143,8 @@ def check(cfg: Config):
             "set exactly one of rewards.model (a reward model directory) and rewards.function ('module:function')"
         )
     fn = None
+    if cfg.rewards.heldout_model:
+        check_model_path(cfg.rewards.heldout_model, "rewards.heldout_model")
     if cfg.rewards.model:
         check_model_path(cfg.rewards.model, "rewards.model")
     else:

@@ -22,22 +22,31 @@ def frozen(model):
 
 
 class Scorer:
-    """Sequence rewards from a reward model (re-tokenising if its vocabulary differs) or a function."""
+    """Sequence rewards from a reward model (re-tokenising if its vocabulary differs) or a function.
 
-    def __init__(self, cfg: Config, tokenizer, reward_fn, device):
+    ``path`` / ``key``: which reward model, and the config key that named it (rewards.model, or
+    rewards.heldout_model for the one that only watches).
+    """
+
+    def __init__(self, cfg: Config, tokenizer, reward_fn, device, path: str | None = None, key: str = "rewards.model"):
         self.cfg, self.tok, self.fn = cfg, tokenizer, reward_fn
         self.model, self.mean, self.std = None, None, None
-        if cfg.rewards.model:
-            self.rm_tok = load_tokenizer(cfg.rewards.model, "rewards.model")
-            rm_cfg = replace(cfg.model, path=cfg.rewards.model, lora_r=0)
-            self.model = frozen(load_scalar_model(rm_cfg, self.rm_tok, "rewards.model")).to(device)
+        path = cfg.rewards.model if path is None else path
+        if path:
+            self.rm_tok = load_tokenizer(path, key)
+            rm_cfg = replace(cfg.model, path=path, lora_r=0)
+            self.model = frozen(load_scalar_model(rm_cfg, self.rm_tok, key)).to(device)
             self.same_vocab = self.rm_tok.get_vocab() == tokenizer.get_vocab()
             if cfg.rewards.normalize:
                 self.mean = getattr(self.model.config, "reward_mean", None)
                 self.std = getattr(self.model.config, "reward_std", None)
                 if self.mean is None or not self.std:
-                    print("[ppo] rewards.normalize: the reward model stores no reward_mean/reward_std; not normalising")
+                    print(f"[ppo] rewards.normalize: {key} stores no reward_mean/reward_std; not normalising it")
                     self.mean = self.std = None
+
+    def normalised(self, raw: torch.Tensor) -> torch.Tensor:
+        """(raw - reward_mean) / reward_std with the model's stored statistics (raw without them)."""
+        return raw if self.mean is None else (raw - self.mean) / self.std
 
     def __call__(self, prompt_texts, prompt_ids, gens, autocast, n: int = 1) -> torch.Tensor:
         """Raw scores; rows come ``n`` to a prompt (the reward model reads each prompt once when
