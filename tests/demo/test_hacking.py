@@ -34,6 +34,15 @@ def test_proxy_vs_gold_averages_consecutive_windows_of_steps(tmp_path):
     ]
     text = "\n".join(render({"ppo (biased raters)": windows}))
     assert "proxy +1.500 -> +6.500, gold -1.500 -> -6.500, 3.0 -> 13.0 tokens" in text
+    assert "| ppo (biased raters) | 3-5   | 0.40 | +4.000 | -4.000 | 8.0    | 0.040    | -       |" in text
+
+    # a run watched by a second reward model (rewards.heldout_model) gets its column and summary
+    watched = [{**x, "score_heldout": -x["score"] / 2} for x in lines if "gold" in x]
+    path.write_text("\n".join(json.dumps(x) for x in watched) + "\n")
+    windows = proxy_vs_gold(path, windows=3)
+    assert windows[2]["heldout"] == pytest.approx(-3.25)
+    text = "\n".join(render({"ppo (biased raters)": windows}))
+    assert "gold -1.500 -> -6.500, fair RM -0.750 -> -3.250, 3.0" in text
 
 
 def test_biased_raters_rank_long_confident_answers_higher_than_fair_ones():

@@ -171,9 +171,17 @@ def rank(path: Path, world: World, candidates: list[list[str]], pool: RaterPool,
 
 
 def run_ppo(
-    root: Path, world: World, sft_dir: Path, rm_dir: Path, preset: Preset, seed: int, name: str = "ppo"
+    root: Path,
+    world: World,
+    sft_dir: Path,
+    rm_dir: Path,
+    preset: Preset,
+    seed: int,
+    name: str = "ppo",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """PPO on the RL prompts; every step also logs the gold reward of its samples (proxy vs gold)."""
+    """PPO on the RL prompts; every step also logs the gold reward of its samples (proxy vs gold).
+    ``extra``: more config overrides."""
     tasks = {t.prompt: t for t in world.tasks("rl")}
     prompts = _write_jsonl(root / "data" / "rl_prompts.jsonl", [{"prompt": p} for p in tasks])
 
@@ -214,6 +222,7 @@ def run_ppo(
                     if preset.ppo_ptx_coef > 0
                     else {}
                 ),
+                **(extra or {}),
             }.items()
         ],
     )
@@ -353,7 +362,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         from rlhf.demo.hacking import run_reward_hacking
 
         stage("reward hacking")
-        hacked_dir = run_reward_hacking(root, world, sft_dir, read_candidates(root), preset, seed)
+        hacked_dir = run_reward_hacking(root, world, sft_dir, rm_dir, read_candidates(root), preset, seed)
         done("reward hacking")
 
     # 11. evaluation on held-out prompts

@@ -55,6 +55,16 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+WINDOW_COLUMNS = [
+    ("kl", "KL", "{:.2f}"),
+    ("proxy", "proxy", "{:+.3f}"),
+    ("gold", "gold", "{:+.3f}"),
+    ("length", "length", "{:.1f}"),
+    ("repeated", "repeated", "{:.3f}"),
+    ("heldout", "fair RM", "{:+.3f}"),
+]
+
+
 def proxy_vs_gold(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The RL runs' steps in windows: KL, proxy score and gold reward of the same samples; and, for
     the run against the biased raters' reward model, how each moved from the first window to the last."""
@@ -64,34 +74,23 @@ def proxy_vs_gold(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
         "",
         "Proxy vs gold during RL, in windows of steps: KL to SFT per response, the reward model's score the "
         "policy is trained on (normalised), the gold reward of the same samples, tokens per response, share of "
-        "repeated word bigrams in a response.",
+        "repeated word bigrams in a response, and where a run had one, the score a second reward model that only "
+        "watched gave the same samples (rewards.heldout_model: the demo's reward model from the fair raters).",
         "",
     ]
     rows = [
-        [
-            name,
-            w["steps"],
-            *(
-                f.format(w[k])
-                for k, f in (
-                    ("kl", "{:.2f}"),
-                    ("proxy", "{:+.3f}"),
-                    ("gold", "{:+.3f}"),
-                    ("length", "{:.1f}"),
-                    ("repeated", "{:.3f}"),
-                )
-            ),
-        ]
+        [name, w["steps"], *("-" if k not in w else f.format(w[k]) for k, _, f in WINDOW_COLUMNS)]
         for name, windows in curves.items()
         for w in windows
     ]
-    out += _markdown(["run", "steps", "KL", "proxy", "gold", "length", "repeated"], rows)
+    out += _markdown(["run", "steps", *(title for _, title, _ in WINDOW_COLUMNS)], rows)
     hacked = curves.get(HACKED)
     if hacked and len(hacked) > 1:
         a, b = hacked[0], hacked[-1]
+        fair = f", fair RM {a['heldout']:+.3f} -> {b['heldout']:+.3f}" if "heldout" in a and "heldout" in b else ""
         out += [
             "",
-            f"{HACKED}: proxy {a['proxy']:+.3f} -> {b['proxy']:+.3f}, gold {a['gold']:+.3f} -> {b['gold']:+.3f}, "
+            f"{HACKED}: proxy {a['proxy']:+.3f} -> {b['proxy']:+.3f}, gold {a['gold']:+.3f} -> {b['gold']:+.3f}{fair}, "
             f"{a['length']:.1f} -> {b['length']:.1f} tokens per response (steps {a['steps']} -> {b['steps']})",
         ]
     return out
