@@ -399,8 +399,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         "reward_model": {"heldout_accuracy_vs_gold": rm_acc},
         "proxy_vs_gold": {
             name: proxy_vs_gold(root / run / "metrics.jsonl")
-            for name, run in (("ppo", "ppo"), (HACKED, "ppo-biased"))
-            if (root / run / "metrics.jsonl").is_file() and (name == "ppo" or hacked_dir)
+            for name, run in [("ppo", "ppo"), *([(HACKED, "ppo-biased")] if hacked_dir else [])]
         },
         **({"rlaif": {k: v for k, v in rlaif.items() if k != "agreement"}} if rlaif else {}),
         "config": {"preset": preset_name, "seed": seed, **asdict(preset)},

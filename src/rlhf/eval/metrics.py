@@ -25,20 +25,22 @@ def kl_from_logprobs(policy_logps: Sequence[float], reference_logps: Sequence[fl
     return sum(p - r for p, r in zip(policy_logps, reference_logps)) / len(policy_logps)
 
 
+def _ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    words = text.split()
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Distinct word n-grams / all word n-grams over ``texts`` (Li et al. 2016); 0 if none."""
-    grams = [
-        tuple(words[i : i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)
-    ]
+    grams = [g for t in texts for g in _ngrams(t, n)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
 def repeated_ngram_share(text: str, n: int = 2) -> float:
     """Share of a response's word n-grams that repeat an earlier one: (all - distinct) / all, 0 if
     it has none. "yes yes yes yes" -> 2/3; a model padding or looping its answers drives it up."""
-    words = text.split()
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
+    grams = _ngrams(text, n)
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def ordering_accuracy(predicted: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]) -> float:

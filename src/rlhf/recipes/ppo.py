@@ -311,11 +311,8 @@ def train(
                     with accelerator.autocast():
                         if live is not None:
                             logits, new_logp, v = live
-                        elif shared_critic:
-                            logits, v = forward(part)
-                            new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
-                        else:
-                            logits = response_logits(policy, part)
+                        else:  # a separate critic runs its own forward below
+                            logits, v = forward(part) if shared_critic else (response_logits(policy, part), None)
                             new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
                         pl, clipped = policy_loss(new_logp, part.logprobs, part.advantages, a.clip)
                         per_token = pl

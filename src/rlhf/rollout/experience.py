@@ -148,8 +148,9 @@ def response_logits(model: nn.Module, exp: Experience, head: nn.Module | None = 
     if head is not None:
         lm_head = getattr(model, "module", model).get_output_embeddings()
         hook = lm_head.register_forward_pre_hook(lambda _module, args: caught.append(args[0]))
+    input_ids, attention_mask, position_ids, read = _inputs(exp, model)
     try:
-        out, read = _forward(model, exp, kwargs)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
     finally:
         if head is not None:
             hook.remove()
@@ -158,21 +159,20 @@ def response_logits(model: nn.Module, exp: Experience, head: nn.Module | None = 
     return read(out.logits), head(read(caught[-1])).float()
 
 
-def _forward(model: nn.Module, exp: Experience, kwargs: dict):
-    """The model on ``exp``'s rows (or packed groups), and how to read the columns that predict
-    each response token from an output of any width (the last W columns of the sequence)."""
-    R, g = exp.response_mask.shape[1], exp.groups
+def _inputs(exp: Experience, model: nn.Module):
+    """What ``model`` reads for ``exp`` (its rows, or its packed groups with their 4D mask), and
+    how to read, from an output for the last W columns of those inputs, the columns that predict
+    each response token: (input_ids, attention_mask, position_ids, read)."""
+    g = exp.groups
     if g is not None:
-        out = model(input_ids=g.input_ids, attention_mask=g.attention_mask(model), position_ids=g.position_ids, **kwargs)
-        read = g.read
-    else:
-        out = model(input_ids=exp.input_ids, attention_mask=exp.attention_mask, position_ids=exp.position_ids, **kwargs)
+        return g.input_ids, g.attention_mask(model), g.position_ids, g.read
+    R = exp.response_mask.shape[1]
 
-        def read(x: torch.Tensor) -> torch.Tensor:  # column P - 1 on, of outputs for the last W columns
-            start = x.shape[1] - R - 1
-            return x[:, start : start + R]
+    def read(x: torch.Tensor) -> torch.Tensor:  # column P - 1 on, of the full sequence
+        start = x.shape[1] - R - 1
+        return x[:, start : start + R]
 
-    return out, read
+    return exp.input_ids, exp.attention_mask, exp.position_ids, read
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -241,10 +241,5 @@ class ValueHead(nn.Module):
 def response_values(critic: nn.Module, exp: Experience) -> torch.Tensor:
     """V(s_t) for each response token t, read at the column that precedes it (in the packed
     groups when ``exp`` has them).  Shape: (B, R)"""
-    g = exp.groups
-    if g is not None:
-        return g.read(critic(g.input_ids, g.attention_mask(critic), g.position_ids)).float()
-    R = exp.response_mask.shape[1]
-    values = critic(exp.input_ids, exp.attention_mask, exp.position_ids)  # (B, P+R)
-    P = exp.prompt_width
-    return values[:, P - 1 : P - 1 + R].float()
+    input_ids, attention_mask, position_ids, read = _inputs(exp, critic)
+    return read(critic(input_ids, attention_mask, position_ids)).float()
