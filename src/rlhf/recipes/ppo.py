@@ -62,6 +62,7 @@ from rlhf.recipes.loop import (
     progress,
 )
 from rlhf.recipes.ppo_config import Config, check
+from rlhf.recipes.ppo_eval import evaluate_held_out, load_held_out
 from rlhf.recipes.ppo_scorer import Scorer, frozen
 from rlhf.recipes.run_dir import RunDir
 from rlhf.rollout.advantages import (
@@ -91,8 +92,13 @@ __all__ = ["Config", "train"]
 SampleMetrics = Callable[[list[str], list[str]], dict[str, float]]
 
 
-def load_prompts(cfg: Config, tokenizer) -> tuple[list[str], list[list[int]], TruncationStats]:
-    records = load_records(cfg.data.train, "prompt", "data.train")
+def load_prompts(
+    cfg: Config, tokenizer, path: str | None = None, key: str = "data.train"
+) -> tuple[list[str], list[list[int]], TruncationStats]:
+    """The prompt records of ``path`` (data.train by default; ``key`` names it in errors), rendered
+    and tokenized, each cut to leave rollout.max_new_tokens within data.max_length."""
+    path = cfg.data.train if path is None else path
+    records = load_records(path, "prompt", key)
     stats = TruncationStats()
     texts, ids = [], []
     for rec in records:
@@ -107,9 +113,7 @@ def load_prompts(cfg: Config, tokenizer) -> tuple[list[str], list[list[int]], Tr
             texts.append(render_prompt(tokenizer, rec.prompt))
             ids.append(cut)
     if not ids:
-        raise DataError(
-            f"data.train: no prompt of {cfg.data.train} fits data.max_length - rollout.max_new_tokens tokens"
-        )
+        raise DataError(f"{key}: no prompt of {path} fits data.max_length - rollout.max_new_tokens tokens")
     return texts, ids, stats
 
 
@@ -138,9 +142,13 @@ def train(
         ptx, _ = tokenize_demonstrations(records, tokenizer, cfg.data.max_length)
         if not ptx:
             raise DataError(f"ptx.data: every record of {cfg.ptx.data} is longer than data.max_length")
+    held = load_held_out(cfg, tokenizer, load_prompts)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
     run.write_config(cfg)
-    run.write_json("data.json", {"train": vars(stats), "ptx_records": len(ptx)})
+    run.write_json(
+        "data.json",
+        {"train": vars(stats), "ptx_records": len(ptx), "eval_prompts": len(held.prompt_ids), "eval_text": len(held.text)},
+    )
 
     policy = load_policy(cfg.model, tokenizer).eval()
     lora = cfg.model.lora_r > 0
@@ -209,8 +217,27 @@ def train(
         with unwrapped.disable_adapter():
             return response_logits(policy, exp)
 
+    eval_params = SamplingParams(
+        r.max_new_tokens, r.temperature, r.top_p, r.top_k, n=1, seed=cfg.train.seed * 1_000_003 - 1,
+        stop=list(r.stop), min_new_tokens=r.min_new_tokens,
+    )
+
+    def evaluate(done: int) -> float:
+        """Log the held-out evaluation of the policy after ``done`` steps; returns its seconds."""
+        t = time.perf_counter()
+        result = evaluate_held_out(
+            held, policy=policy, engine=engine, scorer=scorer, reference_logits=reference_logits if a.reference else None,
+            params=eval_params, cfg=cfg, accelerator=accelerator, pad_id=tokenizer.pad_token_id, sample_metrics=sample_metrics,
+        )
+        seconds = time.perf_counter() - t
+        run.log({"step": done, **result, "time_eval": seconds})
+        say(f"[{a.name}] step {done} eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
+        return seconds
+
+    if held and start == 0:  # the starting policy, for comparison
+        evaluate(0)
     bar = progress(plan.total_steps, start, not accelerator.is_local_main_process, f"{a.name}")
-    t_start, rollouts_done = time.perf_counter(), 0
+    t_start, rollouts_done, eval_seconds = time.perf_counter(), 0, 0.0
     for step in range(start, plan.total_steps):
         # 1. generate
         t0 = time.perf_counter()
@@ -396,7 +423,7 @@ def train(
                 record["explained_variance"] = explained_variance(exp.values, exp.returns, mask)
             if sample_metrics is not None:
                 record.update(sample_metrics(rows_text, completions))
-            elapsed = time.perf_counter() - t_start
+            elapsed = time.perf_counter() - t_start - eval_seconds
             record.update(
                 kl_coef=kl_used,
                 lr=scheduler.get_last_lr()[0],
@@ -408,6 +435,8 @@ def train(
             run.log(record)
         if r.samples_every and (done % r.samples_every == 0 or done == plan.total_steps):
             write_samples(run, done, rows_text, completions, raw.tolist(), accelerator.is_main_process)
+        if held and (done == plan.total_steps or (cfg.train.eval_every and done % cfg.train.eval_every == 0)):
+            eval_seconds += evaluate(done)
         if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
             last_ckpt = run.save_checkpoint(
                 accelerator,

@@ -113,7 +113,11 @@ class PtxSection:
     coef: float = 0.0
     """gamma of InstructGPT eq. 2: weight of the NLL on data in every policy step"""
     batch_size: int = 8
-    """records per policy step"""
+    """records per policy step (and per forward of the ptx.eval evaluation)"""
+    eval: str = ""
+    """held-out demonstration records or pretraining text whose NLL under the policy is logged as
+    eval_nll / eval_ppl at every evaluation (step 0, every train.eval_every steps, the end): the
+    forgetting watch. Works with coef=0"""
 
 
 @dataclass
@@ -166,6 +170,12 @@ def check(cfg: Config):
         exact_div(mb, a.micro_batch, "minibatch size / algo.micro_batch")
     if r.temperature <= 0:
         raise ConfigError("rollout.temperature must be > 0: RL needs sampled responses")
+    if cfg.train.eval_every < 0:
+        raise ConfigError(f"train.eval_every must be >= 0 (got {cfg.train.eval_every})")
+    if cfg.train.eval_every and not (cfg.data.eval or cfg.ptx.eval):
+        raise ConfigError(
+            f"train.eval_every={cfg.train.eval_every} needs data.eval (held-out prompts) or ptx.eval (held-out text)"
+        )
     if cfg.ptx.coef > 0 and not cfg.ptx.data:
         raise ConfigError("ptx.coef > 0 needs ptx.data")
     if a.kl_target < 0:

@@ -59,7 +59,9 @@ def load_examples(path: str, what: str, tokenizer, cfg: Config):
 
 @torch.no_grad()
 def evaluate(model, accelerator, examples, pad_id: int, batch_size: int) -> dict[str, float]:
-    """Token-mean NLL and perplexity of ``examples``, split across processes."""
+    """Token-mean NLL and perplexity of ``examples``, split across processes; ``model`` is left in
+    the mode (train or eval) it came in."""
+    was_training = model.training
     model.eval()
     nll = torch.zeros((), device=accelerator.device)
     count = torch.zeros((), device=accelerator.device)
@@ -74,7 +76,7 @@ def evaluate(model, accelerator, examples, pad_id: int, batch_size: int) -> dict
         nll += s
         count += c
     nll, count = accelerator.reduce(nll, "sum"), accelerator.reduce(count, "sum")
-    model.train()
+    model.train(was_training)
     loss = (nll / count.clamp(min=1)).item()
     return {"eval_loss": loss, "eval_ppl": float(torch.tensor(loss).exp())}
 

@@ -1,0 +1,137 @@
+"""Held-out evaluation during `rlhf ppo`: how the policy does on prompts it never trains on, and
+how much of some held-out text it forgets.
+
+    data.eval   held-out prompt records. One response per prompt, sampled as the rollouts are and
+                with the same seed at every evaluation (so two evaluations differ by the policy
+                only), scored by the training reward. Logged as eval_score (normalised, penalised
+                and clipped as the training `score`), eval_score_raw, eval_kl (per response, to
+                the reference), eval_length, eval_no_eos_share, eval_repeated_bigrams,
+                eval_distinct_2, and the caller's sample metrics as eval_<name>.
+    ptx.eval    held-out demonstration records (or pretraining text): the policy's token-mean NLL
+                on their completions, eval_nll and eval_ppl. A rise from the step-0 value is
+                catastrophic forgetting (InstructGPT's "alignment tax"), what PPO-ptx is against.
+
+An evaluation runs before the first step of a fresh run (step 0: the starting policy), every
+``train.eval_every`` steps, and after the last step; each is its own metrics.jsonl line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from accelerate.utils import gather_object
+
+from rlhf.data.readers import DataError
+from rlhf.data.records import load_records
+from rlhf.data.tokenize import tokenize_demonstrations
+from rlhf.eval.metrics import distinct_n, repeated_ngram_share
+from rlhf.rollout.experience import pack_rollouts, response_logits, response_tokens, token_logprobs
+from rlhf.rollout.generate import SamplingParams
+from rlhf.rollout.rewards import postprocess_scores
+
+
+@dataclass
+class HeldOut:
+    """What a held-out evaluation reads: prompts (data.eval) and text (ptx.eval); either may be empty."""
+
+    prompt_texts: list[str] = field(default_factory=list)
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    text: list = field(default_factory=list)
+    """tokenized demonstration examples (rlhf.data.tokenize)"""
+
+    def __bool__(self) -> bool:
+        return bool(self.prompt_ids or self.text)
+
+
+def load_held_out(cfg, tokenizer, load_prompts: Callable) -> HeldOut:
+    """Read data.eval (with ``load_prompts``, as data.train is read) and ptx.eval; a bad file fails
+    here, before any model is loaded."""
+    held = HeldOut()
+    if cfg.data.eval:
+        held.prompt_texts, held.prompt_ids, _ = load_prompts(cfg, tokenizer, cfg.data.eval, "data.eval")
+    if cfg.ptx.eval:
+        records = load_records(cfg.ptx.eval, "demonstration", "ptx.eval")
+        held.text, _ = tokenize_demonstrations(records, tokenizer, cfg.data.max_length)
+        if not held.text:
+            raise DataError(f"ptx.eval: every record of {cfg.ptx.eval} is longer than data.max_length")
+    return held
+
+
+@torch.no_grad()
+def evaluate_held_out(
+    held: HeldOut,
+    *,
+    policy,
+    engine,
+    scorer,
+    reference_logits: Callable | None,
+    params: SamplingParams,
+    cfg,
+    accelerator,
+    pad_id: int,
+    sample_metrics: Callable | None = None,
+) -> dict[str, float]:
+    """The eval_* metrics of the module docstring for the policy as it is now."""
+    from rlhf.recipes.sft import evaluate as text_nll
+
+    out: dict[str, float] = {}
+    if held.prompt_ids:
+        out.update(_prompts(held, policy, engine, scorer, reference_logits, params, cfg, accelerator, pad_id, sample_metrics))
+    if held.text:
+        nll = text_nll(policy, accelerator, held.text, pad_id, cfg.ptx.batch_size)
+        out.update(eval_nll=nll["eval_loss"], eval_ppl=nll["eval_ppl"])
+    return out
+
+
+def _prompts(held, policy, engine, scorer, reference_logits, params, cfg, accelerator, pad_id, sample_metrics):
+    r, rank, world = cfg.rollout, accelerator.process_index, accelerator.num_processes
+    texts, ids = held.prompt_texts[rank::world], held.prompt_ids[rank::world]
+    rows: list[dict] = []
+    if ids:
+        gens = [gs[0] for gs in engine.generate_ids(ids, params)]
+        responses = [g.response_ids or [pad_id] for g in gens]
+        finished = torch.tensor([g.finished for g in gens])
+        raw = scorer(texts, ids, gens, accelerator.autocast, 1).float().cpu()
+        score = postprocess_scores(
+            raw, finished, scorer.mean, scorer.std, cfg.rewards.clip or None, cfg.rewards.missing_eos_penalty or None
+        )
+        kl = torch.full((len(ids),), float("nan"))
+        if reference_logits is not None:
+            kl = torch.cat(
+                [_seq_kl(policy, reference_logits, ids[s], responses[s], pad_id, r.temperature, accelerator)
+                 for s in (slice(i, i + r.batch_size) for i in range(0, len(ids), r.batch_size))]
+            )
+        rows = [
+            {"prompt": p, "text": g.text, "score": float(s), "score_raw": float(x), "kl": float(k),
+             "length": len(resp) if g.response_ids else 0, "finished": g.finished}
+            for p, g, s, x, k, resp in zip(texts, gens, score, raw, kl, responses)
+        ]
+    rows = gather_object(rows) if world > 1 else rows
+    mean = lambda key: sum(float(x[key]) for x in rows) / len(rows)  # noqa: E731
+    completions = [x["text"] for x in rows]
+    out = {
+        "eval_score": mean("score"),
+        "eval_score_raw": mean("score_raw"),
+        "eval_length": mean("length"),
+        "eval_no_eos_share": 1.0 - mean("finished"),
+        "eval_repeated_bigrams": sum(map(repeated_ngram_share, completions)) / len(completions),
+        "eval_distinct_2": distinct_n(completions, 2),
+    }
+    if reference_logits is not None:
+        out["eval_kl"] = mean("kl")
+    if sample_metrics is not None:
+        out.update({f"eval_{k}": v for k, v in sample_metrics([x["prompt"] for x in rows], completions).items()})
+    return out
+
+
+def _seq_kl(policy, reference_logits, prompt_ids, response_ids, pad_id, temperature, accelerator) -> torch.Tensor:
+    """Sum over each response's tokens of log pi - log ref (the k1 estimate of the training `kl`)."""
+    device = accelerator.device
+    exp = pack_rollouts(prompt_ids, response_ids, pad_id).to(device)
+    tokens = response_tokens(exp)
+    with accelerator.autocast():
+        logp = token_logprobs(response_logits(policy, exp), tokens, temperature)
+        ref = token_logprobs(reference_logits(exp), tokens, temperature)
+    return ((logp - ref).float() * exp.response_mask).sum(1).cpu()
