@@ -38,13 +38,42 @@ def test_fast_demo_writes_the_results_table(demo_run):
     for part in (*parts, "reward-biased/final", "ppo-biased/final", "data/rankings-biased.jsonl"):
         assert (demo_run / "a" / part).exists(), part
     # the RL stage logs the gold reward of its samples next to the proxy, for reward-hacking plots
-    ppo_metrics = [json.loads(line) for line in (demo_run / "a" / "ppo" / "metrics.jsonl").read_text().splitlines()]
-    assert len(ppo_metrics) == 20 and all("gold" in m and "score_raw" in m for m in ppo_metrics)
+    lines = [json.loads(line) for line in (demo_run / "a" / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    ppo_metrics = [m for m in lines if "score_raw" in m]
+    assert len(ppo_metrics) == 20 and all("gold" in m for m in ppo_metrics)
     # and the table condenses both RL runs into proxy-vs-gold windows
     curves = results["proxy_vs_gold"]
     assert list(curves) == ["ppo", "ppo (biased raters)"]
     assert [w["steps"] for w in curves["ppo"]] == ["1-3", "4-7", "8-10", "11-13", "14-17", "18-20"]
     assert "Proxy vs gold during RL" in table and "| ppo (biased raters) | 18-20" in table
+
+
+def test_web_text_nll_measures_forgetting(demo_run):
+    """Every trained model's NLL on held-out web text; the RL runs log it at their first and last
+    step, and those are the SFT row's and their own row's figures."""
+    results = json.loads((demo_run / "a" / "results.json").read_text())
+    stages = {s["name"]: s for s in results["stages"]}
+    assert results["web_text"]["documents"] == 50
+    for name, stage in stages.items():
+        assert ("web_nll" in stage) != name.startswith("best-of"), name  # best-of-n changes no weights
+    assert stages["base"]["web_nll"] < stages["sft"]["web_nll"]  # fine-tuning forgets some web text
+    for run, row in (("ppo", "ppo"), ("ppo-biased", "ppo (biased raters)")):
+        lines = [json.loads(x) for x in (demo_run / "a" / run / "metrics.jsonl").read_text().splitlines()]
+        evals = {m["step"]: m["eval_nll"] for m in lines if "eval_nll" in m}
+        assert sorted(evals) == [0, 20], run
+        assert evals[0] == pytest.approx(stages["sft"]["web_nll"], abs=1e-4)
+        assert evals[20] == pytest.approx(stages[row]["web_nll"], abs=1e-4)
+    assert "web NLL" in (demo_run / "a" / "results.md").read_text()
+
+
+def test_heldout_web_text_is_not_in_the_pretraining_corpus():
+    from rlhf.demo.pipeline import heldout_web_text
+    from rlhf.toyworld import World, build_corpus
+
+    world = World.build(0, n_sft=200, n_rating=160, n_rl=100, n_eval=60)
+    web = heldout_web_text(world, 0, 50)
+    assert len(web) == len(set(web)) == 50
+    assert not set(web) & set(build_corpus(world))
 
 
 def test_gold_picked_best_of_n_is_the_ceiling_of_the_reward_models_pick(demo_run):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import corpus, demonstrations, pairs, rankings, write_jsonl
+from .helpers import corpus, demonstrations, pairs, question, rankings, reward_overrides, write_jsonl
 
 # ---------------------------------------------------------------- fixtures
 
@@ -37,3 +37,24 @@ def data_dir(tmp_path_factory) -> Path:
     write_jsonl(d / "hh.jsonl", pairs(48, seed=0, with_prompt=False))
     write_jsonl(d / "hh_eval.jsonl", pairs(16, seed=1, with_prompt=False))
     return d
+
+
+@pytest.fixture(scope="session")
+def prompts(tmp_path_factory) -> Path:
+    """64 "What is a + b?" prompts for the RL recipes (test_sample.py has its own)."""
+    d = tmp_path_factory.mktemp("prompts")
+    return write_jsonl(d / "prompts.jsonl", [{"prompt": question(a, b)} for a in range(8) for b in range(8)])
+
+
+@pytest.fixture(scope="session")
+def reward_model(nano_model, data_dir, tmp_path_factory) -> Path:
+    """A reward model trained for 10 steps on the test rankings (with its stored statistics)."""
+    from rlhf.config import load_config
+    from rlhf.recipes import reward
+
+    out = tmp_path_factory.mktemp("rm") / "rm"
+    cfg = load_config(
+        reward.Config, None, reward_overrides(nano_model, data_dir / "rankings.jsonl", out, "train.max_steps=10")
+    )
+    return reward.train(cfg)
+

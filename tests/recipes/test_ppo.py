@@ -11,26 +11,11 @@ import torch
 from rlhf.cli import main
 from rlhf.config import load_config
 from rlhf.eval.metrics import distinct_n, repeated_ngram_share
-from rlhf.recipes import ppo, reward
+from rlhf.recipes import ppo
 
-from .helpers import assert_same_weights, load_weights, question, read_metrics, reward_overrides, write_jsonl
+from .helpers import assert_same_weights, load_weights, read_metrics
 
 DIGITS = "tests.recipes.reward_fns:digits"
-
-
-@pytest.fixture(scope="module")
-def prompts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("prompts")
-    return write_jsonl(d / "prompts.jsonl", [{"prompt": question(a, b)} for a in range(8) for b in range(8)])
-
-
-@pytest.fixture(scope="module")
-def reward_model(nano_model, data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rm") / "rm"
-    cfg = load_config(
-        reward.Config, None, reward_overrides(nano_model, data_dir / "rankings.jsonl", out, "train.max_steps=10")
-    )
-    return reward.train(cfg)
 
 
 def overrides(model, prompts, out, *extra):

@@ -3,6 +3,7 @@ reads the policy as it is at that step, that a resumed run repeats none of it, a
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -32,12 +33,6 @@ EVAL_KEYS = {
     "eval_ppl",
     "time_eval",
 }
-
-
-@pytest.fixture(scope="module")
-def prompts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("prompts")
-    return write_jsonl(d / "prompts.jsonl", [{"prompt": question(a, b)} for a in range(8) for b in range(8)])
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +136,25 @@ def test_resumed_run_repeats_no_evaluation(nano_model, prompts, eval_prompts, tm
     for step in ea:  # one sampling seed for every evaluation: same weights, same figures
         for key in ("eval_score_raw", "eval_kl", "eval_length"):
             assert ea[step][key] == pytest.approx(eb[step][key], abs=1e-6), (step, key)
+
+
+def test_eval_with_a_reward_model_and_a_watcher(nano_model, prompts, eval_prompts, reward_model, tmp_path):
+    """The held-out score is the training reward model's, normalised like `score`; a watching
+    reward model (rewards.heldout_model) runs on its own lines beside it."""
+    out = tmp_path / "watched"
+    run(
+        *overrides(nano_model, prompts, out, f"rewards.model={reward_model}"),
+        f"rewards.heldout_model={reward_model}",
+        f"data.eval={eval_prompts}",
+        "train.max_steps=2",
+    )
+    evals, steps = by_step(read_metrics(out))
+    assert steps == [1, 2] and sorted(evals) == [0, 2]
+    stats = json.loads((reward_model / "config.json").read_text())
+    for e in evals.values():
+        normalised = (e["eval_score_raw"] - stats["reward_mean"]) / stats["reward_std"]
+        assert e["eval_score"] == pytest.approx(normalised, abs=1e-4)
+        assert "eval_nll" not in e  # no ptx.eval
 
 
 def test_no_eval_configured_logs_no_eval_lines(nano_model, prompts, tmp_path):

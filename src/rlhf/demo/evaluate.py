@@ -2,7 +2,8 @@
 
 Quality is measured on greedy responses (what a user of the model would see). KL to SFT is
 estimated separately on responses *sampled* from the policy at temperature 1, the only responses
-on which the log-ratio estimator is unbiased.
+on which the log-ratio estimator is unbiased. Forgetting is the policy's token-mean NLL on held-out
+web text (``web_nll``): the pretraining distribution, which alignment should not unlearn.
 """
 
 from __future__ import annotations
@@ -45,9 +46,33 @@ def _sample_and_score(policy, reward_model, tokenizer, tasks: list[Task], n: int
     return groups, [scores[i * n : (i + 1) * n] for i in range(len(tasks))]
 
 
+def text_nll(model, tokenizer, texts: list[str], max_length: int) -> float:
+    """Token-mean NLL of ``model`` on ``texts`` (each read from its start, cut to ``max_length``)."""
+    from rlhf.data.records import parse_demonstration
+    from rlhf.data.tokenize import tokenize_demonstrations
+    from rlhf.recipes.loop import make_accelerator
+    from rlhf.recipes.sft import evaluate
+    from rlhf.sections import TrainConfig
+
+    records = [parse_demonstration({"prompt": "", "completion": t}, f"web text {i}") for i, t in enumerate(texts)]
+    examples, _ = tokenize_demonstrations(records, tokenizer, max_length)
+    accelerator = make_accelerator(TrainConfig(output_dir="unused"))
+    return evaluate(model, accelerator, examples, tokenizer.pad_token_id, 16)["eval_loss"]
+
+
 def evaluate_policy(
-    name: str, model, tokenizer, tasks: list[Task], sft_model, max_new_tokens: int, kl_samples: int, seed: int
+    name: str,
+    model,
+    tokenizer,
+    tasks: list[Task],
+    sft_model,
+    max_new_tokens: int,
+    kl_samples: int,
+    seed: int,
+    web: list[str] | None = None,
+    max_length: int = 128,
 ) -> dict[str, Any]:
+    """One results row for ``model``; ``web``: held-out web text for ``web_nll`` (cut to ``max_length`` tokens)."""
     engine = HFGenerateEngine(model, tokenizer)
     prompts = [t.prompt for t in tasks]
     greedy = [g[0] for g in engine.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0))]
@@ -62,7 +87,10 @@ def evaluate_policy(
         logp = sequence_logprobs(model, p_ids, r_ids, tokenizer.pad_token_id)
         ref = sequence_logprobs(sft_model, p_ids, r_ids, tokenizer.pad_token_id)
         kl = kl_from_logprobs(logp.tolist(), ref.tolist())
-    return _row(name, tasks, greedy, kl, seed)
+    row = _row(name, tasks, greedy, kl, seed)
+    if web:
+        row["web_nll"] = text_nll(model, tokenizer, web, max_length)
+    return row
 
 
 def reward_model_accuracy(

@@ -121,6 +121,20 @@ def pretrain_base(root: Path, world: World, preset: Preset, seed: int) -> Path:
     return cached
 
 
+def heldout_web_text(world: World, seed: int, n: int) -> list[str]:
+    """``n`` web-text documents the base model never read: drawn from the corpus generator with
+    another seed, leaving out any document the pretraining corpus holds (short fact documents
+    recur: the world is small)."""
+    seen = set(build_corpus(world))
+    fresh = dict.fromkeys(build_corpus(world, n_docs=3 * n, seed=f"{seed}:heldout"))
+    return [d for d in fresh if d not in seen][:n]
+
+
+def web_text_file(root: Path) -> Path:
+    """Where ``run_demo`` writes the held-out web text (demonstration records with empty prompts)."""
+    return root / "data" / "web_heldout.jsonl"
+
+
 def train_reward_model(out: Path, sft_dir: Path, rankings: Path, preset: Preset, seed: int) -> Path:
     """The demo's reward stage (also used on the RLAIF labels): one epoch from the SFT model."""
     return _train(
@@ -197,7 +211,7 @@ def run_ppo(
             for k, v in {
                 "model.path": sft_dir,
                 "data.train": prompts,
-                "data.max_length": preset.max_length + preset.max_new_tokens,
+                "data.max_length": preset.max_length + preset.max_new_tokens,  # also cuts ptx.eval's web text
                 "rewards.model": rm_dir,
                 "train.output_dir": root / name,
                 "train.max_steps": preset.ppo_steps,
@@ -217,6 +231,8 @@ def run_ppo(
                 "algo.minibatches": preset.ppo_minibatches,
                 "rollout.max_new_tokens": preset.max_new_tokens,
                 "rollout.samples_every": max(1, preset.ppo_steps // 4),
+                # forgetting: NLL on held-out web text at the first and the last step (eval_nll)
+                "ptx.eval": web_text_file(root),
                 **(
                     {"ptx.data": root / "data" / "demonstrations.jsonl", "ptx.coef": preset.ppo_ptx_coef}
                     if preset.ppo_ptx_coef > 0
@@ -252,6 +268,8 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     stage("base model (pretraining on web text)")
     world = World.build(seed, **preset.world)
     base_dir = pretrain_base(root, world, preset, seed)
+    web = heldout_web_text(world, seed, preset.web_eval_docs)
+    _write_jsonl(web_text_file(root), [{"prompt": "", "completion": d} for d in web])
     done("base model (pretraining on web text)")
 
     # 3. SFT
@@ -371,8 +389,11 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     sft_model = AutoModelForCausalLM.from_pretrained(sft_dir).eval()
     base_model = AutoModelForCausalLM.from_pretrained(base_dir).eval()
     tasks = world.tasks("eval")
+    rl_max_length = preset.max_length + preset.max_new_tokens  # as the RL runs cut the web text
     stages = [
-        evaluate_policy(name, m, tok, tasks, sft_model, preset.max_new_tokens, preset.kl_samples, seed)
+        evaluate_policy(
+            name, m, tok, tasks, sft_model, preset.max_new_tokens, preset.kl_samples, seed, web, rl_max_length
+        )
         for name, m in (
             ("base", base_model),
             ("sft", sft_model),
@@ -397,6 +418,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     results = {
         "stages": stages,
         "reward_model": {"heldout_accuracy_vs_gold": rm_acc},
+        "web_text": {"documents": len(web), "file": str(web_text_file(root).relative_to(root))},
         "proxy_vs_gold": {
             name: proxy_vs_gold(root / run / "metrics.jsonl")
             for name, run in [("ppo", "ppo"), *([(HACKED, "ppo-biased")] if hacked_dir else [])]

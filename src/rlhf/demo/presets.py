@@ -67,6 +67,8 @@ class Preset:
     """add the RLAIF row: the SFT model judges the candidates, a reward model on its labels, the same RL"""
     ppo_epochs: int = 2
     ppo_minibatches: int = 2
+    web_eval_docs: int = 200
+    """held-out web-text documents whose NLL measures forgetting (the table's web NLL, the RL runs' eval_nll)"""
     hacking: bool = True
     """add the reward-hacking row: raters who favour long, confident answers rank the same candidates,
     a reward model learns their taste, and PPO with a weak KL penalty optimises it (demo/hacking.py)"""
@@ -102,5 +104,6 @@ PRESETS = {
         rs_n=4,
         rs_steps=20,
         hacking_steps=20,
+        web_eval_docs=50,
     ),
 }

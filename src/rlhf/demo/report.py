@@ -19,6 +19,7 @@ COLUMNS = [
     ("acc:benign", "answers benign", "{:.2f}"),
     ("mean_length", "length", "{:.1f}"),
     ("kl_to_sft", "KL to SFT", "{:.2f}"),
+    ("web_nll", "web NLL", "{:.3f}"),
 ]
 
 
@@ -38,6 +39,12 @@ def table(results: dict[str, Any]) -> str:
     against gold over the RL runs."""
     head = [title for _, title, _ in COLUMNS]
     out = _markdown(head, [[_cell(s, key, fmt) for key, _, fmt in COLUMNS] for s in results["stages"]])
+    if "web_text" in results:
+        out += [
+            "",
+            f"web NLL: token-mean NLL on {results['web_text']['documents']} held-out web-text documents, the "
+            "pretraining distribution (forgetting: the base model reads them best; '-' where no weights changed)",
+        ]
     rm = results.get("reward_model", {})
     if "heldout_accuracy_vs_gold" in rm:
         out.append("")

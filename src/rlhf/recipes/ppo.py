@@ -142,12 +142,12 @@ def train(
         ptx, _ = tokenize_demonstrations(records, tokenizer, cfg.data.max_length)
         if not ptx:
             raise DataError(f"ptx.data: every record of {cfg.ptx.data} is longer than data.max_length")
-    held = load_held_out(cfg, tokenizer, load_prompts)
+    held_out = load_held_out(cfg, tokenizer, load_prompts)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
     run.write_config(cfg)
     run.write_json(
         "data.json",
-        {"train": vars(stats), "ptx_records": len(ptx), "eval_prompts": len(held.prompt_ids), "eval_text": len(held.text)},
+        {"train": vars(stats), "ptx_records": len(ptx), "eval_prompts": len(held_out.prompt_ids), "eval_text": len(held_out.text)},
     )
 
     policy = load_policy(cfg.model, tokenizer).eval()
@@ -226,7 +226,7 @@ def train(
         """Log the held-out evaluation of the policy after ``done`` steps; returns its seconds."""
         t = time.perf_counter()
         result = evaluate_held_out(
-            held, policy=policy, engine=engine, scorer=scorer, reference_logits=reference_logits if a.reference else None,
+            held_out, policy=policy, engine=engine, scorer=scorer, reference_logits=reference_logits if a.reference else None,
             params=eval_params, cfg=cfg, accelerator=accelerator, pad_id=tokenizer.pad_token_id, sample_metrics=sample_metrics,
         )
         seconds = time.perf_counter() - t
@@ -234,7 +234,7 @@ def train(
         say(f"[{a.name}] step {done} eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
         return seconds
 
-    if held and start == 0:  # the starting policy, for comparison
+    if held_out and start == 0:  # the starting policy, for comparison
         evaluate(0)
     bar = progress(plan.total_steps, start, not accelerator.is_local_main_process, f"{a.name}")
     t_start, rollouts_done, eval_seconds = time.perf_counter(), 0, 0.0
@@ -435,7 +435,7 @@ def train(
             run.log(record)
         if r.samples_every and (done % r.samples_every == 0 or done == plan.total_steps):
             write_samples(run, done, rows_text, completions, raw.tolist(), accelerator.is_main_process)
-        if held and (done == plan.total_steps or (cfg.train.eval_every and done % cfg.train.eval_every == 0)):
+        if held_out and (done == plan.total_steps or (cfg.train.eval_every and done % cfg.train.eval_every == 0)):
             eval_seconds += evaluate(done)
         if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
             last_ckpt = run.save_checkpoint(
