@@ -45,7 +45,6 @@ from rlhf.data.tokenize import (
     encode_prompt,
     fit_prompt,
     render_prompt,
-    tokenize_demonstrations,
 )
 from rlhf.eval.metrics import distinct_n, repeated_ngram_share
 from rlhf.losses.kl import kl_penalty
@@ -65,6 +64,7 @@ from rlhf.recipes.ppo_config import Config, check
 from rlhf.recipes.ppo_eval import evaluate_held_out, load_held_out
 from rlhf.recipes.ppo_scorer import Scorer, frozen
 from rlhf.recipes.run_dir import RunDir
+from rlhf.recipes.sft import load_examples
 from rlhf.rollout.advantages import (
     explained_variance,
     gae,
@@ -136,13 +136,8 @@ def train(
     tokenizer = load_tokenizer(cfg.model.path)
     prompt_texts, prompt_ids, stats = load_prompts(cfg, tokenizer)
     say(f"[ppo] data.train: {stats.summary()}")
-    ptx = []
-    if cfg.ptx.coef > 0:
-        records = load_records(cfg.ptx.data, "demonstration", "ptx.data")
-        ptx, _ = tokenize_demonstrations(records, tokenizer, cfg.data.max_length)
-        if not ptx:
-            raise DataError(f"ptx.data: every record of {cfg.ptx.data} is longer than data.max_length")
-    held_out = load_held_out(cfg, tokenizer, load_prompts)
+    ptx = load_examples(cfg.ptx.data, "ptx.data", tokenizer, cfg)[0] if cfg.ptx.coef > 0 else []
+    held_out = load_held_out(cfg, tokenizer)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
     run.write_config(cfg)
     run.write_json(
@@ -217,10 +212,10 @@ def train(
         with unwrapped.disable_adapter():
             return response_logits(policy, exp)
 
-    eval_params = SamplingParams(
-        r.max_new_tokens, r.temperature, r.top_p, r.top_k, n=1, seed=cfg.train.seed * 1_000_003 - 1,
-        stop=list(r.stop), min_new_tokens=r.min_new_tokens,
+    sampling = SamplingParams(
+        r.max_new_tokens, r.temperature, r.top_p, r.top_k, n=n, stop=list(r.stop), min_new_tokens=r.min_new_tokens
     )
+    eval_params = replace(sampling, n=1, seed=cfg.train.seed * 1_000_003 - 1)  # one seed for every evaluation
 
     def evaluate(done: int) -> float:
         """Log the held-out evaluation of the policy after ``done`` steps; returns its seconds."""
@@ -242,16 +237,7 @@ def train(
         # 1. generate
         t0 = time.perf_counter()
         idx = plan.micro_batches(step, accelerator.process_index)[0]
-        params = SamplingParams(
-            r.max_new_tokens,
-            r.temperature,
-            r.top_p,
-            r.top_k,
-            n=n,
-            seed=cfg.train.seed * 1_000_003 + step * 997 + accelerator.process_index,
-            stop=list(r.stop),
-            min_new_tokens=r.min_new_tokens,
-        )
+        params = replace(sampling, seed=cfg.train.seed * 1_000_003 + step * 997 + accelerator.process_index)
         gens = [g for gs in engine.generate_ids([prompt_ids[i] for i in idx], params) for g in gs]
         rows_prompt = [prompt_ids[i] for i in idx for _ in range(n)]
         rows_text = [prompt_texts[i] for i in idx for _ in range(n)]

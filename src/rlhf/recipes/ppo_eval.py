@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import torch
 from accelerate.utils import gather_object
 
-from rlhf.data.readers import DataError
-from rlhf.data.records import load_records
-from rlhf.data.tokenize import tokenize_demonstrations
 from rlhf.eval.metrics import distinct_n, repeated_ngram_share
+from rlhf.losses.kl import kl_penalty
+from rlhf.recipes.sft import evaluate as text_nll
+from rlhf.recipes.sft import load_examples
 from rlhf.rollout.experience import pack_rollouts, response_logits, response_tokens, token_logprobs
 from rlhf.rollout.generate import SamplingParams
 from rlhf.rollout.rewards import postprocess_scores
@@ -45,17 +45,16 @@ class HeldOut:
         return bool(self.prompt_ids or self.text)
 
 
-def load_held_out(cfg, tokenizer, load_prompts: Callable) -> HeldOut:
-    """Read data.eval (with ``load_prompts``, as data.train is read) and ptx.eval; a bad file fails
-    here, before any model is loaded."""
+def load_held_out(cfg, tokenizer) -> HeldOut:
+    """Read data.eval (as data.train is read) and ptx.eval (as ptx.data is); a bad file fails here,
+    before any model is loaded."""
+    from rlhf.recipes.ppo import load_prompts  # ppo imports this module
+
     held = HeldOut()
     if cfg.data.eval:
         held.prompt_texts, held.prompt_ids, _ = load_prompts(cfg, tokenizer, cfg.data.eval, "data.eval")
     if cfg.ptx.eval:
-        records = load_records(cfg.ptx.eval, "demonstration", "ptx.eval")
-        held.text, _ = tokenize_demonstrations(records, tokenizer, cfg.data.max_length)
-        if not held.text:
-            raise DataError(f"ptx.eval: every record of {cfg.ptx.eval} is longer than data.max_length")
+        held.text = load_examples(cfg.ptx.eval, "ptx.eval", tokenizer, cfg)[0]
     return held
 
 
@@ -74,8 +73,6 @@ def evaluate_held_out(
     sample_metrics: Callable | None = None,
 ) -> dict[str, float]:
     """The eval_* metrics of the module docstring for the policy as it is now."""
-    from rlhf.recipes.sft import evaluate as text_nll
-
     out: dict[str, float] = {}
     if held.prompt_ids:
         out.update(_prompts(held, policy, engine, scorer, reference_logits, params, cfg, accelerator, pad_id, sample_metrics))
@@ -134,4 +131,4 @@ def _seq_kl(policy, reference_logits, prompt_ids, response_ids, pad_id, temperat
     with accelerator.autocast():
         logp = token_logprobs(response_logits(policy, exp), tokens, temperature)
         ref = token_logprobs(reference_logits(exp), tokens, temperature)
-    return ((logp - ref).float() * exp.response_mask).sum(1).cpu()
+    return (kl_penalty(logp.float(), ref.float(), "k1") * exp.response_mask).sum(1).cpu()
