@@ -25,7 +25,7 @@ def demo_run(tmp_path_factory):
 def test_fast_demo_writes_the_results_table(demo_run):
     results = json.loads((demo_run / "a" / "results.json").read_text())
     names = [s["name"] for s in results["stages"]]
-    assert names == ["base", "sft", "ppo", "dpo", "rs-sft", "ppo (biased raters)", "best-of-4", "best-of-4 (gold)"]
+    assert names == ["base", "sft", "ppo", "ppo-ptx", "dpo", "rs-sft", "ppo (biased raters)", "best-of-4", "best-of-4 (gold)"]
     for stage in results["stages"]:
         assert STAGE_KEYS <= set(stage)
         assert set(FAMILIES) <= set(stage["family_accuracy"])
@@ -34,7 +34,7 @@ def test_fast_demo_writes_the_results_table(demo_run):
     assert {"sft", "reward model", "evaluation", "total"} <= set(results["seconds"])
     table = (demo_run / "a" / "results.md").read_text()
     assert "| base" in table and "| sft" in table and "win vs SFT" in table
-    parts = ("sft/final", "reward/final", "ppo/final", "dpo/final", "rs-sft/final", "best-of-n/best.jsonl")
+    parts = ("sft/final", "reward/final", "ppo/final", "ppo-ptx/final", "dpo/final", "rs-sft/final", "best-of-n/best.jsonl")
     for part in (*parts, "reward-biased/final", "ppo-biased/final", "data/rankings-biased.jsonl"):
         assert (demo_run / "a" / part).exists(), part
     # the RL stage logs the gold reward of its samples next to the proxy, for reward-hacking plots
@@ -57,7 +57,8 @@ def test_web_text_nll_measures_forgetting(demo_run):
     for name, stage in stages.items():
         assert ("web_nll" in stage) != name.startswith("best-of"), name  # best-of-n changes no weights
     assert stages["base"]["web_nll"] < stages["sft"]["web_nll"]  # fine-tuning forgets some web text
-    for run, row in (("ppo", "ppo"), ("ppo-biased", "ppo (biased raters)")):
+    assert stages["ppo-ptx"]["web_nll"] < stages["ppo"]["web_nll"]  # PPO-ptx holds it down
+    for run, row in (("ppo", "ppo"), ("ppo-ptx", "ppo-ptx"), ("ppo-biased", "ppo (biased raters)")):
         lines = [json.loads(x) for x in (demo_run / "a" / run / "metrics.jsonl").read_text().splitlines()]
         evals = {m["step"]: m["eval_nll"] for m in lines if "eval_nll" in m}
         assert sorted(evals) == [0, 20], run
@@ -71,9 +72,10 @@ def test_heldout_web_text_is_not_in_the_pretraining_corpus():
     from rlhf.toyworld import World, build_corpus
 
     world = World.build(0, n_sft=200, n_rating=160, n_rl=100, n_eval=60)
-    web = heldout_web_text(world, 0, 50)
+    corpus = build_corpus(world)
+    web = heldout_web_text(world, corpus, 0, 50)
     assert len(web) == len(set(web)) == 50
-    assert not set(web) & set(build_corpus(world))
+    assert not set(web) & set(corpus)
 
 
 def test_gold_picked_best_of_n_is_the_ceiling_of_the_reward_models_pick(demo_run):

@@ -6,7 +6,8 @@
     4. sample K responses per rating prompt from the SFT model
     5. simulated raters rank them (the ranking format human raters export)
     6. reward model on the rankings
-    7. PPO from the SFT model against the reward model, with a KL penalty to SFT
+    7. PPO from the SFT model against the reward model, with a KL penalty to SFT; and PPO-ptx, the
+       same plus the NLL of the pretraining web text in every policy step (against forgetting)
     8. RLAIF: the SFT model judges the same candidates; a reward model on its labels; the same RL
     9. evaluate every model on held-out prompts with the gold scorer
 
@@ -121,11 +122,11 @@ def pretrain_base(root: Path, world: World, preset: Preset, seed: int) -> Path:
     return cached
 
 
-def heldout_web_text(world: World, seed: int, n: int) -> list[str]:
+def heldout_web_text(world: World, corpus: list[str], seed: int, n: int) -> list[str]:
     """``n`` web-text documents the base model never read: drawn from the corpus generator with
-    another seed, leaving out any document the pretraining corpus holds (short fact documents
+    another seed, leaving out any document of the pretraining ``corpus`` (short fact documents
     recur: the world is small)."""
-    seen = set(build_corpus(world))
+    seen = set(corpus)
     fresh = dict.fromkeys(build_corpus(world, n_docs=3 * n, seed=f"{seed}:heldout"))
     return [d for d in fresh if d not in seen][:n]
 
@@ -233,11 +234,6 @@ def run_ppo(
                 "rollout.samples_every": max(1, preset.ppo_steps // 4),
                 # forgetting: NLL on held-out web text at the first and the last step (eval_nll)
                 "ptx.eval": web_text_file(root),
-                **(
-                    {"ptx.data": root / "data" / "demonstrations.jsonl", "ptx.coef": preset.ppo_ptx_coef}
-                    if preset.ppo_ptx_coef > 0
-                    else {}
-                ),
                 **(extra or {}),
             }.items()
         ],
@@ -268,7 +264,8 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     stage("base model (pretraining on web text)")
     world = World.build(seed, **preset.world)
     base_dir = pretrain_base(root, world, preset, seed)
-    web = heldout_web_text(world, seed, preset.web_eval_docs)
+    corpus = build_corpus(world)  # what the base model read (pretrain_base builds it only when not cached)
+    web = heldout_web_text(world, corpus, seed, preset.web_eval_docs)
     _write_jsonl(web_text_file(root), [{"prompt": "", "completion": d} for d in web])
     done("base model (pretraining on web text)")
 
@@ -305,10 +302,19 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     rm_dir = train_reward_model(root / "reward", sft_dir, rankings, preset, seed)
     done("reward model")
 
-    # 7. PPO against the reward model
+    # 7. PPO against the reward model; PPO-ptx: the same, plus the NLL of pretraining text
     stage("ppo")
     ppo_dir = run_ppo(root, world, sft_dir, rm_dir, preset, seed)
     done("ppo")
+    ptx_dir = None
+    if preset.ptx_coef > 0:
+        stage("ppo-ptx")
+        web_train = _write_jsonl(
+            root / "data" / "web_pretrain.jsonl", [{"prompt": "", "completion": d} for d in corpus]
+        )
+        mix = {"ptx.data": web_train, "ptx.coef": preset.ptx_coef, "ptx.batch_size": preset.ptx_batch}
+        ptx_dir = run_ppo(root, world, sft_dir, rm_dir, preset, seed, name="ppo-ptx", extra=mix)
+        done("ppo-ptx")
 
     # 8. the alternatives: DPO on the same rankings; rejection-sampling SFT on best-of-n samples
     stage("dpo")
@@ -398,6 +404,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             ("base", base_model),
             ("sft", sft_model),
             ("ppo", AutoModelForCausalLM.from_pretrained(ppo_dir).eval()),
+            *([("ppo-ptx", AutoModelForCausalLM.from_pretrained(ptx_dir).eval())] if ptx_dir else []),
             ("dpo", AutoModelForCausalLM.from_pretrained(dpo_dir).eval()),
             ("rs-sft", AutoModelForCausalLM.from_pretrained(rs_dir).eval()),
             *([("rlaif", AutoModelForCausalLM.from_pretrained(rlaif_dir).eval())] if rlaif_dir else []),

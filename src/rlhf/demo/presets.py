@@ -50,8 +50,6 @@ class Preset:
     """critic.init of the PPO stage: reward (a copy of the reward model) or shared (a value head on the policy)"""
     ppo_kl_coef: float = 0.15
     """per-token KL penalty to the SFT model"""
-    ppo_ptx_coef: float = 0.0
-    """PPO-ptx: weight of the NLL on the SFT demonstrations in every policy step (0: off)"""
     dpo_epochs: float = 0.33
     """DPO passes over the simulated rankings (expanded to pairs)"""
     dpo_lr: float = 1e-4
@@ -67,6 +65,11 @@ class Preset:
     """add the RLAIF row: the SFT model judges the candidates, a reward model on its labels, the same RL"""
     ppo_epochs: int = 2
     ppo_minibatches: int = 2
+    ptx_coef: float = 0.05
+    """the ppo-ptx row: the PPO stage again, plus this weight on the NLL of pretraining web text in
+    every policy step (InstructGPT's PPO-ptx gamma; 0: no row)"""
+    ptx_batch: int = 8
+    """web-text documents in each policy step's NLL term"""
     web_eval_docs: int = 200
     """held-out web-text documents whose NLL measures forgetting (the table's web NLL, the RL runs' eval_nll)"""
     hacking: bool = True
