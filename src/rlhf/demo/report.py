@@ -43,7 +43,8 @@ def table(results: dict[str, Any]) -> str:
         out += [
             "",
             f"web NLL: token-mean NLL on {results['web_text']['documents']} held-out web-text documents, the "
-            "pretraining distribution (forgetting: the base model reads them best; '-' where no weights changed)",
+            "pretraining distribution (forgetting: a rise above SFT's figure is what a stage cost; '-' where no weights "
+            "changed)",
         ]
     rm = results.get("reward_model", {})
     if "heldout_accuracy_vs_gold" in rm:
