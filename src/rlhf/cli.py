@@ -20,6 +20,7 @@ TRAINING_VERBS = {
     "dpo": ("rlhf.recipes.dpo", "direct preference optimisation (DPO, IPO, cDPO, hinge)"),
     "sample": ("rlhf.recipes.sample", "K responses per prompt, written as candidate sets for labeling"),
     "best-of-n": ("rlhf.recipes.best_of_n", "sample n, keep the reward model's best (rejection sampling)"),
+    "eval": ("rlhf.recipes.evaluate", "win rates (reward model, gold), KL, length, diversity and perplexity of a policy"),
     "judge": ("rlhf.feedback.judge.run", "label candidate sets or pairs with an AI judge (RLAIF, RL-CAI)"),
 }
 

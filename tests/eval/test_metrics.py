@@ -4,7 +4,15 @@ import math
 
 import pytest
 
-from rlhf.eval.metrics import distinct_n, kl_from_logprobs, ordering_accuracy, repeated_ngram_share, win_rate
+from rlhf.eval.metrics import (
+    WinRate,
+    distinct_n,
+    kl_from_logprobs,
+    ordering_accuracy,
+    repeated_ngram_share,
+    win_rate,
+    win_rate_interval,
+)
 
 
 def test_win_rate_counts_ties_half():
@@ -40,3 +48,18 @@ def test_repeated_ngram_share():
     assert repeated_ngram_share("all different words here") == 0.0
     assert repeated_ngram_share("one") == 0.0 and repeated_ngram_share("") == 0.0
     assert repeated_ngram_share("a b c a b c", n=3) == pytest.approx(1 / 4)
+
+
+def test_win_rate_interval_from_hand_derived_numbers():
+    # outcomes 1, 0.5, 0, 0.5: rate 0.5; sample variance (0.25 + 0 + 0.25 + 0) / 3 = 1/6;
+    # standard error sqrt(1/6 / 4) = 0.2041; 1.96 x that = 0.4001
+    w = win_rate_interval([2.0, 1.0, 1.0, 0.0], [1.0, 1.0, 2.0, 0.0])
+    assert (w.rate, w.wins, w.ties, w.losses) == (0.5, 1, 2, 1)
+    assert w.low == pytest.approx(0.5 - 1.96 * math.sqrt(1 / 24))
+    assert w.high == pytest.approx(0.5 + 1.96 * math.sqrt(1 / 24))
+    # all wins: no spread, and the interval is clipped to [0, 1]
+    assert win_rate_interval([1.0, 1.0], [0.0, 0.0]) == WinRate(1.0, 1.0, 1.0, 2, 0, 0)
+    w = win_rate_interval([1.0, 0.0, 1.0], [0.0, 1.0, 0.0], z=10.0)
+    assert (w.low, w.high) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        win_rate_interval([], [])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -129,3 +130,19 @@ def reward_overrides(model: Path, train: Path, out: Path, *extra: str) -> list[s
         "train.log_every=1",
         *extra,
     ]
+
+
+def token_mean_nll(model_dir, records) -> float:
+    """Token-mean NLL of the completions given their prompts, one record at a time, from HF's own loss."""
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    total, count = 0.0, 0
+    for rec in records:
+        p = tok(rec.prompt, add_special_tokens=False)["input_ids"]
+        c = tok(rec.completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = torch.tensor([p + c])
+        labels = torch.tensor([[-100] * len(p) + c])
+        with torch.no_grad():
+            total += model(input_ids=ids, labels=labels).loss.item() * len(c)
+        count += len(c)
+    return total / count

@@ -7,7 +7,6 @@ import json
 import math
 
 import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlhf.cli import main
@@ -17,7 +16,7 @@ from rlhf.recipes.loop import make_accelerator
 from rlhf.recipes.sft import evaluate
 from rlhf.sections import TrainConfig
 
-from .helpers import question, read_metrics, write_jsonl
+from .helpers import question, read_metrics, token_mean_nll, write_jsonl
 from .reward_fns import digits
 from .test_ppo import DIGITS, Interrupt, overrides, run
 
@@ -45,22 +44,6 @@ def by_step(metrics: list[dict]) -> tuple[dict[int, dict], list[int]]:
     """The eval lines by step, and the steps of the training lines."""
     evals = {r["step"]: r for r in metrics if "eval_score" in r or "eval_nll" in r}
     return evals, [r["step"] for r in metrics if "score_raw" in r]
-
-
-def token_mean_nll(model_dir, records) -> float:
-    """Token-mean NLL of the completions given their prompts, one record at a time, from HF's own loss."""
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    total, count = 0.0, 0
-    for rec in records:
-        p = tok(rec.prompt, add_special_tokens=False)["input_ids"]
-        c = tok(rec.completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        ids = torch.tensor([p + c])
-        labels = torch.tensor([[-100] * len(p) + c])
-        with torch.no_grad():
-            total += model(input_ids=ids, labels=labels).loss.item() * len(c)
-        count += len(c)
-    return total / count
 
 
 def test_eval_at_step_0_every_n_steps_and_the_end(nano_model, prompts, eval_prompts, data_dir, tmp_path):

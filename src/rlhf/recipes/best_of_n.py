@@ -49,13 +49,14 @@ def best_of_n_kl(n: int) -> float:
 
 
 def score_generations(
-    reward_model_path: str, model_cfg: ModelConfig, tokenizer, gens, batch_size: int
+    reward_model_path: str, model_cfg: ModelConfig, tokenizer, gens, batch_size: int, what: str = "best_of_n.reward_model"
 ) -> list[list[float]]:
-    """The reward model's score of every generation, grouped as ``gens`` is."""
-    rm_tok = load_tokenizer(reward_model_path, "best_of_n.reward_model")
+    """The reward model's score of every generation, grouped as ``gens`` is (``what``: the config
+    key that named the reward model)."""
+    rm_tok = load_tokenizer(reward_model_path, what)
     if rm_tok.get_vocab() != tokenizer.get_vocab():
-        raise ConfigError("best_of_n.reward_model uses another tokenizer than model.path; use one built on the same")
-    rm = load_scalar_model(replace(model_cfg, path=reward_model_path, lora_r=0), rm_tok, "best_of_n.reward_model")
+        raise ConfigError(f"{what} uses another tokenizer than model.path; use one built on the same")
+    rm = load_scalar_model(replace(model_cfg, path=reward_model_path, lora_r=0), rm_tok, what)
     flat = [g for gs in gens for g in gs]
     prompts = [g.prompt_ids for g in flat]
     responses = [g.response_ids for g in flat]

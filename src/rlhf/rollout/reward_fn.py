@@ -41,19 +41,19 @@ def load_reward_fn(spec: str, what: str = "rewards.function") -> RewardFn:
 
 
 def call_reward_fn(
-    fn: RewardFn, prompts: list[str], completions: list[str], finished: list[bool], spec: str
+    fn: RewardFn, prompts: list[str], completions: list[str], finished: list[bool], spec: str, what: str = "rewards.function"
 ) -> torch.Tensor:
-    """Call a reward function and check what it returned.  Shape: (N,)"""
+    """Call a reward function and check what it returned (``what``: the config key that named it).  Shape: (N,)"""
     out = fn(prompts, completions, finished=finished)
     try:
         values = [float(v) for v in out]
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"rewards.function {spec!r} must return a list of numbers: {err}") from err
+        raise ConfigError(f"{what} {spec!r} must return a list of numbers: {err}") from err
     if len(values) != len(completions):
         raise ConfigError(
-            f"rewards.function {spec!r} returned {len(values)} rewards for {len(completions)} completions"
+            f"{what} {spec!r} returned {len(values)} rewards for {len(completions)} completions"
         )
     bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
     if bad:
-        raise ConfigError(f"rewards.function {spec!r} returned a non-finite reward for completion {bad[0]}")
+        raise ConfigError(f"{what} {spec!r} returned a non-finite reward for completion {bad[0]}")
     return torch.tensor(values, dtype=torch.float32)

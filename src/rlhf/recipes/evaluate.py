@@ -1,0 +1,254 @@
+"""Evaluate a policy on held-out prompts and text: `rlhf eval`.
+
+What a practitioner reads after a PPO or DPO run, from one command:
+
+- **responses** to ``eval.prompts`` from the policy (``model.path``) and, with ``eval.baseline``
+  (say the SFT model), from the baseline, decoded alike (greedy by default);
+- **scores** of each: the proxy (``eval.reward_model`` or ``eval.reward_function``) and, with
+  ``eval.gold``, a scorer you trust more (``module:function``; the toy task's is
+  ``rlhf.toyworld.reward:gold``). Proxy up while gold falls is reward hacking;
+- **win rates** of the policy against the baseline under each scorer, ties counted half, with a
+  95% interval: 125 prompts cannot tell 0.53 from 0.50;
+- **KL** of the policy to ``eval.reference`` (default: the baseline), estimated on
+  ``eval.kl_samples`` responses per prompt *sampled* at temperature 1 (the only responses on
+  which the summed log-ratio is unbiased), with its standard error;
+- **length, missing EOS, diversity** (distinct-1/2 over all responses, the share of repeated word
+  bigrams within one): the shapes reward hacking takes;
+- **NLL and perplexity** of each model on ``eval.text`` (demonstration records, or pretraining
+  text as ``{"prompt": "", "completion": text}``): forgetting.
+
+Writes ``config.yaml``, ``report.json`` and ``samples.jsonl`` (each prompt with both responses
+and their scores) to ``eval.output_dir``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from rlhf.config import ConfigError
+from rlhf.data.records import load_records
+from rlhf.data.tokenize import encode_prompt, render_prompt
+from rlhf.eval.metrics import distinct_n, repeated_ngram_share, win_rate_interval
+from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
+from rlhf.recipes.best_of_n import score_generations
+from rlhf.recipes.run_dir import RunDir
+from rlhf.recipes.sample import write_jsonl_atomic
+from rlhf.rollout.engine import make_engine
+from rlhf.rollout.generate import Generation, SamplingParams
+from rlhf.rollout.logprobs import sequence_logprobs
+from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
+from rlhf.sections import ModelConfig
+
+
+@dataclass
+class EvalSection:
+    prompts: str = ""
+    """held-out prompt records (JSONL, parquet or a saved `datasets` directory)"""
+    baseline: str = ""
+    """a second causal LM to compare against (the SFT model): win rates; same tokenizer as model.path"""
+    reference: str = ""
+    """the model KL is measured to (default: eval.baseline); same tokenizer as model.path"""
+    reward_model: str = ""
+    """the proxy: a reward model directory (AutoModelForSequenceClassification, num_labels=1)"""
+    reward_function: str = ""
+    """the proxy as a Python callable 'module:function' (prompts, completions, **kw) -> list[float]"""
+    gold: str = ""
+    """a trusted scorer 'module:function', same signature (the toy task: rlhf.toyworld.reward:gold)"""
+    text: str = ""
+    """held-out text for NLL / perplexity: demonstration records, or {"prompt": "", "completion": text}"""
+    max_new_tokens: int = 128
+    """longest response"""
+    temperature: float = 0.0
+    """decoding temperature of the compared responses (0: greedy, what a user of the model sees)"""
+    top_p: float = 1.0
+    """nucleus sampling mass of the compared responses (1: off)"""
+    stop: list[str] = field(default_factory=list)
+    """stop strings: a response ends after the first one (besides EOS)"""
+    kl_samples: int = 4
+    """responses per prompt sampled at temperature 1 for the KL estimate (0: no KL)"""
+    max_length: int = 512
+    """longest eval.text record in tokens (longer ones are cut)"""
+    seed: int = 0
+    """sampling seed"""
+    engine: Literal["kv_cache", "hf"] = "kv_cache"
+    """kv_cache: rlhf's engine; hf: transformers' generate"""
+    batch_size: int = 32
+    """sequences decoded or scored at once"""
+    output_dir: str = "runs/eval"
+    """where config.yaml, report.json and samples.jsonl go"""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+
+def check(cfg: Config) -> dict[str, Any]:
+    """Every config error before any model is loaded; returns the imported callables."""
+    e = cfg.eval
+    check_model_path(cfg.model.path)
+    if not e.prompts and not e.text:
+        raise ConfigError("eval.prompts or eval.text: nothing to evaluate on; give held-out prompts, text, or both")
+    for key in ("baseline", "reference", "reward_model"):
+        if getattr(e, key):
+            check_model_path(getattr(e, key), f"eval.{key}")
+    if e.reward_model and e.reward_function:
+        raise ConfigError("eval.reward_model and eval.reward_function are both set; the proxy is one of them")
+    if not e.prompts and (e.baseline or e.reward_model or e.reward_function or e.gold):
+        raise ConfigError("eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they need eval.prompts")
+    if e.reference and e.kl_samples == 0:
+        raise ConfigError("eval.reference is only used for KL; eval.kl_samples=0 turns KL off")
+    if e.max_new_tokens < 1 or e.kl_samples < 0 or e.batch_size < 1 or e.max_length < 2:
+        raise ConfigError("eval.max_new_tokens and eval.batch_size must be >= 1, eval.kl_samples >= 0, eval.max_length >= 2")
+    if e.temperature < 0 or not 0 < e.top_p <= 1:
+        raise ConfigError("eval.temperature must be >= 0 and eval.top_p in (0, 1]")
+    return {
+        key: load_reward_fn(getattr(e, key), f"eval.{key}") for key in ("reward_function", "gold") if getattr(e, key)
+    }
+
+
+def _load(cfg: Config, path: str, key: str, tokenizer):
+    """A policy to compare or measure KL to; it must read token ids as model.path's tokenizer does."""
+    if load_tokenizer(path, key).get_vocab() != tokenizer.get_vocab():
+        raise ConfigError(f"{key}: {path} uses another tokenizer than model.path; compare models built on the same")
+    return load_policy(replace(cfg.model, path=path, lora_r=0), tokenizer, key).eval()
+
+
+def response_stats(gens: list[Generation]) -> dict[str, float]:
+    """Length in tokens, share without EOS, distinct-1/2 over all responses, mean share of
+    repeated word bigrams within a response."""
+    texts = [g.text for g in gens]
+    return {
+        "length": sum(len(g.response_ids) for g in gens) / len(gens),
+        "no_eos_share": sum(not g.finished for g in gens) / len(gens),
+        "distinct_1": distinct_n(texts, 1),
+        "distinct_2": distinct_n(texts, 2),
+        "repeated_bigrams": sum(map(repeated_ngram_share, texts)) / len(texts),
+    }
+
+
+def sampled_kl(model, reference, engine, prompt_ids: list[list[int]], n: int, cfg: Config, pad_id: int) -> dict[str, float]:
+    """KL(model || reference) per response: mean over responses sampled from ``model`` at
+    temperature 1 of log pi(y|x) - log ref(y|x), and its standard error."""
+    e = cfg.eval
+    params = SamplingParams(e.max_new_tokens, 1.0, n=n, seed=e.seed + 1, stop=list(e.stop))
+    gens = [g for gs in engine.generate_ids(prompt_ids, params) for g in gs]
+    p_ids, r_ids = [g.prompt_ids for g in gens], [g.response_ids or [pad_id] for g in gens]
+    terms = (
+        sequence_logprobs(model, p_ids, r_ids, pad_id, e.batch_size)
+        - sequence_logprobs(reference, p_ids, r_ids, pad_id, e.batch_size)
+    ).tolist()
+    mean = sum(terms) / len(terms)
+    var = sum((t - mean) ** 2 for t in terms) / (len(terms) - 1) if len(terms) > 1 else 0.0
+    return {"kl": mean, "kl_stderr": math.sqrt(var / len(terms)), "kl_responses": len(terms)}
+
+
+def score(cfg: Config, fns: dict[str, Any], tokenizer, prompts: list[str], gens: list[Generation]) -> dict[str, list[float]]:
+    """Each response's score under the proxy ("reward": the reward model or function) and "gold"."""
+    e, out = cfg.eval, {}
+    if e.reward_model:
+        grouped = score_generations(e.reward_model, cfg.model, tokenizer, [[g] for g in gens], e.batch_size, "eval.reward_model")
+        out["reward"] = [s[0] for s in grouped]
+    for key, label in (("reward_function", "reward"), ("gold", "gold")):
+        if key in fns:
+            completions, finished = [g.text for g in gens], [g.finished for g in gens]
+            out[label] = call_reward_fn(fns[key], prompts, completions, finished, getattr(e, key), f"eval.{key}").tolist()
+    return out
+
+
+def text_nll(model, tokenizer, records, cfg: Config) -> dict[str, float]:
+    """Token-mean NLL and perplexity of ``model`` on the eval.text records."""
+    from rlhf.data.tokenize import tokenize_demonstrations
+    from rlhf.recipes.loop import make_accelerator
+    from rlhf.recipes.sft import evaluate
+    from rlhf.sections import TrainConfig
+
+    examples, _ = tokenize_demonstrations(records, tokenizer, cfg.eval.max_length)
+    if not examples:
+        raise ConfigError(f"eval.text: no record of {cfg.eval.text} has a completion token within eval.max_length")
+    out = evaluate(model, make_accelerator(TrainConfig(output_dir=cfg.eval.output_dir)), examples, tokenizer.pad_token_id, cfg.eval.batch_size)
+    return {"nll": out["eval_loss"], "ppl": out["eval_ppl"]}
+
+
+def train(cfg: Config) -> Path:
+    """Evaluate and write the report; returns ``eval.output_dir``."""
+    fns = check(cfg)
+    e = cfg.eval
+    torch.manual_seed(e.seed)
+    # 1. data, before any model: a bad record stops the run here
+    records = load_records(e.prompts, "prompt", "eval.prompts") if e.prompts else []
+    text_records = load_records(e.text, "demonstration", "eval.text") if e.text else []
+    run = RunDir(e.output_dir)
+    run.write_config(cfg)
+    tokenizer = load_tokenizer(cfg.model.path)
+    models = {"policy": load_policy(replace(cfg.model, lora_r=0), tokenizer).eval()}
+    if e.baseline:
+        models["baseline"] = _load(cfg, e.baseline, "eval.baseline", tokenizer)
+    reference = None
+    if e.kl_samples and (e.reference or e.baseline):
+        reference = _load(cfg, e.reference, "eval.reference", tokenizer) if e.reference else models["baseline"]
+    report: dict[str, Any] = {"models": {"policy": cfg.model.path, **({"baseline": e.baseline} if e.baseline else {})}}
+    stats: dict[str, dict[str, float]] = {name: {} for name in models}
+
+    if records:
+        # 2. responses: greedy (or eval.temperature) from each model; KL on samples at temperature 1
+        texts = [render_prompt(tokenizer, r.prompt) for r in records]
+        ids = [encode_prompt(tokenizer, r.prompt) for r in records]
+        params = SamplingParams(e.max_new_tokens, e.temperature, e.top_p, n=1, seed=e.seed, stop=list(e.stop))
+        gens, scores = {}, {}
+        for name, model in models.items():
+            engine = make_engine(e.engine, model, tokenizer, e.batch_size)
+            gens[name] = [gs[0] for gs in engine.generate_ids(ids, params)]
+            stats[name].update(response_stats(gens[name]))
+            if name == "policy" and reference is not None:
+                stats[name].update(sampled_kl(model, reference, engine, ids, e.kl_samples, cfg, tokenizer.pad_token_id))
+        # 3. score: the proxy and the gold scorer, every model's responses in one call each
+        names = list(models)
+        flat = [g for name in names for g in gens[name]]
+        all_scores = score(cfg, fns, tokenizer, [t for _ in names for t in texts], flat)
+        for label, values in all_scores.items():
+            for i, name in enumerate(names):
+                scores[(name, label)] = values[i * len(ids) : (i + 1) * len(ids)]
+                stats[name][f"{label}_mean"] = sum(scores[(name, label)]) / len(ids)
+        scorers = list(all_scores)
+        if e.baseline:
+            report["win_rate"] = {
+                label: vars(win_rate_interval(scores[("policy", label)], scores[("baseline", label)])) for label in scorers
+            }
+        rows = []
+        for i, text in enumerate(texts):
+            row: dict[str, Any] = {"prompt": text}
+            for name in names:
+                row[name] = gens[name][i].text
+                row.update({f"{name}_{label}": scores[(name, label)][i] for label in scorers})
+            rows.append(row)
+        write_jsonl_atomic(Path(e.output_dir) / "samples.jsonl", rows)
+        report["prompts"] = len(ids)
+
+    if text_records:  # 4. forgetting: NLL of held-out text
+        for name, model in models.items():
+            stats[name].update(text_nll(model, tokenizer, text_records, cfg))
+    report.update(stats)
+    run.write_json("report.json", report)
+    print(format_report(report))
+    return Path(e.output_dir)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a few lines of text: one row a model, then the win rates."""
+    names = [n for n in ("policy", "baseline") if n in report]
+    keys = sorted({k for n in names for k in report[n]})
+    lines = [f"[eval] {report.get('prompts', 0)} prompts"]
+    lines += [f"  {k:>16}: " + "  ".join(f"{n} {report[n][k]:.4g}" for n in names if k in report[n]) for k in keys]
+    for label, w in report.get("win_rate", {}).items():
+        lines.append(
+            f"  win rate ({label}): {w['rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}] "
+            f"({w['wins']} wins, {w['ties']} ties, {w['losses']} losses)"
+        )
+    return "\n".join(lines)
