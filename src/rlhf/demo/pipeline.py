@@ -32,7 +32,7 @@ from rlhf.demo import report
 from rlhf.demo.evaluate import evaluate_best_of_n, evaluate_policy, reward_model_accuracy
 from rlhf.demo.hacking import HACKED, proxy_vs_gold
 from rlhf.demo.presets import PRESETS, Preset
-from rlhf.eval.metrics import win_rate
+from rlhf.eval.metrics import win_rate_interval
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
 from rlhf.recipes import best_of_n, dpo, ppo, reward, sft
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
@@ -417,7 +417,10 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     )
     sft_gold = stages[1]["_gold_scores"]
     for s in stages:
-        s["gold_win_rate_vs_sft"] = win_rate(s.pop("_gold_scores"), sft_gold)
+        w = win_rate_interval(s.pop("_gold_scores"), sft_gold)
+        s["gold_win_rate_vs_sft"] = w.rate
+        s["gold_win_interval"] = f"{w.low:.2f}-{w.high:.2f}"  # 95%, over prompts
+        s["gold_wins_ties_losses"] = [w.wins, w.ties, w.losses]
     rm_acc = reward_model_accuracy(rm, sft_model, tok, tasks, preset.k, preset.max_new_tokens, seed + 1)
     done("evaluation")
 

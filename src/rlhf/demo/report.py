@@ -12,6 +12,7 @@ COLUMNS = [
     ("name", "model", "{}"),
     ("gold_reward", "gold reward", "{:+.3f}"),
     ("gold_win_rate_vs_sft", "win vs SFT", "{:.3f}"),
+    ("gold_win_interval", "95% interval", "{}"),
     ("acc:arithmetic", "arith", "{:.2f}"),
     ("acc:knowledge", "knowl", "{:.2f}"),
     ("acc:transform", "transf", "{:.2f}"),
@@ -39,9 +40,13 @@ def table(results: dict[str, Any]) -> str:
     against gold over the RL runs."""
     head = [title for _, title, _ in COLUMNS]
     out = _markdown(head, [[_cell(s, key, fmt) for key, _, fmt in COLUMNS] for s in results["stages"]])
+    out += [
+        "",
+        "win vs SFT: share of held-out prompts where the gold score beats SFT's, ties counting half; 95% interval "
+        "over prompts (normal approximation). Most prompts are ties, so small differences are not evidence.",
+    ]
     if "web_text" in results:
         out += [
-            "",
             f"web NLL: token-mean NLL on {results['web_text']['documents']} held-out web-text documents, the "
             "pretraining distribution (forgetting: a rise above SFT's figure is what a stage cost; '-' where no weights "
             "changed)",
