@@ -171,3 +171,11 @@ def test_eval_help_lists_every_config_key(capsys):
         main(["eval", "--help"])
     assert exit_.value.code == 0
     check_help_lists_every_key(capsys.readouterr().out, evaluate.Config)
+
+
+def test_text_only_measures_perplexity_and_writes_no_samples(nano_model, data_dir, tmp_path):
+    report = run(tmp_path, f"model.path={nano_model}", f"eval.text={data_dir / 'demos_eval.jsonl'}")
+    records = load_records(str(data_dir / "demos_eval.jsonl"), "demonstration")
+    assert report["policy"]["nll"] == pytest.approx(token_mean_nll(nano_model, records), rel=1e-4)
+    assert "win_rate" not in report and "baseline" not in report and "prompts" not in report
+    assert not (tmp_path / "eval" / "samples.jsonl").exists()

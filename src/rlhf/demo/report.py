@@ -47,6 +47,7 @@ def table(results: dict[str, Any]) -> str:
     ]
     if "web_text" in results:
         out += [
+            "",
             f"web NLL: token-mean NLL on {results['web_text']['documents']} held-out web-text documents, the "
             "pretraining distribution (forgetting: a rise above SFT's figure is what a stage cost; '-' where no weights "
             "changed)",

@@ -244,7 +244,7 @@ def format_report(report: dict[str, Any]) -> str:
     """The report as a few lines of text: one row a model, then the win rates."""
     names = [n for n in ("policy", "baseline") if n in report]
     keys = sorted({k for n in names for k in report[n]})
-    lines = [f"[eval] {report.get('prompts', 0)} prompts"]
+    lines = [f"[eval] {report['prompts']} prompts" if "prompts" in report else "[eval] held-out text only"]
     lines += [f"  {k:>16}: " + "  ".join(f"{n} {report[n][k]:.4g}" for n in names if k in report[n]) for k in keys]
     for label, w in report.get("win_rate", {}).items():
         lines.append(
