@@ -92,7 +92,7 @@ def test_sft_beats_base_on_gold(demo_run):
     assert sft["gold_reward"] > base["gold_reward"] + 0.3
     assert base["gold_win_rate_vs_sft"] < 0.3
     assert sft["gold_win_rate_vs_sft"] == 0.5  # against itself every prompt is a tie
-    assert sft["gold_wins_ties_losses"] == [0, 60, 0] and sft["gold_win_interval"] == "0.50-0.50"
+    assert sft["gold_wins_ties_losses"] == [0, 60, 0] and sft["gold_win_interval"] == [0.5, 0.5]
     wins, ties, losses = base["gold_wins_ties_losses"]
     assert wins + ties + losses == 60 and base["gold_win_rate_vs_sft"] == (wins + ties / 2) / 60
 

@@ -10,6 +10,7 @@ from rlhf.eval.metrics import (
     kl_from_logprobs,
     ordering_accuracy,
     repeated_ngram_share,
+    repetition,
     win_rate,
     win_rate_interval,
 )
@@ -63,3 +64,10 @@ def test_win_rate_interval_from_hand_derived_numbers():
     assert (w.low, w.high) == (0.0, 1.0)
     with pytest.raises(ValueError):
         win_rate_interval([], [])
+
+
+def test_repetition_is_distinct_2_and_the_mean_repeated_bigram_share():
+    # "a b a b": bigrams ab, ba, ab -> 1/3 repeated; "c d": cd -> 0; distinct over both: ab, ba, cd of 4
+    assert repetition(["a b a b", "c d"]) == pytest.approx({"distinct_2": 3 / 4, "repeated_bigrams": (1 / 3 + 0) / 2})
+    with pytest.raises(ValueError):
+        repetition([])

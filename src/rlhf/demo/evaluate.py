@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from rlhf.eval.metrics import kl_from_logprobs, ordering_accuracy
+from rlhf.eval.metrics import ordering_accuracy
+from rlhf.recipes.evaluate import sampled_kl, text_nll
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
-from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.scoring import score_groups
 from rlhf.toyworld import Task, family_accuracy, gold_score
 
@@ -46,18 +46,14 @@ def _sample_and_score(policy, reward_model, tokenizer, tasks: list[Task], n: int
     return groups, [scores[i * n : (i + 1) * n] for i in range(len(tasks))]
 
 
-def text_nll(model, tokenizer, texts: list[str], max_length: int) -> float:
+def web_nll(model, tokenizer, texts: list[str], max_length: int) -> float:
     """Token-mean NLL of ``model`` on ``texts`` (each read from its start, cut to ``max_length``)."""
     from rlhf.data.records import parse_demonstration
     from rlhf.data.tokenize import tokenize_demonstrations
-    from rlhf.recipes.loop import make_accelerator
-    from rlhf.recipes.sft import evaluate
-    from rlhf.sections import TrainConfig
 
     records = [parse_demonstration({"prompt": "", "completion": t}, f"web text {i}") for i, t in enumerate(texts)]
     examples, _ = tokenize_demonstrations(records, tokenizer, max_length)
-    accelerator = make_accelerator(TrainConfig(output_dir="unused"))
-    return evaluate(model, accelerator, examples, tokenizer.pad_token_id, 16)["eval_loss"]
+    return text_nll(model, examples, tokenizer.pad_token_id)["nll"]
 
 
 def evaluate_policy(
@@ -78,18 +74,11 @@ def evaluate_policy(
     greedy = [g[0] for g in engine.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0))]
     kl = 0.0
     if model is not sft_model:
-        sampled = [
-            g
-            for gs in engine.generate(prompts, SamplingParams(max_new_tokens, n=kl_samples, seed=seed))
-            for g in gs
-        ]
-        p_ids, r_ids = [g.prompt_ids for g in sampled], [g.response_ids for g in sampled]
-        logp = sequence_logprobs(model, p_ids, r_ids, tokenizer.pad_token_id)
-        ref = sequence_logprobs(sft_model, p_ids, r_ids, tokenizer.pad_token_id)
-        kl = kl_from_logprobs(logp.tolist(), ref.tolist())
+        ids = [g.prompt_ids for g in greedy]
+        kl = sampled_kl(engine, sft_model, ids, SamplingParams(max_new_tokens, n=kl_samples, seed=seed), tokenizer.pad_token_id)["kl"]
     row = _row(name, tasks, greedy, kl, seed)
     if web:
-        row["web_nll"] = text_nll(model, tokenizer, web, max_length)
+        row["web_nll"] = web_nll(model, tokenizer, web, max_length)
     return row
 
 

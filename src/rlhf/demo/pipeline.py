@@ -419,7 +419,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     for s in stages:
         w = win_rate_interval(s.pop("_gold_scores"), sft_gold)
         s["gold_win_rate_vs_sft"] = w.rate
-        s["gold_win_interval"] = f"{w.low:.2f}-{w.high:.2f}"  # 95%, over prompts
+        s["gold_win_interval"] = [w.low, w.high]  # 95%, over prompts
         s["gold_wins_ties_losses"] = [w.wins, w.ties, w.losses]
     rm_acc = reward_model_accuracy(rm, sft_model, tok, tasks, preset.k, preset.max_new_tokens, seed + 1)
     done("evaluation")

@@ -12,7 +12,7 @@ COLUMNS = [
     ("name", "model", "{}"),
     ("gold_reward", "gold reward", "{:+.3f}"),
     ("gold_win_rate_vs_sft", "win vs SFT", "{:.3f}"),
-    ("gold_win_interval", "95% interval", "{}"),
+    ("gold_win_interval", "95% interval", "{0[0]:.2f}-{0[1]:.2f}"),
     ("acc:arithmetic", "arith", "{:.2f}"),
     ("acc:knowledge", "knowl", "{:.2f}"),
     ("acc:transform", "transf", "{:.2f}"),

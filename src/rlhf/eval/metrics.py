@@ -79,6 +79,18 @@ def repeated_ngram_share(text: str, n: int = 2) -> float:
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
+def repetition(texts: Sequence[str]) -> dict[str, float]:
+    """The two signs of looping or formulaic answers, over a batch of responses: ``distinct_2``
+    (distinct word bigrams over all of them) and ``repeated_bigrams`` (the mean per response of
+    ``repeated_ngram_share``)."""
+    if not texts:
+        raise ValueError("repetition needs at least one text")
+    return {
+        "distinct_2": distinct_n(texts, 2),
+        "repeated_bigrams": sum(map(repeated_ngram_share, texts)) / len(texts),
+    }
+
+
 def ordering_accuracy(predicted: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]) -> float:
     """Over every pair of responses to one prompt with different gold scores, the share that
     ``predicted`` orders the same way as ``gold`` (a predicted tie counts half)."""

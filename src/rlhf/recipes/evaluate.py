@@ -32,8 +32,8 @@ import torch
 
 from rlhf.config import ConfigError
 from rlhf.data.records import load_records
-from rlhf.data.tokenize import encode_prompt, render_prompt
-from rlhf.eval.metrics import distinct_n, repeated_ngram_share, win_rate_interval
+from rlhf.data.tokenize import encode_prompt, render_prompt, tokenize_demonstrations
+from rlhf.eval.metrics import distinct_n, kl_from_logprobs, repetition, win_rate_interval
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
 from rlhf.recipes.best_of_n import score_generations
 from rlhf.recipes.run_dir import RunDir
@@ -128,23 +128,22 @@ def response_stats(gens: list[Generation]) -> dict[str, float]:
         "length": sum(len(g.response_ids) for g in gens) / len(gens),
         "no_eos_share": sum(not g.finished for g in gens) / len(gens),
         "distinct_1": distinct_n(texts, 1),
-        "distinct_2": distinct_n(texts, 2),
-        "repeated_bigrams": sum(map(repeated_ngram_share, texts)) / len(texts),
+        **repetition(texts),
     }
 
 
-def sampled_kl(model, reference, engine, prompt_ids: list[list[int]], n: int, cfg: Config, pad_id: int) -> dict[str, float]:
-    """KL(model || reference) per response: mean over responses sampled from ``model`` at
-    temperature 1 of log pi(y|x) - log ref(y|x), and its standard error."""
-    e = cfg.eval
-    params = SamplingParams(e.max_new_tokens, 1.0, n=n, seed=e.seed + 1, stop=list(e.stop))
+def sampled_kl(
+    engine, reference, prompt_ids: list[list[int]], params: SamplingParams, pad_id: int, batch_size: int = 32
+) -> dict[str, float]:
+    """KL(policy || reference) per response, the policy being ``engine``'s model: the mean over
+    responses sampled at ``params`` (temperature 1: the only responses on which the estimate is
+    unbiased) of log pi(y|x) - log ref(y|x), and its standard error. log pi is the engine's own
+    record of each sampled token's log-prob, so only the reference runs a forward."""
     gens = [g for gs in engine.generate_ids(prompt_ids, params) for g in gs]
-    p_ids, r_ids = [g.prompt_ids for g in gens], [g.response_ids or [pad_id] for g in gens]
-    terms = (
-        sequence_logprobs(model, p_ids, r_ids, pad_id, e.batch_size)
-        - sequence_logprobs(reference, p_ids, r_ids, pad_id, e.batch_size)
-    ).tolist()
-    mean = sum(terms) / len(terms)
+    ref = sequence_logprobs(reference, [g.prompt_ids for g in gens], [g.response_ids for g in gens], pad_id, batch_size)
+    logp = [sum(g.logprobs) for g in gens]
+    mean = kl_from_logprobs(logp, ref.tolist())
+    terms = [p - r for p, r in zip(logp, ref.tolist())]
     var = sum((t - mean) ** 2 for t in terms) / (len(terms) - 1) if len(terms) > 1 else 0.0
     return {"kl": mean, "kl_stderr": math.sqrt(var / len(terms)), "kl_responses": len(terms)}
 
@@ -162,17 +161,13 @@ def score(cfg: Config, fns: dict[str, Any], tokenizer, prompts: list[str], gens:
     return out
 
 
-def text_nll(model, tokenizer, records, cfg: Config) -> dict[str, float]:
-    """Token-mean NLL and perplexity of ``model`` on the eval.text records."""
-    from rlhf.data.tokenize import tokenize_demonstrations
+def text_nll(model, examples, pad_id: int, batch_size: int = 16) -> dict[str, float]:
+    """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples``."""
     from rlhf.recipes.loop import make_accelerator
     from rlhf.recipes.sft import evaluate
     from rlhf.sections import TrainConfig
 
-    examples, _ = tokenize_demonstrations(records, tokenizer, cfg.eval.max_length)
-    if not examples:
-        raise ConfigError(f"eval.text: no record of {cfg.eval.text} has a completion token within eval.max_length")
-    out = evaluate(model, make_accelerator(TrainConfig(output_dir=cfg.eval.output_dir)), examples, tokenizer.pad_token_id, cfg.eval.batch_size)
+    out = evaluate(model, make_accelerator(TrainConfig(output_dir="unused")), examples, pad_id, batch_size)
     return {"nll": out["eval_loss"], "ppl": out["eval_ppl"]}
 
 
@@ -207,7 +202,8 @@ def train(cfg: Config) -> Path:
             gens[name] = [gs[0] for gs in engine.generate_ids(ids, params)]
             stats[name].update(response_stats(gens[name]))
             if name == "policy" and reference is not None:
-                stats[name].update(sampled_kl(model, reference, engine, ids, e.kl_samples, cfg, tokenizer.pad_token_id))
+                kl_params = SamplingParams(e.max_new_tokens, 1.0, n=e.kl_samples, seed=e.seed + 1, stop=list(e.stop))
+                stats[name].update(sampled_kl(engine, reference, ids, kl_params, tokenizer.pad_token_id, e.batch_size))
         # 3. score: the proxy and the gold scorer, every model's responses in one call each
         names = list(models)
         flat = [g for name in names for g in gens[name]]
@@ -231,9 +227,12 @@ def train(cfg: Config) -> Path:
         write_jsonl_atomic(Path(e.output_dir) / "samples.jsonl", rows)
         report["prompts"] = len(ids)
 
-    if text_records:  # 4. forgetting: NLL of held-out text
+    if text_records:  # 4. forgetting: NLL of held-out text, tokenized once for every model
+        examples, _ = tokenize_demonstrations(text_records, tokenizer, e.max_length)
+        if not examples:
+            raise ConfigError(f"eval.text: no record of {e.text} has a completion token within eval.max_length")
         for name, model in models.items():
-            stats[name].update(text_nll(model, tokenizer, text_records, cfg))
+            stats[name].update(text_nll(model, examples, tokenizer.pad_token_id, e.batch_size))
     report.update(stats)
     run.write_json("report.json", report)
     print(format_report(report))

@@ -46,7 +46,7 @@ from rlhf.data.tokenize import (
     fit_prompt,
     render_prompt,
 )
-from rlhf.eval.metrics import distinct_n, repeated_ngram_share
+from rlhf.eval.metrics import repetition
 from rlhf.losses.kl import kl_penalty
 from rlhf.losses.ppo import approx_kl, entropy_from_logits, policy_loss, value_loss
 from rlhf.losses.sft import masked_nll
@@ -392,8 +392,7 @@ def train(
                 "response_length": mask.sum(1).mean(),
                 "no_eos_share": (~finished).float().mean().to(device),
                 # signs of reward hacking that need no gold: answers that loop, and answers that all look alike
-                "repeated_bigrams": torch.tensor(sum(map(repeated_ngram_share, completions)) / len(completions), device=device),
-                "distinct_2": torch.tensor(distinct_n(completions, 2), device=device),
+                **{k: torch.tensor(v, device=device) for k, v in repetition(completions).items()},
                 **{k: v / (a.epochs * a.minibatches) if k.startswith("ptx") else v / tok for k, v in stats_sum.items()},
             }
             if watcher is not None:  # read on logged steps only: it trains nothing

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from accelerate.utils import gather_object
 
-from rlhf.eval.metrics import distinct_n, repeated_ngram_share
+from rlhf.eval.metrics import repetition
 from rlhf.losses.kl import kl_penalty
 from rlhf.recipes.sft import evaluate as text_nll
 from rlhf.recipes.sft import load_examples
@@ -113,8 +113,7 @@ def _prompts(held, policy, engine, scorer, reference_logits, params, cfg, accele
         "eval_score_raw": mean("score_raw"),
         "eval_length": mean("length"),
         "eval_no_eos_share": 1.0 - mean("finished"),
-        "eval_repeated_bigrams": sum(map(repeated_ngram_share, completions)) / len(completions),
-        "eval_distinct_2": distinct_n(completions, 2),
+        **{f"eval_{k}": v for k, v in repetition(completions).items()},
     }
     if reference_logits is not None:
         out["eval_kl"] = mean("kl")
