@@ -179,9 +179,14 @@ def train(cfg: Config) -> Path:
     # 1. data, before any model: a bad record stops the run here
     records = load_records(e.prompts, "prompt", "eval.prompts") if e.prompts else []
     text_records = load_records(e.text, "demonstration", "eval.text") if e.text else []
+    tokenizer = load_tokenizer(cfg.model.path)
+    examples = []
+    if text_records:  # tokenized once, for every model
+        examples, _ = tokenize_demonstrations(text_records, tokenizer, e.max_length)
+        if not examples:
+            raise ConfigError(f"eval.text: no record of {e.text} has a completion token within eval.max_length")
     run = RunDir(e.output_dir)
     run.write_config(cfg)
-    tokenizer = load_tokenizer(cfg.model.path)
     models = {"policy": load_policy(replace(cfg.model, lora_r=0), tokenizer).eval()}
     if e.baseline:
         models["baseline"] = _load(cfg, e.baseline, "eval.baseline", tokenizer)
@@ -227,10 +232,7 @@ def train(cfg: Config) -> Path:
         write_jsonl_atomic(Path(e.output_dir) / "samples.jsonl", rows)
         report["prompts"] = len(ids)
 
-    if text_records:  # 4. forgetting: NLL of held-out text, tokenized once for every model
-        examples, _ = tokenize_demonstrations(text_records, tokenizer, e.max_length)
-        if not examples:
-            raise ConfigError(f"eval.text: no record of {e.text} has a completion token within eval.max_length")
+    if examples:  # 4. forgetting: NLL of held-out text
         for name, model in models.items():
             stats[name].update(text_nll(model, examples, tokenizer.pad_token_id, e.batch_size))
     report.update(stats)

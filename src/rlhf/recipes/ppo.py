@@ -398,7 +398,7 @@ def train(
             if watcher is not None:  # read on logged steps only: it trains nothing
                 with torch.no_grad():
                     held = watcher(rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
-                local.update(score_heldout_raw=held.mean(), score_heldout=watcher.normalised(held).mean())
+                local.update(score_heldout_raw=held.mean(), score_heldout=postprocess_scores(held, finished.to(device), watcher.mean, watcher.std).mean())
             if not a.reference:
                 local.pop("kl")
             record = {"step": done, "epoch": round(plan.epoch_of(done), 4)}

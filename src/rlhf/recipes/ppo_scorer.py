@@ -44,10 +44,6 @@ class Scorer:
                     print(f"[ppo] rewards.normalize: {key} stores no reward_mean/reward_std; not normalising it")
                     self.mean = self.std = None
 
-    def normalised(self, raw: torch.Tensor) -> torch.Tensor:
-        """(raw - reward_mean) / reward_std with the model's stored statistics (raw without them)."""
-        return raw if self.mean is None else (raw - self.mean) / self.std
-
     def __call__(self, prompt_texts, prompt_ids, gens, autocast, n: int = 1) -> torch.Tensor:
         """Raw scores; rows come ``n`` to a prompt (the reward model reads each prompt once when
         rollout.share_prompt allows).  Shape: (N,)"""
