@@ -130,11 +130,12 @@ def load_policy(cfg: ModelConfig, tokenizer, what: str = "model.path"):
     return _apply_lora(model, cfg, "CAUSAL_LM")
 
 
-def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path"):
+def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path", trained: bool = False):
     """A reward/value model: ``AutoModelForSequenceClassification`` with one output.
 
     From a causal-LM checkpoint the ``score`` head is new (initialised by transformers); from a
-    reward-model checkpoint it is loaded.
+    reward-model checkpoint it is loaded. ``trained``: the checkpoint must hold that head (a model
+    that scores rewards); a causal LM given there would score with random weights, so it is an error.
     """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging
@@ -143,17 +144,30 @@ def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path"):
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the "newly initialized: score.weight" notice is expected here
     try:
-        model = _from_pretrained(
+        model, info = _from_pretrained(
             AutoModelForSequenceClassification,
             cfg.path,
             what,
             num_labels=1,
             dtype=DTYPES[cfg.dtype],
             trust_remote_code=cfg.trust_remote_code,
+            output_loading_info=True,
             **_attn_kwargs(cfg),
         )
+    except RuntimeError as err:  # a classifier with more than one label: its head has another shape
+        if "mismatch" not in str(err):
+            raise
+        raise ModelError(
+            f"{what}: {cfg.path} is a classifier whose score head has another shape than one output; "
+            "a reward model has num_labels=1"
+        ) from None
     finally:
         logging.set_verbosity(verbosity)
+    if trained and info["missing_keys"]:
+        raise ModelError(
+            f"{what}: {cfg.path} has no reward head ({', '.join(sorted(info['missing_keys']))} not in the "
+            "checkpoint), so its scores would be random; give a reward model directory (`rlhf reward` writes one)"
+        )
     _fit_to_tokenizer(model, tokenizer)
     model = _apply_lora(model, cfg, "SEQ_CLS")
     return model

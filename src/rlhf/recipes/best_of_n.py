@@ -1,6 +1,8 @@
-"""Best-of-n with a reward model: `rlhf best-of-n`.
+"""Best-of-n with a reward model or a reward function: `rlhf best-of-n`.
 
-Samples n responses per prompt, scores them with a reward model, and writes
+Samples n responses per prompt, scores them with a reward model (best_of_n.reward_model, which may
+have a tokenizer of its own: rlhf.rollout.reward_model) or a Python callable
+(best_of_n.reward_function: a verifier, a rule), and writes
 
 - ``best.jsonl``: the best response per prompt as a demonstration (``prompt``, ``completion``),
   the data of rejection-sampling fine-tuning (Llama 2; Anthropic's "RS"): `rlhf sft` reads it;
@@ -14,22 +16,30 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from rlhf.config import ConfigError
-from rlhf.models.loading import check_model_path, load_scalar_model, load_tokenizer
+from rlhf.data.records import Prompt
+from rlhf.data.tokenize import render_prompt
+from rlhf.models.loading import check_model_path, load_tokenizer
 from rlhf.recipes.sample import SampleSection, check, generate, write_jsonl_atomic
-from rlhf.rollout.scoring import score_groups
+from rlhf.rollout.generate import Generation
+from rlhf.rollout.reward_fn import RewardFn, call_reward_fn, load_reward_fn
+from rlhf.rollout.reward_model import RewardModel
 from rlhf.sections import ModelConfig
 
 
 @dataclass
 class BestOfNSection:
     reward_model: str = ""
-    """reward model directory (AutoModelForSequenceClassification, num_labels=1)"""
+    """reward model directory (AutoModelForSequenceClassification, num_labels=1); its tokenizer may
+    differ from the policy's (it then reads the text)"""
+    reward_function: str = ""
+    """instead of a reward model: a Python callable 'module:function' (prompts, completions, **kw) ->
+    list[float], e.g. a verifier or a rule"""
     output_dir: str = "runs/best-of-n"
     """where best.jsonl, scored.jsonl and summary.json go"""
 
@@ -49,20 +59,25 @@ def best_of_n_kl(n: int) -> float:
 
 
 def score_generations(
-    reward_model_path: str, model_cfg: ModelConfig, tokenizer, gens, batch_size: int, what: str = "best_of_n.reward_model"
+    scorer: RewardModel | RewardFn,
+    prompts: list[Prompt],
+    tokenizer,
+    gens: list[list[Generation]],
+    batch_size: int,
+    spec: str = "",
 ) -> list[list[float]]:
-    """The reward model's score of every generation, grouped as ``gens`` is (``what``: the config
-    key that named the reward model)."""
-    rm_tok = load_tokenizer(reward_model_path, what)
-    if rm_tok.get_vocab() != tokenizer.get_vocab():
-        raise ConfigError(f"{what} uses another tokenizer than model.path; use one built on the same")
-    rm = load_scalar_model(replace(model_cfg, path=reward_model_path, lora_r=0), rm_tok, what)
-    flat = [g for gs in gens for g in gs]
-    prompts = [g.prompt_ids for g in flat]
-    responses = [g.response_ids for g in flat]
-    n = len(gens[0]) if gens and all(len(gs) == len(gens[0]) for gs in gens) else 1
-    # each prompt read once for its n responses where the reward model allows (rollout/groups.py)
-    scores = score_groups(rm.eval(), prompts, responses, n, rm_tok.pad_token_id, batch_size).tolist()
+    """The score of every generation, grouped as ``gens`` is (``gens[i]`` answers ``prompts[i]``):
+    by a reward model, or by the reward function best_of_n.reward_function (``spec``), given the
+    prompts rendered for the policy."""
+    flat = [(p, g) for p, gs in zip(prompts, gens) for g in gs]
+    if isinstance(scorer, RewardModel):
+        n = len(gens[0]) if gens and all(len(gs) == len(gens[0]) for gs in gens) else 1
+        # each prompt read once for its n responses where the reward model allows (rollout/groups.py)
+        scores = scorer([p for p, _ in flat], [g.prompt_ids for _, g in flat], [g for _, g in flat], n, batch_size).tolist()
+    else:
+        texts = [render_prompt(tokenizer, p) for p, _ in flat]
+        completions, finished = [g.text for _, g in flat], [g.finished for _, g in flat]
+        scores = call_reward_fn(scorer, texts, completions, finished, spec, "best_of_n.reward_function").tolist()
     out, i = [], 0
     for gs in gens:
         out.append(scores[i : i + len(gs)])
@@ -70,15 +85,29 @@ def score_generations(
     return out
 
 
+def check_scorer(b: BestOfNSection) -> RewardFn | None:
+    """Exactly one of best_of_n.reward_model and best_of_n.reward_function; the imported function."""
+    if bool(b.reward_model) == bool(b.reward_function):
+        raise ConfigError(
+            "best_of_n.reward_model or best_of_n.reward_function: give exactly one "
+            f"(got {'both' if b.reward_model else 'neither'})"
+        )
+    if b.reward_model:
+        check_model_path(b.reward_model, "best_of_n.reward_model")
+        return None
+    return load_reward_fn(b.reward_function, "best_of_n.reward_function")
+
+
 def train(cfg: Config) -> Path:
     """Sample, score, write the three files; returns the output directory."""
     check(cfg.model, cfg.sample)
-    if not cfg.best_of_n.reward_model:
-        raise ConfigError("best_of_n.reward_model: a reward model directory is required")
-    check_model_path(cfg.best_of_n.reward_model, "best_of_n.reward_model")
+    b = cfg.best_of_n
+    scorer: RewardModel | RewardFn | None = check_scorer(b)
     torch.manual_seed(cfg.sample.seed)
+    if scorer is None:  # loaded before sampling, so a wrong reward model fails before the long part
+        scorer = RewardModel(b.reward_model, cfg.model, load_tokenizer(cfg.model.path), "best_of_n.reward_model")
     records, tokenizer, gens = generate(cfg.model, cfg.sample)
-    scores = score_generations(cfg.best_of_n.reward_model, cfg.model, tokenizer, gens, cfg.sample.batch_size)
+    scores = score_generations(scorer, [r.prompt for r in records], tokenizer, gens, cfg.sample.batch_size, b.reward_function)
     out = Path(cfg.best_of_n.output_dir)
     best_rows, scored_rows = [], []
     for rec, gs, ss in zip(records, gens, scores):

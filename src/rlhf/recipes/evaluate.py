@@ -31,17 +31,17 @@ from typing import Any, Literal
 import torch
 
 from rlhf.config import ConfigError
-from rlhf.data.records import load_records
+from rlhf.data.records import Prompt, load_records
 from rlhf.data.tokenize import encode_prompt, render_prompt, tokenize_demonstrations
 from rlhf.eval.metrics import distinct_n, kl_from_logprobs, repetition, win_rate_interval
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
-from rlhf.recipes.best_of_n import score_generations
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sample import write_jsonl_atomic
 from rlhf.rollout.engine import make_engine
 from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
+from rlhf.rollout.reward_model import RewardModel
 from rlhf.sections import ModelConfig
 
 
@@ -54,7 +54,8 @@ class EvalSection:
     reference: str = ""
     """the model KL is measured to (default: eval.baseline); same tokenizer as model.path"""
     reward_model: str = ""
-    """the proxy: a reward model directory (AutoModelForSequenceClassification, num_labels=1)"""
+    """the proxy: a reward model directory (AutoModelForSequenceClassification, num_labels=1); its
+    tokenizer may differ from model.path's (it then reads the text)"""
     reward_function: str = ""
     """the proxy as a Python callable 'module:function' (prompts, completions, **kw) -> list[float]"""
     gold: str = ""
@@ -148,16 +149,18 @@ def sampled_kl(
     return {"kl": mean, "kl_stderr": math.sqrt(var / len(terms)), "kl_responses": len(terms)}
 
 
-def score(cfg: Config, fns: dict[str, Any], tokenizer, prompts: list[str], gens: list[Generation]) -> dict[str, list[float]]:
-    """Each response's score under the proxy ("reward": the reward model or function) and "gold"."""
+def score(
+    cfg: Config, fns: dict[str, Any], reward_model: RewardModel | None, prompts: list[Prompt], texts: list[str], gens: list[Generation]
+) -> dict[str, list[float]]:
+    """Each response's score under the proxy ("reward": the reward model or function) and "gold";
+    ``prompts`` as the records hold them, ``texts`` rendered for the policy (what functions read)."""
     e, out = cfg.eval, {}
-    if e.reward_model:
-        grouped = score_generations(e.reward_model, cfg.model, tokenizer, [[g] for g in gens], e.batch_size, "eval.reward_model")
-        out["reward"] = [s[0] for s in grouped]
+    if reward_model is not None:
+        out["reward"] = reward_model(prompts, [g.prompt_ids for g in gens], gens, 1, e.batch_size).tolist()
     for key, label in (("reward_function", "reward"), ("gold", "gold")):
         if key in fns:
             completions, finished = [g.text for g in gens], [g.finished for g in gens]
-            out[label] = call_reward_fn(fns[key], prompts, completions, finished, getattr(e, key), f"eval.{key}").tolist()
+            out[label] = call_reward_fn(fns[key], texts, completions, finished, getattr(e, key), f"eval.{key}").tolist()
     return out
 
 
@@ -193,6 +196,8 @@ def train(cfg: Config) -> Path:
     reference = None
     if e.kl_samples and (e.reference or e.baseline):
         reference = _load(cfg, e.reference, "eval.reference", tokenizer) if e.reference else models["baseline"]
+    # the proxy reward model, loaded before anything is generated (its tokenizer may differ)
+    reward_model = RewardModel(e.reward_model, cfg.model, tokenizer, "eval.reward_model") if e.reward_model else None
     report: dict[str, Any] = {"models": {"policy": cfg.model.path, **({"baseline": e.baseline} if e.baseline else {})}}
     stats: dict[str, dict[str, float]] = {name: {} for name in models}
 
@@ -212,7 +217,8 @@ def train(cfg: Config) -> Path:
         # 3. score: the proxy and the gold scorer, every model's responses in one call each
         names = list(models)
         flat = [g for name in names for g in gens[name]]
-        all_scores = score(cfg, fns, tokenizer, [t for _ in names for t in texts], flat)
+        raw = [r.prompt for r in records]
+        all_scores = score(cfg, fns, reward_model, [p for _ in names for p in raw], [t for _ in names for t in texts], flat)
         for label, values in all_scores.items():
             for i, name in enumerate(names):
                 scores[(name, label)] = values[i * len(ids) : (i + 1) * len(ids)]

@@ -39,7 +39,7 @@ import torch
 from rlhf.config import ConfigError
 from rlhf.data.collators import collate_sft
 from rlhf.data.readers import DataError
-from rlhf.data.records import load_records
+from rlhf.data.records import Prompt, load_records
 from rlhf.data.tokenize import (
     TruncationStats,
     encode_prompt,
@@ -62,7 +62,7 @@ from rlhf.recipes.loop import (
 )
 from rlhf.recipes.ppo_config import Config, check
 from rlhf.recipes.ppo_eval import evaluate_held_out, load_held_out
-from rlhf.recipes.ppo_scorer import Scorer, frozen
+from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.advantages import (
@@ -86,6 +86,7 @@ from rlhf.rollout.experience import (
 from rlhf.rollout.generate import SamplingParams
 from rlhf.rollout.groups import pack_groups, packing_saves
 from rlhf.rollout.kl_control import AdaptiveKLController, FixedKLController
+from rlhf.rollout.reward_model import frozen
 from rlhf.rollout.rewards import postprocess_scores, shape_rewards
 
 __all__ = ["Config", "train"]
@@ -94,13 +95,13 @@ SampleMetrics = Callable[[list[str], list[str]], dict[str, float]]
 
 def load_prompts(
     cfg: Config, tokenizer, path: str | None = None, key: str = "data.train"
-) -> tuple[list[str], list[list[int]], TruncationStats]:
-    """The prompt records of ``path`` (data.train by default; ``key`` names it in errors), rendered
-    and tokenized, each cut to leave rollout.max_new_tokens within data.max_length."""
+) -> tuple[list[Prompt], list[str], list[list[int]], TruncationStats]:
+    """The prompts of ``path``'s records (data.train by default; ``key`` names it in errors): as
+    written, rendered, and tokenized, each cut to leave rollout.max_new_tokens within data.max_length."""
     path = cfg.data.train if path is None else path
     records = load_records(path, "prompt", key)
     stats = TruncationStats()
-    texts, ids = [], []
+    prompts, texts, ids = [], [], []
     for rec in records:
         cut = fit_prompt(
             encode_prompt(tokenizer, rec.prompt),
@@ -110,11 +111,12 @@ def load_prompts(
             stats,
         )
         if cut is not None:
+            prompts.append(rec.prompt)
             texts.append(render_prompt(tokenizer, rec.prompt))
             ids.append(cut)
     if not ids:
         raise DataError(f"{key}: no prompt of {path} fits data.max_length - rollout.max_new_tokens tokens")
-    return texts, ids, stats
+    return prompts, texts, ids, stats
 
 
 def _chunks(n: int, size: int) -> list[slice]:
@@ -134,10 +136,19 @@ def train(
 
     # 0. data, models, optimizers
     tokenizer = load_tokenizer(cfg.model.path)
-    prompt_texts, prompt_ids, stats = load_prompts(cfg, tokenizer)
+    prompts, prompt_texts, prompt_ids, stats = load_prompts(cfg, tokenizer)
     say(f"[ppo] data.train: {stats.summary()}")
     ptx = load_examples(cfg.ptx.data, "ptx.data", tokenizer, cfg)[0] if cfg.ptx.coef > 0 else []
     held_out = load_held_out(cfg, tokenizer)
+    # reward models before the run directory is touched: a wrong one (a causal LM) fails here
+    scorer = Scorer(cfg, tokenizer, reward_fn, device)
+    held_path = cfg.rewards.heldout_model  # a second reward model that only watches
+    watcher = Scorer(cfg, tokenizer, None, device, held_path, "rewards.heldout_model") if held_path else None
+    if a.name == "ppo" and cfg.critic.init == "reward" and not scorer.rm.same_vocab:
+        raise ConfigError(  # the critic reads the policy's tokens
+            "critic.init=reward: rewards.model uses another tokenizer than model.path, so it cannot read "
+            "the policy's tokens as a critic; use critic.init=policy or critic.init=shared"
+        )
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
     run.write_config(cfg)
     run.write_json(
@@ -149,9 +160,6 @@ def train(
     lora = cfg.model.lora_r > 0
     # with LoRA the reference is the policy with its adapters switched off: no second copy
     ref = None if lora or not a.reference else frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
-    scorer = Scorer(cfg, tokenizer, reward_fn, device)
-    held_path = cfg.rewards.heldout_model  # a second reward model that only watches
-    watcher = Scorer(cfg, tokenizer, None, device, held_path, "rewards.heldout_model") if held_path else None
     if cfg.train.mixed_precision == "bf16":  # frozen models keep bf16 weights: no casts in every forward
         for model in (ref, scorer.model, watcher and watcher.model):
             if model is not None:
@@ -241,6 +249,7 @@ def train(
         gens = [g for gs in engine.generate_ids([prompt_ids[i] for i in idx], params) for g in gs]
         rows_prompt = [prompt_ids[i] for i in idx for _ in range(n)]
         rows_text = [prompt_texts[i] for i in idx for _ in range(n)]
+        rows_raw = [prompts[i] for i in idx for _ in range(n)]
         responses = [g.response_ids or [tokenizer.eos_token_id] for g in gens]
         finished = torch.tensor([g.finished for g in gens])
         exp = pack_rollouts(rows_prompt, responses, tokenizer.pad_token_id)
@@ -250,7 +259,7 @@ def train(
         t1 = time.perf_counter()
 
         # 2. score
-        raw = scorer(rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
+        raw = scorer(rows_raw, rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
         exp.scores = postprocess_scores(
             raw, finished.to(device), scorer.mean, scorer.std, r_clip(cfg), cfg.rewards.missing_eos_penalty or None
         )
@@ -397,7 +406,7 @@ def train(
             }
             if watcher is not None:  # read on logged steps only: it trains nothing
                 with torch.no_grad():
-                    held = watcher(rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
+                    held = watcher(rows_raw, rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
                 local.update(score_heldout_raw=held.mean(), score_heldout=postprocess_scores(held, finished.to(device), watcher.mean, watcher.std).mean())
             if not a.reference:
                 local.pop("kl")

@@ -36,6 +36,8 @@ from rlhf.rollout.rewards import postprocess_scores
 class HeldOut:
     """What a held-out evaluation reads: prompts (data.eval) and text (ptx.eval); either may be empty."""
 
+    prompts: list = field(default_factory=list)
+    """the records' prompts (text or chat messages)"""
     prompt_texts: list[str] = field(default_factory=list)
     prompt_ids: list[list[int]] = field(default_factory=list)
     text: list = field(default_factory=list)
@@ -52,7 +54,7 @@ def load_held_out(cfg, tokenizer) -> HeldOut:
 
     held = HeldOut()
     if cfg.data.eval:
-        held.prompt_texts, held.prompt_ids, _ = load_prompts(cfg, tokenizer, cfg.data.eval, "data.eval")
+        held.prompts, held.prompt_texts, held.prompt_ids, _ = load_prompts(cfg, tokenizer, cfg.data.eval, "data.eval")
     if cfg.ptx.eval:
         held.text = load_examples(cfg.ptx.eval, "ptx.eval", tokenizer, cfg)[0]
     return held
@@ -84,13 +86,13 @@ def evaluate_held_out(
 
 def _prompts(held, policy, engine, scorer, reference_logits, params, cfg, accelerator, pad_id, sample_metrics):
     r, rank, world = cfg.rollout, accelerator.process_index, accelerator.num_processes
-    texts, ids = held.prompt_texts[rank::world], held.prompt_ids[rank::world]
+    raw_prompts, texts, ids = held.prompts[rank::world], held.prompt_texts[rank::world], held.prompt_ids[rank::world]
     rows: list[dict] = []
     if ids:
         gens = [gs[0] for gs in engine.generate_ids(ids, params)]
         responses = [g.response_ids or [pad_id] for g in gens]
         finished = torch.tensor([g.finished for g in gens])
-        raw = scorer(texts, ids, gens, accelerator.autocast, 1).float().cpu()
+        raw = scorer(raw_prompts, texts, ids, gens, accelerator.autocast, 1).float().cpu()
         score = postprocess_scores(
             raw, finished, scorer.mean, scorer.std, cfg.rewards.clip or None, cfg.rewards.missing_eos_penalty or None
         )
