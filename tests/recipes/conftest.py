@@ -58,3 +58,16 @@ def reward_model(nano_model, data_dir, tmp_path_factory) -> Path:
     )
     return reward.train(cfg)
 
+
+
+@pytest.fixture(scope="session")
+def foreign_reward_model(data_dir, tmp_path_factory) -> Path:
+    """A reward model of another family (a nano Llama) with a tokenizer of its own (~260 tokens)."""
+    from rlhf.config import load_config
+    from rlhf.models.tiny import make_tiny_checkpoint
+    from rlhf.recipes import reward
+
+    d = tmp_path_factory.mktemp("foreign")
+    base = make_tiny_checkpoint(d / "base", corpus(), arch="llama", vocab_size=260, seed=1)
+    cfg = load_config(reward.Config, None, reward_overrides(base, data_dir / "rankings.jsonl", d / "rm", "train.max_steps=10"))
+    return reward.train(cfg)
