@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from rlhf import cli
+from rlhf.eval.metrics import distinct_n, repeated_ngram_share
 
 from .helpers import (
     VENV_BIN,
@@ -131,3 +132,37 @@ def test_reward_on_2_processes_matches_1_process(nano_model, data_dir, tmp_path,
     cfg_multi = json.loads((multi / "final" / "config.json").read_text())
     for key in ("reward_mean", "reward_std"):
         assert cfg_multi[key] == pytest.approx(cfg_single[key], rel=1e-4, abs=1e-5)
+
+
+def test_dpo_on_2_processes_matches_1_process(nano_model, data_dir, tmp_path, capsys):
+    """The reference log-probs precomputed over both processes' shares of the pairs."""
+    train, evals = data_dir / "rankings.jsonl", f"data.eval={data_dir / 'rankings_eval.jsonl'}"
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    args = common(evals, "dpo.reference=precompute")
+    assert cli.main(["dpo", *reward_overrides(nano_model, train, single, *args, "train.batch_size=4")]) == 0
+    capsys.readouterr()
+    launch_2_processes(["dpo", *reward_overrides(nano_model, train, multi, *args, "train.batch_size=2")], tmp_path)
+    check_same_run(single, multi, n_records=48 * 3)  # each ranking of 3 is 3 pairs
+
+
+def test_ppo_on_2_processes_logs_and_writes_every_processes_rollouts(nano_model, prompts, tmp_path):
+    """Sampling differs by process (each has its own seed), so the run cannot equal one process's;
+    what it logs must still cover both processes' rollouts."""
+    out = tmp_path / "ppo"
+    launch_2_processes(
+        ["ppo", f"model.path={nano_model}", f"data.train={prompts}", f"train.output_dir={out}",
+         "rewards.function=tests.recipes.reward_fns:digits", "critic.init=policy", "train.batch_size=4",
+         "rollout.samples_per_prompt=2", "rollout.max_new_tokens=6", "rollout.samples_every=1", *common()],
+        tmp_path,
+    )
+    m = read_metrics(out)
+    assert [r["step"] for r in m] == list(range(1, STEPS + 1))
+    assert m[0]["epoch"] == pytest.approx(8 / 64, abs=1e-3)  # 2 processes x 4 prompts
+    for r in m:
+        rows = [json.loads(x) for x in (out / "samples" / f"step-{r['step']}.jsonl").read_text().splitlines()]
+        assert len(rows) == 16  # 8 prompts x 2 samples, from both processes
+        completions = [x["response"] for x in rows]
+        assert r["distinct_2"] == pytest.approx(distinct_n(completions, 2), abs=1e-6)
+        assert r["repeated_bigrams"] == pytest.approx(sum(map(repeated_ngram_share, completions)) / 16, abs=1e-6)
+        assert r["score_raw"] == pytest.approx(sum(x["score"] for x in rows) / 16, abs=1e-5)
+    assert (out / "final" / "model.safetensors").is_file()

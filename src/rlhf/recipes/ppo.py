@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from accelerate.utils import gather_object
 
 from rlhf.config import ConfigError
 from rlhf.data.collators import collate_sft
@@ -391,7 +392,11 @@ def train(
         bar.update(1)
         bar.set_postfix(score=f"{raw.mean().item():+.3f}", **({"kl": f"{mean_kl:.3f}"} if a.reference else {}))
         completions = [g.text for g in gens]
-        if done % cfg.train.log_every == 0 or done == plan.total_steps:
+        logged = done % cfg.train.log_every == 0 or done == plan.total_steps
+        sampled = bool(r.samples_every) and (done % r.samples_every == 0 or done == plan.total_steps)
+        if logged or sampled:  # every process's samples: diversity, sample_metrics and the samples file see them all
+            every = _gather_rows(accelerator, rows_text, completions, raw.tolist())
+        if logged:
             tok = stats_sum.pop("tokens")
             local = {
                 "score_raw": raw.mean(),
@@ -400,8 +405,6 @@ def train(
                 "kl": seq_kl.mean(),
                 "response_length": mask.sum(1).mean(),
                 "no_eos_share": (~finished).float().mean().to(device),
-                # signs of reward hacking that need no gold: answers that loop, and answers that all look alike
-                **{k: torch.tensor(v, device=device) for k, v in repetition(completions).items()},
                 **{k: v / (a.epochs * a.minibatches) if k.startswith("ptx") else v / tok for k, v in stats_sum.items()},
             }
             if watcher is not None:  # read on logged steps only: it trains nothing
@@ -412,11 +415,13 @@ def train(
                 local.pop("kl")
             record = {"step": done, "epoch": round(plan.epoch_of(done), 4)}
             record.update({k: accelerator.reduce(v.float().reshape(()), "mean").item() for k, v in local.items()})
+            # signs of reward hacking that need no gold: answers that loop, and answers that all look alike
+            record.update(repetition(every[1]))
             record.pop("ptx_steps", None)
             if critic is not None:
                 record["explained_variance"] = explained_variance(exp.values, exp.returns, mask)
             if sample_metrics is not None:
-                record.update(sample_metrics(rows_text, completions))
+                record.update(sample_metrics(every[0], every[1]))
             elapsed = time.perf_counter() - t_start - eval_seconds
             record.update(
                 kl_coef=kl_used,
@@ -427,8 +432,8 @@ def train(
                 rollouts_per_s=rollouts_done / elapsed,
             )
             run.log(record)
-        if r.samples_every and (done % r.samples_every == 0 or done == plan.total_steps):
-            write_samples(run, done, rows_text, completions, raw.tolist(), accelerator.is_main_process)
+        if sampled:
+            write_samples(run, done, *every, accelerator.is_main_process)
         if held_out and (done == plan.total_steps or (cfg.train.eval_every and done % cfg.train.eval_every == 0)):
             eval_seconds += evaluate(done)
         if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
@@ -457,6 +462,13 @@ def _add(acc: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
 def _pad_to(x: torch.Tensor, width: int, have: int) -> torch.Tensor:
     """Right-pad a (B, have) tensor with zeros to (B, width)."""
     return x if have == width else torch.nn.functional.pad(x, (0, width - have))
+
+
+def _gather_rows(accelerator, *columns: list) -> tuple[list, ...]:
+    """Each column's rows from every process, in process order (as they are on one process)."""
+    if accelerator.num_processes == 1:
+        return columns
+    return tuple(gather_object(list(c)) for c in columns)
 
 
 def write_samples(run: RunDir, step: int, prompts, completions, scores, is_main: bool) -> None:
