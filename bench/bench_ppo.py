@@ -1,7 +1,7 @@
 """RL throughput through the real recipe: `rlhf.recipes.ppo.train` (PPO and GRPO).
 
 Setup of the issue: the ~10M tiny GPT-2 as policy, reference, reward model and critic (the reward
-model and critic are the same checkpoint with a scalar head); 16 rollouts per update, 32-token
+model and critic are the same checkpoint with a seeded scalar head, bench/common.py: reward_checkpoint); 16 rollouts per update, 32-token
 prompts, exactly 32-token responses (EOS masked until then), 1 PPO epoch of 1 minibatch. GRPO
 rows: 4 prompts x 4 samples. Steps after a warmup are timed with the recipe's ``callbacks`` hook,
 so generation, scoring, the reference/critic forwards, advantages, the update, the engine's
@@ -39,6 +39,7 @@ from common import (
     machine_info,
     measure_quietly,
     peak,
+    reward_checkpoint,
     run_timed,
     sentence,
     start,
@@ -88,7 +89,7 @@ def bench_row(
         [
             f"model.path={model}",
             f"data.train={data}",
-            f"rewards.model={model}",
+            f"rewards.model={reward_checkpoint('10m')}",
             "rewards.normalize=false",
             f"train.output_dir={work / f'{algo}-{precision}-{engine}-{attn}-{share}-{reference}-{critic}'}",
             f"model.attn_implementation={attn}",

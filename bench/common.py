@@ -178,6 +178,21 @@ def checkpoint(size: str) -> tuple[Path, list[str]]:
     return directory, single
 
 
+def reward_checkpoint(size: str) -> Path:
+    """``checkpoint(size)`` as a reward model: the same transformer with a seeded one-output score
+    head, saved as AutoModelForSequenceClassification (what `rlhf reward` writes), cached beside it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base, _ = checkpoint(size)
+    directory = base.with_name(base.name + "-reward")
+    if not (directory / "config.json").is_file():
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
+        model.save_pretrained(str(directory))
+        AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(directory))
+    return directory
+
+
 def sentence(vocab: list[str], n_tokens: int, rng: random.Random) -> str:
     return "".join(" " + rng.choice(vocab) for _ in range(n_tokens))
 
