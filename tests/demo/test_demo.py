@@ -85,6 +85,18 @@ def test_gold_picked_best_of_n_is_the_ceiling_of_the_reward_models_pick(demo_run
     assert gold_pick["gold_reward"] >= rm_pick["gold_reward"]
     assert gold_pick["gold_win_rate_vs_sft"] >= rm_pick["gold_win_rate_vs_sft"]
     assert gold_pick["kl_to_sft"] == rm_pick["kl_to_sft"]
+    # the best-of-k curve of the same samples ends at these two rows and starts at a random sample
+    results = json.loads((demo_run / "a" / "results.json").read_text())
+    curve = results["best_of_n_curve"]
+    assert [c["n"] for c in curve] == [1, 2, 4]
+    last = curve[-1]
+    assert last["kl"] == pytest.approx(rm_pick["kl_to_sft"])
+    assert last["gold"] == pytest.approx(rm_pick["gold_reward"], abs=1e-9)
+    assert last["win_vs_sft"] == pytest.approx(rm_pick["gold_win_rate_vs_sft"], abs=1e-9)
+    assert last["gold_pick_win_vs_sft"] == pytest.approx(gold_pick["gold_win_rate_vs_sft"], abs=1e-9)
+    assert curve[0]["win_vs_sft"] == pytest.approx(curve[0]["gold_pick_win_vs_sft"])  # one sample: no choice
+    assert all(a["gold_pick_win_vs_sft"] <= b["gold_pick_win_vs_sft"] + 1e-12 for a, b in zip(curve, curve[1:]))
+    assert "Best-of-n over n" in (demo_run / "a" / "results.md").read_text()
 
 
 def test_sft_beats_base_on_gold(demo_run):

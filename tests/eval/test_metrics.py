@@ -1,11 +1,15 @@
 """Evaluation metrics against hand-computed values."""
 
+import itertools
 import math
+import random
 
 import pytest
 
 from rlhf.eval.metrics import (
     WinRate,
+    best_of_k,
+    best_of_k_sizes,
     distinct_n,
     kl_from_logprobs,
     ordering_accuracy,
@@ -71,3 +75,27 @@ def test_repetition_is_distinct_2_and_the_mean_repeated_bigram_share():
     assert repetition(["a b a b", "c d"]) == pytest.approx({"distinct_2": 3 / 4, "repeated_bigrams": (1 / 3 + 0) / 2})
     with pytest.raises(ValueError):
         repetition([])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_of_k_equals_the_mean_over_every_subset(seed):
+    rng = random.Random(seed)
+    n = rng.randint(1, 7)
+    proxy = [rng.choice([0.0, 0.5, 1.0, rng.random()]) for _ in range(n)]  # ties included
+    values = [rng.random() for _ in range(n)]
+    for k in range(1, n + 1):
+        subsets = list(itertools.combinations(range(n), k))
+        brute = sum(values[max(s, key=proxy.__getitem__)] for s in subsets) / len(subsets)
+        assert best_of_k(proxy, values, k) == pytest.approx(brute, abs=1e-12)
+
+
+def test_best_of_k_ends():
+    proxy, values = [3.0, 1.0, 2.0], [10.0, 20.0, 30.0]
+    assert best_of_k(proxy, values, 1) == pytest.approx(20.0)  # a random sample: the mean
+    assert best_of_k(proxy, values, 3) == 10.0  # all of them: the proxy's favourite
+    assert best_of_k(proxy, values, 2) == pytest.approx((10 + 10 + 30) / 3)
+    with pytest.raises(ValueError, match="1 <= k <= n"):
+        best_of_k(proxy, values, 4)
+    assert best_of_k_sizes(16) == [1, 2, 4, 8, 16]
+    assert best_of_k_sizes(12) == [1, 2, 4, 8, 12]
+    assert best_of_k_sizes(1) == [1]

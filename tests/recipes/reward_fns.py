@@ -8,6 +8,11 @@ def digits(prompts: list[str], completions: list[str], **kw) -> list[float]:
     return [sum(c.isdigit() for c in text) / max(len(text), 1) for text in completions]
 
 
+def brevity(prompts: list[str], completions: list[str], **kw) -> list[float]:
+    """Minus the length in characters: a second opinion that disagrees with ``digits`` at times."""
+    return [-float(len(text)) for text in completions]
+
+
 def wrong_length(prompts: list[str], completions: list[str], **kw) -> list[float]:
     return [0.0]
 

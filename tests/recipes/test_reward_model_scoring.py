@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from rlhf.cli import main
+from rlhf.eval.metrics import best_of_k
 from rlhf.models.loading import ModelError, load_scalar_model, load_tokenizer
+from rlhf.recipes import best_of_n
 from rlhf.rollout.generate import Generation
 from rlhf.rollout.reward_model import RewardModel
 from rlhf.sections import ModelConfig
 
 from .helpers import correct, question, read_metrics, repetitive, write_jsonl
-from .reward_fns import digits
+from .reward_fns import brevity, digits
 
 DIGITS = "tests.recipes.reward_fns:digits"
 
@@ -139,13 +141,27 @@ def test_best_of_n_with_a_reward_function_keeps_its_best(nano_model, tmp_path, c
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": question(a, 2)} for a in range(5)])
     out = tmp_path / "bon"
     args = ["best-of-n", f"model.path={nano_model}", f"sample.prompts={prompts}", "sample.n=4", "sample.max_new_tokens=6"]
-    assert main([*args, f"best_of_n.reward_function={DIGITS}", f"best_of_n.output_dir={out}"]) == 0
+    gold = "best_of_n.gold=tests.recipes.reward_fns:brevity"
+    assert main([*args, f"best_of_n.reward_function={DIGITS}", gold, f"best_of_n.output_dir={out}"]) == 0
     scored = [json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()]
     best = [json.loads(x) for x in (out / "best.jsonl").read_text().splitlines()]
     assert len(scored) == 5
     for s, b in zip(scored, best):
         assert s["scores"] == pytest.approx(digits([s["prompt"]] * 4, s["responses"]))
+        assert s["gold"] == pytest.approx(brevity([s["prompt"]] * 4, s["responses"]))
         assert s["scores"][s["best"]] == max(s["scores"]) and b["completion"] == s["responses"][s["best"]]
+    # the best-of-k curve from the same samples: best of 1 is every sample's mean, best of 4 the favourite
+    curve = json.loads((out / "summary.json").read_text())["curve"]
+    assert [c["n"] for c in curve] == [1, 2, 4]
+    assert [c["kl"] for c in curve] == pytest.approx([best_of_n.best_of_n_kl(k) for k in (1, 2, 4)])
+    assert curve[0]["score"] == pytest.approx(sum(sum(s["scores"]) / 4 for s in scored) / 5)
+    assert curve[0]["gold"] == pytest.approx(sum(sum(s["gold"]) / 4 for s in scored) / 5)
+    assert curve[2]["score"] == pytest.approx(sum(max(s["scores"]) for s in scored) / 5)
+    assert curve[2]["gold"] == pytest.approx(sum(s["gold"][s["best"]] for s in scored) / 5)
+    assert curve[0]["score"] <= curve[1]["score"] <= curve[2]["score"]
+    assert curve[1]["gold"] == pytest.approx(
+        sum(best_of_k(s["scores"], s["gold"], 2) for s in scored) / 5
+    )
     for extra, message in (
         ([], "got neither"),
         ([f"best_of_n.reward_function={DIGITS}", f"best_of_n.reward_model={nano_model}"], "got both"),

@@ -94,13 +94,14 @@ def reward_model_accuracy(
 
 def evaluate_best_of_n(
     name: str, policy, reward_model, tokenizer, tasks: list[Task], n: int, max_new_tokens: int, seed: int
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[list[float]], list[list[float]]]:
     """Best-of-n at inference: n samples from ``policy`` per prompt, the reward model's favourite
     kept. Its KL to the policy is the analytic log n - (n - 1) / n (Stiennon et al. 2020).
 
     A second row, ``"{name} (gold)"``, picks from the same samples by the gold score itself: the
     ceiling that no reward model can beat with these samples, which tells a weak reward model apart
-    from a policy whose samples hold nothing better."""
+    from a policy whose samples hold nothing better. Returns the rows, and the reward model's and
+    the gold scores of every sample (per task), for ``best_of_n_curve``."""
     from rlhf.recipes.best_of_n import best_of_n_kl
 
     groups, scores = _sample_and_score(policy, reward_model, tokenizer, tasks, n, max_new_tokens, seed)
@@ -111,4 +112,26 @@ def evaluate_best_of_n(
         best = [gs[j] for gs, j in zip(groups, picks)]
         picked = [g[j] for g, j in zip(gold, picks)]
         rows.append(_row(row_name, tasks, best, best_of_n_kl(n), seed, picked))
-    return rows
+    return rows, scores, gold
+
+
+def best_of_n_curve(scores: list[list[float]], gold: list[list[float]], baseline: list[float]) -> list[dict[str, float]]:
+    """Best-of-k for k = 1, 2, 4, ... n from the best-of-n rows' own samples (rlhf.eval.metrics.best_of_k):
+    KL to the sampling policy; the gold reward and the gold win rate against ``baseline`` (SFT's
+    greedy gold per task) of the reward model's pick; and the win rate of gold's own pick, the
+    ceiling. Where the two win rates part shows what the reward model leaves on the table."""
+    from rlhf.eval.metrics import best_of_k, best_of_k_sizes
+    from rlhf.recipes.best_of_n import best_of_n_kl
+
+    wins = [[1.0 if g > b else 0.5 if g == b else 0.0 for g in gs] for gs, b in zip(gold, baseline)]
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    return [
+        {
+            "n": k,
+            "kl": best_of_n_kl(k),
+            "gold": mean([best_of_k(s, g, k) for s, g in zip(scores, gold)]),
+            "win_vs_sft": mean([best_of_k(s, w, k) for s, w in zip(scores, wins)]),
+            "gold_pick_win_vs_sft": mean([best_of_k(g, w, k) for g, w in zip(gold, wins)]),
+        }
+        for k in best_of_k_sizes(len(scores[0]))
+    ]

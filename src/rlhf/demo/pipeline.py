@@ -29,7 +29,7 @@ import torch
 
 from rlhf.config import load_config
 from rlhf.demo import report
-from rlhf.demo.evaluate import evaluate_best_of_n, evaluate_policy, reward_model_accuracy
+from rlhf.demo.evaluate import best_of_n_curve, evaluate_best_of_n, evaluate_policy, reward_model_accuracy
 from rlhf.demo.hacking import HACKED, proxy_vs_gold
 from rlhf.demo.presets import PRESETS, Preset
 from rlhf.eval.metrics import win_rate_interval
@@ -412,10 +412,12 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         )
     ]
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
-    stages += evaluate_best_of_n(
+    bon_rows, bon_scores, bon_gold = evaluate_best_of_n(
         f"best-of-{preset.best_of}", sft_model, rm, tok, tasks, preset.best_of, preset.max_new_tokens, seed + 2
     )
+    stages += bon_rows
     sft_gold = stages[1]["_gold_scores"]
+    bon_curve = best_of_n_curve(bon_scores, bon_gold, sft_gold)
     for s in stages:
         w = win_rate_interval(s.pop("_gold_scores"), sft_gold)
         s["gold_win_rate_vs_sft"] = w.rate
@@ -428,6 +430,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     results = {
         "stages": stages,
         "reward_model": {"heldout_accuracy_vs_gold": rm_acc},
+        "best_of_n_curve": bon_curve,
         "web_text": {"documents": len(web), "file": str(web_text_file(root).relative_to(root))},
         "proxy_vs_gold": {
             name: proxy_vs_gold(root / run / "metrics.jsonl")

@@ -65,8 +65,33 @@ def table(results: dict[str, Any]) -> str:
             f"{ai['raters_vs_gold']:.3f}), picks the same position after the swap {ai['same_position_rate']:.0%} of the "
             f"time; its reward model's held-out accuracy against gold is {ai['reward_model_heldout_accuracy_vs_gold']:.3f}"
         )
+    out += best_of_n_curve(results.get("best_of_n_curve") or [])
     out += proxy_vs_gold(results.get("proxy_vs_gold") or {})
     return "\n".join(out)
+
+
+CURVE_COLUMNS = [
+    ("n", "n", "{}"),
+    ("kl", "KL", "{:.2f}"),
+    ("gold", "gold reward", "{:+.3f}"),
+    ("win_vs_sft", "win vs SFT", "{:.3f}"),
+    ("gold_pick_win_vs_sft", "gold's pick: win vs SFT", "{:.3f}"),
+]
+
+
+def best_of_n_curve(curve: list[dict[str, Any]]) -> list[str]:
+    """Best-of-k over k from the best-of-n rows' samples: the reward model's pick against gold's."""
+    if not curve:
+        return []
+    out = [
+        "",
+        "Best-of-n over n, from the same samples (each n averaged over every subset of that size): KL to SFT, "
+        "the gold reward and win rate of the reward model's pick, and the win rate of the pick gold itself would "
+        "make. The gap between the two win rates is what the reward model misses; the last column is the most "
+        "any reward model could get from these samples.",
+        "",
+    ]
+    return out + _markdown([t for _, t, _ in CURVE_COLUMNS], [[f.format(row[k]) for k, _, f in CURVE_COLUMNS] for row in curve])
 
 
 WINDOW_COLUMNS = [

@@ -104,3 +104,26 @@ def ordering_accuracy(predicted: Sequence[Sequence[float]], gold: Sequence[Seque
                 d = (pred[i] - pred[j]) * (ref[i] - ref[j])
                 agree += 1.0 if d > 0 else 0.5 if pred[i] == pred[j] else 0.0
     return agree / total if total else float("nan")
+
+
+def best_of_k(proxy: Sequence[float], values: Sequence[float], k: int) -> float:
+    """Expected ``values`` of the proxy's favourite among k of these n samples, drawn without
+    replacement, averaged over all C(n, k) subsets; ties go to the earlier sample, as ``max`` does.
+
+    One set of n samples gives the whole best-of-k curve for k <= n without resampling (the
+    estimator of Nakano et al. 2021 and Gao et al. 2022): ranked by proxy from the bottom, the
+    sample at rank i (1-based) is the favourite of C(i - 1, k - 1) of the C(n, k) subsets.
+    """
+    n = len(proxy)
+    if len(values) != n:
+        raise ValueError(f"best_of_k got {n} proxy scores but {len(values)} values")
+    if not 1 <= k <= n:
+        raise ValueError(f"best_of_k needs 1 <= k <= n, got k={k}, n={n}")
+    order = sorted(range(n), key=lambda j: (proxy[j], -j))  # ascending; of equals, the earlier ranks higher
+    total = math.comb(n, k)
+    return sum(math.comb(i, k - 1) / total * values[j] for i, j in enumerate(order))
+
+
+def best_of_k_sizes(n: int) -> list[int]:
+    """The k of a best-of-k curve up to n: powers of two, and n itself."""
+    return sorted({2**e for e in range(n.bit_length()) if 2**e <= n} | {n})

@@ -6,10 +6,13 @@ have a tokenizer of its own: rlhf.rollout.reward_model) or a Python callable
 
 - ``best.jsonl``: the best response per prompt as a demonstration (``prompt``, ``completion``),
   the data of rejection-sampling fine-tuning (Llama 2; Anthropic's "RS"): `rlhf sft` reads it;
-- ``scored.jsonl``: every candidate with its score (``prompt``, ``responses``, ``scores``, ``best``);
-- ``summary.json``: mean score of all samples and of the best, and the KL of the best-of-n policy
-  to the sampling policy, log n - (n - 1) / n (Stiennon et al. 2020, appendix G.3; an upper bound
-  that is exact when the n samples are distinct).
+- ``scored.jsonl``: every candidate with its score (``prompt``, ``responses``, ``scores``, ``best``;
+  ``gold`` with best_of_n.gold);
+- ``summary.json``: mean score of all samples and of the best, the KL of the best-of-n policy to
+  the sampling policy, log n - (n - 1) / n (Stiennon et al. 2020, appendix G.3; an upper bound
+  that is exact when the n samples are distinct), and the best-of-k curve for k = 1, 2, 4, ... n
+  from the same samples: KL, the scorer's mean score and, with best_of_n.gold, the gold score of
+  its favourite (``curve``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from rlhf.config import ConfigError
 from rlhf.data.records import Prompt
 from rlhf.data.tokenize import render_prompt
+from rlhf.eval.metrics import best_of_k, best_of_k_sizes
 from rlhf.models.loading import check_model_path, load_tokenizer
 from rlhf.recipes.sample import SampleSection, check, generate, write_jsonl_atomic
 from rlhf.rollout.generate import Generation
@@ -40,6 +44,9 @@ class BestOfNSection:
     reward_function: str = ""
     """instead of a reward model: a Python callable 'module:function' (prompts, completions, **kw) ->
     list[float], e.g. a verifier or a rule"""
+    gold: str = ""
+    """optional: a trusted scorer 'module:function' (same signature) read beside the proxy, for the
+    best-of-k curve of gold against KL in summary.json (the toy task: rlhf.toyworld.reward:gold)"""
     output_dir: str = "runs/best-of-n"
     """where best.jsonl, scored.jsonl and summary.json go"""
 
@@ -65,9 +72,10 @@ def score_generations(
     gens: list[list[Generation]],
     batch_size: int,
     spec: str = "",
+    what: str = "best_of_n.reward_function",
 ) -> list[list[float]]:
     """The score of every generation, grouped as ``gens`` is (``gens[i]`` answers ``prompts[i]``):
-    by a reward model, or by the reward function best_of_n.reward_function (``spec``), given the
+    by a reward model, or by a function (``spec``, named by the config key ``what``) given the
     prompts rendered for the policy."""
     flat = [(p, g) for p, gs in zip(prompts, gens) for g in gs]
     if isinstance(scorer, RewardModel):
@@ -77,7 +85,7 @@ def score_generations(
     else:
         texts = [render_prompt(tokenizer, p) for p, _ in flat]
         completions, finished = [g.text for _, g in flat], [g.finished for _, g in flat]
-        scores = call_reward_fn(scorer, texts, completions, finished, spec, "best_of_n.reward_function").tolist()
+        scores = call_reward_fn(scorer, texts, completions, finished, spec, what).tolist()
     out, i = [], 0
     for gs in gens:
         out.append(scores[i : i + len(gs)])
@@ -98,22 +106,43 @@ def check_scorer(b: BestOfNSection) -> RewardFn | None:
     return load_reward_fn(b.reward_function, "best_of_n.reward_function")
 
 
+def curve(scores: list[list[float]], gold: list[list[float]] | None) -> list[dict[str, float]]:
+    """Best-of-k for k = 1, 2, 4, ... n from the same n samples per prompt (rlhf.eval.metrics.best_of_k):
+    its KL to the sampling policy, the mean score of the scorer's favourite, and that favourite's
+    mean gold score. Gold rising with k and then falling while the score keeps rising is
+    over-optimisation of the scorer (Gao et al. 2022)."""
+    n = len(scores[0])
+    rows = []
+    for k in best_of_k_sizes(n):
+        row = {"n": k, "kl": best_of_n_kl(k), "score": sum(best_of_k(s, s, k) for s in scores) / len(scores)}
+        if gold is not None:
+            row["gold"] = sum(best_of_k(s, g, k) for s, g in zip(scores, gold)) / len(scores)
+        rows.append(row)
+    return rows
+
+
 def train(cfg: Config) -> Path:
     """Sample, score, write the three files; returns the output directory."""
     check(cfg.model, cfg.sample)
     b = cfg.best_of_n
     scorer: RewardModel | RewardFn | None = check_scorer(b)
+    gold_fn = load_reward_fn(b.gold, "best_of_n.gold") if b.gold else None
     torch.manual_seed(cfg.sample.seed)
     if scorer is None:  # loaded before sampling, so a wrong reward model fails before the long part
         scorer = RewardModel(b.reward_model, cfg.model, load_tokenizer(cfg.model.path), "best_of_n.reward_model")
     records, tokenizer, gens = generate(cfg.model, cfg.sample)
-    scores = score_generations(scorer, [r.prompt for r in records], tokenizer, gens, cfg.sample.batch_size, b.reward_function)
-    out = Path(cfg.best_of_n.output_dir)
+    prompts, size = [r.prompt for r in records], cfg.sample.batch_size
+    scores = score_generations(scorer, prompts, tokenizer, gens, size, b.reward_function)
+    gold = score_generations(gold_fn, prompts, tokenizer, gens, size, b.gold, "best_of_n.gold") if gold_fn else None
+    out = Path(b.output_dir)
     best_rows, scored_rows = [], []
-    for rec, gs, ss in zip(records, gens, scores):
-        b = max(range(len(ss)), key=ss.__getitem__)
-        best_rows.append({"prompt": rec.prompt, "completion": gs[b].text})
-        scored_rows.append({"prompt": rec.prompt, "responses": [g.text for g in gs], "scores": ss, "best": b})
+    for i, (rec, gs, ss) in enumerate(zip(records, gens, scores)):
+        top = max(range(len(ss)), key=ss.__getitem__)
+        best_rows.append({"prompt": rec.prompt, "completion": gs[top].text})
+        scored_rows.append(
+            {"prompt": rec.prompt, "responses": [g.text for g in gs], "scores": ss, "best": top}
+            | ({"gold": gold[i]} if gold else {})
+        )
     write_jsonl_atomic(out / "best.jsonl", best_rows)
     write_jsonl_atomic(out / "scored.jsonl", scored_rows)
     n = cfg.sample.n
@@ -123,10 +152,14 @@ def train(cfg: Config) -> Path:
         "mean_score": sum(map(sum, scores)) / sum(map(len, scores)),
         "mean_best_score": sum(max(s) for s in scores) / len(scores),
         "kl_best_of_n": best_of_n_kl(n),
+        "curve": curve(scores, gold),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(
         f"[best-of-n] {len(records)} prompts x {n}: mean score {summary['mean_score']:+.3f}, "
         f"best {summary['mean_best_score']:+.3f}, KL of best-of-{n} {summary['kl_best_of_n']:.3f} nats -> {out}"
     )
+    for row in summary["curve"]:
+        gold_text = f"  gold {row['gold']:+.3f}" if "gold" in row else ""
+        print(f"[best-of-n]   best of {row['n']:>3}: KL {row['kl']:.3f}  score {row['score']:+.3f}{gold_text}")
     return out
