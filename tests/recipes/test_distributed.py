@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,3 +167,26 @@ def test_ppo_on_2_processes_logs_and_writes_every_processes_rollouts(nano_model,
         assert r["repeated_bigrams"] == pytest.approx(sum(map(repeated_ngram_share, completions)) / 16, abs=1e-6)
         assert r["score_raw"] == pytest.approx(sum(x["score"] for x in rows) / 16, abs=1e-5)
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def test_ppo_on_2_processes_resumes_exactly(nano_model, prompts, tmp_path):
+    """Both processes' sampling seeds, RNG states, optimizers and the KL controller come back from
+    a checkpoint: a run resumed from step 2 ends with the weights of the run that never stopped."""
+    args = lambda out: [  # noqa: E731
+        "ppo", f"model.path={nano_model}", f"data.train={prompts}", f"train.output_dir={out}",
+        "rewards.function=tests.recipes.reward_fns:digits", "critic.init=policy", "critic.lr=1e-2",
+        "train.batch_size=4", "train.max_steps=5", "train.save_every=2", "rollout.max_new_tokens=6",
+        "rollout.samples_per_prompt=2", "algo.minibatches=2", "algo.kl_target=0.5",
+    ]
+    a, b = tmp_path / "a", tmp_path / "b"
+    launch_2_processes(args(a), tmp_path)
+    shutil.copytree(a, b)  # as if the run had died after its step-2 checkpoint
+    shutil.rmtree(b / "final")
+    shutil.rmtree(b / "checkpoints" / "step-4")
+    launch_2_processes(args(b), tmp_path)
+    assert_same_weights(load_weights(a / "final"), load_weights(b / "final"), atol=1e-6)
+    ma, mb = read_metrics(a), read_metrics(b)
+    assert [r["step"] for r in mb] == [1, 2, 3, 4, 5]
+    for ra, rb in zip(ma, mb):
+        assert ra["score_raw"] == pytest.approx(rb["score_raw"], abs=1e-6)
+        assert ra["kl_coef"] == pytest.approx(rb["kl_coef"], rel=1e-9)
