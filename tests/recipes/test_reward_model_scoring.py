@@ -97,6 +97,77 @@ def test_chat_prompts_are_rendered_by_the_reward_models_own_template(nano_model,
     assert response_ids == [tok(correct(1, 2), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]]
 
 
+@pytest.fixture
+def chat_reward_model(foreign_reward_model, tmp_path):
+    """The foreign reward model with a chat template, as reward models trained on chat transcripts have."""
+    rm_dir = shutil.copytree(foreign_reward_model, tmp_path / "chat-rm")
+    tok = load_tokenizer(str(rm_dir))
+    tok.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}{% if m['role'] == 'assistant' %}"
+        "{{ eos_token }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}"
+    )
+    tok.save_pretrained(str(rm_dir))
+    return rm_dir
+
+
+def test_the_chat_format_reads_the_whole_conversation_through_the_template(nano_model, chat_reward_model):
+    policy_tok, tok = load_tokenizer(str(nano_model)), load_tokenizer(str(chat_reward_model))
+    rm = RewardModel(str(chat_reward_model), ModelConfig(), policy_tok, "eval.reward_model", fmt="chat", format_key="eval.reward_format")
+    prompts = [question(1, 2), [{"role": "user", "content": question(3, 4)}]]
+    gens = generations(policy_tok, [question(1, 2), question(3, 4)], [correct(1, 2), repetitive(3, 4)], [True, False])
+    conversations = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": question(1, 2)}, {"role": "assistant", "content": correct(1, 2)}], tokenize=False
+        ),
+        tok.apply_chat_template(
+            [{"role": "user", "content": question(3, 4)}, {"role": "assistant", "content": repetitive(3, 4)}], tokenize=False
+        ),
+    ]
+    assert conversations[0].startswith("<user> ") and conversations[0].rstrip().endswith(tok.eos_token)
+    ids = [tok(c, add_special_tokens=False)["input_ids"] for c in conversations]
+    assert rm.token_ids(prompts, [g.prompt_ids for g in gens], gens) == (ids, [[], []])
+    got = rm(prompts, [g.prompt_ids for g in gens], gens, n=2)
+    torch.testing.assert_close(got, torch.tensor(direct_scores(chat_reward_model, ids)), rtol=0, atol=1e-5)
+    # the pair format of the same model reads something else
+    pair = RewardModel(str(chat_reward_model), ModelConfig(), policy_tok, "eval.reward_model")
+    assert pair.token_ids(prompts, [g.prompt_ids for g in gens], gens)[0] != ids
+
+
+def without_chat_template(model_dir, out):
+    """A copy of ``model_dir`` whose tokenizer has no chat template."""
+    out = shutil.copytree(model_dir, out)
+    (out / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    assert not getattr(load_tokenizer(str(out)), "chat_template", None)
+    return out
+
+
+def test_the_chat_format_needs_a_chat_template(nano_model, foreign_reward_model, chat_reward_model, tmp_path, capsys):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": question(a, 1)} for a in range(3)])
+    args = ["best-of-n", f"model.path={nano_model}", f"sample.prompts={prompts}", "sample.n=2", "sample.max_new_tokens=5"]
+    out = tmp_path / "bon"
+    plain = without_chat_template(foreign_reward_model, tmp_path / "plain-rm")
+    assert main([*args, f"best_of_n.reward_model={plain}", "best_of_n.reward_format=chat",
+                 f"best_of_n.output_dir={out}"]) == 2
+    assert "best_of_n.reward_format=chat: the tokenizer of best_of_n.reward_model=" in capsys.readouterr().err
+    assert main([*args, f"best_of_n.reward_model={chat_reward_model}", "best_of_n.reward_format=turns",
+                 f"best_of_n.output_dir={out}"]) == 2
+    assert "best_of_n.reward_format" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*args, f"best_of_n.reward_model={chat_reward_model}", "best_of_n.reward_format=chat",
+                 f"best_of_n.output_dir={out}"]) == 0
+    tok = load_tokenizer(str(chat_reward_model))
+    for row in (json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()):
+        ids = [
+            tok(tok.apply_chat_template([{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": r}],
+                                        tokenize=False), add_special_tokens=False)["input_ids"]
+            for r in row["responses"]
+        ]
+        assert row["scores"] == pytest.approx(direct_scores(chat_reward_model, ids), abs=1e-5)
+
+
 def test_a_causal_lm_or_a_multi_label_classifier_is_not_a_reward_model(nano_model, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
@@ -199,3 +270,10 @@ def test_ppo_against_a_reward_model_of_another_tokenizer(nano_model, prompts, fo
     m = read_metrics(out)
     assert [r["step"] for r in m] == [1, 2, 3]
     assert all(torch.isfinite(torch.tensor(r["score_raw"])) for r in m)
+    # the same reward model reading whole conversations scores the same samples differently
+    pair, chat = tmp_path / "pair", tmp_path / "chat"
+    for run, fmt in ((pair, "pair"), (chat, "chat")):
+        assert main([*args, f"train.output_dir={run}", "critic.init=policy", f"rewards.format={fmt}", "rollout.samples_every=1"]) == 0
+    step_1 = lambda run: [json.loads(x) for x in (run / "samples" / "step-1.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [x["response"] for x in step_1(chat)] == [x["response"] for x in step_1(pair)]  # the same samples
+    assert [x["score"] for x in step_1(chat)] != pytest.approx([x["score"] for x in step_1(pair)], abs=1e-6)

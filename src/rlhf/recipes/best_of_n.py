@@ -21,6 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -41,6 +42,9 @@ class BestOfNSection:
     reward_model: str = ""
     """reward model directory (AutoModelForSequenceClassification, num_labels=1); its tokenizer may
     differ from the policy's (it then reads the text)"""
+    reward_format: Literal["pair", "chat"] = "pair"
+    """how the reward model reads a prompt and response: pair, as `rlhf reward` trains; chat, the
+    conversation through its chat template (reward models trained elsewhere on chat transcripts)"""
     reward_function: str = ""
     """instead of a reward model: a Python callable 'module:function' (prompts, completions, **kw) ->
     list[float], e.g. a verifier or a rule"""
@@ -129,7 +133,10 @@ def train(cfg: Config) -> Path:
     gold_fn = load_reward_fn(b.gold, "best_of_n.gold") if b.gold else None
     torch.manual_seed(cfg.sample.seed)
     if scorer is None:  # loaded before sampling, so a wrong reward model fails before the long part
-        scorer = RewardModel(b.reward_model, cfg.model, load_tokenizer(cfg.model.path), "best_of_n.reward_model")
+        scorer = RewardModel(
+            b.reward_model, cfg.model, load_tokenizer(cfg.model.path), "best_of_n.reward_model",
+            fmt=b.reward_format, format_key="best_of_n.reward_format",
+        )
     records, tokenizer, gens = generate(cfg.model, cfg.sample)
     prompts, size = [r.prompt for r in records], cfg.sample.batch_size
     scores = score_generations(scorer, prompts, tokenizer, gens, size, b.reward_function)

@@ -56,6 +56,9 @@ class EvalSection:
     reward_model: str = ""
     """the proxy: a reward model directory (AutoModelForSequenceClassification, num_labels=1); its
     tokenizer may differ from model.path's (it then reads the text)"""
+    reward_format: Literal["pair", "chat"] = "pair"
+    """how eval.reward_model reads a prompt and response: pair, as `rlhf reward` trains; chat, the
+    conversation through its chat template (reward models trained elsewhere on chat transcripts)"""
     reward_function: str = ""
     """the proxy as a Python callable 'module:function' (prompts, completions, **kw) -> list[float]"""
     gold: str = ""
@@ -197,7 +200,11 @@ def train(cfg: Config) -> Path:
     if e.kl_samples and (e.reference or e.baseline):
         reference = _load(cfg, e.reference, "eval.reference", tokenizer) if e.reference else models["baseline"]
     # the proxy reward model, loaded before anything is generated (its tokenizer may differ)
-    reward_model = RewardModel(e.reward_model, cfg.model, tokenizer, "eval.reward_model") if e.reward_model else None
+    reward_model = (
+        RewardModel(e.reward_model, cfg.model, tokenizer, "eval.reward_model", fmt=e.reward_format, format_key="eval.reward_format")
+        if e.reward_model
+        else None
+    )
     report: dict[str, Any] = {"models": {"policy": cfg.model.path, **({"baseline": e.baseline} if e.baseline else {})}}
     stats: dict[str, dict[str, float]] = {name: {} for name in models}
 

@@ -80,6 +80,10 @@ class RolloutSection:
 class RewardsSection:
     model: str = ""
     """reward model directory (AutoModelForSequenceClassification, num_labels=1)"""
+    format: Literal["pair", "chat"] = "pair"
+    """how rewards.model (and rewards.heldout_model) read a prompt and response: pair, as `rlhf
+    reward` trains (prompt, response, EOS); chat, the conversation through the reward model's chat
+    template (reward models trained elsewhere on chat transcripts)"""
     function: str = ""
     """instead of a model: 'module:function' returning one float per completion"""
     normalize: bool = True

@@ -23,7 +23,7 @@ class Scorer:
         self.rm, self.mean, self.std = None, None, None
         path = cfg.rewards.model if path is None else path
         if path:
-            self.rm = RewardModel(path, cfg.model, tokenizer, key, device)
+            self.rm = RewardModel(path, cfg.model, tokenizer, key, device, cfg.rewards.format, "rewards.format")
             if cfg.rewards.normalize:
                 if self.rm.statistics is None:
                     print(f"[ppo] rewards.normalize: {key} stores no reward_mean/reward_std; not normalising it")
