@@ -18,3 +18,13 @@ def wrong_length(prompts: list[str], completions: list[str], **kw) -> list[float
 
 
 NOT_CALLABLE = 3
+
+
+def counted_digits(prompts: list[str], completions: list[str], **kw) -> list[float]:
+    """``digits``, appending "<pid> <completions>" to the file $RLHF_TEST_CALLS at every call: which
+    process scored how many responses."""
+    import os
+
+    with open(os.environ["RLHF_TEST_CALLS"], "a") as fh:
+        fh.write(f"{os.getpid()} {len(completions)}\n")
+    return digits(prompts, completions)

@@ -11,6 +11,7 @@ quietly falls back to one process fails.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -190,3 +191,46 @@ def test_ppo_on_2_processes_resumes_exactly(nano_model, prompts, tmp_path):
     for ra, rb in zip(ma, mb):
         assert ra["score_raw"] == pytest.approx(rb["score_raw"], abs=1e-6)
         assert ra["kl_coef"] == pytest.approx(rb["kl_coef"], rel=1e-9)
+
+
+def test_eval_on_2_processes_matches_1_process(nano_model, prompts, data_dir, reward_model, tmp_path, capsys, monkeypatch):
+    """Each process answers every other prompt; the report and samples.jsonl are those of one process."""
+    baseline = cli_sft(nano_model, data_dir, tmp_path)
+    args = lambda out: [  # noqa: E731
+        "eval", f"model.path={baseline}", f"eval.baseline={nano_model}", f"eval.prompts={prompts}",
+        f"eval.reward_model={reward_model}", "eval.gold=tests.recipes.reward_fns:counted_digits",
+        f"eval.text={data_dir / 'demos_eval.jsonl'}", "eval.max_new_tokens=6", "eval.kl_samples=2",
+        f"eval.output_dir={out}",
+    ]
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("RLHF_TEST_CALLS", str(calls))
+    assert cli.main(args(single)) == 0
+    capsys.readouterr()
+    calls.unlink()
+    launch_2_processes(args(multi), tmp_path)
+    # the gold scorer read each of the 64 x 2 responses once, half in each process
+    per_process = [tuple(map(int, line.split())) for line in calls.read_text().splitlines()]
+    assert len({pid for pid, _ in per_process}) == 2 and sorted(n for _, n in per_process) == [64, 64]
+    rows_1, rows_2 = ([json.loads(x) for x in (d / "samples.jsonl").read_text().splitlines()] for d in (single, multi))
+    assert len(rows_2) == 64 and [r["prompt"] for r in rows_2] == [r["prompt"] for r in rows_1]
+    for a, b in zip(rows_1, rows_2):
+        assert a["policy"] == b["policy"] and a["baseline"] == b["baseline"]
+        for key in ("policy_reward", "baseline_reward", "policy_gold", "baseline_gold"):
+            assert b[key] == pytest.approx(a[key], abs=1e-5), key
+    r1, r2 = (json.loads((d / "report.json").read_text()) for d in (single, multi))
+    assert r2["prompts"] == 64
+    assert r2["win_rate"]["reward"]["wins"] == r1["win_rate"]["reward"]["wins"]
+    for name in ("policy", "baseline"):
+        for key in ("reward_mean", "gold_mean", "length", "distinct_2", "nll"):
+            assert r2[name][key] == pytest.approx(r1[name][key], rel=1e-5, abs=1e-6), (name, key)
+    # KL: the same number of sampled responses; each process samples its own share, so not the same ones
+    assert r2["policy"]["kl_responses"] == r1["policy"]["kl_responses"] == 128
+    assert math.isfinite(r2["policy"]["kl"])
+
+
+def cli_sft(nano_model, data_dir, tmp_path):
+    """A policy that differs from the nano model: 20 SFT steps."""
+    out = tmp_path / "sft"
+    assert cli.main(["sft", *sft_overrides(nano_model, data_dir / "demos.jsonl", out)]) == 0
+    return out / "final"

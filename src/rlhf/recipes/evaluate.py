@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from accelerate.utils import gather_object
 
 from rlhf.config import ConfigError
 from rlhf.data.records import Prompt, load_records
 from rlhf.data.tokenize import encode_prompt, render_prompt, tokenize_demonstrations
 from rlhf.eval.metrics import distinct_n, kl_from_logprobs, repetition, win_rate_interval
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
+from rlhf.recipes.loop import make_accelerator
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sample import write_jsonl_atomic
 from rlhf.rollout.engine import make_engine
@@ -42,7 +44,7 @@ from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
-from rlhf.sections import ModelConfig
+from rlhf.sections import ModelConfig, TrainConfig
 
 
 @dataclass
@@ -143,13 +145,24 @@ def sampled_kl(
     responses sampled at ``params`` (temperature 1: the only responses on which the estimate is
     unbiased) of log pi(y|x) - log ref(y|x), and its standard error. log pi is the engine's own
     record of each sampled token's log-prob, so only the reference runs a forward."""
+    return kl_summary(sampled_kl_terms(engine, reference, prompt_ids, params, pad_id, batch_size))
+
+
+def sampled_kl_terms(
+    engine, reference, prompt_ids: list[list[int]], params: SamplingParams, pad_id: int, batch_size: int = 32
+) -> list[tuple[float, float]]:
+    """(log pi(y|x), log ref(y|x)) of each response sampled at ``params`` (see ``sampled_kl``)."""
     gens = [g for gs in engine.generate_ids(prompt_ids, params) for g in gs]
     ref = sequence_logprobs(reference, [g.prompt_ids for g in gens], [g.response_ids for g in gens], pad_id, batch_size)
-    logp = [sum(g.logprobs) for g in gens]
-    mean = kl_from_logprobs(logp, ref.tolist())
-    terms = [p - r for p, r in zip(logp, ref.tolist())]
-    var = sum((t - mean) ** 2 for t in terms) / (len(terms) - 1) if len(terms) > 1 else 0.0
-    return {"kl": mean, "kl_stderr": math.sqrt(var / len(terms)), "kl_responses": len(terms)}
+    return [(sum(g.logprobs), r) for g, r in zip(gens, ref.tolist())]
+
+
+def kl_summary(terms: list[tuple[float, float]]) -> dict[str, float]:
+    """Mean KL, its standard error and the number of responses, from ``sampled_kl_terms``."""
+    mean = kl_from_logprobs([p for p, _ in terms], [r for _, r in terms])
+    diffs = [p - r for p, r in terms]
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) if len(diffs) > 1 else 0.0
+    return {"kl": mean, "kl_stderr": math.sqrt(var / len(diffs)), "kl_responses": len(diffs)}
 
 
 def score(
@@ -167,13 +180,13 @@ def score(
     return out
 
 
-def text_nll(model, examples, pad_id: int, batch_size: int = 16) -> dict[str, float]:
-    """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples``."""
-    from rlhf.recipes.loop import make_accelerator
+def text_nll(model, examples, pad_id: int, batch_size: int = 16, accelerator=None) -> dict[str, float]:
+    """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples`` (split
+    across ``accelerator``'s processes when given)."""
     from rlhf.recipes.sft import evaluate
-    from rlhf.sections import TrainConfig
 
-    out = evaluate(model, make_accelerator(TrainConfig(output_dir="unused")), examples, pad_id, batch_size)
+    accelerator = accelerator or make_accelerator(TrainConfig(output_dir="unused"))
+    out = evaluate(model, accelerator, examples, pad_id, batch_size)
     return {"nll": out["eval_loss"], "ppl": out["eval_ppl"]}
 
 
@@ -191,17 +204,21 @@ def train(cfg: Config) -> Path:
         examples, _ = tokenize_demonstrations(text_records, tokenizer, e.max_length)
         if not examples:
             raise ConfigError(f"eval.text: no record of {e.text} has a completion token within eval.max_length")
-    run = RunDir(e.output_dir)
+    acc = make_accelerator(TrainConfig(output_dir=e.output_dir, seed=e.seed))
+    rank, world, say = acc.process_index, acc.num_processes, acc.print
+    run = RunDir(e.output_dir, acc.is_main_process)
     run.write_config(cfg)
-    models = {"policy": load_policy(replace(cfg.model, lora_r=0), tokenizer).eval()}
+    models = {"policy": load_policy(replace(cfg.model, lora_r=0), tokenizer).eval().to(acc.device)}
     if e.baseline:
-        models["baseline"] = _load(cfg, e.baseline, "eval.baseline", tokenizer)
+        models["baseline"] = _load(cfg, e.baseline, "eval.baseline", tokenizer).to(acc.device)
     reference = None
     if e.kl_samples and (e.reference or e.baseline):
-        reference = _load(cfg, e.reference, "eval.reference", tokenizer) if e.reference else models["baseline"]
+        reference = _load(cfg, e.reference, "eval.reference", tokenizer).to(acc.device) if e.reference else models["baseline"]
     # the proxy reward model, loaded before anything is generated (its tokenizer may differ)
     reward_model = (
-        RewardModel(e.reward_model, cfg.model, tokenizer, "eval.reward_model", fmt=e.reward_format, format_key="eval.reward_format")
+        RewardModel(
+            e.reward_model, cfg.model, tokenizer, "eval.reward_model", acc.device, fmt=e.reward_format, format_key="eval.reward_format"
+        )
         if e.reward_model
         else None
     )
@@ -209,48 +226,65 @@ def train(cfg: Config) -> Path:
     stats: dict[str, dict[str, float]] = {name: {} for name in models}
 
     if records:
-        # 2. responses: greedy (or eval.temperature) from each model; KL on samples at temperature 1
-        texts = [render_prompt(tokenizer, r.prompt) for r in records]
-        ids = [encode_prompt(tokenizer, r.prompt) for r in records]
+        # 2. responses: greedy (or eval.temperature) from each model; KL on samples at temperature 1.
+        # Under accelerate launch each process takes every world-th prompt; the rows are gathered.
+        names = list(models)
+        mine = list(range(rank, len(records), world))
+        texts = [render_prompt(tokenizer, records[i].prompt) for i in mine]
+        ids = [encode_prompt(tokenizer, records[i].prompt) for i in mine]
         params = SamplingParams(e.max_new_tokens, e.temperature, e.top_p, n=1, seed=e.seed, stop=list(e.stop))
-        gens, scores = {}, {}
+        gens, kl_terms = {}, []
         for name, model in models.items():
             engine = make_engine(e.engine, model, tokenizer, e.batch_size)
-            gens[name] = [gs[0] for gs in engine.generate_ids(ids, params)]
-            stats[name].update(response_stats(gens[name]))
-            if name == "policy" and reference is not None:
+            gens[name] = [gs[0] for gs in engine.generate_ids(ids, params)] if ids else []
+            if name == "policy" and reference is not None and ids:
                 kl_params = SamplingParams(e.max_new_tokens, 1.0, n=e.kl_samples, seed=e.seed + 1, stop=list(e.stop))
-                stats[name].update(sampled_kl(engine, reference, ids, kl_params, tokenizer.pad_token_id, e.batch_size))
+                kl_terms = sampled_kl_terms(engine, reference, ids, kl_params, tokenizer.pad_token_id, e.batch_size)
         # 3. score: the proxy and the gold scorer, every model's responses in one call each
-        names = list(models)
         flat = [g for name in names for g in gens[name]]
-        raw = [r.prompt for r in records]
-        all_scores = score(cfg, fns, reward_model, [p for _ in names for p in raw], [t for _ in names for t in texts], flat)
-        for label, values in all_scores.items():
-            for i, name in enumerate(names):
-                scores[(name, label)] = values[i * len(ids) : (i + 1) * len(ids)]
-                stats[name][f"{label}_mean"] = sum(scores[(name, label)]) / len(ids)
-        scorers = list(all_scores)
+        raw = [records[i].prompt for i in mine]
+        scorers = [label for label, on in (("reward", reward_model or "reward_function" in fns), ("gold", "gold" in fns)) if on]
+        local = {label: [] for label in scorers}  # a process with no prompts (more processes than prompts)
+        if flat:
+            local = score(cfg, fns, reward_model, [p for _ in names for p in raw], [t for _ in names for t in texts], flat)
+        rows = [
+            {
+                "index": i,
+                "prompt": texts[j],
+                **{name: gens[name][j] for name in names},
+                **{f"{name}_{label}": local[label][k * len(mine) + j] for k, name in enumerate(names) for label in scorers},
+            }
+            for j, i in enumerate(mine)
+        ]
+        if world > 1:
+            rows = sorted(gather_object(rows), key=lambda row: row["index"])
+            kl_terms = gather_object(kl_terms)
+        n_prompts = len(rows)
+        for name in names:
+            stats[name].update(response_stats([row[name] for row in rows]))
+            for label in scorers:
+                stats[name][f"{label}_mean"] = sum(row[f"{name}_{label}"] for row in rows) / n_prompts
+        if kl_terms:
+            stats["policy"].update(kl_summary(kl_terms))
         if e.baseline:
             report["win_rate"] = {
-                label: vars(win_rate_interval(scores[("policy", label)], scores[("baseline", label)])) for label in scorers
+                label: vars(win_rate_interval([r[f"policy_{label}"] for r in rows], [r[f"baseline_{label}"] for r in rows]))
+                for label in scorers
             }
-        rows = []
-        for i, text in enumerate(texts):
-            row: dict[str, Any] = {"prompt": text}
-            for name in names:
-                row[name] = gens[name][i].text
-                row.update({f"{name}_{label}": scores[(name, label)][i] for label in scorers})
-            rows.append(row)
-        write_jsonl_atomic(Path(e.output_dir) / "samples.jsonl", rows)
-        report["prompts"] = len(ids)
+        if acc.is_main_process:
+            written = [
+                {"prompt": r["prompt"], **{k: (v.text if isinstance(v, Generation) else v) for k, v in r.items() if k not in ("index", "prompt")}}
+                for r in rows
+            ]
+            write_jsonl_atomic(Path(e.output_dir) / "samples.jsonl", written)
+        report["prompts"] = n_prompts
 
-    if examples:  # 4. forgetting: NLL of held-out text
+    if examples:  # 4. forgetting: NLL of held-out text (split across processes)
         for name, model in models.items():
-            stats[name].update(text_nll(model, examples, tokenizer.pad_token_id, e.batch_size))
+            stats[name].update(text_nll(model, examples, tokenizer.pad_token_id, e.batch_size, acc))
     report.update(stats)
     run.write_json("report.json", report)
-    print(format_report(report))
+    say(format_report(report))
     return Path(e.output_dir)
 
 
