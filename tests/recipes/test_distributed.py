@@ -32,6 +32,7 @@ from .helpers import (
     reward_overrides,
     sft_overrides,
 )
+from .reward_fns import digits
 
 pytestmark = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
@@ -234,3 +235,32 @@ def cli_sft(nano_model, data_dir, tmp_path):
     out = tmp_path / "sft"
     assert cli.main(["sft", *sft_overrides(nano_model, data_dir / "demos.jsonl", out)]) == 0
     return out / "final"
+
+
+def test_sample_and_best_of_n_on_2_processes_split_the_prompts(nano_model, prompts, tmp_path, monkeypatch):
+    """Each process samples and scores every other prompt; the main process writes them all, in order."""
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("RLHF_TEST_CALLS", str(calls))
+    common_args = [f"model.path={nano_model}", f"sample.prompts={prompts}", "sample.n=3", "sample.max_new_tokens=5"]
+    launch_2_processes(["sample", *common_args, f"sample.output={tmp_path / 'cands.jsonl'}"], tmp_path)
+    sets = [json.loads(x) for x in (tmp_path / "cands.jsonl").read_text().splitlines()]
+    questions = [json.loads(x)["prompt"] for x in prompts.read_text().splitlines()]
+    assert [s["prompt"] for s in sets] == questions and [s["id"] for s in sets] == [f"p{i}" for i in range(64)]
+    assert all(len(s["responses"]) == 3 for s in sets)
+    out = tmp_path / "bon"
+    launch_2_processes(
+        ["best-of-n", *common_args, "best_of_n.reward_function=tests.recipes.reward_fns:counted_digits",
+         f"best_of_n.output_dir={out}"],
+        tmp_path,
+    )
+    per_process = [tuple(map(int, line.split())) for line in calls.read_text().splitlines()]
+    assert len({pid for pid, _ in per_process}) == 2 and sorted(n for _, n in per_process) == [96, 96]  # 32 prompts x 3
+    scored = [json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()]
+    best = [json.loads(x) for x in (out / "best.jsonl").read_text().splitlines()]
+    assert [s["prompt"] for s in scored] == [b["prompt"] for b in best] == questions
+    for s, b in zip(scored, best):
+        assert s["scores"] == pytest.approx(digits([s["prompt"]] * 3, s["responses"]))
+        assert b["completion"] == s["responses"][s["best"]] and s["scores"][s["best"]] == max(s["scores"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prompts"] == 64
+    assert summary["mean_best_score"] == pytest.approx(sum(max(s["scores"]) for s in scored) / 64)

@@ -30,7 +30,14 @@ from rlhf.data.records import Prompt
 from rlhf.data.tokenize import render_prompt
 from rlhf.eval.metrics import best_of_k, best_of_k_sizes
 from rlhf.models.loading import check_model_path, load_tokenizer
-from rlhf.recipes.sample import SampleSection, check, generate, write_jsonl_atomic
+from rlhf.recipes.sample import (
+    SampleSection,
+    check,
+    gather_in_order,
+    generate,
+    sampling_accelerator,
+    write_jsonl_atomic,
+)
 from rlhf.rollout.generate import Generation
 from rlhf.rollout.reward_fn import RewardFn, call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
@@ -132,26 +139,31 @@ def train(cfg: Config) -> Path:
     scorer: RewardModel | RewardFn | None = check_scorer(b)
     gold_fn = load_reward_fn(b.gold, "best_of_n.gold") if b.gold else None
     torch.manual_seed(cfg.sample.seed)
+    acc = sampling_accelerator(cfg.sample.seed)
     if scorer is None:  # loaded before sampling, so a wrong reward model fails before the long part
         scorer = RewardModel(
-            b.reward_model, cfg.model, load_tokenizer(cfg.model.path), "best_of_n.reward_model",
+            b.reward_model, cfg.model, load_tokenizer(cfg.model.path), "best_of_n.reward_model", acc.device,
             fmt=b.reward_format, format_key="best_of_n.reward_format",
         )
-    records, tokenizer, gens = generate(cfg.model, cfg.sample)
-    prompts, size = [r.prompt for r in records], cfg.sample.batch_size
-    scores = score_generations(scorer, prompts, tokenizer, gens, size, b.reward_function)
-    gold = score_generations(gold_fn, prompts, tokenizer, gens, size, b.gold, "best_of_n.gold") if gold_fn else None
+    # under accelerate launch each process samples and scores every n-th prompt
+    records, tokenizer, gens, mine = generate(cfg.model, cfg.sample, acc)
+    prompts, size = [records[i].prompt for i in mine], cfg.sample.batch_size
+    scores = score_generations(scorer, prompts, tokenizer, gens, size, b.reward_function) if mine else []
+    gold = score_generations(gold_fn, prompts, tokenizer, gens, size, b.gold, "best_of_n.gold") if gold_fn and mine else None
+    rows = gather_in_order(
+        acc,
+        [
+            {"index": i, "prompt": records[i].prompt, "responses": [g.text for g in gs], "scores": ss,
+             "best": max(range(len(ss)), key=ss.__getitem__)} | ({"gold": gold[j]} if gold else {})
+            for j, (i, gs, ss) in enumerate(zip(mine, gens, scores))
+        ],
+    )
+    scores = [r["scores"] for r in rows]
+    gold = [r["gold"] for r in rows] if gold_fn else None
     out = Path(b.output_dir)
-    best_rows, scored_rows = [], []
-    for i, (rec, gs, ss) in enumerate(zip(records, gens, scores)):
-        top = max(range(len(ss)), key=ss.__getitem__)
-        best_rows.append({"prompt": rec.prompt, "completion": gs[top].text})
-        scored_rows.append(
-            {"prompt": rec.prompt, "responses": [g.text for g in gs], "scores": ss, "best": top}
-            | ({"gold": gold[i]} if gold else {})
-        )
-    write_jsonl_atomic(out / "best.jsonl", best_rows)
-    write_jsonl_atomic(out / "scored.jsonl", scored_rows)
+    if acc.is_main_process:
+        write_jsonl_atomic(out / "best.jsonl", [{"prompt": r["prompt"], "completion": r["responses"][r["best"]]} for r in rows])
+        write_jsonl_atomic(out / "scored.jsonl", [{k: v for k, v in r.items() if k != "index"} for r in rows])
     n = cfg.sample.n
     summary = {
         "prompts": len(records),
@@ -161,12 +173,13 @@ def train(cfg: Config) -> Path:
         "kl_best_of_n": best_of_n_kl(n),
         "curve": curve(scores, gold),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(
+    if acc.is_main_process:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    acc.print(
         f"[best-of-n] {len(records)} prompts x {n}: mean score {summary['mean_score']:+.3f}, "
         f"best {summary['mean_best_score']:+.3f}, KL of best-of-{n} {summary['kl_best_of_n']:.3f} nats -> {out}"
     )
     for row in summary["curve"]:
         gold_text = f"  gold {row['gold']:+.3f}" if "gold" in row else ""
-        print(f"[best-of-n]   best of {row['n']:>3}: KL {row['kl']:.3f}  score {row['score']:+.3f}{gold_text}")
+        acc.print(f"[best-of-n]   best of {row['n']:>3}: KL {row['kl']:.3f}  score {row['score']:+.3f}{gold_text}")
     return out

@@ -36,15 +36,14 @@ from rlhf.data.records import Prompt, load_records
 from rlhf.data.tokenize import encode_prompt, render_prompt, tokenize_demonstrations
 from rlhf.eval.metrics import distinct_n, kl_from_logprobs, repetition, win_rate_interval
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
-from rlhf.recipes.loop import make_accelerator
 from rlhf.recipes.run_dir import RunDir
-from rlhf.recipes.sample import write_jsonl_atomic
+from rlhf.recipes.sample import gather_in_order, sampling_accelerator, write_jsonl_atomic
 from rlhf.rollout.engine import make_engine
 from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
-from rlhf.sections import ModelConfig, TrainConfig
+from rlhf.sections import ModelConfig
 
 
 @dataclass
@@ -185,7 +184,7 @@ def text_nll(model, examples, pad_id: int, batch_size: int = 16, accelerator=Non
     across ``accelerator``'s processes when given)."""
     from rlhf.recipes.sft import evaluate
 
-    accelerator = accelerator or make_accelerator(TrainConfig(output_dir="unused"))
+    accelerator = accelerator or sampling_accelerator(0)
     out = evaluate(model, accelerator, examples, pad_id, batch_size)
     return {"nll": out["eval_loss"], "ppl": out["eval_ppl"]}
 
@@ -204,7 +203,7 @@ def train(cfg: Config) -> Path:
         examples, _ = tokenize_demonstrations(text_records, tokenizer, e.max_length)
         if not examples:
             raise ConfigError(f"eval.text: no record of {e.text} has a completion token within eval.max_length")
-    acc = make_accelerator(TrainConfig(output_dir=e.output_dir, seed=e.seed))
+    acc = sampling_accelerator(e.seed)
     rank, world, say = acc.process_index, acc.num_processes, acc.print
     run = RunDir(e.output_dir, acc.is_main_process)
     run.write_config(cfg)
@@ -256,8 +255,8 @@ def train(cfg: Config) -> Path:
             }
             for j, i in enumerate(mine)
         ]
+        rows = gather_in_order(acc, rows)
         if world > 1:
-            rows = sorted(gather_object(rows), key=lambda row: row["index"])
             kl_terms = gather_object(kl_terms)
         n_prompts = len(rows)
         for name in names:

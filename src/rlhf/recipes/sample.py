@@ -3,6 +3,10 @@
 Writes candidate sets, one JSON line a prompt: ``{"id", "prompt", "responses"}``. That is the file
 the labeling app imports (`rlhf label import`); once people rank it, it is a ranking file that
 `rlhf reward` and `rlhf dpo` read.
+
+The model runs on accelerate's device (a GPU when there is one). Under `accelerate launch` each
+process samples every n-th prompt (with the same seed, so the samples differ from a one-process
+run's) and the main process gathers them in prompt order and writes the file.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from rlhf.config import ConfigError
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
-from rlhf.rollout.generate import Generation, SamplingParams
+from rlhf.rollout.generate import SamplingParams
 from rlhf.sections import ModelConfig
 
 
@@ -65,20 +69,40 @@ def check(model: ModelConfig, s: SampleSection) -> None:
         raise ConfigError("sample.temperature must be >= 0 and sample.top_p in (0, 1]")
 
 
-def generate(model_cfg: ModelConfig, s: SampleSection, what: str = "sample.prompts"):
-    """Load the model and prompts, sample; returns (prompt records, tokenizer, generations)."""
+def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, what: str = "sample.prompts"):
+    """Load the model and prompts, sample this process's share of the prompts (every n-th, from
+    its index); returns (all prompt records, tokenizer, generations of the share, the share's
+    record indices)."""
     records = load_records(s.prompts, "prompt", what)
     tokenizer = load_tokenizer(model_cfg.path)
-    model = load_policy(replace_lora(model_cfg), tokenizer).eval()
+    model = load_policy(replace_lora(model_cfg), tokenizer).eval().to(accelerator.device)
     from rlhf.rollout.engine import make_engine
 
     engine = make_engine(s.engine, model, tokenizer, s.batch_size)
     params = SamplingParams(s.max_new_tokens, s.temperature, s.top_p, s.top_k, n=s.n, seed=s.seed, stop=list(s.stop))
+    mine = list(range(accelerator.process_index, len(records), accelerator.num_processes))
     try:
-        gens = engine.generate([r.prompt for r in records], params)
+        gens = engine.generate([records[i].prompt for i in mine], params) if mine else []
     except ValueError as err:  # e.g. a prompt with no tokens
         raise DataError(f"{what}: {err}") from err
-    return records, tokenizer, gens
+    return records, tokenizer, gens, mine
+
+
+def sampling_accelerator(seed: int):
+    """accelerate's process and device, for commands that only sample and score."""
+    from rlhf.recipes.loop import make_accelerator
+    from rlhf.sections import TrainConfig
+
+    return make_accelerator(TrainConfig(output_dir="unused", seed=seed))
+
+
+def gather_in_order(accelerator, rows: list[dict]) -> list[dict]:
+    """Every process's rows (each with its record's ``index``), in record order."""
+    if accelerator.num_processes == 1:
+        return rows
+    from accelerate.utils import gather_object
+
+    return sorted(gather_object(rows), key=lambda row: row["index"])
 
 
 def replace_lora(cfg: ModelConfig) -> ModelConfig:
@@ -100,19 +124,19 @@ def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> Path:
     return path
 
 
-def candidate_sets(records, gens: list[list[Generation]]) -> list[dict]:
-    return [
-        {"id": f"p{i}", "prompt": rec.prompt, "responses": [g.text for g in gs]}
-        for i, (rec, gs) in enumerate(zip(records, gens))
-    ]
-
-
 def train(cfg: Config) -> Path:
     """Sample and write the candidate sets; returns the output path."""
     check(cfg.model, cfg.sample)
     torch.manual_seed(cfg.sample.seed)
-    records, _, gens = generate(cfg.model, cfg.sample)
-    out = write_jsonl_atomic(cfg.sample.output, candidate_sets(records, gens))
-    cut = sum(not g.finished for gs in gens for g in gs)
-    print(f"[sample] {len(records)} prompts x {cfg.sample.n} responses -> {out} ({cut} cut at max_new_tokens)")
+    acc = sampling_accelerator(cfg.sample.seed)
+    records, _, gens, mine = generate(cfg.model, cfg.sample, acc)
+    rows = gather_in_order(
+        acc, [{"index": i, "responses": [g.text for g in gs], "cut": sum(not g.finished for g in gs)} for i, gs in zip(mine, gens)]
+    )
+    out = Path(cfg.sample.output)
+    if acc.is_main_process:
+        sets = [{"id": f"p{r['index']}", "prompt": records[r["index"]].prompt, "responses": r["responses"]} for r in rows]
+        write_jsonl_atomic(out, sets)
+    cut = sum(r["cut"] for r in rows)
+    acc.print(f"[sample] {len(records)} prompts x {cfg.sample.n} responses -> {out} ({cut} cut at max_new_tokens)")
     return out
