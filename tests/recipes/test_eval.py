@@ -131,6 +131,7 @@ def test_toy_world_gold_callable_scores_as_the_world_does():
         (["eval.prompts={prompts}", "eval.reference={model}", "eval.kl_samples=0"], "only used for KL"),
         (["eval.text={prompts}", f"eval.gold={FN}"], "need eval.prompts"),
         (["eval.prompts={prompts}", "eval.top_p=0"], "eval.top_p"),
+        (["eval.prompts={prompts}", f"eval.reward_function={FN}", "eval.reward_format=chat"], "eval.reward_format=chat"),
     ],
 )
 def test_bad_config_exits_2_naming_the_key(extra, message, nano_model, eval_prompts, tmp_path, capsys):

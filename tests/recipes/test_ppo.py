@@ -155,6 +155,7 @@ def test_interrupted_run_resumes_exactly(critic, nano_model, prompts, reward_mod
         ([f"rewards.function={DIGITS}", "algo.name=grpo"], "samples_per_prompt >= 2"),
         ([f"rewards.function={DIGITS}"], "critic.init=reward needs rewards.model"),
         ([f"rewards.function={DIGITS}", "critic.init=shared", "critic.vf_coef=0"], "critic.vf_coef must be > 0"),
+        ([f"rewards.function={DIGITS}", "critic.init=policy", "rewards.format=chat"], "rewards.format=chat is how a reward model reads"),
         (
             [f"rewards.function={DIGITS}", "critic.init=policy", "algo.reference=false"],
             "algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got 0.05 and 0.0)",

@@ -238,6 +238,7 @@ def test_best_of_n_with_a_reward_function_keeps_its_best(nano_model, tmp_path, c
         ([f"best_of_n.reward_function={DIGITS}", f"best_of_n.reward_model={nano_model}"], "got both"),
         (["best_of_n.reward_function=no_such_module:f"], "best_of_n.reward_function: cannot import"),
         ([f"best_of_n.reward_function={DIGITS}", "best_of_n.gold=no_such_module:f"], "best_of_n.gold: cannot import"),
+        ([f"best_of_n.reward_function={DIGITS}", "best_of_n.reward_format=chat"], "best_of_n.reward_format=chat is how"),
     ):
         assert main([*args, *extra, f"best_of_n.output_dir={tmp_path / 'x'}"]) == 2
         assert message in capsys.readouterr().err

@@ -114,6 +114,10 @@ def check_scorer(b: BestOfNSection) -> RewardFn | None:
     if b.reward_model:
         check_model_path(b.reward_model, "best_of_n.reward_model")
         return None
+    if b.reward_format != "pair":
+        raise ConfigError(
+            f"best_of_n.reward_format={b.reward_format} is how a reward model reads; best_of_n.reward_function reads text as it is"
+        )
     return load_reward_fn(b.reward_function, "best_of_n.reward_function")
 
 

@@ -103,6 +103,8 @@ def check(cfg: Config) -> dict[str, Any]:
     for key in ("baseline", "reference", "reward_model"):
         if getattr(e, key):
             check_model_path(getattr(e, key), f"eval.{key}")
+    if e.reward_format != "pair" and not e.reward_model:
+        raise ConfigError(f"eval.reward_format={e.reward_format} is how eval.reward_model reads, and there is none")
     if e.reward_model and e.reward_function:
         raise ConfigError("eval.reward_model and eval.reward_function are both set; the proxy is one of them")
     if not e.prompts and (e.baseline or e.reward_model or e.reward_function or e.gold):

@@ -157,6 +157,8 @@ def check(cfg: Config):
         check_model_path(cfg.rewards.model, "rewards.model")
     else:
         fn = load_reward_fn(cfg.rewards.function)
+    if cfg.rewards.format != "pair" and not (cfg.rewards.model or cfg.rewards.heldout_model):
+        raise ConfigError(f"rewards.format={cfg.rewards.format} is how a reward model reads; rewards.function reads text as it is")
     a, r = cfg.algo, cfg.rollout
     if a.name in ("grpo", "rloo") and r.samples_per_prompt < 2:
         raise ConfigError(f"algo.name={a.name} needs rollout.samples_per_prompt >= 2 (the group is its baseline)")
