@@ -106,6 +106,17 @@ def _label_main(argv: list[str]) -> int:
     return run_label(parser.parse_args(argv))
 
 
+def _finish_processes() -> None:
+    """Under `accelerate launch`: wait for every process, then close the process group. A process
+    whose share of the work ended first (the others still writing files) would otherwise exit
+    under gloo's live threads and abort."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["label"]:
@@ -125,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             recipe = importlib.import_module(module)
             cfg = load_config(recipe.Config, args.config, args.overrides)
             recipe.train(cfg)
+            _finish_processes()
         elif args.verb == "demo":
             from rlhf.demo import run_demo
 
