@@ -79,14 +79,31 @@ def test_a_reward_model_on_the_policys_vocabulary_reads_its_token_ids(nano_model
     torch.testing.assert_close(got, torch.tensor(expected), rtol=0, atol=1e-5)
 
 
+def with_chat_template(model_dir, out, template: str):
+    """A copy of ``model_dir`` whose tokenizer has ``template`` as its chat template."""
+    out = shutil.copytree(model_dir, out)
+    tok = load_tokenizer(str(out))
+    tok.chat_template = template
+    tok.save_pretrained(str(out))
+    return out
+
+
+def conversation(tok, user: str, assistant: str) -> str:
+    """The chat format's text, as transformers renders the conversation."""
+    return tok.apply_chat_template([{"role": "user", "content": user}, {"role": "assistant", "content": assistant}], tokenize=False)
+
+
+def conversation_ids(tok, user: str, assistant: str) -> list[int]:
+    return tok(conversation(tok, user, assistant), add_special_tokens=False)["input_ids"]
+
+
 def test_chat_prompts_are_rendered_by_the_reward_models_own_template(nano_model, foreign_reward_model, tmp_path):
-    rm_dir = shutil.copytree(foreign_reward_model, tmp_path / "rm")
-    tok = load_tokenizer(str(rm_dir))
-    tok.chat_template = (
-        "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<assistant> {% endif %}"
+    rm_dir = with_chat_template(
+        foreign_reward_model,
+        tmp_path / "rm",
+        "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}",
     )
-    tok.save_pretrained(str(rm_dir))
+    tok = load_tokenizer(str(rm_dir))
     rm = RewardModel(str(rm_dir), ModelConfig(), load_tokenizer(str(nano_model)), "eval.reward_model")
     messages = [{"role": "user", "content": question(1, 2)}]
     gen = Generation([1, 2, 3], [4], correct(1, 2), True)
@@ -100,14 +117,12 @@ def test_chat_prompts_are_rendered_by_the_reward_models_own_template(nano_model,
 @pytest.fixture
 def chat_reward_model(foreign_reward_model, tmp_path):
     """The foreign reward model with a chat template, as reward models trained on chat transcripts have."""
-    rm_dir = shutil.copytree(foreign_reward_model, tmp_path / "chat-rm")
-    tok = load_tokenizer(str(rm_dir))
-    tok.chat_template = (
+    return with_chat_template(
+        foreign_reward_model,
+        tmp_path / "chat-rm",
         "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}{% if m['role'] == 'assistant' %}"
-        "{{ eos_token }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}"
+        "{{ eos_token }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}",
     )
-    tok.save_pretrained(str(rm_dir))
-    return rm_dir
 
 
 def test_the_chat_format_reads_the_whole_conversation_through_the_template(nano_model, chat_reward_model):
@@ -115,14 +130,7 @@ def test_the_chat_format_reads_the_whole_conversation_through_the_template(nano_
     rm = RewardModel(str(chat_reward_model), ModelConfig(), policy_tok, "eval.reward_model", fmt="chat", format_key="eval.reward_format")
     prompts = [question(1, 2), [{"role": "user", "content": question(3, 4)}]]
     gens = generations(policy_tok, [question(1, 2), question(3, 4)], [correct(1, 2), repetitive(3, 4)], [True, False])
-    conversations = [
-        tok.apply_chat_template(
-            [{"role": "user", "content": question(1, 2)}, {"role": "assistant", "content": correct(1, 2)}], tokenize=False
-        ),
-        tok.apply_chat_template(
-            [{"role": "user", "content": question(3, 4)}, {"role": "assistant", "content": repetitive(3, 4)}], tokenize=False
-        ),
-    ]
+    conversations = [conversation(tok, question(1, 2), correct(1, 2)), conversation(tok, question(3, 4), repetitive(3, 4))]
     assert conversations[0].startswith("<user> ") and conversations[0].rstrip().endswith(tok.eos_token)
     ids = [tok(c, add_special_tokens=False)["input_ids"] for c in conversations]
     assert rm.token_ids(prompts, [g.prompt_ids for g in gens], gens) == (ids, [[], []])
@@ -160,11 +168,7 @@ def test_the_chat_format_needs_a_chat_template(nano_model, foreign_reward_model,
                  f"best_of_n.output_dir={out}"]) == 0
     tok = load_tokenizer(str(chat_reward_model))
     for row in (json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()):
-        ids = [
-            tok(tok.apply_chat_template([{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": r}],
-                                        tokenize=False), add_special_tokens=False)["input_ids"]
-            for r in row["responses"]
-        ]
+        ids = [conversation_ids(tok, row["prompt"], r) for r in row["responses"]]
         assert row["scores"] == pytest.approx(direct_scores(chat_reward_model, ids), abs=1e-5)
 
 

@@ -118,20 +118,11 @@ def evaluate_best_of_n(
 def best_of_n_curve(scores: list[list[float]], gold: list[list[float]], baseline: list[float]) -> list[dict[str, float]]:
     """Best-of-k for k = 1, 2, 4, ... n from the best-of-n rows' own samples (rlhf.eval.metrics.best_of_k):
     KL to the sampling policy; the gold reward and the gold win rate against ``baseline`` (SFT's
-    greedy gold per task) of the reward model's pick; and the win rate of gold's own pick, the
-    ceiling. Where the two win rates part shows what the reward model leaves on the table."""
-    from rlhf.eval.metrics import best_of_k, best_of_k_sizes
-    from rlhf.recipes.best_of_n import best_of_n_kl
+    greedy gold per task) of the reward model's pick (and its own score); and the win rate of
+    gold's own pick, the ceiling. Where the two win rates part shows what the reward model leaves on the table."""
+    from rlhf.eval.metrics import mean_best_of_k, outcome
+    from rlhf.recipes.best_of_n import curve
 
-    wins = [[1.0 if g > b else 0.5 if g == b else 0.0 for g in gs] for gs, b in zip(gold, baseline)]
-    mean = lambda values: sum(values) / len(values)  # noqa: E731
-    return [
-        {
-            "n": k,
-            "kl": best_of_n_kl(k),
-            "gold": mean([best_of_k(s, g, k) for s, g in zip(scores, gold)]),
-            "win_vs_sft": mean([best_of_k(s, w, k) for s, w in zip(scores, wins)]),
-            "gold_pick_win_vs_sft": mean([best_of_k(g, w, k) for g, w in zip(gold, wins)]),
-        }
-        for k in best_of_k_sizes(len(scores[0]))
-    ]
+    wins = [[outcome(g, b) for g in gs] for gs, b in zip(gold, baseline)]
+    rows = curve(scores, {"gold": gold, "win_vs_sft": wins})
+    return [row | {"gold_pick_win_vs_sft": mean_best_of_k(gold, wins, row["n"])} for row in rows]

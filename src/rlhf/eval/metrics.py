@@ -7,12 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def outcome(score: float, baseline: float) -> float:
+    """One prompt's result against the baseline: 1 win, 0.5 tie, 0 loss."""
+    return 1.0 if score > baseline else 0.5 if score == baseline else 0.0
+
+
 def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
     """Share of prompts where ``scores`` beats ``baseline`` (same prompt order); ties count half."""
     if len(scores) != len(baseline) or not scores:
         raise ValueError("win_rate needs two equally long, non-empty score lists")
-    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline))
-    return wins / len(scores)
+    return sum(map(outcome, scores, baseline)) / len(scores)
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ def win_rate_interval(scores: Sequence[float], baseline: Sequence[float], z: flo
     0.5: differences smaller than that are not evidence.
     """
     rate = win_rate(scores, baseline)
-    outcomes = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline)]
+    outcomes = list(map(outcome, scores, baseline))
     n = len(outcomes)
     var = sum((x - rate) ** 2 for x in outcomes) / (n - 1) if n > 1 else 0.0
     half = z * math.sqrt(var / n)
@@ -122,6 +126,11 @@ def best_of_k(proxy: Sequence[float], values: Sequence[float], k: int) -> float:
     order = sorted(range(n), key=lambda j: (proxy[j], -j))  # ascending; of equals, the earlier ranks higher
     total = math.comb(n, k)
     return sum(math.comb(i, k - 1) / total * values[j] for i, j in enumerate(order))
+
+
+def mean_best_of_k(proxy: Sequence[Sequence[float]], values: Sequence[Sequence[float]], k: int) -> float:
+    """``best_of_k`` averaged over prompts (one row of n samples each)."""
+    return sum(best_of_k(p, v, k) for p, v in zip(proxy, values)) / len(proxy)
 
 
 def best_of_k_sizes(n: int) -> list[int]:

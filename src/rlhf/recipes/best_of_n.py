@@ -28,7 +28,7 @@ import torch
 from rlhf.config import ConfigError
 from rlhf.data.records import Prompt
 from rlhf.data.tokenize import render_prompt
-from rlhf.eval.metrics import best_of_k, best_of_k_sizes
+from rlhf.eval.metrics import best_of_k_sizes, mean_best_of_k
 from rlhf.models.loading import check_model_path, load_tokenizer
 from rlhf.recipes.sample import (
     SampleSection,
@@ -121,19 +121,16 @@ def check_scorer(b: BestOfNSection) -> RewardFn | None:
     return load_reward_fn(b.reward_function, "best_of_n.reward_function")
 
 
-def curve(scores: list[list[float]], gold: list[list[float]] | None) -> list[dict[str, float]]:
+def curve(scores: list[list[float]], values: dict[str, list[list[float]]]) -> list[dict[str, float]]:
     """Best-of-k for k = 1, 2, 4, ... n from the same n samples per prompt (rlhf.eval.metrics.best_of_k):
     its KL to the sampling policy, the mean score of the scorer's favourite, and that favourite's
-    mean gold score. Gold rising with k and then falling while the score keeps rising is
-    over-optimisation of the scorer (Gao et al. 2022)."""
-    n = len(scores[0])
-    rows = []
-    for k in best_of_k_sizes(n):
-        row = {"n": k, "kl": best_of_n_kl(k), "score": sum(best_of_k(s, s, k) for s in scores) / len(scores)}
-        if gold is not None:
-            row["gold"] = sum(best_of_k(s, g, k) for s, g in zip(scores, gold)) / len(scores)
-        rows.append(row)
-    return rows
+    mean of each of ``values`` (e.g. "gold": a gold score per sample). Gold rising with k and then
+    falling while the score keeps rising is over-optimisation of the scorer (Gao et al. 2022)."""
+    return [
+        {"n": k, "kl": best_of_n_kl(k), "score": mean_best_of_k(scores, scores, k)}
+        | {name: mean_best_of_k(scores, v, k) for name, v in values.items()}
+        for k in best_of_k_sizes(len(scores[0]))
+    ]
 
 
 def train(cfg: Config) -> Path:
@@ -144,13 +141,14 @@ def train(cfg: Config) -> Path:
     gold_fn = load_reward_fn(b.gold, "best_of_n.gold") if b.gold else None
     torch.manual_seed(cfg.sample.seed)
     acc = sampling_accelerator(cfg.sample.seed)
+    tokenizer = load_tokenizer(cfg.model.path)
     if scorer is None:  # loaded before sampling, so a wrong reward model fails before the long part
         scorer = RewardModel(
-            b.reward_model, cfg.model, load_tokenizer(cfg.model.path), "best_of_n.reward_model", acc.device,
+            b.reward_model, cfg.model, tokenizer, "best_of_n.reward_model", acc.device,
             fmt=b.reward_format, format_key="best_of_n.reward_format",
         )
     # under accelerate launch each process samples and scores every n-th prompt
-    records, tokenizer, gens, mine = generate(cfg.model, cfg.sample, acc)
+    records, gens, mine = generate(cfg.model, cfg.sample, acc, tokenizer)
     prompts, size = [records[i].prompt for i in mine], cfg.sample.batch_size
     scores = score_generations(scorer, prompts, tokenizer, gens, size, b.reward_function) if mine else []
     gold = score_generations(gold_fn, prompts, tokenizer, gens, size, b.gold, "best_of_n.gold") if gold_fn and mine else None
@@ -175,7 +173,7 @@ def train(cfg: Config) -> Path:
         "mean_score": sum(map(sum, scores)) / sum(map(len, scores)),
         "mean_best_score": sum(max(s) for s in scores) / len(scores),
         "kl_best_of_n": best_of_n_kl(n),
-        "curve": curve(scores, gold),
+        "curve": curve(scores, {"gold": gold} if gold is not None else {}),
     }
     if acc.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -273,10 +273,13 @@ def train(cfg: Config) -> Path:
                 for label in scorers
             }
         if acc.is_main_process:
-            written = [
-                {"prompt": r["prompt"], **{k: (v.text if isinstance(v, Generation) else v) for k, v in r.items() if k not in ("index", "prompt")}}
-                for r in rows
-            ]
+            written = []
+            for r in rows:  # the prompt, then each model's response and its scores
+                line = {"prompt": r["prompt"]}
+                for name in names:
+                    line[name] = r[name].text
+                    line.update({f"{name}_{label}": r[f"{name}_{label}"] for label in scorers})
+                written.append(line)
             write_jsonl_atomic(Path(e.output_dir) / "samples.jsonl", written)
         report["prompts"] = n_prompts
 

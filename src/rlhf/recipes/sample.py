@@ -69,12 +69,10 @@ def check(model: ModelConfig, s: SampleSection) -> None:
         raise ConfigError("sample.temperature must be >= 0 and sample.top_p in (0, 1]")
 
 
-def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, what: str = "sample.prompts"):
+def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, tokenizer, what: str = "sample.prompts"):
     """Load the model and prompts, sample this process's share of the prompts (every n-th, from
-    its index); returns (all prompt records, tokenizer, generations of the share, the share's
-    record indices)."""
+    its index); returns (all prompt records, generations of the share, the share's record indices)."""
     records = load_records(s.prompts, "prompt", what)
-    tokenizer = load_tokenizer(model_cfg.path)
     model = load_policy(replace_lora(model_cfg), tokenizer).eval().to(accelerator.device)
     from rlhf.rollout.engine import make_engine
 
@@ -85,7 +83,7 @@ def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, what: str = 
         gens = engine.generate([records[i].prompt for i in mine], params) if mine else []
     except ValueError as err:  # e.g. a prompt with no tokens
         raise DataError(f"{what}: {err}") from err
-    return records, tokenizer, gens, mine
+    return records, gens, mine
 
 
 def sampling_accelerator(seed: int):
@@ -129,7 +127,7 @@ def train(cfg: Config) -> Path:
     check(cfg.model, cfg.sample)
     torch.manual_seed(cfg.sample.seed)
     acc = sampling_accelerator(cfg.sample.seed)
-    records, _, gens, mine = generate(cfg.model, cfg.sample, acc)
+    records, gens, mine = generate(cfg.model, cfg.sample, acc, load_tokenizer(cfg.model.path))
     rows = gather_in_order(
         acc, [{"index": i, "responses": [g.text for g in gs], "cut": sum(not g.finished for g in gs)} for i, gs in zip(mine, gens)]
     )
