@@ -156,6 +156,9 @@ def test_interrupted_run_resumes_exactly(critic, nano_model, prompts, reward_mod
         ([f"rewards.function={DIGITS}"], "critic.init=reward needs rewards.model"),
         ([f"rewards.function={DIGITS}", "critic.init=shared", "critic.vf_coef=0"], "critic.vf_coef must be > 0"),
         ([f"rewards.function={DIGITS}", "critic.init=policy", "rewards.format=chat"], "rewards.format=chat is how a reward model reads"),
+        ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.scale_rewards=batch"], "algo.scale_rewards=batch is for algo.name=grpo"),
+        ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.clip_high=-0.1"], "algo.clip_high >= 0 (got 0.2 and -0.1)"),
+        ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.loss_agg=mean"], "algo.loss_agg"),
         (
             [f"rewards.function={DIGITS}", "critic.init=policy", "algo.reference=false"],
             "algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got 0.05 and 0.0)",
@@ -355,3 +358,76 @@ def test_heldout_reward_model_watches_every_logged_step(nano_model, prompts, rew
         stats = json.loads((reward_model / "config.json").read_text())
         normalised = (r["score_raw"] - stats["reward_mean"]) / stats["reward_std"]
         assert r["score_heldout"] == pytest.approx(normalised, abs=1e-4)
+
+
+GRPO = ["algo.name=grpo", f"rewards.function={DIGITS}", "rollout.samples_per_prompt=4", "train.batch_size=4", "train.max_steps=3"]
+
+
+def test_loss_aggregations_agree_on_equal_lengths_and_differ_otherwise(nano_model, prompts, tmp_path, monkeypatch):
+    """algo.loss_agg: token, sequence and constant weigh tokens alike when every response has
+    rollout.max_new_tokens tokens, so the runs end with the same weights; with responses of
+    different lengths "sequence" up-weights short ones and the runs part."""
+    seen = []
+    original = ppo.aggregation_weights
+
+    def spy(mask, how, total_tokens, total_sequences, max_tokens):
+        w = original(mask, how, total_tokens, total_sequences, max_tokens)
+        seen.append((how, float(w.sum()), float(mask.sum()) / (len(mask) * max_tokens)))
+        return w
+
+    monkeypatch.setattr(ppo, "aggregation_weights", spy)
+    fixed = {}
+    for how in ("token", "sequence", "constant"):
+        out = tmp_path / f"fixed-{how}"
+        run(*overrides(nano_model, prompts, out, *GRPO, f"algo.loss_agg={how}", "rollout.min_new_tokens=8"))
+        fixed[how] = load_weights(out / "final")
+    assert_same_weights(fixed["token"], fixed["sequence"], atol=1e-6)
+    assert_same_weights(fixed["token"], fixed["constant"], atol=1e-6)
+    assert {how for how, _, _ in seen} == {"token", "sequence", "constant"}
+    for how, total, mean_len_share in seen:  # one micro-batch per update: its weights are the update's
+        assert total == pytest.approx(mean_len_share if how == "constant" else 1.0, abs=1e-5), how
+
+    free = {}
+    for how in ("token", "sequence"):
+        out = tmp_path / f"free-{how}"
+        run(*overrides(nano_model, prompts, out, *GRPO, f"algo.loss_agg={how}"))
+        free[how] = load_weights(out / "final")
+        lengths = {len(json.loads(x)["response"]) for x in (out / "samples" / "step-2.jsonl").read_text().splitlines()}
+        assert len(lengths) > 1
+    assert max((free["token"][k] - free["sequence"][k]).abs().max().item() for k in free["token"]) > 1e-4
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_grpo_reward_scale_and_uniform_groups(scale, nano_model, prompts, tmp_path, monkeypatch):
+    """algo.scale_rewards divides by the group's std, the batch's or nothing; the logged
+    uniform_groups is the share of groups whose samples all scored the same (read from the samples)."""
+    calls = []
+    original = ppo.group_advantages
+
+    def spy(scores, n, how, batch_std=None):
+        adv = original(scores, n, how, batch_std=batch_std)
+        calls.append((scores.clone(), how, batch_std, adv))
+        return adv
+
+    monkeypatch.setattr(ppo, "group_advantages", spy)
+    out = tmp_path / scale
+    run(*overrides(nano_model, prompts, out, *GRPO, f"algo.scale_rewards={scale}", "rollout.samples_every=1"))
+    assert len(calls) == 3
+    for scores, how, batch_std, adv in calls:
+        assert how == scale
+        centred = (scores.view(4, 4) - scores.view(4, 4).mean(1, keepdim=True)).reshape(-1)
+        if scale == "batch":
+            assert batch_std == pytest.approx(scores.std().item(), rel=1e-6)
+            assert_close_(adv, centred / (scores.std() + 1e-6))
+        elif scale == "none":
+            assert_close_(adv, centred)
+    m = read_metrics(out)
+    for rec in m:
+        rows = [json.loads(x) for x in (out / "samples" / f"step-{rec['step']}.jsonl").read_text().splitlines()]
+        scores = [r["score"] for r in rows]
+        groups = [scores[i : i + 4] for i in range(0, 16, 4)]
+        assert rec["uniform_groups"] == pytest.approx(sum(len(set(g)) == 1 for g in groups) / 4)
+
+
+def assert_close_(a, b):
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

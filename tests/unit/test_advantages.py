@@ -16,6 +16,7 @@ from rlhf.rollout.advantages import (
     masked_sum,
     masked_var,
     rloo_advantages,
+    uniform_groups,
     whiten,
 )
 
@@ -124,7 +125,23 @@ def test_group_advantages_literal_2x3():
     # group 0: mean 2, unbiased std 1; group 1: mean 2, unbiased std sqrt(24/2) = sqrt(12)
     a = group_advantages(SCORES, 3, eps=0.0)
     assert_close(a, f64(-1.0, 0.0, 1.0, -0.5773502691896258, -0.5773502691896258, 1.1547005383792517))
-    assert_close(group_advantages(SCORES, 3, scale=False), f64(-1.0, 0.0, 1.0, -2.0, -2.0, 4.0))
+    assert_close(group_advantages(SCORES, 3, scale="none"), f64(-1.0, 0.0, 1.0, -2.0, -2.0, 4.0))
+
+
+def test_group_advantages_batch_scale_divides_by_the_batch_std():
+    # group means 2 and 2; all six scores: mean 2, squared deviations 1+0+1+4+4+16 = 26, unbiased var 26/5
+    a = group_advantages(SCORES, 3, scale="batch", eps=0.0)
+    assert_close(a, f64(-1.0, 0.0, 1.0, -2.0, -2.0, 4.0) / math.sqrt(5.2))
+    # a batch spread over processes: the caller passes the std of the whole batch
+    assert_close(group_advantages(SCORES, 3, scale="batch", eps=0.0, batch_std=2.0), f64(-0.5, 0.0, 0.5, -1.0, -1.0, 2.0))
+    with pytest.raises(ValueError, match="unknown advantage scale 'std'"):
+        group_advantages(SCORES, 3, scale="std")
+
+
+def test_uniform_groups_marks_groups_that_teach_nothing():
+    scores = f64(0.5, 0.5, 0.5, 1.0, 0.0, 1.0, -1.0, -1.0, -1.0)
+    assert uniform_groups(scores, 3).tolist() == [True, False, True]
+    assert_close(group_advantages(scores, 3)[[0, 1, 2, 6, 7, 8]], torch.zeros(6, dtype=torch.float64))
 
 
 def test_group_advantages_eps_keeps_identical_scores_finite():
@@ -137,7 +154,7 @@ def test_rloo_advantages_literal_2x3():
     # leave-one-out baselines: (2+3)/2, (1+3)/2, (1+2)/2 and (0+6)/2, (0+6)/2, (0+0)/2
     a = rloo_advantages(SCORES, 3)
     assert_close(a, f64(-1.5, 0.0, 1.5, -3.0, -3.0, 6.0))
-    assert_close(a, 3 / 2 * group_advantages(SCORES, 3, scale=False))
+    assert_close(a, 3 / 2 * group_advantages(SCORES, 3, scale="none"))
 
 
 @pytest.mark.parametrize("fn", [group_advantages, rloo_advantages])

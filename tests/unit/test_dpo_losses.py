@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from rlhf.losses.dpo import DPO_LOSSES, PairLogps, pair_stats, sequence_logps, summarize
+from rlhf.losses.dpo import DPO_LOSSES, PairLogps, add_nll, pair_stats, sequence_logps, summarize
 
 LOG2 = math.log(2)
 
@@ -43,8 +43,34 @@ def reference_losses(name: str, lp: PairLogps, beta: float, eps: float) -> list[
     return out
 
 
-def test_the_registry_holds_the_four_losses():
-    assert set(DPO_LOSSES) == {"sigmoid", "cdpo", "ipo", "hinge"}
+def test_the_registry_holds_the_five_losses():
+    assert set(DPO_LOSSES) == {"sigmoid", "cdpo", "ipo", "hinge", "simpo"}
+
+
+def test_simpo_by_hand_reads_no_reference():
+    # chosen: -4 over 2 tokens, rejected: -9 over 3; beta 2 -> rewards -4 and -6; gamma 0.5
+    t = torch.tensor
+    lp = PairLogps(t([-4.0]), t([-9.0]), t([-1.0]), t([-50.0]), t([2.0]), t([3.0]))
+    out = DPO_LOSSES["simpo"](lp, 2.0, 0.0, 0.5)
+    assert_close(out.losses, t([0.20141327798275246]))  # -log sigmoid(-4 + 6 - 0.5) = log(1 + e^-1.5)
+    assert_close(out.chosen_rewards, t([-4.0]))
+    assert_close(out.rejected_rewards, t([-6.0]))
+    other_ref = lp._replace(ref_chosen=t([-30.0]), ref_rejected=t([0.0]))
+    assert_close(DPO_LOSSES["simpo"](other_ref, 2.0, 0.0, 0.5).losses, out.losses)
+
+
+def test_add_nll_adds_the_chosen_per_token_nll_and_its_gradient():
+    lp = zero_margin()  # policy_chosen -5, -7, -1 over 4 tokens each
+    pc = lp.policy_chosen.clone().requires_grad_()
+    lp = lp._replace(policy_chosen=pc)
+    base = DPO_LOSSES["sigmoid"](lp, 0.1)
+    assert add_nll(base, lp, 0.0) is base
+    out = add_nll(base, lp, 0.5)
+    assert_close(out.losses, LOG2 + 0.5 * torch.tensor([1.25, 1.75, 0.25]))
+    assert_close(out.chosen_rewards, base.chosen_rewards)
+    out.losses.sum().backward()
+    # d/dpc of -log sigmoid(beta h) at h = 0 is -beta/2; of 0.5 * -pc/4 it is -0.125
+    assert_close(pc.grad, torch.full((3,), -0.05 - 0.125))
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "cdpo", "ipo", "hinge"])

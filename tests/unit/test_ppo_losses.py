@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch.testing import assert_close
 
-from rlhf.losses.ppo import approx_kl, entropy_from_logits, policy_loss, value_loss
+from rlhf.losses.ppo import aggregation_weights, approx_kl, entropy_from_logits, policy_loss, value_loss
 
 LN2 = 0.6931471805599453
 
@@ -33,6 +34,44 @@ def test_policy_loss_clips_only_the_side_that_helps():
     loss.sum().backward()
     # d(-A r)/dlogp = -A r where unclipped, 0 where the clipped constant is taken
     assert_close(logp.grad, f64([-1.1, 0.0, -0.5, 0.0, 1.5, 1.8]))
+
+
+def test_policy_loss_clip_higher_widens_only_the_upper_side():
+    # eps 0.2, eps_high 0.28: ratios clamp to [0.8, 1.28]
+    adv = f64([1.0, 1.0, 1.0, -1.0, -1.0])
+    ratio = f64([1.25, 1.5, 0.5, 0.5, 1.25])
+    logp = ratio.log().requires_grad_()
+    loss, clipped = policy_loss(logp, torch.zeros_like(ratio), adv, clip_eps=0.2, clip_eps_high=0.28)
+    # (1, 1.25): inside the wider range, unclipped (the symmetric range would take -1.2);
+    # (1, 1.5): -1.28; (1, 0.5): -0.5; (-1, 0.5): max(0.5, 0.8) = 0.8; (-1, 1.25): 1.25
+    assert_close(loss, f64([-1.25, -1.28, -0.5, 0.8, 1.25]))
+    assert_close(clipped, f64([0.0, 1.0, 0.0, 1.0, 0.0]))
+    loss.sum().backward()
+    assert_close(logp.grad, f64([-1.25, 0.0, -0.5, 0.0, 1.25]))
+    symmetric, _ = policy_loss(logp.detach(), torch.zeros_like(ratio), adv, clip_eps=0.2)
+    assert_close(symmetric, f64([-1.2, -1.2, -0.5, 0.8, 1.25]))
+
+
+def test_aggregation_weights_by_hand():
+    # two responses of 1 and 3 tokens (max 4); the update holds 3 responses and 6 tokens in all
+    mask = torch.tensor([[1, 0, 0], [1, 1, 1]])
+    token = aggregation_weights(mask, "token", total_tokens=6, total_sequences=3, max_tokens=4)
+    assert_close(token, torch.tensor([[1 / 6, 0, 0], [1 / 6, 1 / 6, 1 / 6]]))
+    seq = aggregation_weights(mask, "sequence", total_tokens=6, total_sequences=3, max_tokens=4)
+    assert_close(seq, torch.tensor([[1 / 3, 0, 0], [1 / 9, 1 / 9, 1 / 9]]))
+    const = aggregation_weights(mask, "constant", total_tokens=6, total_sequences=3, max_tokens=4)
+    assert_close(const, torch.full((2, 3), 1 / 12) * mask)
+    loss = f64([[3.0, 99.0, 99.0], [1.0, 2.0, 3.0]])  # padding values must not count
+    assert_close((loss * seq.double()).sum(), torch.tensor((3.0 + 2.0) / 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="unknown loss aggregation 'mean'"):
+        aggregation_weights(mask, "mean", 6, 3, 4)
+
+
+def test_aggregation_weights_agree_when_every_response_has_max_length():
+    mask = torch.ones(4, 5)
+    ws = [aggregation_weights(mask, how, total_tokens=20, total_sequences=4, max_tokens=5) for how in ("token", "sequence", "constant")]
+    assert_close(ws[0], ws[1])
+    assert_close(ws[0], ws[2])
 
 
 def test_policy_loss_uses_old_logp_and_is_unreduced():

@@ -15,12 +15,24 @@ With the reference-relative margin h = (log pi(y_c) - log pi_ref(y_c)) - (log pi
     ipo      (h_mean - 1 / (2 beta))^2                              Azar et al. 2023, eq. 17 (beta is tau)
     hinge    max(0, 1 - beta h)                                     SLiC-HF, Zhao et al. 2023, eq. 1
 
+and one loss without a reference, on per-token mean log-probabilities of the policy alone:
+
+    simpo    -log sigmoid(beta (log pi(y_c)/|y_c| - log pi(y_r)/|y_r|) - gamma)
+                                                                    SimPO, Meng et al. 2024, eq. 6
+
+Any of them can add the chosen response's per-token NLL, alpha * -log pi(y_c)/|y_c| (``add_nll``;
+RPO, Pang et al. 2024, "Iterative Reasoning Preference Optimization", eq. 1): DPO lowers the
+likelihood of both responses of a pair while it widens their gap, and the NLL term keeps the
+chosen one likely.
+
 Departures from the papers, and why:
   * IPO: h_mean is built from per-token MEAN log-probabilities (sum / response tokens), as in the
     IPO reference implementations (and TRL), not sums: eq. 17's target 1/(2 tau) is a fixed gap,
     and with sums it would mean a different thing for a 5-token and a 500-token answer. The
     implicit rewards returned for IPO are still the summed ones above, so the logged rewards,
     margins and accuracy mean the same thing for every loss.
+  * SimPO: its implicit rewards are its own, beta * log pi(y)/|y| (eq. 4), the quantities its
+    loss compares; there is no reference.
   * hinge: SLiC-HF's calibration term max(0, delta - log P(y+|x) + log P(y-|x)) is applied to
     the reference-relative margin h instead of the raw log-likelihood gap, with delta = 1/beta and
     the whole scaled by beta: max(0, 1 - beta h) = beta max(0, 1/beta - h). This is the form of
@@ -78,13 +90,13 @@ def _output(losses: torch.Tensor, lp: PairLogps, beta: float) -> DPOOutput:
     return DPOOutput(losses, beta * chosen.detach(), beta * rejected.detach())
 
 
-def sigmoid_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0) -> DPOOutput:
+def sigmoid_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0, gamma: float = 0.0) -> DPOOutput:
     """DPO (Rafailov et al. 2023, eq. 7): -log sigmoid(beta h).  Shape: (P,) each"""
     chosen, rejected = _ratios(lp)
     return _output(-F.logsigmoid(beta * (chosen - rejected)), lp, beta)
 
 
-def cdpo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0) -> DPOOutput:
+def cdpo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0, gamma: float = 0.0) -> DPOOutput:
     """Conservative DPO (Mitchell 2023, eq. 3): each label is flipped with probability
     ``label_smoothing``, so the target is the expected DPO loss under that noise.  Shape: (P,) each"""
     chosen, rejected = _ratios(lp)
@@ -93,7 +105,7 @@ def cdpo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0) -> DPOOu
     return _output(losses, lp, beta)
 
 
-def ipo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0) -> DPOOutput:
+def ipo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0, gamma: float = 0.0) -> DPOOutput:
     """IPO (Azar et al. 2023, eq. 17): (h_mean - 1/(2 beta))^2 on per-token mean log-ratios
     (module docstring). Squared, so unlike DPO it stops pushing once the gap reaches 1/(2 beta).
 
@@ -105,21 +117,42 @@ def ipo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0) -> DPOOut
     return _output((h_mean - 1 / (2 * beta)) ** 2, lp, beta)
 
 
-def hinge_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0) -> DPOOutput:
+def hinge_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0, gamma: float = 0.0) -> DPOOutput:
     """SLiC-HF calibration (Zhao et al. 2023, eq. 1) on the reference-relative margin:
     max(0, 1 - beta h), zero once h exceeds 1/beta.  Shape: (P,) each"""
     chosen, rejected = _ratios(lp)
     return _output(torch.relu(1 - beta * (chosen - rejected)), lp, beta)
 
 
-DPO_LOSSES: dict[str, Callable[[PairLogps, float, float], DPOOutput]] = {
+def simpo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0, gamma: float = 0.0) -> DPOOutput:
+    """SimPO (Meng et al. 2024, eq. 6): -log sigmoid(r_c - r_r - gamma) with the length-normalised
+    rewards r = beta * log pi(y)/|y| (eq. 4) of the policy alone; gamma is the target reward
+    margin. Reads no reference log-probs.  Shape: (P,) each"""
+    n_c, n_r = _f32(lp.chosen_tokens).clamp(min=1), _f32(lp.rejected_tokens).clamp(min=1)
+    r_c, r_r = beta * _f32(lp.policy_chosen) / n_c, beta * _f32(lp.policy_rejected) / n_r
+    return DPOOutput(-F.logsigmoid(r_c - r_r - gamma), r_c.detach(), r_r.detach())
+
+
+def add_nll(out: DPOOutput, lp: PairLogps, alpha: float) -> DPOOutput:
+    """The pair losses plus alpha times the chosen response's per-token NLL, -log pi(y_c)/|y_c|
+    (RPO, Pang et al. 2024, eq. 1). alpha = 0 returns ``out`` unchanged.  Shape: (P,) each"""
+    if not alpha:
+        return out
+    nll = -_f32(lp.policy_chosen) / _f32(lp.chosen_tokens).clamp(min=1)
+    return out._replace(losses=out.losses + alpha * nll)
+
+
+DPO_LOSSES: dict[str, Callable[[PairLogps, float, float, float], DPOOutput]] = {
     "sigmoid": sigmoid_loss,
     "cdpo": cdpo_loss,
     "ipo": ipo_loss,
     "hinge": hinge_loss,
+    "simpo": simpo_loss,
 }
 SMOOTHED_LOSSES = ("cdpo",)
 """losses that read label_smoothing"""
+REFERENCE_FREE_LOSSES = ("simpo",)
+"""losses that read no reference log-probs (and gamma)"""
 
 
 def sequence_logps(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

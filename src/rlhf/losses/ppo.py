@@ -15,19 +15,28 @@ import torch
 
 
 def policy_loss(
-    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip_eps: float
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_eps: float,
+    clip_eps_high: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO clipped surrogate loss per token (Schulman et al. 2017, eq. 7, negated).
 
     With ratio = exp(logp - old_logp):
 
-        loss = max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps))
+        loss = max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps_high))
+
+    eps_high = eps is the paper's symmetric range. A wider upper range ("clip-higher", DAPO, Yu et
+    al. 2025, sec. 3.1: eps = 0.2, eps_high = 0.28) lets tokens the policy found unlikely gain
+    more probability in one update, which keeps entropy from collapsing.
 
     Args:
         logp: log pi_theta of the sampled tokens under the current policy (carries the gradient).
         old_logp: log pi_theta_old of the same tokens at rollout time.
         advantages: A_t, treated as constants.
         clip_eps: eps of the clip range.
+        clip_eps_high: eps of the upper side (None: clip_eps).
 
     Shape: all inputs (B, T) -> loss (B, T), clipped (B, T).
 
@@ -36,10 +45,56 @@ def policy_loss(
     """
     ratio = torch.exp(logp - old_logp)  # (B, T)
     unclipped = -advantages * ratio
-    clipped_term = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    clipped_term = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + high)
     loss = torch.maximum(unclipped, clipped_term)
     clipped = (clipped_term > unclipped).to(loss.dtype)
     return loss, clipped
+
+
+LOSS_AGGREGATIONS = ("token", "sequence", "constant")
+
+
+def aggregation_weights(
+    mask: torch.Tensor, how: str, total_tokens: float, total_sequences: float, max_tokens: int
+) -> torch.Tensor:
+    """Per-token weights that reduce a per-token policy loss to one number: sum(loss * weights).
+
+        token      mask / total_tokens                          every token of the batch counts
+                                                                the same (DAPO, Yu et al. 2025, sec. 3.3)
+        sequence   mask / (length_i * total_sequences)           each response's token mean, then
+                                                                the mean over responses (GRPO,
+                                                                Shao et al. 2024, eq. 3)
+        constant   mask / (max_tokens * total_sequences)         a constant normaliser, so a token's
+                                                                weight does not depend on its
+                                                                response's length (Dr. GRPO, Liu et
+                                                                al. 2025, sec. 3.1)
+
+    "sequence" gives each token of a short response more weight than a token of a long one: a
+    wrong answer is penalised less per token the longer it is, a bias towards long wrong answers
+    that "token" and "constant" do not have.
+
+    Args:
+        mask: (B, T) 1 at valid response tokens of these rows (a micro-batch of the update).
+        how: one of LOSS_AGGREGATIONS.
+        total_tokens: valid tokens in the whole update (every micro-batch and process).
+        total_sequences: responses in the whole update.
+        max_tokens: the longest response allowed (rollout.max_new_tokens).
+
+    Shape: mask (B, T) -> (B, T), in mask's dtype if floating, else float32. Summed over the whole
+    update the weights are 1 for token and sequence, (mean length / max_tokens) for constant.
+
+    Raises ValueError for an unknown ``how``.
+    """
+    m = mask if mask.is_floating_point() else mask.float()
+    if how == "token":
+        return m / max(total_tokens, 1)
+    if how == "sequence":
+        lengths = m.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1)
+        return m / (lengths * max(total_sequences, 1))
+    if how == "constant":
+        return m / (max_tokens * max(total_sequences, 1))
+    raise ValueError(f"unknown loss aggregation {how!r}; expected one of {', '.join(LOSS_AGGREGATIONS)}")
 
 
 def value_loss(

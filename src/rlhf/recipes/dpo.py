@@ -1,4 +1,4 @@
-"""Direct preference optimisation and its family (DPO, cDPO, IPO, hinge): `rlhf dpo`.
+"""Direct preference optimisation and its family (DPO, cDPO, IPO, hinge, SimPO, RPO's NLL term): `rlhf dpo`.
 
 No reward model and no sampling: the policy is trained on preference pairs against the
 log-probabilities a frozen reference gives the same responses (losses/dpo.py). A ranking of K
@@ -32,8 +32,10 @@ from rlhf.data.records import load_records
 from rlhf.data.tokenize import tokenize_groups
 from rlhf.losses.dpo import (
     DPO_LOSSES,
+    REFERENCE_FREE_LOSSES,
     SMOOTHED_LOSSES,
     STAT_NAMES,
+    add_nll,
     pair_stats,
     summarize,
 )
@@ -56,14 +58,22 @@ from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 @dataclass
 class DPOSection:
     loss: str = "sigmoid"
-    """sigmoid (DPO) | cdpo (DPO with label smoothing) | ipo | hinge (SLiC); see docs/dpo.md"""
+    """sigmoid (DPO) | cdpo (DPO with label smoothing) | ipo | hinge (SLiC) | simpo (no reference);
+    see docs/dpo.md"""
     beta: float = 0.1
     """KL strength: implicit reward = beta * log(pi / pi_ref); IPO's tau; hinge margin = 1/beta"""
     label_smoothing: float = 0.0
     """cdpo only: assumed share of flipped preference labels, in (0, 0.5)"""
-    reference: Literal["precompute", "frozen", "adapters_off"] = "precompute"
+    gamma: float = 0.0
+    """simpo only: target reward margin (SimPO eq. 6). SimPO's rewards are per-token means, so its
+    beta is larger than DPO's (the paper's are 2 to 10)"""
+    nll_coef: float = 0.0
+    """alpha of RPO (Pang et al. 2024): the chosen response's per-token NLL, times alpha, is added to
+    every pair's loss, so that the chosen answers stay likely (0: off)"""
+    reference: Literal["precompute", "frozen", "adapters_off", "none"] = "precompute"
     """reference log-probs: precompute (once before training, cached in the run directory),
-    frozen (a frozen copy in memory), adapters_off (the LoRA policy with its adapters disabled)"""
+    frozen (a frozen copy in memory), adapters_off (the LoRA policy with its adapters disabled),
+    none (reference-free losses, simpo; with those the default precompute means none)"""
     ref_model: str = ""
     """reference model directory (empty: the initial policy, model.path); not with adapters_off"""
     share_prompt: bool = True
@@ -90,6 +100,21 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"dpo.loss={d.loss} needs dpo.label_smoothing in (0, 0.5), got {d.label_smoothing}")
     if d.loss not in SMOOTHED_LOSSES and d.label_smoothing:
         raise ConfigError(f"dpo.label_smoothing is only read by dpo.loss={'|'.join(SMOOTHED_LOSSES)}")
+    if d.loss != "simpo" and d.gamma:
+        raise ConfigError(f"dpo.gamma is only read by dpo.loss=simpo (got dpo.loss={d.loss})")
+    if d.nll_coef < 0:
+        raise ConfigError(f"dpo.nll_coef must be >= 0, got {d.nll_coef}")
+    if d.loss in REFERENCE_FREE_LOSSES and (d.reference not in ("precompute", "none") or d.ref_model):
+        raise ConfigError(
+            f"dpo.loss={d.loss} reads no reference, so dpo.reference={d.reference}"
+            + (f" and dpo.ref_model={d.ref_model}" if d.ref_model else "")
+            + " would load or run one for nothing; leave them unset"
+        )
+    if d.reference == "none" and d.loss not in REFERENCE_FREE_LOSSES:
+        raise ConfigError(
+            f"dpo.reference=none: dpo.loss={d.loss} compares the policy with a reference; "
+            f"the losses without one are {', '.join(REFERENCE_FREE_LOSSES)}"
+        )
     if d.reference == "adapters_off" and cfg.model.lora_r <= 0:
         raise ConfigError(
             "dpo.reference=adapters_off needs LoRA (model.lora_r > 0): the reference is the policy with "
@@ -146,7 +171,7 @@ def evaluate(model, accelerator, pairs, ref_fn: RefFn, loss_fn, cfg: Config, col
         with accelerator.autocast():
             logps, counts = forward_logps(model, batch)
             lp = split_pairs(logps, ref_fn(batch).float(), counts)
-            out = loss_fn(lp, cfg.dpo.beta, cfg.dpo.label_smoothing)
+            out = loss_fn(lp)
         sums += pair_stats(out, lp, batch["weight"])
     model.train()
     return summarize(accelerator.reduce(sums, "sum"), "eval_")
@@ -158,7 +183,10 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     check_model_path(cfg.model.path)  # fail on a bad path before any work
     accelerator = make_accelerator(cfg.train)
     say = accelerator.print
-    loss_fn = DPO_LOSSES[cfg.dpo.loss]
+    d = cfg.dpo
+
+    def loss_fn(lp):
+        return add_nll(DPO_LOSSES[d.loss](lp, d.beta, d.label_smoothing, d.gamma), lp, d.nll_coef)
 
     # 1. data: pairs and rankings -> tokenized pairs
     tokenizer = load_tokenizer(cfg.model.path)
@@ -184,7 +212,8 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     splits = {"train": pairs, "eval": eval_pairs} if eval_pairs else {"train": pairs}
-    ref_fn = REFERENCES[cfg.dpo.reference](cfg, accelerator, model, tokenizer, run, splits, collate)
+    reference = "none" if d.loss in REFERENCE_FREE_LOSSES else d.reference
+    ref_fn = REFERENCES[reference](cfg, accelerator, model, tokenizer, run, splits, collate)
     start, last_ckpt = run.resume(accelerator, cfg.train.resume)
 
     # 3. train
@@ -208,7 +237,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                 ref = ref_fn(batch).float()  # (2B,) no gradient
                 logps, n_tokens = forward_logps(model, batch)  # (2B,) one forward for both sides
                 lp = split_pairs(logps, ref, n_tokens)
-                out = loss_fn(lp, cfg.dpo.beta, cfg.dpo.label_smoothing)  # (B,) losses and rewards
+                out = loss_fn(lp)  # (B,) losses and rewards
                 weighted = (out.losses * batch["weight"]).sum()
                 accelerator.backward(weighted * scale)
             sums += pair_stats(out, lp, batch["weight"])

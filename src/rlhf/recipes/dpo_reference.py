@@ -111,7 +111,13 @@ def adapters_off_reference(cfg, accelerator, model, tokenizer, run, splits, coll
     return ref
 
 
+def no_reference(cfg, accelerator, model, tokenizer, run, splits, collate) -> RefFn:
+    """Reference-free losses (SimPO): zeros in the reference's place, which they never read."""
+    return lambda batch: torch.zeros(2 * len(batch["weight"]), device=batch["weight"].device)
+
+
 REFERENCES = {
+    "none": no_reference,
     "precompute": precomputed_reference,
     "frozen": frozen_reference,
     "adapters_off": adapters_off_reference,

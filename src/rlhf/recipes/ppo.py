@@ -49,7 +49,7 @@ from rlhf.data.tokenize import (
 )
 from rlhf.eval.metrics import repetition
 from rlhf.losses.kl import kl_penalty
-from rlhf.losses.ppo import approx_kl, entropy_from_logits, policy_loss, value_loss
+from rlhf.losses.ppo import aggregation_weights, approx_kl, entropy_from_logits, policy_loss, value_loss
 from rlhf.losses.sft import masked_nll
 from rlhf.models import shared_prompt
 from rlhf.models.loading import DTYPES, load_policy, load_scalar_model, load_tokenizer, save_pretrained
@@ -71,6 +71,7 @@ from rlhf.rollout.advantages import (
     gae,
     group_advantages,
     rloo_advantages,
+    uniform_groups,
     whiten,
 )
 from rlhf.rollout.engine import make_engine
@@ -309,7 +310,8 @@ def train(
             seq_reward = exp.scores - kl_ctl.value * est.sum(1)
             exp.advantages = rloo_advantages(seq_reward, n)[:, None] * mask
         else:  # grpo
-            exp.advantages = group_advantages(exp.scores, n)[:, None] * mask
+            batch_std = _batch_std(accelerator, exp.scores) if a.scale_rewards == "batch" else None
+            exp.advantages = group_advantages(exp.scores, n, a.scale_rewards, batch_std=batch_std)[:, None] * mask
         t2 = time.perf_counter()
 
         # 5. optimise: epochs x minibatches of clipped-surrogate steps
@@ -327,7 +329,8 @@ def train(
             for m in range(a.minibatches):
                 mb = exp if fused else exp.select(order[m * mb_size : (m + 1) * mb_size])
                 n_tok = accelerator.reduce(mb.response_mask.sum().detach().clone(), "sum").clamp(min=1)
-                scale = accelerator.num_processes / n_tok  # undo DDP's mean over processes
+                n_seq = accelerator.reduce(torch.tensor(float(len(mb)), device=device), "sum").item()
+                scale = accelerator.num_processes / n_tok  # token mean; undoes DDP's mean over processes
                 for sl in _chunks(len(mb), a.micro_batch):
                     part = mb.select(list(range(len(mb)))[sl]) if a.micro_batch else mb
                     pm = part.response_mask
@@ -337,18 +340,19 @@ def train(
                         else:  # a separate critic runs its own forward below
                             logits, v = forward(part) if shared_critic else (response_logits(policy, part), None)
                             new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
-                        pl, clipped = policy_loss(new_logp, part.logprobs, part.advantages, a.clip)
+                        pl, clipped = policy_loss(new_logp, part.logprobs, part.advantages, a.clip, a.clip_high or None)
                         per_token = pl
                         ent = entropy_from_logits(logits.detach() if not a.entropy_coef else logits)
                         if a.entropy_coef:
                             per_token = per_token - a.entropy_coef * ent
                         if a.name == "grpo" and a.reference:
                             per_token = per_token + kl_ctl.value * kl_penalty(new_logp, part.ref_logprobs, "k3")
-                        loss = (per_token * pm).sum()
+                        weights = aggregation_weights(pm, a.loss_agg, n_tok.item(), n_seq, r.max_new_tokens)
+                        loss = (per_token * weights).sum() * accelerator.num_processes
                         if shared_critic:  # one backward through the shared transformer
                             vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
-                            loss = loss + cfg.critic.vf_coef * (vl * pm).sum()
-                        accelerator.backward(loss * scale)
+                            loss = loss + cfg.critic.vf_coef * (vl * pm).sum() * scale
+                        accelerator.backward(loss)
                     _add(stats_sum, "policy_loss", (pl * pm).sum())
                     _add(stats_sum, "clipfrac", (clipped * pm).sum())
                     _add(stats_sum, "approx_kl", (approx_kl(new_logp.detach(), part.logprobs) * pm).sum())
@@ -411,6 +415,8 @@ def train(
                 with torch.no_grad():
                     held = watcher(rows_raw, rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
                 local.update(score_heldout_raw=held.mean(), score_heldout=postprocess_scores(held, finished.to(device), watcher.mean, watcher.std).mean())
+            if a.name != "ppo":  # groups whose samples all scored the same teach nothing
+                local["uniform_groups"] = uniform_groups(exp.scores, n).float().mean()
             if not a.reference:
                 local.pop("kl")
             record = {"step": done, "epoch": round(plan.epoch_of(done), 4)}
@@ -462,6 +468,11 @@ def _add(acc: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
 def _pad_to(x: torch.Tensor, width: int, have: int) -> torch.Tensor:
     """Right-pad a (B, have) tensor with zeros to (B, width)."""
     return x if have == width else torch.nn.functional.pad(x, (0, width - have))
+
+
+def _batch_std(accelerator, scores: torch.Tensor) -> torch.Tensor:
+    """The unbiased std of every process's scores together (algo.scale_rewards=batch)."""
+    return accelerator.gather(scores.detach().float()).std()
 
 
 def _gather_rows(accelerator, *columns: list) -> tuple[list, ...]:

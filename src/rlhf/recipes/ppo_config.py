@@ -23,6 +23,17 @@ class AlgoSection:
     """sequences per forward/backward inside a minibatch (0: the whole minibatch)"""
     clip: float = 0.2
     """policy-ratio clip range (Schulman et al. 2017, eq. 7)"""
+    clip_high: float = 0.0
+    """upper side of the ratio's clip range, 1 + clip_high (0: clip, the symmetric range); DAPO's
+    clip-higher takes 0.28 with clip 0.2, against entropy collapse"""
+    loss_agg: Literal["token", "sequence", "constant"] = "token"
+    """how the policy's per-token losses become one: token (mean over every response token of the
+    update; DAPO), sequence (each response's mean, then the mean over responses; GRPO's paper,
+    which favours long wrong answers), constant (token sum / (responses x rollout.max_new_tokens);
+    Dr. GRPO)"""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """grpo only: what divides a score minus its group's mean: group (the group's std; DeepSeekMath),
+    batch (the rollout batch's std; Lite PPO), none (Dr. GRPO)"""
     value_clip: float = 0.2
     """value-prediction clip range around the rollout's values (0: no clipping)"""
     gamma: float = 1.0
@@ -184,6 +195,13 @@ def check(cfg: Config):
         )
     if cfg.ptx.coef > 0 and not cfg.ptx.data:
         raise ConfigError("ptx.coef > 0 needs ptx.data")
+    if a.clip <= 0 or a.clip_high < 0:
+        raise ConfigError(f"algo.clip must be > 0 and algo.clip_high >= 0 (got {a.clip} and {a.clip_high})")
+    if a.scale_rewards != "group" and a.name != "grpo":
+        raise ConfigError(
+            f"algo.scale_rewards={a.scale_rewards} is for algo.name=grpo; "
+            + ("algo.whiten_advantages scales ppo's" if a.name == "ppo" else "rloo's baseline is not scaled")
+        )
     if a.kl_target < 0:
         raise ConfigError("algo.kl_target must be >= 0")
     if not a.reference and (a.kl_coef != 0 or a.kl_target > 0):

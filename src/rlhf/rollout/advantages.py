@@ -124,26 +124,58 @@ def _grouped(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     return scores.view(n // group_size, group_size)  # (G, K): row g holds prompt g's samples
 
 
+ADVANTAGE_SCALES = ("group", "batch", "none")
+
+
 def group_advantages(
-    scores: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-6
+    scores: torch.Tensor,
+    group_size: int,
+    scale: str = "group",
+    eps: float = 1e-6,
+    batch_std: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """GRPO group-relative advantages (Shao et al. 2024, DeepSeekMath, sec. 4.1.2).
 
-        a_i = (r_i - mean(r_group)) / (std(r_group) + eps)    or r_i - mean(r_group) if not scale
+        a_i = (r_i - mean(r_group)) / (s + eps)
+
+    with s, by ``scale``:
+
+        group   std(r_group), the paper's
+        batch   std of every score in the rollout batch (group mean, batch std: "Lite PPO", Liu et
+                al. 2025, "Tricks or Traps?", sec. 4.1); ``batch_std`` passes it in when the batch
+                spans processes, else it is taken over ``scores``
+        none    1: no division (Dr. GRPO, Liu et al. 2025, sec. 3.1)
+
+    Dividing by a group's own std up-weights prompts whose samples all score about the same (too
+    easy or too hard): a difference of 0.01 becomes +-1. "batch" and "none" do not.
 
     std is unbiased (torch's default), as in the paper's reference implementations. Consecutive
-    rows are one prompt's samples. scale=False drops the std division (Dr. GRPO, Liu et al. 2025),
-    which avoids up-weighting prompts whose samples all score about the same.
+    rows are one prompt's samples.
 
     Shape: scores (N,) with N = G * group_size -> (N,).
 
-    Raises ValueError if group_size < 2 or N is not divisible by group_size.
+    Raises ValueError if group_size < 2, N is not divisible by group_size, or scale is unknown.
     """
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"unknown advantage scale {scale!r}; expected one of {', '.join(ADVANTAGE_SCALES)}")
     groups = _grouped(scores, group_size)
     centred = groups - groups.mean(dim=1, keepdim=True)
-    if scale:
+    if scale == "group":
         centred = centred / (groups.std(dim=1, keepdim=True) + eps)
+    elif scale == "batch":
+        std = scores.std() if batch_std is None else batch_std
+        centred = centred / (std + eps)
     return centred.reshape(-1)
+
+
+def uniform_groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Which groups' samples all scored the same, so that their group-relative advantages are 0
+    and they teach nothing (DAPO, Yu et al. 2025, sec. 3.2, filters them by resampling).
+
+    Shape: scores (N,) -> (G,) bool.
+    """
+    groups = _grouped(scores, group_size)
+    return (groups == groups[:, :1]).all(dim=1)
 
 
 def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
