@@ -25,7 +25,10 @@ def demo_run(tmp_path_factory):
 def test_fast_demo_writes_the_results_table(demo_run):
     results = json.loads((demo_run / "a" / "results.json").read_text())
     names = [s["name"] for s in results["stages"]]
-    assert names == ["base", "sft", "ppo", "ppo-ptx", "dpo", "rs-sft", "ppo (biased raters)", "best-of-4", "best-of-4 (gold)"]
+    assert names == [
+        "base", "sft", "ppo", "ppo-ptx", "dpo", "rs-sft", "ppo (biased raters)",
+        "ppo (gold reward)", "dpo (gold labels)", "best-of-4", "best-of-4 (gold)",
+    ]  # fmt: skip
     for stage in results["stages"]:
         assert STAGE_KEYS <= set(stage)
         assert set(FAMILIES) <= set(stage["family_accuracy"])
@@ -116,3 +119,25 @@ def test_two_runs_give_the_same_numbers(demo_run, monkeypatch):
     a = json.loads((demo_run / "a" / "results.json").read_text())
     b = json.loads((demo_run / "b" / "results.json").read_text())
     assert _numbers(a) == _numbers(b)
+
+
+def test_gold_rows_learn_from_gold_itself(demo_run):
+    """"ppo (gold reward)" is rewarded by the gold scorer (its reward is the gold of its own
+    samples at every step); "dpo (gold labels)" trains on the raters' candidates ranked by gold."""
+    from rlhf.toyworld import World, gold_score
+
+    root = demo_run / "a"
+    steps = [m for m in map(json.loads, (root / "ppo-gold" / "metrics.jsonl").read_text().splitlines()) if "score_raw" in m]
+    assert len(steps) == 20
+    assert all(m["score_raw"] == pytest.approx(m["gold"], abs=1e-5) for m in steps)
+    raters = [json.loads(line) for line in (root / "data" / "candidates.jsonl").read_text().splitlines()]
+    gold = [json.loads(line) for line in (root / "data" / "rankings-gold.jsonl").read_text().splitlines()]
+    assert [g["responses"] for g in gold] == [c["responses"] for c in raters]
+    world = World.build(0, **json.loads((root / "results.json").read_text())["config"]["world"])
+    tasks = {t.prompt: t for t in world.tasks("rating")}
+    for rec in gold:
+        scores = [gold_score(tasks[rec["prompt"]], r) for r in rec["responses"]]
+        for i in range(len(scores)):
+            for j in range(len(scores)):  # rank 1 is best; equal gold, equal rank
+                assert (scores[i] > scores[j]) == (rec["ranks"][i] < rec["ranks"][j])
+    assert (root / "dpo-gold" / "final").exists()

@@ -431,3 +431,27 @@ def test_grpo_reward_scale_and_uniform_groups(scale, nano_model, prompts, tmp_pa
 
 def assert_close_(a, b):
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_reward_callable_passed_from_python(nano_model, prompts, tmp_path):
+    """ppo.train(cfg, reward_fn=...) scores with a closure (no rewards.model / rewards.function);
+    giving one of those too is a config error before any work."""
+    from rlhf.config import ConfigError
+
+    seen = []
+
+    def closure(prompts, completions, **kw):
+        seen.append(len(completions))
+        return [float(len(c)) for c in completions]
+
+    out = tmp_path / "closure"
+    cfg = load_config(ppo.Config, None, overrides(nano_model, prompts, out, "critic.init=policy", "train.max_steps=2"))
+    ppo.train(cfg, reward_fn=closure)
+    assert seen == [8, 8]
+    rows = [json.loads(x) for x in (out / "samples" / "step-2.jsonl").read_text().splitlines()]
+    assert [r["score"] for r in rows] == [float(len(r["response"])) for r in rows]
+    for key in (f"rewards.function={DIGITS}", f"rewards.model={nano_model}"):
+        cfg = load_config(ppo.Config, None, overrides(nano_model, prompts, tmp_path / "both", "critic.init=policy", key))
+        with pytest.raises(ConfigError, match="a reward function was passed to ppo.train"):
+            ppo.train(cfg, reward_fn=closure)
+        assert not (tmp_path / "both").exists()

@@ -189,21 +189,26 @@ def run_ppo(
     root: Path,
     world: World,
     sft_dir: Path,
-    rm_dir: Path,
+    rm_dir: Path | None,
     preset: Preset,
     seed: int,
     name: str = "ppo",
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """PPO on the RL prompts; every step also logs the gold reward of its samples (proxy vs gold).
+    ``rm_dir`` None: rewarded by the gold scorer itself (its critic then starts from the policy).
     ``extra``: more config overrides."""
     tasks = {t.prompt: t for t in world.tasks("rl")}
     prompts = _write_jsonl(root / "data" / "rl_prompts.jsonl", [{"prompt": p} for p in tasks])
 
+    def gold_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
+        return [gold_score(tasks[p], c) for p, c in zip(prompts, completions)]
+
     def gold(prompts: list[str], completions: list[str]) -> dict[str, float]:
-        scores = [gold_score(tasks[p], c) for p, c in zip(prompts, completions)]
+        scores = gold_reward(prompts, completions)
         return {"gold": sum(scores) / len(scores)}
 
+    critic = preset.ppo_critic if rm_dir or preset.ppo_critic != "reward" else "policy"
     cfg = load_config(
         ppo.Config,
         None,
@@ -213,7 +218,7 @@ def run_ppo(
                 "model.path": sft_dir,
                 "data.train": prompts,
                 "data.max_length": preset.max_length + preset.max_new_tokens,  # also cuts ptx.eval's web text
-                "rewards.model": rm_dir,
+                "rewards.model": rm_dir or "",
                 "train.output_dir": root / name,
                 "train.max_steps": preset.ppo_steps,
                 "train.batch_size": preset.ppo_batch,
@@ -224,7 +229,7 @@ def run_ppo(
                 "model.attn_implementation": preset.attn_implementation,
                 "train.log_every": 1,
                 "critic.lr": preset.ppo_critic_lr,
-                "critic.init": preset.ppo_critic,
+                "critic.init": critic,
                 "algo.name": preset.ppo_algo,
                 "rollout.samples_per_prompt": preset.ppo_samples,
                 "algo.kl_coef": preset.ppo_kl_coef,
@@ -238,7 +243,43 @@ def run_ppo(
             }.items()
         ],
     )
-    return ppo.train(cfg, sample_metrics=gold)
+    return ppo.train(cfg, sample_metrics=gold, reward_fn=None if rm_dir else gold_reward)
+
+
+def run_dpo(root: Path, sft_dir: Path, rankings: Path, preset: Preset, seed: int, name: str = "dpo", epochs: float | None = None) -> Path:
+    """DPO from the SFT model on ``rankings`` (expanded to pairs)."""
+    return _train(
+        dpo,
+        {
+            "model.path": sft_dir,
+            "data.train": rankings,
+            "data.max_length": preset.max_length,
+            "train.output_dir": root / name,
+            "train.epochs": preset.dpo_epochs if epochs is None else epochs,
+            "train.batch_size": preset.batch_size,
+            "train.lr": preset.dpo_lr,
+            "dpo.beta": preset.dpo_beta,
+            "train.seed": seed,
+            "train.mixed_precision": preset.mixed_precision,
+            "model.attn_implementation": preset.attn_implementation,
+            "train.log_every": 20,
+        },
+    )
+
+
+def gold_rankings(path: Path, world: World, candidates: list[list[str]]) -> Path:
+    """Each rating prompt's K candidates ranked by the gold score itself (ties share a rank): the
+    labels perfect raters would give."""
+    records = []
+    for task, responses in zip(world.tasks("rating"), candidates):
+        scores = [gold_score(task, r) for r in responses]
+        levels = sorted(set(scores), reverse=True)
+        records.append(
+            {"prompt": task.prompt, "responses": responses, "ranks": [levels.index(x) + 1 for x in scores], "annotator": "gold"}
+        )
+    return _write_jsonl(path, records)
+
+GOLD_PPO, GOLD_DPO = "ppo (gold reward)", "dpo (gold labels)"
 
 
 def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int = 0) -> dict[str, Any]:
@@ -318,23 +359,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
 
     # 8. the alternatives: DPO on the same rankings; rejection-sampling SFT on best-of-n samples
     stage("dpo")
-    dpo_dir = _train(
-        dpo,
-        {
-            "model.path": sft_dir,
-            "data.train": rankings,
-            "data.max_length": preset.max_length,
-            "train.output_dir": root / "dpo",
-            "train.epochs": preset.dpo_epochs,
-            "train.batch_size": preset.batch_size,
-            "train.lr": preset.dpo_lr,
-            "dpo.beta": preset.dpo_beta,
-            "train.seed": seed,
-            "train.mixed_precision": preset.mixed_precision,
-            "model.attn_implementation": preset.attn_implementation,
-            "train.log_every": 20,
-        },
-    )
+    dpo_dir = run_dpo(root, sft_dir, rankings, preset, seed)
     done("dpo")
     stage("rejection-sampling sft")
     rl_prompts = _write_jsonl(root / "data" / "rl_prompts.jsonl", [{"prompt": t.prompt} for t in world.tasks("rl")])
@@ -389,7 +414,18 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         hacked_dir = run_reward_hacking(root, world, sft_dir, rm_dir, read_candidates(root), preset, seed)
         done("reward hacking")
 
-    # 11. evaluation on held-out prompts
+    # 11. the same learners with gold itself as the labeler: what a perfect reward model or
+    # perfect raters would give them (the table's "gold reward" / "gold labels" rows)
+    gold_ppo_dir, gold_dpo_dir = None, None
+    if preset.gold_rows:
+        stage("ppo and dpo on gold")
+        gold_ppo_dir = run_ppo(root, world, sft_dir, None, preset, seed, name="ppo-gold")
+        labels = gold_rankings(root / "data" / "rankings-gold.jsonl", world, read_candidates(root))
+        # one gold ranking per prompt against raters_per_prompt rankings: as many optimizer steps
+        gold_dpo_dir = run_dpo(root, sft_dir, labels, preset, seed, "dpo-gold", preset.dpo_epochs * preset.raters_per_prompt)
+        done("ppo and dpo on gold")
+
+    # 12. evaluation on held-out prompts
     stage("evaluation")
     tok = AutoTokenizer.from_pretrained(sft_dir)
     sft_model = AutoModelForCausalLM.from_pretrained(sft_dir).eval()
@@ -409,6 +445,8 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             ("rs-sft", AutoModelForCausalLM.from_pretrained(rs_dir).eval()),
             *([("rlaif", AutoModelForCausalLM.from_pretrained(rlaif_dir).eval())] if rlaif_dir else []),
             *([(HACKED, AutoModelForCausalLM.from_pretrained(hacked_dir).eval())] if hacked_dir else []),
+            *([(GOLD_PPO, AutoModelForCausalLM.from_pretrained(gold_ppo_dir).eval())] if gold_ppo_dir else []),
+            *([(GOLD_DPO, AutoModelForCausalLM.from_pretrained(gold_dpo_dir).eval())] if gold_dpo_dir else []),
         )
     ]
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()

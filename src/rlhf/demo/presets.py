@@ -81,6 +81,9 @@ class Preset:
     """the weak per-token KL penalty of that PPO run"""
     hacking_steps: int = 120
     """its RL iterations"""
+    gold_rows: bool = True
+    """add the rows whose learners see gold itself: PPO rewarded by the gold scorer, DPO on the
+    candidates ranked by it (the most a perfect reward model or perfect raters would give them)"""
 
 
 PRESETS = {

@@ -88,6 +88,7 @@ from rlhf.rollout.experience import (
 from rlhf.rollout.generate import SamplingParams
 from rlhf.rollout.groups import pack_groups, packing_saves
 from rlhf.rollout.kl_control import AdaptiveKLController, FixedKLController
+from rlhf.rollout.reward_fn import RewardFn
 from rlhf.rollout.reward_model import frozen
 from rlhf.rollout.rewards import postprocess_scores, shape_rewards
 
@@ -127,11 +128,16 @@ def _chunks(n: int, size: int) -> list[slice]:
 
 
 def train(
-    cfg: Config, callbacks: list[Callable[[int], None]] | None = None, sample_metrics: SampleMetrics | None = None
+    cfg: Config,
+    callbacks: list[Callable[[int], None]] | None = None,
+    sample_metrics: SampleMetrics | None = None,
+    reward_fn: RewardFn | None = None,
 ) -> Path:
     """Run PPO/GRPO/RLOO; returns ``final/``. ``sample_metrics(prompts, completions)`` adds
-    metrics computed on each step's samples (the demo's gold reward)."""
-    reward_fn = check(cfg)  # every config error before any work
+    metrics computed on each step's samples (the demo's gold reward). ``reward_fn``: from Python,
+    a reward callable (a closure, say) instead of rewards.model or rewards.function; a resumed
+    run needs the same one passed again."""
+    reward_fn = check(cfg, reward_fn)  # every config error before any work
     a, r = cfg.algo, cfg.rollout
     accelerator = make_accelerator(cfg.train)
     say, device, n = accelerator.print, accelerator.device, r.samples_per_prompt

@@ -149,24 +149,27 @@ class Config:
     ptx: PtxSection = field(default_factory=PtxSection)
 
 
-def check(cfg: Config):
-    """Reject a config that cannot run, before any work; returns the reward callable if one is set."""
+def check(cfg: Config, reward_fn=None):
+    """Reject a config that cannot run, before any work; returns the reward callable if one is set
+    (``reward_fn``, a callable given to ``ppo.train`` from Python, or rewards.function imported)."""
     from rlhf.recipes.loop import exact_div
     from rlhf.rollout.reward_fn import load_reward_fn
 
     check_model_path(cfg.model.path)
     if not cfg.data.train:
         raise ConfigError("data.train: a file of prompt records is required")
-    if bool(cfg.rewards.model) == bool(cfg.rewards.function):
+    if reward_fn is not None and (cfg.rewards.model or cfg.rewards.function):
+        raise ConfigError("a reward function was passed to ppo.train: leave rewards.model and rewards.function unset")
+    if reward_fn is None and bool(cfg.rewards.model) == bool(cfg.rewards.function):
         raise ConfigError(
             "set exactly one of rewards.model (a reward model directory) and rewards.function ('module:function')"
         )
-    fn = None
+    fn = reward_fn
     if cfg.rewards.heldout_model:
         check_model_path(cfg.rewards.heldout_model, "rewards.heldout_model")
     if cfg.rewards.model:
         check_model_path(cfg.rewards.model, "rewards.model")
-    else:
+    elif fn is None:
         fn = load_reward_fn(cfg.rewards.function)
     if cfg.rewards.format != "pair" and not (cfg.rewards.model or cfg.rewards.heldout_model):
         raise ConfigError(f"rewards.format={cfg.rewards.format} is how a reward model reads; rewards.function reads text as it is")
@@ -174,7 +177,7 @@ def check(cfg: Config):
     if a.name in ("grpo", "rloo") and r.samples_per_prompt < 2:
         raise ConfigError(f"algo.name={a.name} needs rollout.samples_per_prompt >= 2 (the group is its baseline)")
     if a.name == "ppo" and cfg.critic.init == "reward" and not cfg.rewards.model:
-        raise ConfigError("critic.init=reward needs rewards.model; with rewards.function use critic.init=policy")
+        raise ConfigError("critic.init=reward needs rewards.model; with a reward function use critic.init=policy")
     if a.name == "ppo" and cfg.critic.init == "shared" and cfg.critic.vf_coef <= 0:
         raise ConfigError(f"critic.vf_coef must be > 0 with critic.init=shared (got {cfg.critic.vf_coef})")
     if cfg.train.grad_accum != 1:

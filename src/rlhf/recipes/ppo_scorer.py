@@ -43,7 +43,9 @@ class Scorer:
         rollout.share_prompt allows).  Shape: (N,)"""
         if self.fn is not None:
             return call_reward_fn(
-                self.fn, prompt_texts, [g.text for g in gens], [g.finished for g in gens], self.cfg.rewards.function
+                self.fn, prompt_texts, [g.text for g in gens], [g.finished for g in gens],
+                self.cfg.rewards.function or getattr(self.fn, "__qualname__", repr(self.fn)),
+                "rewards.function" if self.cfg.rewards.function else "the reward function",
             )
         with autocast():
             return self.rm(prompts, prompt_ids, gens, n, self.cfg.rollout.batch_size)
