@@ -71,7 +71,7 @@ def test_web_text_nll_measures_forgetting(demo_run):
 
 
 def test_heldout_web_text_is_not_in_the_pretraining_corpus():
-    from rlhf.demo.pipeline import heldout_web_text
+    from rlhf.demo.stages import heldout_web_text
     from rlhf.toyworld import World, build_corpus
 
     world = World.build(0, n_sft=200, n_rating=160, n_rl=100, n_eval=60)

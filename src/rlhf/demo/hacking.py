@@ -28,7 +28,7 @@ def run_reward_hacking(
 ) -> Path:
     """Biased rankings of ``candidates`` -> ``reward-biased/`` -> PPO against it in ``ppo-biased/``,
     watched by the fair raters' reward model ``fair_rm``; returns the policy's ``final/``."""
-    from rlhf.demo.pipeline import rank, run_ppo, train_reward_model
+    from rlhf.demo.stages import rank, run_ppo, train_reward_model
 
     pool = RaterPool.build(seed=seed, length_bias=preset.hacking_bias, confidence_bias=preset.hacking_bias)
     rankings = rank(root / "data" / "rankings-biased.jsonl", world, candidates, pool, preset, seed)

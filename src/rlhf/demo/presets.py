@@ -1,4 +1,4 @@
-"""Sizes of the demo: `default` (about 15 minutes on 2 CPU cores, 10 with the base model cached) and `fast` (about 1)."""
+"""Sizes of the demo: `default` (about 17 minutes on 2 CPU cores, 12 with the base model cached) and `fast` (about 1)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ class Preset:
 
 
 PRESETS = {
-    # ~3M-parameter base model in bf16 autocast: about 15 minutes on 2 CPU cores
+    # ~3M-parameter base model in bf16 autocast: about 17 minutes on 2 CPU cores
     "default": Preset(
         world={"n_rating": 1800},
         model_size="3m",

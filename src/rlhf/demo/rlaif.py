@@ -44,7 +44,7 @@ def run_rlaif(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     from rlhf.demo.evaluate import reward_model_accuracy
-    from rlhf.demo.pipeline import train_reward_model
+    from rlhf.demo.stages import train_reward_model
     from rlhf.feedback.judge.agreement import agreement_report, gold_table
     from rlhf.feedback.judge.labels import read_items
     from rlhf.feedback.judge.local import LocalJudge
