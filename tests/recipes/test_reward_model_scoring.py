@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rlhf.cli import main
+from rlhf.data.records import load_records
 from rlhf.eval.metrics import best_of_k
 from rlhf.models.loading import ModelError, load_scalar_model, load_tokenizer
 from rlhf.recipes import best_of_n
@@ -225,8 +226,19 @@ def test_best_of_n_with_a_reward_function_keeps_its_best(nano_model, tmp_path, c
         assert s["scores"] == pytest.approx(digits([s["prompt"]] * 4, s["responses"]))
         assert s["gold"] == pytest.approx(brevity([s["prompt"]] * 4, s["responses"]))
         assert s["scores"][s["best"]] == max(s["scores"]) and b["completion"] == s["responses"][s["best"]]
+    # best and worst as a preference pair per prompt, none where every score is equal; `rlhf dpo` reads them
+    pairs = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    expected = [
+        {"prompt": s["prompt"], "chosen": s["responses"][s["scores"].index(max(s["scores"]))],
+         "rejected": s["responses"][s["scores"].index(min(s["scores"]))]}
+        for s in scored if max(s["scores"]) > min(s["scores"])
+    ]  # fmt: skip
+    assert pairs == expected and len(pairs) > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == len(pairs) and summary["prompts_without_pair"] == 5 - len(pairs)
+    assert len(load_records(str(out / "pairs.jsonl"), "preference")) == len(pairs)
     # the best-of-k curve from the same samples: best of 1 is every sample's mean, best of 4 the favourite
-    curve = json.loads((out / "summary.json").read_text())["curve"]
+    curve = summary["curve"]
     assert [c["n"] for c in curve] == [1, 2, 4]
     assert [c["kl"] for c in curve] == pytest.approx([best_of_n.best_of_n_kl(k) for k in (1, 2, 4)])
     assert curve[0]["score"] == pytest.approx(sum(sum(s["scores"]) / 4 for s in scored) / 5)

@@ -8,6 +8,10 @@ have a tokenizer of its own: rlhf.rollout.reward_model) or a Python callable
   the data of rejection-sampling fine-tuning (Llama 2; Anthropic's "RS"): `rlhf sft` reads it;
 - ``scored.jsonl``: every candidate with its score (``prompt``, ``responses``, ``scores``, ``best``;
   ``gold`` with best_of_n.gold);
+- ``pairs.jsonl``: the scorer's best and worst response per prompt as a preference pair (``prompt``,
+  ``chosen``, ``rejected``; prompts whose scores are all equal give none): on-policy preference
+  data for `rlhf dpo`, one round of iterative DPO (Xiong et al. 2024; Dong et al. 2024, "RLHF
+  Workflow", pick the best and worst of n by a reward model the same way);
 - ``summary.json``: mean score of all samples and of the best, the KL of the best-of-n policy to
   the sampling policy, log n - (n - 1) / n (Stiennon et al. 2020, appendix G.3; an upper bound
   that is exact when the n samples are distinct), and the best-of-k curve for k = 1, 2, 4, ... n
@@ -121,6 +125,16 @@ def check_scorer(b: BestOfNSection) -> RewardFn | None:
     return load_reward_fn(b.reward_function, "best_of_n.reward_function")
 
 
+def best_worst_pair(prompt: Prompt, responses: list[str], scores: list[float]) -> dict | None:
+    """The highest- and lowest-scored responses as a pair record, the first of equals on each side;
+    None when every score is the same (no preference to learn)."""
+    hi = max(range(len(scores)), key=scores.__getitem__)
+    lo = min(range(len(scores)), key=scores.__getitem__)
+    if scores[hi] == scores[lo]:
+        return None
+    return {"prompt": prompt, "chosen": responses[hi], "rejected": responses[lo]}
+
+
 def curve(scores: list[list[float]], values: dict[str, list[list[float]]]) -> list[dict[str, float]]:
     """Best-of-k for k = 1, 2, 4, ... n from the same n samples per prompt (rlhf.eval.metrics.best_of_k):
     its KL to the sampling policy, the mean score of the scorer's favourite, and that favourite's
@@ -166,6 +180,9 @@ def train(cfg: Config) -> Path:
     if acc.is_main_process:
         write_jsonl_atomic(out / "best.jsonl", [{"prompt": r["prompt"], "completion": r["responses"][r["best"]]} for r in rows])
         write_jsonl_atomic(out / "scored.jsonl", [{k: v for k, v in r.items() if k != "index"} for r in rows])
+    pairs = [p for r in rows if (p := best_worst_pair(r["prompt"], r["responses"], r["scores"])) is not None]
+    if acc.is_main_process:
+        write_jsonl_atomic(out / "pairs.jsonl", pairs)
     n = cfg.sample.n
     summary = {
         "prompts": len(records),
@@ -173,6 +190,8 @@ def train(cfg: Config) -> Path:
         "mean_score": sum(map(sum, scores)) / sum(map(len, scores)),
         "mean_best_score": sum(max(s) for s in scores) / len(scores),
         "kl_best_of_n": best_of_n_kl(n),
+        "pairs": len(pairs),
+        "prompts_without_pair": len(rows) - len(pairs),
         "curve": curve(scores, {"gold": gold} if gold is not None else {}),
     }
     if acc.is_main_process:
