@@ -228,12 +228,12 @@ def test_best_of_n_with_a_reward_function_keeps_its_best(nano_model, tmp_path, c
         assert s["scores"][s["best"]] == max(s["scores"]) and b["completion"] == s["responses"][s["best"]]
     # best and worst as a preference pair per prompt, none where every score is equal; `rlhf dpo` reads them
     pairs = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
-    expected = [
-        {"prompt": s["prompt"], "chosen": s["responses"][s["scores"].index(max(s["scores"]))],
-         "rejected": s["responses"][s["scores"].index(min(s["scores"]))]}
-        for s in scored if max(s["scores"]) > min(s["scores"])
-    ]  # fmt: skip
-    assert pairs == expected and len(pairs) > 0
+    expected = [best_of_n.best_worst_pair(s["prompt"], s["responses"], s["scores"]) for s in scored]
+    assert pairs == [p for p in expected if p is not None] and len(pairs) > 0
+    for p in pairs:
+        s = next(s for s in scored if s["prompt"] == p["prompt"])
+        assert p["chosen"] == s["responses"][s["best"]] and p["chosen"] != p["rejected"]
+        assert min(sc for r, sc in zip(s["responses"], s["scores"]) if r != p["chosen"]) == s["scores"][s["responses"].index(p["rejected"])]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pairs"] == len(pairs) and summary["prompts_without_pair"] == 5 - len(pairs)
     assert len(load_records(str(out / "pairs.jsonl"), "preference")) == len(pairs)

@@ -75,6 +75,16 @@ def test_best_of_n_keeps_the_highest_scored_response(nano_model, data_dir, promp
     assert summary["mean_best_score"] >= summary["mean_score"]
 
 
+def test_best_worst_pair_by_hand():
+    pair = best_of_n.best_worst_pair
+    assert pair("q", ["a", "b", "c"], [0.5, 2.0, -1.0]) == {"prompt": "q", "chosen": "b", "rejected": "c"}
+    assert pair("q", ["a", "b", "c"], [1.0, 1.0, 1.0]) is None  # no preference
+    # the same text scored twice (ended by EOS once, cut once): never paired with itself
+    assert pair("q", ["a", "b", "a"], [3.0, 1.0, -2.0]) == {"prompt": "q", "chosen": "a", "rejected": "b"}
+    assert pair("q", ["a", "a"], [3.0, -2.0]) is None
+    assert pair("q", ["a", "b", "a"], [3.0, 3.0, -2.0]) is None  # the other text scores as high
+
+
 def test_best_of_n_kl_formula():
     assert best_of_n.best_of_n_kl(1) == 0.0
     assert best_of_n.best_of_n_kl(2) == pytest.approx(0.693147 - 0.5, abs=1e-6)

@@ -9,7 +9,7 @@ have a tokenizer of its own: rlhf.rollout.reward_model) or a Python callable
 - ``scored.jsonl``: every candidate with its score (``prompt``, ``responses``, ``scores``, ``best``;
   ``gold`` with best_of_n.gold);
 - ``pairs.jsonl``: the scorer's best and worst response per prompt as a preference pair (``prompt``,
-  ``chosen``, ``rejected``; prompts whose scores are all equal give none): on-policy preference
+  ``chosen``, ``rejected``; none for a prompt with no lower-scored response of another text): on-policy preference
   data for `rlhf dpo`, one round of iterative DPO (Xiong et al. 2024; Dong et al. 2024, "RLHF
   Workflow", pick the best and worst of n by a reward model the same way);
 - ``summary.json``: mean score of all samples and of the best, the KL of the best-of-n policy to
@@ -126,11 +126,15 @@ def check_scorer(b: BestOfNSection) -> RewardFn | None:
 
 
 def best_worst_pair(prompt: Prompt, responses: list[str], scores: list[float]) -> dict | None:
-    """The highest- and lowest-scored responses as a pair record, the first of equals on each side;
-    None when every score is the same (no preference to learn)."""
+    """The highest-scored response and the lowest-scored one of another text, as a pair record (the
+    first of equals on each side); None when no other text scores lower (no preference to learn).
+    The same text can score twice, differently: once ended by EOS and once cut at max_new_tokens."""
     hi = max(range(len(scores)), key=scores.__getitem__)
-    lo = min(range(len(scores)), key=scores.__getitem__)
-    if scores[hi] == scores[lo]:
+    others = [i for i in range(len(scores)) if responses[i] != responses[hi]]
+    if not others:
+        return None
+    lo = min(others, key=scores.__getitem__)
+    if scores[lo] >= scores[hi]:
         return None
     return {"prompt": prompt, "chosen": responses[hi], "rejected": responses[lo]}
 
