@@ -159,6 +159,7 @@ def test_interrupted_run_resumes_exactly(critic, nano_model, prompts, reward_mod
         ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.scale_rewards=batch"], "algo.scale_rewards=batch is for algo.name=grpo"),
         ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.clip_high=-0.1"], "algo.clip_high >= 0 (got 0.2 and -0.1)"),
         ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.loss_agg=mean"], "algo.loss_agg"),
+        ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.ratio_level=sequence"], "algo.ratio_level=sequence is for algo.name=grpo or rloo"),
         (
             [f"rewards.function={DIGITS}", "critic.init=policy", "algo.reference=false"],
             "algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got 0.05 and 0.0)",
@@ -395,6 +396,22 @@ def test_loss_aggregations_agree_on_equal_lengths_and_differ_otherwise(nano_mode
         lengths = {len(json.loads(x)["response"]) for x in (out / "samples" / "step-2.jsonl").read_text().splitlines()}
         assert len(lengths) > 1
     assert max((free["token"][k] - free["sequence"][k]).abs().max().item() for k in free["token"]) > 1e-4
+
+
+def test_sequence_level_ratio_equals_token_level_on_policy_and_differs_after(nano_model, prompts, tmp_path):
+    """algo.ratio_level=sequence (GSPO): one on-policy update (ratio 1) gives the token-level
+    gradient, so the runs end alike; with a second pass over each batch the ratios move and the
+    runs part."""
+    weights = {}
+    for epochs in (1, 2):
+        for level in ("token", "sequence"):
+            out = tmp_path / f"{level}-{epochs}"
+            run(*overrides(nano_model, prompts, out, *GRPO, f"algo.ratio_level={level}", f"algo.epochs={epochs}"))
+            weights[level, epochs] = load_weights(out / "final")
+    # equal up to float32 rounding of exp(mean) against mean(exp), which Adam scales up where a gradient is ~0
+    assert_same_weights(weights["token", 1], weights["sequence", 1], atol=2e-5)
+    a, b = weights["token", 2], weights["sequence", 2]
+    assert max((a[k] - b[k]).abs().max().item() for k in a) > 1e-3
 
 
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])

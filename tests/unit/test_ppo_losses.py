@@ -52,6 +52,40 @@ def test_policy_loss_clip_higher_widens_only_the_upper_side():
     assert_close(symmetric, f64([-1.2, -1.2, -0.5, 0.8, 1.25]))
 
 
+def test_sequence_level_ratio_by_hand():
+    # row 0: token ratios 1.1 and 1.5 (third position is padding), A = 1 -> sequence ratio
+    # sqrt(1.65) = 1.2845 above 1.2: clipped, no gradient; row 1: ratios 0.9 and 1.0, A = -2 ->
+    # sequence ratio sqrt(0.9) = 0.94868 inside the range
+    old = torch.zeros(2, 3, dtype=torch.float64)
+    logp = f64([math.log(1.1), math.log(1.5), 7.0], [math.log(0.9), 0.0, 0.0]).requires_grad_()
+    adv = f64([1.0, 1.0, 1.0], [-2.0, -2.0, -2.0])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    mask[1, 2] = 0
+    loss, clipped = policy_loss(logp, old, adv, clip_eps=0.2, mask=mask)
+    s1 = math.sqrt(0.9)
+    assert_close(loss * mask, f64([-1.2, -1.2, 0.0], [2 * s1, 2 * s1, 0.0]))
+    assert_close(clipped * mask, f64([1.0, 1.0, 0.0], [0.0, 0.0, 0.0]))
+    (loss * mask).sum().backward()
+    # each of row 1's |y| = 2 token losses is -A s, and ds/dlogp_t = s / |y|: the summed gradient at
+    # each valid token is -A s = 2 s; 0 in the clipped row and at padding
+    assert_close(logp.grad, f64([0.0, 0.0, 0.0], [2 * s1, 2 * s1, 0.0]))
+
+
+def test_sequence_level_ratio_matches_token_level_gradient_at_ratio_1():
+    g = torch.Generator().manual_seed(0)
+    old = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    adv = torch.randn(4, 1, generator=g, dtype=torch.float64).expand(4, 6)  # one advantage per response
+    mask = (torch.arange(6) < torch.tensor([[6], [3], [1], [5]])).long()
+    grads = []
+    for seq_mask in (None, mask):
+        logp = old.clone().requires_grad_()
+        loss, _ = policy_loss(logp, old, adv, clip_eps=0.2, mask=seq_mask)
+        (loss * mask).sum().backward()
+        grads.append(logp.grad)
+    assert_close((grads[0] * mask).sum(1), (grads[1] * mask).sum(1))
+    assert_close(grads[1] * mask, (grads[0] * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True) * mask)
+
+
 def test_aggregation_weights_by_hand():
     # two responses of 1 and 3 tokens (max 4); the update holds 3 responses and 6 tokens in all
     mask = torch.tensor([[1, 0, 0], [1, 1, 1]])

@@ -20,6 +20,7 @@ def policy_loss(
     advantages: torch.Tensor,
     clip_eps: float,
     clip_eps_high: float | None = None,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO clipped surrogate loss per token (Schulman et al. 2017, eq. 7, negated).
 
@@ -31,19 +32,31 @@ def policy_loss(
     al. 2025, sec. 3.1: eps = 0.2, eps_high = 0.28) lets tokens the policy found unlikely gain
     more probability in one update, which keeps entropy from collapsing.
 
+    Given ``mask``, the ratio is the sequence's instead of the token's (GSPO, Zheng et al. 2025,
+    eq. 7): the geometric mean of its tokens' ratios, exp(mean_t (logp - old_logp)), the same at
+    every token of the sequence, so a sequence is clipped as a whole. Its gradient is the token
+    log-probs' mean times that ratio. At ratio 1 (the first minibatch of an update) the gradient
+    summed over a sequence's tokens equals the token-level one.
+
     Args:
         logp: log pi_theta of the sampled tokens under the current policy (carries the gradient).
         old_logp: log pi_theta_old of the same tokens at rollout time.
         advantages: A_t, treated as constants.
         clip_eps: eps of the clip range.
         clip_eps_high: eps of the upper side (None: clip_eps).
+        mask: (B, T) valid response tokens, for sequence-level ratios; None: token-level.
 
     Shape: all inputs (B, T) -> loss (B, T), clipped (B, T).
 
     Returns (loss, clipped): loss unreduced; clipped is 1.0 where the clipped term is strictly
     greater than the unclipped one (the gradient there is zero), else 0.0, for the clipfrac metric.
     """
-    ratio = torch.exp(logp - old_logp)  # (B, T)
+    log_ratio = logp - old_logp  # (B, T)
+    if mask is not None:
+        m = mask.to(log_ratio.dtype)
+        seq = (log_ratio * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
+        log_ratio = seq.expand_as(logp)
+    ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     high = clip_eps if clip_eps_high is None else clip_eps_high
     clipped_term = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + high)

@@ -346,7 +346,10 @@ def train(
                         else:  # a separate critic runs its own forward below
                             logits, v = forward(part) if shared_critic else (response_logits(policy, part), None)
                             new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
-                        pl, clipped = policy_loss(new_logp, part.logprobs, part.advantages, a.clip, a.clip_high or None)
+                        pl, clipped = policy_loss(
+                            new_logp, part.logprobs, part.advantages, a.clip, a.clip_high or None,
+                            pm if a.ratio_level == "sequence" else None,
+                        )
                         per_token = pl
                         ent = entropy_from_logits(logits.detach() if not a.entropy_coef else logits)
                         if a.entropy_coef:

@@ -26,6 +26,10 @@ class AlgoSection:
     clip_high: float = 0.0
     """upper side of the ratio's clip range, 1 + clip_high (0: clip, the symmetric range); DAPO's
     clip-higher takes 0.28 with clip 0.2, against entropy collapse"""
+    ratio_level: Literal["token", "sequence"] = "token"
+    """grpo, rloo: the importance ratio clipped per token (PPO) or per response, the geometric mean of
+    its tokens' ratios (GSPO, Zheng et al. 2025, which clips at about 3e-4 / 4e-4: algo.clip,
+    algo.clip_high)"""
     loss_agg: Literal["token", "sequence", "constant"] = "token"
     """how the policy's per-token losses become one: token (mean over every response token of the
     update; DAPO), sequence (each response's mean, then the mean over responses; GRPO's paper,
@@ -200,6 +204,11 @@ def check(cfg: Config, reward_fn=None):
         raise ConfigError("ptx.coef > 0 needs ptx.data")
     if a.clip <= 0 or a.clip_high < 0:
         raise ConfigError(f"algo.clip must be > 0 and algo.clip_high >= 0 (got {a.clip} and {a.clip_high})")
+    if a.ratio_level == "sequence" and a.name == "ppo":
+        raise ConfigError(
+            "algo.ratio_level=sequence is for algo.name=grpo or rloo, whose advantages belong to whole responses; "
+            "ppo's differ from token to token"
+        )
     if a.scale_rewards != "group" and a.name != "grpo":
         raise ConfigError(
             f"algo.scale_rewards={a.scale_rewards} is for algo.name=grpo; "
