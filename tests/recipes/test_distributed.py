@@ -171,6 +171,29 @@ def test_ppo_on_2_processes_logs_and_writes_every_processes_rollouts(nano_model,
     assert (out / "final" / "model.safetensors").is_file()
 
 
+def test_grpo_batch_scale_on_2_processes_reads_the_whole_batch(nano_model, prompts, tmp_path):
+    """algo.scale_rewards=batch divides by the std of both processes' scores, not each one's own;
+    score_raw_std is that batch's too."""
+    out = tmp_path / "grpo"
+    launch_2_processes(
+        ["ppo", f"model.path={nano_model}", f"data.train={prompts}", f"train.output_dir={out}",
+         "rewards.function=tests.recipes.reward_fns:digits", "algo.name=grpo", "algo.scale_rewards=batch",
+         "train.batch_size=2", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=6", "rollout.samples_every=1",
+         "train.max_steps=3", "train.lr=1e-3"],
+        tmp_path,
+    )
+    m = read_metrics(out)
+    assert len(m) == 3
+    halves_differ = False
+    for r in m:
+        scores = torch.tensor([json.loads(x)["score"] for x in (out / "samples" / f"step-{r['step']}.jsonl").read_text().splitlines()])
+        assert len(scores) == 16  # 2 processes x 2 prompts x 4 samples
+        assert r["advantage_scale"] == pytest.approx(scores.std().item(), abs=1e-5)
+        assert r["score_raw_std"] == pytest.approx(scores.std().item(), abs=1e-5)
+        halves_differ |= all(abs(h.std().item() - scores.std().item()) > 1e-4 for h in (scores[:8], scores[8:]))
+    assert halves_differ  # so the checks above tell the batch's std from one process's
+
+
 def test_ppo_on_2_processes_resumes_exactly(nano_model, prompts, tmp_path):
     """Both processes' sampling seeds, RNG states, optimizers and the KL controller come back from
     a checkpoint: a run resumed from step 2 ends with the weights of the run that never stopped."""

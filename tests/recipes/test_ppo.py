@@ -430,15 +430,18 @@ def test_grpo_reward_scale_and_uniform_groups(scale, nano_model, prompts, tmp_pa
     out = tmp_path / scale
     run(*overrides(nano_model, prompts, out, *GRPO, f"algo.scale_rewards={scale}", "rollout.samples_every=1"))
     assert len(calls) == 3
-    for scores, how, batch_std, adv in calls:
+    m = read_metrics(out)
+    for (scores, how, batch_std, adv), logged in zip(calls, m):
         assert how == scale
         centred = (scores.view(4, 4) - scores.view(4, 4).mean(1, keepdim=True)).reshape(-1)
+        assert logged["score_raw_std"] == pytest.approx(scores.std().item(), rel=1e-5)
+        assert ("advantage_scale" in logged) == (scale == "batch")
         if scale == "batch":
             assert batch_std == pytest.approx(scores.std().item(), rel=1e-6)
+            assert logged["advantage_scale"] == pytest.approx(batch_std.item(), rel=1e-6)
             assert_close_(adv, centred / (scores.std() + 1e-6))
         elif scale == "none":
             assert_close_(adv, centred)
-    m = read_metrics(out)
     for rec in m:
         rows = [json.loads(x) for x in (out / "samples" / f"step-{rec['step']}.jsonl").read_text().splitlines()]
         scores = [r["score"] for r in rows]

@@ -306,6 +306,9 @@ def train(
         seq_kl = kl_tok.sum(1)  # (B,)
 
         # 4. advantages
+        batch_std = None  # algo.scale_rewards=batch: the std of every process's scores
+        if a.name == "grpo" and a.scale_rewards == "batch":
+            batch_std = _batch_std(accelerator, exp.scores)
         if a.name == "ppo":
             exp.values = torch.cat(values) * mask
             rewards, _ = shape_rewards(exp.scores, exp.logprobs, exp.ref_logprobs, mask, kl_ctl.value, a.kl_estimator)
@@ -316,7 +319,6 @@ def train(
             seq_reward = exp.scores - kl_ctl.value * est.sum(1)
             exp.advantages = rloo_advantages(seq_reward, n)[:, None] * mask
         else:  # grpo
-            batch_std = _batch_std(accelerator, exp.scores) if a.scale_rewards == "batch" else None
             exp.advantages = group_advantages(exp.scores, n, a.scale_rewards, batch_std=batch_std)[:, None] * mask
         t2 = time.perf_counter()
 
@@ -413,7 +415,6 @@ def train(
             tok = stats_sum.pop("tokens")
             local = {
                 "score_raw": raw.mean(),
-                "score_raw_std": raw.std() if len(raw) > 1 else torch.zeros((), device=device),
                 "score": exp.scores.mean(),
                 "kl": seq_kl.mean(),
                 "response_length": mask.sum(1).mean(),
@@ -432,6 +433,10 @@ def train(
             record.update({k: accelerator.reduce(v.float().reshape(()), "mean").item() for k, v in local.items()})
             # signs of reward hacking that need no gold: answers that loop, and answers that all look alike
             record.update(repetition(every[1]))
+            every_score = torch.tensor(every[2], dtype=torch.float64)  # the whole batch's, every process's
+            record["score_raw_std"] = every_score.std().item() if len(every_score) > 1 else 0.0
+            if batch_std is not None:  # what algo.scale_rewards=batch divided the advantages by
+                record["advantage_scale"] = float(batch_std)
             record.pop("ptx_steps", None)
             if critic is not None:
                 record["explained_variance"] = explained_variance(exp.values, exp.returns, mask)
