@@ -475,3 +475,18 @@ def test_a_reward_callable_passed_from_python(nano_model, prompts, tmp_path):
         with pytest.raises(ConfigError, match="a reward function was passed to ppo.train"):
             ppo.train(cfg, reward_fn=closure)
         assert not (tmp_path / "both").exists()
+
+
+def test_clip_high_frees_the_upper_side(nano_model, prompts, tmp_path):
+    """Several epochs over each batch move the ratios far: with the symmetric range some tokens are
+    clipped above 1 + clip; with algo.clip_high=100 none is, while the lower side still clips."""
+    runs = {}
+    for name, extra in (("symmetric", []), ("high", ["algo.clip_high=100"])):
+        out = tmp_path / name
+        run(*overrides(nano_model, prompts, out, *GRPO, "algo.epochs=4", "train.lr=3e-2", "train.max_steps=4", *extra))
+        runs[name] = read_metrics(out)
+    for r in runs["symmetric"] + runs["high"]:
+        assert 0 <= r["clipfrac_high"] <= r["clipfrac"] + 1e-9
+    assert max(r["clipfrac_high"] for r in runs["symmetric"]) > 0
+    assert all(r["clipfrac_high"] == 0 for r in runs["high"])
+    assert max(r["clipfrac"] for r in runs["high"]) > 0

@@ -366,6 +366,8 @@ def train(
                         accelerator.backward(loss)
                     _add(stats_sum, "policy_loss", (pl * pm).sum())
                     _add(stats_sum, "clipfrac", (clipped * pm).sum())
+                    # which side: a positive advantage is clipped above 1 + clip_high, a negative below 1 - clip
+                    _add(stats_sum, "clipfrac_high", (clipped * (part.advantages > 0) * pm).sum())
                     _add(stats_sum, "approx_kl", (approx_kl(new_logp.detach(), part.logprobs) * pm).sum())
                     _add(stats_sum, "entropy", (ent.detach() * pm).sum())
                     if critic is not None:
