@@ -4,6 +4,7 @@ reject bad configs before any work."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from rlhf.recipes import ppo
 from .helpers import assert_same_weights, load_weights, read_metrics
 
 DIGITS = "tests.recipes.reward_fns:digits"
+ONLINE = ["algo.name=online_dpo", "rollout.samples_per_prompt=4"]
 
 
 def overrides(model, prompts, out, *extra):
@@ -43,6 +45,7 @@ def run(*args, **kw):
         ("ppo", ["critic.init=shared", "critic.lr=1e-2", "critic.vf_coef=0.5", "algo.epochs=2", "algo.micro_batch=4"]),
         ("grpo", ["rollout.samples_per_prompt=4", "train.batch_size=4"]),
         ("rloo", ["rollout.samples_per_prompt=4", "train.batch_size=4", "rollout.engine=hf"]),
+        ("online_dpo", ["rollout.samples_per_prompt=4", "train.batch_size=4", "algo.minibatches=2", "algo.micro_batch=4"]),
     ],
 )
 def test_each_algorithm_raises_a_reward_function(algo, extra, nano_model, prompts, tmp_path):
@@ -51,15 +54,16 @@ def test_each_algorithm_raises_a_reward_function(algo, extra, nano_model, prompt
         *overrides(nano_model, prompts, out, f"algo.name={algo}", f"rewards.function={DIGITS}", *extra),
         "train.max_steps=24",
         "train.lr=3e-2",
-        "algo.kl_coef=0.0",
+        "algo.kl_coef=0.0" if algo != "online_dpo" else "algo.kl_coef=0.5",
     )
     m = read_metrics(out)
     assert [r["step"] for r in m] == list(range(1, 25))
     first = sum(r["score_raw"] for r in m[:4]) / 4
     last = sum(r["score_raw"] for r in m[-4:]) / 4
     assert last > first + 0.15, (first, last)
-    for key in ("kl", "entropy", "approx_kl", "clipfrac", "response_length", "no_eos_share", "time_generate", "distinct_2"):
+    for key in ("kl", "entropy", "approx_kl", "response_length", "no_eos_share", "time_generate", "distinct_2"):
         assert key in m[-1], key
+    assert ("clipfrac" in m[-1]) == (algo != "online_dpo")  # online DPO has no clipped ratio
     assert (algo == "ppo") == ("explained_variance" in m[-1])
     samples = [json.loads(x)["response"] for x in (out / "samples" / "step-24.jsonl").read_text().splitlines()]
     assert m[-1]["distinct_2"] == pytest.approx(distinct_n(samples, 2), abs=1e-6)  # the logged step's own samples
@@ -159,6 +163,10 @@ def test_interrupted_run_resumes_exactly(critic, nano_model, prompts, reward_mod
         ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.scale_rewards=batch"], "algo.scale_rewards=batch is for algo.name=grpo"),
         ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.clip_high=-0.1"], "algo.clip_high >= 0 (got 0.2 and -0.1)"),
         ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.loss_agg=mean"], "algo.loss_agg"),
+        ([f"rewards.function={DIGITS}", *ONLINE, "algo.kl_coef=0", "algo.reference=false"], "algo.name=online_dpo needs the reference"),
+        ([f"rewards.function={DIGITS}", *ONLINE, "algo.clip_high=0.28"], "algo.name=online_dpo has none"),
+        ([f"rewards.function={DIGITS}", *ONLINE, "algo.micro_batch=6"], "algo.micro_batch must be a multiple of rollout.samples_per_prompt"),
+        ([f"rewards.function={DIGITS}", *ONLINE, "algo.scale_rewards=none"], "online_dpo has no advantages to scale"),
         ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.ratio_level=sequence"], "algo.ratio_level=sequence is for algo.name=grpo or rloo"),
         (
             [f"rewards.function={DIGITS}", "critic.init=policy", "algo.reference=false"],
@@ -490,3 +498,21 @@ def test_clip_high_frees_the_upper_side(nano_model, prompts, tmp_path):
     assert max(r["clipfrac_high"] for r in runs["symmetric"]) > 0
     assert all(r["clipfrac_high"] == 0 for r in runs["high"])
     assert max(r["clipfrac"] for r in runs["high"]) > 0
+
+
+def test_online_dpo_starts_at_log_2_and_logs_its_pairs(nano_model, prompts, tmp_path):
+    """At the first update the policy is the reference, so every pair's DPO loss is log 2 and its
+    margin 0; the logged pair statistics are means over the prompts that had a preference."""
+    out = tmp_path / "odpo"
+    run(*overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", *ONLINE, "train.batch_size=4", "algo.kl_coef=0.1",
+                   "train.max_steps=3", "rollout.samples_every=1"))
+    m = read_metrics(out)
+    assert m[0]["dpo_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert m[0]["dpo_margin"] == pytest.approx(0.0, abs=1e-5)
+    for r in m:
+        assert {"dpo_loss", "dpo_accuracy", "dpo_margin", "kl", "uniform_groups"} <= r.keys()
+        assert "policy_loss" not in r and "clipfrac" not in r
+        rows = [json.loads(x) for x in (out / "samples" / f"step-{r['step']}.jsonl").read_text().splitlines()]
+        groups = [[x["score"] for x in rows[i : i + 4]] for i in range(0, 16, 4)]
+        assert r["uniform_groups"] == pytest.approx(sum(len(set(g)) == 1 for g in groups) / 4)
+        assert 0 <= r["dpo_accuracy"] <= 1

@@ -12,6 +12,7 @@ from rlhf.rollout.advantages import (
     explained_variance,
     gae,
     group_advantages,
+    group_pairs,
     masked_mean,
     masked_sum,
     masked_var,
@@ -142,6 +143,13 @@ def test_uniform_groups_marks_groups_that_teach_nothing():
     scores = f64(0.5, 0.5, 0.5, 1.0, 0.0, 1.0, -1.0, -1.0, -1.0)
     assert uniform_groups(scores, 3).tolist() == [True, False, True]
     assert_close(group_advantages(scores, 3)[[0, 1, 2, 6, 7, 8]], torch.zeros(6, dtype=torch.float64))
+
+
+def test_group_pairs_picks_best_and_worst_per_group():
+    scores = f64(0.5, 2.0, -1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 0.0)
+    chosen, rejected, valid = group_pairs(scores, 3)
+    assert chosen.tolist() == [1, 3, 6] and rejected.tolist() == [2, 3, 8]  # first of equals
+    assert valid.tolist() == [True, False, True]
 
 
 def test_group_advantages_eps_keeps_identical_scores_finite():

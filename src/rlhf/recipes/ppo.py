@@ -1,4 +1,4 @@
-"""RL against a reward: `rlhf ppo` with ``algo.name`` ppo (default), grpo or rloo.
+"""RL against a reward: `rlhf ppo` with ``algo.name`` ppo (default), grpo, rloo or online_dpo.
 
 One step of the loop (``train.max_steps`` of them, or ``train.epochs`` passes over the prompts):
 
@@ -10,13 +10,15 @@ One step of the loop (``train.max_steps`` of them, or ``train.epochs`` passes ov
     4. advantages ppo: per-token KL-shaped rewards (InstructGPT eq. 2) -> GAE -> whitening
                   rloo: sequence reward minus KL -> leave-one-out baseline
                   grpo: group-normalised scores; the KL (k3) goes into the loss instead
+                  online_dpo: none; each prompt's best and worst sample become a DPO pair in step 5
     5. optimise   algo.epochs passes of algo.minibatches clipped-surrogate steps (+ value loss,
-                  + PPO-ptx NLL on demonstrations)
+                  + PPO-ptx NLL on demonstrations; online_dpo: the DPO loss of the pairs)
     6. log        reward, KL, entropy, approx_kl, clipfrac, value loss, explained variance,
                   lengths, missing-EOS share, time split; samples/ every rollout.samples_every
 
-Where this departs from the papers: losses are token sums divided by the minibatch's global
-token count (so micro-batching and data parallelism give one big batch's gradient exactly);
+Where this departs from the papers: losses are token sums weighted by counts of the whole
+minibatch over all processes (algo.loss_agg; so micro-batching and data parallelism give one big
+batch's gradient exactly);
 dropout is off in every model (the policy's log-probs must not be noisy: ratios would be);
 advantage whitening uses the local process's batch.
 
@@ -49,6 +51,7 @@ from rlhf.data.tokenize import (
 )
 from rlhf.eval.metrics import repetition
 from rlhf.losses.kl import kl_penalty
+from rlhf.losses.online_dpo import online_dpo_loss
 from rlhf.losses.ppo import aggregation_weights, approx_kl, entropy_from_logits, policy_loss, value_loss
 from rlhf.losses.sft import masked_nll
 from rlhf.models import shared_prompt
@@ -70,6 +73,7 @@ from rlhf.rollout.advantages import (
     explained_variance,
     gae,
     group_advantages,
+    group_pairs,
     rloo_advantages,
     uniform_groups,
     whiten,
@@ -318,8 +322,10 @@ def train(
             est = kl_penalty(exp.logprobs, exp.ref_logprobs, a.kl_estimator) * mask
             seq_reward = exp.scores - kl_ctl.value * est.sum(1)
             exp.advantages = rloo_advantages(seq_reward, n)[:, None] * mask
-        else:  # grpo
+        elif a.name == "grpo":
             exp.advantages = group_advantages(exp.scores, n, a.scale_rewards, batch_std=batch_std)[:, None] * mask
+        else:  # online_dpo: no advantages; step 5 pairs each prompt's best and worst sample
+            exp.advantages = torch.zeros_like(mask, dtype=exp.logprobs.dtype)
         t2 = time.perf_counter()
 
         # 5. optimise: epochs x minibatches of clipped-surrogate steps
@@ -327,7 +333,7 @@ def train(
         mb_size = len(exp) // a.minibatches
         for epoch in range(a.epochs):
             rng = random.Random(cfg.train.seed * 7919 + step * 31 + epoch)
-            if exp.groups is not None:  # whole groups, so that minibatches stay packed
+            if exp.groups is not None or a.name == "online_dpo":  # whole groups: packed rows, or pairs
                 groups = list(range(len(exp) // n))
                 rng.shuffle(groups)
                 order = [g * n + i for g in groups for i in range(n)]
@@ -338,6 +344,8 @@ def train(
                 mb = exp if fused else exp.select(order[m * mb_size : (m + 1) * mb_size])
                 n_tok = accelerator.reduce(mb.response_mask.sum().detach().clone(), "sum").clamp(min=1)
                 n_seq = accelerator.reduce(torch.tensor(float(len(mb)), device=device), "sum").item()
+                if a.name == "online_dpo":  # preference pairs in the minibatch, over all processes
+                    n_pairs = accelerator.reduce(group_pairs(mb.scores, n)[2].sum().float(), "sum").clamp(min=1)
                 scale = accelerator.num_processes / n_tok  # token mean; undoes DDP's mean over processes
                 for sl in _chunks(len(mb), a.micro_batch):
                     part = mb.select(list(range(len(mb)))[sl]) if a.micro_batch else mb
@@ -360,6 +368,9 @@ def train(
                             per_token = per_token + kl_ctl.value * kl_penalty(new_logp, part.ref_logprobs, "k3")
                         weights = aggregation_weights(pm, a.loss_agg, n_tok.item(), n_seq, r.max_new_tokens)
                         loss = (per_token * weights).sum() * accelerator.num_processes
+                        if a.name == "online_dpo":
+                            dpo = online_dpo_loss(new_logp, part.ref_logprobs, pm, part.scores, n, kl_ctl.value)
+                            loss = loss + dpo.losses.sum() * accelerator.num_processes / n_pairs
                         if shared_critic:  # one backward through the shared transformer
                             vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
                             loss = loss + cfg.critic.vf_coef * (vl * pm).sum() * scale
@@ -379,6 +390,11 @@ def train(
                         _add(stats_sum, "value_loss", (vl.detach() * pm).sum())
                         _add(stats_sum, "value_clipfrac", (vclip * pm).sum())
                     _add(stats_sum, "tokens", pm.sum())
+                    if a.name == "online_dpo":
+                        _add(stats_sum, "pairs", dpo.pairs)
+                        _add(stats_sum, "dpo_loss", dpo.losses.detach().sum())
+                        _add(stats_sum, "dpo_accuracy", dpo.correct)
+                        _add(stats_sum, "dpo_margin", dpo.margin)
                 opt_index = (step * a.epochs + epoch) * a.minibatches + m
                 if ptx_plan is not None:
                     batch = collate_sft(
@@ -392,7 +408,10 @@ def train(
                         accelerator.backward(cfg.ptx.coef * nll / count.clamp(min=1))
                     _add(stats_sum, "ptx_loss", nll.detach() / count.clamp(min=1))
                     _add(stats_sum, "ptx_steps", torch.ones((), device=device))
-                loss_now = float(stats_sum["policy_loss"] / stats_sum["tokens"])
+                loss_now = float(
+                    stats_sum["dpo_loss"] / stats_sum["pairs"].clamp(min=1) if a.name == "online_dpo"
+                    else stats_sum["policy_loss"] / stats_sum["tokens"]
+                )
                 optimizer_step(accelerator, policy, optimizer, scheduler, cfg.train, step + 1, loss_now, last_ckpt)
                 if critic is not None:
                     optimizer_step(accelerator, critic, c_optimizer, c_scheduler, cfg.train, step + 1, loss_now, last_ckpt)
@@ -414,14 +433,22 @@ def train(
         if logged or sampled:  # every process's samples: diversity, sample_metrics and the samples file see them all
             every = _gather_rows(accelerator, rows_text, completions, raw.tolist())
         if logged:
-            tok = stats_sum.pop("tokens")
+            tok, pairs = stats_sum.pop("tokens"), stats_sum.pop("pairs", None)
+            if a.name == "online_dpo":  # the clipped surrogate is not used
+                for k in ("policy_loss", "clipfrac", "clipfrac_high"):
+                    stats_sum.pop(k)
+
+            steps = a.epochs * a.minibatches  # each summed statistic is a mean over steps, pairs or tokens
             local = {
                 "score_raw": raw.mean(),
                 "score": exp.scores.mean(),
                 "kl": seq_kl.mean(),
                 "response_length": mask.sum(1).mean(),
                 "no_eos_share": (~finished).float().mean().to(device),
-                **{k: v / (a.epochs * a.minibatches) if k.startswith("ptx") else v / tok for k, v in stats_sum.items()},
+                **{
+                    k: v / (steps if k.startswith("ptx") else pairs.clamp(min=1) if k.startswith("dpo_") else tok)
+                    for k, v in stats_sum.items()
+                },
             }
             if watcher is not None:  # read on logged steps only: it trains nothing
                 with torch.no_grad():

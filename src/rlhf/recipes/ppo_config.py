@@ -12,9 +12,10 @@ from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
 @dataclass
 class AlgoSection:
-    name: Literal["ppo", "grpo", "rloo"] = "ppo"
+    name: Literal["ppo", "grpo", "rloo", "online_dpo"] = "ppo"
     """ppo: critic + GAE (InstructGPT); grpo: group-normalised advantages, KL in the loss
-    (DeepSeekMath); rloo: leave-one-out baseline (Ahmadian et al. 2024)"""
+    (DeepSeekMath); rloo: leave-one-out baseline (Ahmadian et al. 2024); online_dpo: the DPO loss on
+    each prompt's best and worst fresh sample by the reward (Guo et al. 2024), beta = kl_coef"""
     epochs: int = 1
     """passes over each rollout batch"""
     minibatches: int = 1
@@ -47,7 +48,8 @@ class AlgoSection:
     whiten_advantages: bool = True
     """normalise PPO advantages to mean 0, std 1 over the rollout batch"""
     kl_coef: float = 0.05
-    """KL coefficient: per-token penalty in the reward (ppo, rloo) or in the loss (grpo)"""
+    """KL coefficient: per-token penalty in the reward (ppo, rloo), in the loss (grpo), or DPO's
+    beta (online_dpo)"""
     kl_target: float = 0.0
     """> 0: adapt kl_coef toward this KL per sequence (Ziegler et al. 2019); 0: fixed"""
     kl_horizon: int = 10000
@@ -178,7 +180,9 @@ def check(cfg: Config, reward_fn=None):
     if cfg.rewards.format != "pair" and not (cfg.rewards.model or cfg.rewards.heldout_model):
         raise ConfigError(f"rewards.format={cfg.rewards.format} is how a reward model reads; rewards.function reads text as it is")
     a, r = cfg.algo, cfg.rollout
-    if a.name in ("grpo", "rloo") and r.samples_per_prompt < 2:
+    if a.name == "online_dpo":
+        _check_online_dpo(cfg)
+    if a.name in ("grpo", "rloo", "online_dpo") and r.samples_per_prompt < 2:
         raise ConfigError(f"algo.name={a.name} needs rollout.samples_per_prompt >= 2 (the group is its baseline)")
     if a.name == "ppo" and cfg.critic.init == "reward" and not cfg.rewards.model:
         raise ConfigError("critic.init=reward needs rewards.model; with a reward function use critic.init=policy")
@@ -204,15 +208,17 @@ def check(cfg: Config, reward_fn=None):
         raise ConfigError("ptx.coef > 0 needs ptx.data")
     if a.clip <= 0 or a.clip_high < 0:
         raise ConfigError(f"algo.clip must be > 0 and algo.clip_high >= 0 (got {a.clip} and {a.clip_high})")
-    if a.ratio_level == "sequence" and a.name == "ppo":
+    if a.ratio_level == "sequence" and a.name not in ("grpo", "rloo"):
         raise ConfigError(
             "algo.ratio_level=sequence is for algo.name=grpo or rloo, whose advantages belong to whole responses; "
-            "ppo's differ from token to token"
+            f"{a.name}'s do not"
         )
     if a.scale_rewards != "group" and a.name != "grpo":
         raise ConfigError(
             f"algo.scale_rewards={a.scale_rewards} is for algo.name=grpo; "
-            + ("algo.whiten_advantages scales ppo's" if a.name == "ppo" else "rloo's baseline is not scaled")
+            + {"ppo": "algo.whiten_advantages scales ppo's", "rloo": "rloo's baseline is not scaled"}.get(
+                a.name, f"{a.name} has no advantages to scale"
+            )
         )
     if a.kl_target < 0:
         raise ConfigError("algo.kl_target must be >= 0")
@@ -222,3 +228,23 @@ def check(cfg: Config, reward_fn=None):
             "the KL penalty is measured against the reference"
         )
     return fn
+
+
+def _check_online_dpo(cfg: Config) -> None:
+    """online_dpo has no ratio to clip and no token losses to aggregate: the keys of those are errors."""
+    a, r = cfg.algo, cfg.rollout
+    if not a.reference or a.kl_coef <= 0:
+        raise ConfigError(
+            f"algo.name=online_dpo needs the reference (algo.reference=true) and algo.kl_coef > 0, its beta "
+            f"(got reference={a.reference}, kl_coef={a.kl_coef})"
+        )
+    if a.clip_high or a.loss_agg != "token":
+        raise ConfigError("algo.clip_high and algo.loss_agg shape the clipped surrogate; algo.name=online_dpo has none")
+    groups = cfg.train.batch_size // a.minibatches if cfg.train.batch_size % a.minibatches == 0 else None
+    if groups is None or (a.micro_batch and a.micro_batch % r.samples_per_prompt):
+        raise ConfigError(
+            "algo.name=online_dpo pairs each prompt's samples, so a minibatch must hold whole prompts "
+            "(train.batch_size divisible by algo.minibatches) and algo.micro_batch must be a multiple of "
+            f"rollout.samples_per_prompt (got batch_size={cfg.train.batch_size}, minibatches={a.minibatches}, "
+            f"micro_batch={a.micro_batch}, samples_per_prompt={r.samples_per_prompt})"
+        )

@@ -178,6 +178,20 @@ def uniform_groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     return (groups == groups[:, :1]).all(dim=1)
 
 
+def group_pairs(scores: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each group's best and worst sample as a preference pair, for online DPO (Guo et al. 2024,
+    "Direct Language Model Alignment from Online AI Feedback"; the best-vs-worst choice of Dong et
+    al. 2024): row indices of the chosen and the rejected sample (the first of equals), and whether
+    the group has a preference at all (its scores are not all equal).
+
+    Shape: scores (N,) with N = G * group_size -> chosen (G,), rejected (G,), valid (G,) bool.
+    """
+    groups = _grouped(scores, group_size)
+    base = torch.arange(groups.shape[0], device=scores.device) * group_size
+    hi, lo = groups.argmax(dim=1), groups.argmin(dim=1)
+    return base + hi, base + lo, groups.amax(dim=1) > groups.amin(dim=1)
+
+
 def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     """REINFORCE leave-one-out advantages (Kool et al. 2019; Ahmadian et al. 2024, "Back to Basics").
 
