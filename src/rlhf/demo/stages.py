@@ -18,6 +18,7 @@ from rlhf.models.tiny import build_tiny_model, train_tokenizer
 from rlhf.recipes import dpo, ppo, reward, sft
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
 from rlhf.toyworld import RaterPool, World, build_corpus, gold_score, tokenizer_texts
+from rlhf.toyworld.raters import competition_ranks
 
 
 def banner(text: str) -> None:
@@ -189,7 +190,8 @@ def run_ppo(
         scores = gold_reward(prompts, completions)
         return {"gold": sum(scores) / len(scores)}
 
-    critic = preset.ppo_critic if rm_dir or preset.ppo_critic != "reward" else "policy"
+    # without a reward model there is none to copy as the critic: it starts from the policy
+    critic = "policy" if rm_dir is None and preset.ppo_critic == "reward" else preset.ppo_critic
     cfg = load_config(
         ppo.Config,
         None,
@@ -253,9 +255,6 @@ def gold_rankings(path: Path, world: World, candidates: list[list[str]]) -> Path
     labels perfect raters would give."""
     records = []
     for task, responses in zip(world.tasks("rating"), candidates):
-        scores = [gold_score(task, r) for r in responses]
-        levels = sorted(set(scores), reverse=True)
-        records.append(
-            {"prompt": task.prompt, "responses": responses, "ranks": [levels.index(x) + 1 for x in scores], "annotator": "gold"}
-        )
+        ranks = competition_ranks([gold_score(task, r) for r in responses])
+        records.append({"prompt": task.prompt, "responses": responses, "ranks": ranks, "annotator": "gold"})
     return write_jsonl(path, records)

@@ -181,11 +181,10 @@ def train(cfg: Config) -> Path:
     scores = [r["scores"] for r in rows]
     gold = [r["gold"] for r in rows] if gold_fn else None
     out = Path(b.output_dir)
+    pairs = [p for r in rows if (p := best_worst_pair(r["prompt"], r["responses"], r["scores"])) is not None]
     if acc.is_main_process:
         write_jsonl_atomic(out / "best.jsonl", [{"prompt": r["prompt"], "completion": r["responses"][r["best"]]} for r in rows])
         write_jsonl_atomic(out / "scored.jsonl", [{k: v for k, v in r.items() if k != "index"} for r in rows])
-    pairs = [p for r in rows if (p := best_worst_pair(r["prompt"], r["responses"], r["scores"])) is not None]
-    if acc.is_main_process:
         write_jsonl_atomic(out / "pairs.jsonl", pairs)
     n = cfg.sample.n
     summary = {

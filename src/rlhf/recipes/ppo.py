@@ -343,6 +343,7 @@ def train(
             for m in range(a.minibatches):
                 mb = exp if fused else exp.select(order[m * mb_size : (m + 1) * mb_size])
                 n_tok = accelerator.reduce(mb.response_mask.sum().detach().clone(), "sum").clamp(min=1)
+                n_tok_total = n_tok.item()
                 n_seq = accelerator.reduce(torch.tensor(float(len(mb)), device=device), "sum").item()
                 if a.name == "online_dpo":  # preference pairs in the minibatch, over all processes
                     n_pairs = accelerator.reduce(group_pairs(mb.scores, n)[2].sum().float(), "sum").clamp(min=1)
@@ -366,7 +367,7 @@ def train(
                             per_token = per_token - a.entropy_coef * ent
                         if a.name == "grpo" and a.reference:
                             per_token = per_token + kl_ctl.value * kl_penalty(new_logp, part.ref_logprobs, "k3")
-                        weights = aggregation_weights(pm, a.loss_agg, n_tok.item(), n_seq, r.max_new_tokens)
+                        weights = aggregation_weights(pm, a.loss_agg, n_tok_total, n_seq, r.max_new_tokens)
                         loss = (per_token * weights).sum() * accelerator.num_processes
                         if a.name == "online_dpo":
                             dpo = online_dpo_loss(new_logp, part.ref_logprobs, pm, part.scores, n, kl_ctl.value)
@@ -375,10 +376,11 @@ def train(
                             vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
                             loss = loss + cfg.critic.vf_coef * (vl * pm).sum() * scale
                         accelerator.backward(loss)
-                    _add(stats_sum, "policy_loss", (pl * pm).sum())
-                    _add(stats_sum, "clipfrac", (clipped * pm).sum())
-                    # which side: a positive advantage is clipped above 1 + clip_high, a negative below 1 - clip
-                    _add(stats_sum, "clipfrac_high", (clipped * (part.advantages > 0) * pm).sum())
+                    if a.name != "online_dpo":  # online DPO has no clipped surrogate to report
+                        _add(stats_sum, "policy_loss", (pl * pm).sum())
+                        _add(stats_sum, "clipfrac", (clipped * pm).sum())
+                        # which side: a positive advantage is clipped above 1 + clip_high, a negative below 1 - clip
+                        _add(stats_sum, "clipfrac_high", (clipped * (part.advantages > 0) * pm).sum())
                     _add(stats_sum, "approx_kl", (approx_kl(new_logp.detach(), part.logprobs) * pm).sum())
                     _add(stats_sum, "entropy", (ent.detach() * pm).sum())
                     if critic is not None:
@@ -434,9 +436,6 @@ def train(
             every = _gather_rows(accelerator, rows_text, completions, raw.tolist())
         if logged:
             tok, pairs = stats_sum.pop("tokens"), stats_sum.pop("pairs", None)
-            if a.name == "online_dpo":  # the clipped surrogate is not used
-                for k in ("policy_loss", "clipfrac", "clipfrac_high"):
-                    stats_sum.pop(k)
 
             steps = a.epochs * a.minibatches  # each summed statistic is a mean over steps, pairs or tokens
             local = {

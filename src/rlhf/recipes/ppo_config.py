@@ -240,8 +240,7 @@ def _check_online_dpo(cfg: Config) -> None:
         )
     if a.clip_high or a.loss_agg != "token":
         raise ConfigError("algo.clip_high and algo.loss_agg shape the clipped surrogate; algo.name=online_dpo has none")
-    groups = cfg.train.batch_size // a.minibatches if cfg.train.batch_size % a.minibatches == 0 else None
-    if groups is None or (a.micro_batch and a.micro_batch % r.samples_per_prompt):
+    if cfg.train.batch_size % a.minibatches or (a.micro_batch and a.micro_batch % r.samples_per_prompt):
         raise ConfigError(
             "algo.name=online_dpo pairs each prompt's samples, so a minibatch must hold whole prompts "
             "(train.batch_size divisible by algo.minibatches) and algo.micro_batch must be a multiple of "
