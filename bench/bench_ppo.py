@@ -80,7 +80,10 @@ def bench_row(
     rng = random.Random(0)
     data = write_jsonl(
         work / "prompts.jsonl",
-        [{"prompt": sentence(vocab, PROMPT_TOKENS, rng)} for _ in range(prompts_per_step * (warmup + steps + 1))],
+        [
+            {"prompt": sentence(vocab, PROMPT_TOKENS, rng)}
+            for _ in range(prompts_per_step * (warmup + steps + 1))
+        ],
     )
     mixed, rollout_dtype, _ = PRECISIONS[precision]
     cfg = load_config(
@@ -143,7 +146,12 @@ def flops_per_update(algo: str, rollouts: int, share: bool, reference: bool, cri
     d = PROMPT_TOKENS + RESPONSE  # tokens a rollout, as generated
     # forwarded after generation: with shared prompts a group's prompt runs once for its samples
     d_after = (PROMPT_TOKENS / samples + RESPONSE) if share else d
-    after = (2 if reference else 0) * n_lm + 6 * n_lm + 2 * n_rm + (6 * n_rm if algo == "ppo" and critic == "reward" else 0)
+    after = (
+        (2 if reference else 0) * n_lm
+        + 6 * n_lm
+        + 2 * n_rm
+        + (6 * n_rm if algo == "ppo" and critic == "reward" else 0)
+    )
     per_rollout = 2 * n_lm * d + after * d_after
     return per_rollout * rollouts
 
@@ -160,8 +168,14 @@ def main() -> None:
         help="model.attn_implementation of the rows (eager beats sdpa for these 32-wide heads on CPU; sdpa to compare)",
     )
     for flag, what in (
-        ("--share-prompt", "rollout.share_prompt of the grpo rows (ppo samples one response a prompt: nothing to share)"),
-        ("--reference", "off: grpo rows also without a reference policy (algo.reference=false, kl_coef=0; ppo keeps it)"),
+        (
+            "--share-prompt",
+            "rollout.share_prompt of the grpo rows (ppo samples one response a prompt: nothing to share)",
+        ),
+        (
+            "--reference",
+            "off: grpo rows also without a reference policy (algo.reference=false, kl_coef=0; ppo keeps it)",
+        ),
     ):
         ap.add_argument(flag, nargs="+", default=["on"], choices=["on", "off"], help=what)
     ap.add_argument(
@@ -185,7 +199,9 @@ def main() -> None:
             shares = sorted({s == "on" and SHAPES[algo][1] > 1 for s in args.share_prompt}, reverse=True)
             refs = sorted({r == "on" or algo == "ppo" for r in args.reference}, reverse=True)
             critics = args.critic if algo == "ppo" else ["reward"]  # grpo has no critic
-            for engine, attn, share, ref, critic in itertools.product(args.engines, args.attn, shares, refs, critics):
+            for engine, attn, share, ref, critic in itertools.product(
+                args.engines, args.attn, shares, refs, critics
+            ):
                 configs.append((algo, precision, engine, attn, share, ref, critic))
     best: dict[tuple, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
@@ -197,7 +213,9 @@ def main() -> None:
                 row["date"] = machine_info()["date"]
                 if config not in best or row["step_s"] < best[config]["step_s"]:
                     best[config] = row
-                print(f"  pass {rep + 1}: {' '.join(map(str, config))}: {row['rollouts_per_s']:.1f} rollouts/s")
+                print(
+                    f"  pass {rep + 1}: {' '.join(map(str, config))}: {row['rollouts_per_s']:.1f} rollouts/s"
+                )
     rows = []
     for (algo, precision, engine, attn, share, ref, critic), row in best.items():
         flops = flops_per_update(algo, row["rollouts_per_update"], share, ref, critic)
@@ -217,7 +235,11 @@ def main() -> None:
             + ": "
             f"{row['rollouts_per_s']:.1f} rollouts/s "
             f"(generate {row['generate_share']:.0%} of the step), {row['of_matmul']:.0%} of matmul"
-            + (f"; BUSY MACHINE: others used {row['other_load']:.1f} cores" if row["other_load"] > BUSY else "")
+            + (
+                f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
+                if row["other_load"] > BUSY
+                else ""
+            )
         )
     print()
     print(
@@ -261,7 +283,9 @@ def main() -> None:
             },
             "rows": rows,
         },
-        ["algo", "precision", "engine", "attn", "share_prompt", "reference", "critic"] if args.update else None,
+        ["algo", "precision", "engine", "attn", "share_prompt", "reference", "critic"]
+        if args.update
+        else None,
     )
     print(f"\nwrote {path}")
 

@@ -20,7 +20,10 @@ TRAINING_VERBS = {
     "dpo": ("rlhf.recipes.dpo", "direct preference optimisation (DPO, IPO, cDPO, hinge)"),
     "sample": ("rlhf.recipes.sample", "K responses per prompt, written as candidate sets for labeling"),
     "best-of-n": ("rlhf.recipes.best_of_n", "sample n, keep the reward model's best (rejection sampling)"),
-    "eval": ("rlhf.recipes.evaluate", "win rates (reward model, gold), KL, length, diversity and perplexity of a policy"),
+    "eval": (
+        "rlhf.recipes.evaluate",
+        "win rates (reward model, gold), KL, length, diversity and perplexity of a policy",
+    ),
     "judge": ("rlhf.feedback.judge.run", "label candidate sets or pairs with an AI judge (RLAIF, RL-CAI)"),
 }
 
@@ -28,7 +31,12 @@ TRAINING_VERBS = {
 CONFIG_SUBVERBS = {
     "constitution": (
         "Constitutional AI: responses revised against written principles",
-        {"revise": ("rlhf.feedback.revise", "response -> critique -> revision, N rounds (SL-CAI demonstrations)")},
+        {
+            "revise": (
+                "rlhf.feedback.revise",
+                "response -> critique -> revision, N rounds (SL-CAI demonstrations)",
+            )
+        },
     ),
 }
 
@@ -50,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     for verb, (module, desc) in TRAINING_VERBS.items():
         _config_parser(sub, verb, module, desc)
     for verb, (desc, subverbs) in CONFIG_SUBVERBS.items():
-        group = sub.add_parser(verb, help=desc, description=desc).add_subparsers(dest="subverb", metavar="SUBVERB")
+        group = sub.add_parser(verb, help=desc, description=desc).add_subparsers(
+            dest="subverb", metavar="SUBVERB"
+        )
         group.required = True
         for name, (module, subdesc) in subverbs.items():
             _config_parser(group, name, module, subdesc)

@@ -37,7 +37,15 @@ def test_fast_demo_writes_the_results_table(demo_run):
     assert {"sft", "reward model", "evaluation", "total"} <= set(results["seconds"])
     table = (demo_run / "a" / "results.md").read_text()
     assert "| base" in table and "| sft" in table and "win vs SFT" in table
-    parts = ("sft/final", "reward/final", "ppo/final", "ppo-ptx/final", "dpo/final", "rs-sft/final", "best-of-n/best.jsonl")
+    parts = (
+        "sft/final",
+        "reward/final",
+        "ppo/final",
+        "ppo-ptx/final",
+        "dpo/final",
+        "rs-sft/final",
+        "best-of-n/best.jsonl",
+    )
     for part in (*parts, "reward-biased/final", "ppo-biased/final", "data/rankings-biased.jsonl"):
         assert (demo_run / "a" / part).exists(), part
     # the RL stage logs the gold reward of its samples next to the proxy, for reward-hacking plots
@@ -98,7 +106,9 @@ def test_gold_picked_best_of_n_is_the_ceiling_of_the_reward_models_pick(demo_run
     assert last["win_vs_sft"] == pytest.approx(rm_pick["gold_win_rate_vs_sft"], abs=1e-9)
     assert last["gold_pick_win_vs_sft"] == pytest.approx(gold_pick["gold_win_rate_vs_sft"], abs=1e-9)
     assert curve[0]["win_vs_sft"] == pytest.approx(curve[0]["gold_pick_win_vs_sft"])  # one sample: no choice
-    assert all(a["gold_pick_win_vs_sft"] <= b["gold_pick_win_vs_sft"] + 1e-12 for a, b in zip(curve, curve[1:]))
+    assert all(
+        a["gold_pick_win_vs_sft"] <= b["gold_pick_win_vs_sft"] + 1e-12 for a, b in zip(curve, curve[1:])
+    )
     assert "Best-of-n over n" in (demo_run / "a" / "results.md").read_text()
 
 
@@ -122,12 +132,16 @@ def test_two_runs_give_the_same_numbers(demo_run, monkeypatch):
 
 
 def test_gold_rows_learn_from_gold_itself(demo_run):
-    """"ppo (gold reward)" is rewarded by the gold scorer (its reward is the gold of its own
+    """ "ppo (gold reward)" is rewarded by the gold scorer (its reward is the gold of its own
     samples at every step); "dpo (gold labels)" trains on the raters' candidates ranked by gold."""
     from rlhf.toyworld import World, gold_score
 
     root = demo_run / "a"
-    steps = [m for m in map(json.loads, (root / "ppo-gold" / "metrics.jsonl").read_text().splitlines()) if "score_raw" in m]
+    steps = [
+        m
+        for m in map(json.loads, (root / "ppo-gold" / "metrics.jsonl").read_text().splitlines())
+        if "score_raw" in m
+    ]
     assert len(steps) == 20
     assert all(m["score_raw"] == pytest.approx(m["gold"], abs=1e-5) for m in steps)
     raters = [json.loads(line) for line in (root / "data" / "candidates.jsonl").read_text().splitlines()]

@@ -49,7 +49,9 @@ def test_ordering_accuracy_skips_gold_ties_and_halves_predicted_ties():
 
 def test_repeated_ngram_share():
     assert repeated_ngram_share("yes yes yes yes") == pytest.approx(2 / 3)  # 3 bigrams, 1 distinct
-    assert repeated_ngram_share("the answer is 8 I hope this helps I hope this helps") == pytest.approx(3 / 11)
+    assert repeated_ngram_share("the answer is 8 I hope this helps I hope this helps") == pytest.approx(
+        3 / 11
+    )
     assert repeated_ngram_share("all different words here") == 0.0
     assert repeated_ngram_share("one") == 0.0 and repeated_ngram_share("") == 0.0
     assert repeated_ngram_share("a b c a b c", n=3) == pytest.approx(1 / 4)
@@ -72,7 +74,9 @@ def test_win_rate_interval_from_hand_derived_numbers():
 
 def test_repetition_is_distinct_2_and_the_mean_repeated_bigram_share():
     # "a b a b": bigrams ab, ba, ab -> 1/3 repeated; "c d": cd -> 0; distinct over both: ab, ba, cd of 4
-    assert repetition(["a b a b", "c d"]) == pytest.approx({"distinct_2": 3 / 4, "repeated_bigrams": (1 / 3 + 0) / 2})
+    assert repetition(["a b a b", "c d"]) == pytest.approx(
+        {"distinct_2": 3 / 4, "repeated_bigrams": (1 / 3 + 0) / 2}
+    )
     with pytest.raises(ValueError):
         repetition([])
 

@@ -54,10 +54,11 @@ def reward_model(nano_model, data_dir, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("rm") / "rm"
     cfg = load_config(
-        reward.Config, None, reward_overrides(nano_model, data_dir / "rankings.jsonl", out, "train.max_steps=10")
+        reward.Config,
+        None,
+        reward_overrides(nano_model, data_dir / "rankings.jsonl", out, "train.max_steps=10"),
     )
     return reward.train(cfg)
-
 
 
 @pytest.fixture(scope="session")
@@ -69,5 +70,9 @@ def foreign_reward_model(data_dir, tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("foreign")
     base = make_tiny_checkpoint(d / "base", corpus(), arch="llama", vocab_size=260, seed=1)
-    cfg = load_config(reward.Config, None, reward_overrides(base, data_dir / "rankings.jsonl", d / "rm", "train.max_steps=10"))
+    cfg = load_config(
+        reward.Config,
+        None,
+        reward_overrides(base, data_dir / "rankings.jsonl", d / "rm", "train.max_steps=10"),
+    )
     return reward.train(cfg)

@@ -144,7 +144,9 @@ def test_dpo_on_2_processes_matches_1_process(nano_model, data_dir, tmp_path, ca
     args = common(evals, "dpo.reference=precompute")
     assert cli.main(["dpo", *reward_overrides(nano_model, train, single, *args, "train.batch_size=4")]) == 0
     capsys.readouterr()
-    launch_2_processes(["dpo", *reward_overrides(nano_model, train, multi, *args, "train.batch_size=2")], tmp_path)
+    launch_2_processes(
+        ["dpo", *reward_overrides(nano_model, train, multi, *args, "train.batch_size=2")], tmp_path
+    )
     check_same_run(single, multi, n_records=48 * 3)  # each ranking of 3 is 3 pairs
 
 
@@ -153,9 +155,19 @@ def test_ppo_on_2_processes_logs_and_writes_every_processes_rollouts(nano_model,
     what it logs must still cover both processes' rollouts."""
     out = tmp_path / "ppo"
     launch_2_processes(
-        ["ppo", f"model.path={nano_model}", f"data.train={prompts}", f"train.output_dir={out}",
-         "rewards.function=tests.recipes.reward_fns:digits", "critic.init=policy", "train.batch_size=4",
-         "rollout.samples_per_prompt=2", "rollout.max_new_tokens=6", "rollout.samples_every=1", *common()],
+        [
+            "ppo",
+            f"model.path={nano_model}",
+            f"data.train={prompts}",
+            f"train.output_dir={out}",
+            "rewards.function=tests.recipes.reward_fns:digits",
+            "critic.init=policy",
+            "train.batch_size=4",
+            "rollout.samples_per_prompt=2",
+            "rollout.max_new_tokens=6",
+            "rollout.samples_every=1",
+            *common(),
+        ],
         tmp_path,
     )
     m = read_metrics(out)
@@ -166,7 +178,9 @@ def test_ppo_on_2_processes_logs_and_writes_every_processes_rollouts(nano_model,
         assert len(rows) == 16  # 8 prompts x 2 samples, from both processes
         completions = [x["response"] for x in rows]
         assert r["distinct_2"] == pytest.approx(distinct_n(completions, 2), abs=1e-6)
-        assert r["repeated_bigrams"] == pytest.approx(sum(map(repeated_ngram_share, completions)) / 16, abs=1e-6)
+        assert r["repeated_bigrams"] == pytest.approx(
+            sum(map(repeated_ngram_share, completions)) / 16, abs=1e-6
+        )
         assert r["score_raw"] == pytest.approx(sum(x["score"] for x in rows) / 16, abs=1e-5)
     assert (out / "final" / "model.safetensors").is_file()
 
@@ -176,21 +190,39 @@ def test_grpo_batch_scale_on_2_processes_reads_the_whole_batch(nano_model, promp
     score_raw_std is that batch's too."""
     out = tmp_path / "grpo"
     launch_2_processes(
-        ["ppo", f"model.path={nano_model}", f"data.train={prompts}", f"train.output_dir={out}",
-         "rewards.function=tests.recipes.reward_fns:digits", "algo.name=grpo", "algo.scale_rewards=batch",
-         "train.batch_size=2", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=6", "rollout.samples_every=1",
-         "train.max_steps=3", "train.lr=1e-3"],
+        [
+            "ppo",
+            f"model.path={nano_model}",
+            f"data.train={prompts}",
+            f"train.output_dir={out}",
+            "rewards.function=tests.recipes.reward_fns:digits",
+            "algo.name=grpo",
+            "algo.scale_rewards=batch",
+            "train.batch_size=2",
+            "rollout.samples_per_prompt=4",
+            "rollout.max_new_tokens=6",
+            "rollout.samples_every=1",
+            "train.max_steps=3",
+            "train.lr=1e-3",
+        ],
         tmp_path,
     )
     m = read_metrics(out)
     assert len(m) == 3
     halves_differ = False
     for r in m:
-        scores = torch.tensor([json.loads(x)["score"] for x in (out / "samples" / f"step-{r['step']}.jsonl").read_text().splitlines()])
+        scores = torch.tensor(
+            [
+                json.loads(x)["score"]
+                for x in (out / "samples" / f"step-{r['step']}.jsonl").read_text().splitlines()
+            ]
+        )
         assert len(scores) == 16  # 2 processes x 2 prompts x 4 samples
         assert r["advantage_scale"] == pytest.approx(scores.std().item(), abs=1e-5)
         assert r["score_raw_std"] == pytest.approx(scores.std().item(), abs=1e-5)
-        halves_differ |= all(abs(h.std().item() - scores.std().item()) > 1e-4 for h in (scores[:8], scores[8:]))
+        halves_differ |= all(
+            abs(h.std().item() - scores.std().item()) > 1e-4 for h in (scores[:8], scores[8:])
+        )
     assert halves_differ  # so the checks above tell the batch's std from one process's
 
 
@@ -198,10 +230,20 @@ def test_ppo_on_2_processes_resumes_exactly(nano_model, prompts, tmp_path):
     """Both processes' sampling seeds, RNG states, optimizers and the KL controller come back from
     a checkpoint: a run resumed from step 2 ends with the weights of the run that never stopped."""
     args = lambda out: [  # noqa: E731
-        "ppo", f"model.path={nano_model}", f"data.train={prompts}", f"train.output_dir={out}",
-        "rewards.function=tests.recipes.reward_fns:digits", "critic.init=policy", "critic.lr=1e-2",
-        "train.batch_size=4", "train.max_steps=5", "train.save_every=2", "rollout.max_new_tokens=6",
-        "rollout.samples_per_prompt=2", "algo.minibatches=2", "algo.kl_target=0.5",
+        "ppo",
+        f"model.path={nano_model}",
+        f"data.train={prompts}",
+        f"train.output_dir={out}",
+        "rewards.function=tests.recipes.reward_fns:digits",
+        "critic.init=policy",
+        "critic.lr=1e-2",
+        "train.batch_size=4",
+        "train.max_steps=5",
+        "train.save_every=2",
+        "rollout.max_new_tokens=6",
+        "rollout.samples_per_prompt=2",
+        "algo.minibatches=2",
+        "algo.kl_target=0.5",
     ]
     a, b = tmp_path / "a", tmp_path / "b"
     launch_2_processes(args(a), tmp_path)
@@ -217,13 +259,21 @@ def test_ppo_on_2_processes_resumes_exactly(nano_model, prompts, tmp_path):
         assert ra["kl_coef"] == pytest.approx(rb["kl_coef"], rel=1e-9)
 
 
-def test_eval_on_2_processes_matches_1_process(nano_model, prompts, data_dir, reward_model, tmp_path, capsys, monkeypatch):
+def test_eval_on_2_processes_matches_1_process(
+    nano_model, prompts, data_dir, reward_model, tmp_path, capsys, monkeypatch
+):
     """Each process answers every other prompt; the report and samples.jsonl are those of one process."""
     baseline = cli_sft(nano_model, data_dir, tmp_path)
     args = lambda out: [  # noqa: E731
-        "eval", f"model.path={baseline}", f"eval.baseline={nano_model}", f"eval.prompts={prompts}",
-        f"eval.reward_model={reward_model}", "eval.gold=tests.recipes.reward_fns:counted_digits",
-        f"eval.text={data_dir / 'demos_eval.jsonl'}", "eval.max_new_tokens=6", "eval.kl_samples=2",
+        "eval",
+        f"model.path={baseline}",
+        f"eval.baseline={nano_model}",
+        f"eval.prompts={prompts}",
+        f"eval.reward_model={reward_model}",
+        "eval.gold=tests.recipes.reward_fns:counted_digits",
+        f"eval.text={data_dir / 'demos_eval.jsonl'}",
+        "eval.max_new_tokens=6",
+        "eval.kl_samples=2",
         f"eval.output_dir={out}",
     ]
     single, multi = tmp_path / "single", tmp_path / "multi"
@@ -236,7 +286,9 @@ def test_eval_on_2_processes_matches_1_process(nano_model, prompts, data_dir, re
     # the gold scorer read each of the 64 x 2 responses once, half in each process
     per_process = [tuple(map(int, line.split())) for line in calls.read_text().splitlines()]
     assert len({pid for pid, _ in per_process}) == 2 and sorted(n for _, n in per_process) == [64, 64]
-    rows_1, rows_2 = ([json.loads(x) for x in (d / "samples.jsonl").read_text().splitlines()] for d in (single, multi))
+    rows_1, rows_2 = (
+        [json.loads(x) for x in (d / "samples.jsonl").read_text().splitlines()] for d in (single, multi)
+    )
     assert len(rows_2) == 64 and [r["prompt"] for r in rows_2] == [r["prompt"] for r in rows_1]
     for a, b in zip(rows_1, rows_2):
         assert a["policy"] == b["policy"] and a["baseline"] == b["baseline"]
@@ -264,20 +316,34 @@ def test_sample_and_best_of_n_on_2_processes_split_the_prompts(nano_model, promp
     """Each process samples and scores every other prompt; the main process writes them all, in order."""
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("RLHF_TEST_CALLS", str(calls))
-    common_args = [f"model.path={nano_model}", f"sample.prompts={prompts}", "sample.n=3", "sample.max_new_tokens=5"]
+    common_args = [
+        f"model.path={nano_model}",
+        f"sample.prompts={prompts}",
+        "sample.n=3",
+        "sample.max_new_tokens=5",
+    ]
     launch_2_processes(["sample", *common_args, f"sample.output={tmp_path / 'cands.jsonl'}"], tmp_path)
     sets = [json.loads(x) for x in (tmp_path / "cands.jsonl").read_text().splitlines()]
     questions = [json.loads(x)["prompt"] for x in prompts.read_text().splitlines()]
-    assert [s["prompt"] for s in sets] == questions and [s["id"] for s in sets] == [f"p{i}" for i in range(64)]
+    assert [s["prompt"] for s in sets] == questions and [s["id"] for s in sets] == [
+        f"p{i}" for i in range(64)
+    ]
     assert all(len(s["responses"]) == 3 for s in sets)
     out = tmp_path / "bon"
     launch_2_processes(
-        ["best-of-n", *common_args, "best_of_n.reward_function=tests.recipes.reward_fns:counted_digits",
-         f"best_of_n.output_dir={out}"],
+        [
+            "best-of-n",
+            *common_args,
+            "best_of_n.reward_function=tests.recipes.reward_fns:counted_digits",
+            f"best_of_n.output_dir={out}",
+        ],
         tmp_path,
     )
     per_process = [tuple(map(int, line.split())) for line in calls.read_text().splitlines()]
-    assert len({pid for pid, _ in per_process}) == 2 and sorted(n for _, n in per_process) == [96, 96]  # 32 prompts x 3
+    assert len({pid for pid, _ in per_process}) == 2 and sorted(n for _, n in per_process) == [
+        96,
+        96,
+    ]  # 32 prompts x 3
     scored = [json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()]
     best = [json.loads(x) for x in (out / "best.jsonl").read_text().splitlines()]
     assert [s["prompt"] for s in scored] == [b["prompt"] for b in best] == questions

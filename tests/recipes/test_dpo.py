@@ -398,22 +398,43 @@ def test_dpo_help_lists_every_config_key_with_its_doc(capsys):
 
 @pytest.mark.parametrize(
     "loss, extra",
-    [("simpo", ["dpo.beta=2.0", "dpo.gamma=0.5"]), ("sigmoid", ["dpo.nll_coef=0.7"]), ("simpo", ["dpo.beta=2.0", "dpo.nll_coef=0.7"])],
+    [
+        ("simpo", ["dpo.beta=2.0", "dpo.gamma=0.5"]),
+        ("sigmoid", ["dpo.nll_coef=0.7"]),
+        ("simpo", ["dpo.beta=2.0", "dpo.nll_coef=0.7"]),
+    ],
 )
-def test_simpo_and_the_nll_term_at_step_1_equal_a_direct_computation(loss, extra, nano_model, data_dir, tmp_path):
+def test_simpo_and_the_nll_term_at_step_1_equal_a_direct_computation(
+    loss, extra, nano_model, data_dir, tmp_path
+):
     """One step over all 48 pairs: the logged loss and rewards equal the formulas applied to
     log-probs computed plainly from the initial model; SimPO runs and caches no reference."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "run"
-    run_dpo(nano_model, data_dir / "pairs.jsonl", out, f"dpo.loss={loss}", "train.batch_size=48", "train.max_steps=1", *extra)
+    run_dpo(
+        nano_model,
+        data_dir / "pairs.jsonl",
+        out,
+        f"dpo.loss={loss}",
+        "train.batch_size=48",
+        "train.max_steps=1",
+        *extra,
+    )
     cfg = dict(a.split("=") for a in extra)
-    beta, gamma, alpha = float(cfg.get("dpo.beta", 0.5)), float(cfg.get("dpo.gamma", 0)), float(cfg.get("dpo.nll_coef", 0))
+    beta, gamma, alpha = (
+        float(cfg.get("dpo.beta", 0.5)),
+        float(cfg.get("dpo.gamma", 0)),
+        float(cfg.get("dpo.nll_coef", 0)),
+    )
     model = AutoModelForCausalLM.from_pretrained(nano_model).eval()
     tok = AutoTokenizer.from_pretrained(nano_model)
     losses, rc, rr = [], [], []
     for rec in map(json.loads, (data_dir / "pairs.jsonl").read_text().splitlines()):
-        lc, lr = logp(model, tok, rec["prompt"], rec["chosen"]), logp(model, tok, rec["prompt"], rec["rejected"])
+        lc, lr = (
+            logp(model, tok, rec["prompt"], rec["chosen"]),
+            logp(model, tok, rec["prompt"], rec["rejected"]),
+        )
         nc, nr = (len(tok(rec[k], add_special_tokens=False)["input_ids"]) + 1 for k in ("chosen", "rejected"))
         if loss == "simpo":
             c, r = beta * lc / nc, beta * lr / nr
@@ -437,8 +458,14 @@ def test_simpo_and_the_nll_term_at_step_1_equal_a_direct_computation(loss, extra
         (["dpo.loss=kto"], ["dpo.loss: unknown loss 'kto'", "sigmoid, cdpo, ipo, hinge, simpo"]),
         (["dpo.gamma=0.5"], ["dpo.gamma is only read by dpo.loss=simpo"]),
         (["dpo.nll_coef=-1"], ["dpo.nll_coef must be >= 0"]),
-        (["dpo.reference=none"], ["dpo.reference=none: dpo.loss=sigmoid compares the policy with a reference"]),
-        (["dpo.loss=simpo", "dpo.reference=frozen"], ["dpo.loss=simpo reads no reference, so dpo.reference=frozen"]),
+        (
+            ["dpo.reference=none"],
+            ["dpo.reference=none: dpo.loss=sigmoid compares the policy with a reference"],
+        ),
+        (
+            ["dpo.loss=simpo", "dpo.reference=frozen"],
+            ["dpo.loss=simpo reads no reference, so dpo.reference=frozen"],
+        ),
         (["dpo.reference=adapters_off"], ["dpo.reference=adapters_off needs LoRA (model.lora_r > 0)"]),
         (["dpo.loss=cdpo"], ["dpo.loss=cdpo needs dpo.label_smoothing in (0, 0.5)"]),
         (["dpo.label_smoothing=0.1"], ["dpo.label_smoothing is only read by dpo.loss=cdpo"]),

@@ -131,7 +131,10 @@ def test_toy_world_gold_callable_scores_as_the_world_does():
         (["eval.prompts={prompts}", "eval.reference={model}", "eval.kl_samples=0"], "only used for KL"),
         (["eval.text={prompts}", f"eval.gold={FN}"], "need eval.prompts"),
         (["eval.prompts={prompts}", "eval.top_p=0"], "eval.top_p"),
-        (["eval.prompts={prompts}", f"eval.reward_function={FN}", "eval.reward_format=chat"], "eval.reward_format=chat"),
+        (
+            ["eval.prompts={prompts}", f"eval.reward_function={FN}", "eval.reward_format=chat"],
+            "eval.reward_format=chat",
+        ),
     ],
 )
 def test_bad_config_exits_2_naming_the_key(extra, message, nano_model, eval_prompts, tmp_path, capsys):
@@ -145,15 +148,39 @@ def test_bad_config_exits_2_naming_the_key(extra, message, nano_model, eval_prom
 def test_bad_records_and_a_baseline_with_another_tokenizer_are_named(nano_model, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "What is 1 + 2?"}\n{"question": "x"}\n')
-    assert main(["eval", f"model.path={nano_model}", f"eval.prompts={bad}", f"eval.output_dir={tmp_path / 'a'}"]) == 2
+    assert (
+        main(["eval", f"model.path={nano_model}", f"eval.prompts={bad}", f"eval.output_dir={tmp_path / 'a'}"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "bad.jsonl:2: missing field 'prompt'" in err
     assert "Loading weights" not in err  # named before any model is loaded
     # a gold function that returns the wrong number of scores
     args = [f"model.path={nano_model}", f"eval.prompts={bad.with_name('ok.jsonl')}", "eval.max_new_tokens=4"]
     write_jsonl(bad.with_name("ok.jsonl"), [{"prompt": "What is 1 + 2?"}])
-    assert main(["eval", *args, "eval.gold=tests.recipes.reward_fns:wrong_length", f"eval.output_dir={tmp_path / 'b'}"]) == 0
-    assert main(["eval", *args, "eval.gold=tests.recipes.reward_fns:wrong_length", "eval.baseline=" + str(nano_model), f"eval.output_dir={tmp_path / 'c'}"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                *args,
+                "eval.gold=tests.recipes.reward_fns:wrong_length",
+                f"eval.output_dir={tmp_path / 'b'}",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                *args,
+                "eval.gold=tests.recipes.reward_fns:wrong_length",
+                "eval.baseline=" + str(nano_model),
+                f"eval.output_dir={tmp_path / 'c'}",
+            ]
+        )
+        == 2
+    )
     assert "eval.gold" in capsys.readouterr().err
     # a baseline whose tokenizer reads ids differently cannot be compared token by token
     from rlhf.models.tiny import make_tiny_checkpoint

@@ -42,10 +42,27 @@ def run(*args, **kw):
     "algo,extra",
     [
         ("ppo", ["critic.init=policy", "critic.lr=1e-2", "algo.epochs=2", "algo.minibatches=2"]),
-        ("ppo", ["critic.init=shared", "critic.lr=1e-2", "critic.vf_coef=0.5", "algo.epochs=2", "algo.micro_batch=4"]),
+        (
+            "ppo",
+            [
+                "critic.init=shared",
+                "critic.lr=1e-2",
+                "critic.vf_coef=0.5",
+                "algo.epochs=2",
+                "algo.micro_batch=4",
+            ],
+        ),
         ("grpo", ["rollout.samples_per_prompt=4", "train.batch_size=4"]),
         ("rloo", ["rollout.samples_per_prompt=4", "train.batch_size=4", "rollout.engine=hf"]),
-        ("online_dpo", ["rollout.samples_per_prompt=4", "train.batch_size=4", "algo.minibatches=2", "algo.micro_batch=4"]),
+        (
+            "online_dpo",
+            [
+                "rollout.samples_per_prompt=4",
+                "train.batch_size=4",
+                "algo.minibatches=2",
+                "algo.micro_batch=4",
+            ],
+        ),
     ],
 )
 def test_each_algorithm_raises_a_reward_function(algo, extra, nano_model, prompts, tmp_path):
@@ -61,13 +78,27 @@ def test_each_algorithm_raises_a_reward_function(algo, extra, nano_model, prompt
     first = sum(r["score_raw"] for r in m[:4]) / 4
     last = sum(r["score_raw"] for r in m[-4:]) / 4
     assert last > first + 0.15, (first, last)
-    for key in ("kl", "entropy", "approx_kl", "response_length", "no_eos_share", "time_generate", "distinct_2"):
+    for key in (
+        "kl",
+        "entropy",
+        "approx_kl",
+        "response_length",
+        "no_eos_share",
+        "time_generate",
+        "distinct_2",
+    ):
         assert key in m[-1], key
     assert ("clipfrac" in m[-1]) == (algo != "online_dpo")  # online DPO has no clipped ratio
     assert (algo == "ppo") == ("explained_variance" in m[-1])
-    samples = [json.loads(x)["response"] for x in (out / "samples" / "step-24.jsonl").read_text().splitlines()]
-    assert m[-1]["distinct_2"] == pytest.approx(distinct_n(samples, 2), abs=1e-6)  # the logged step's own samples
-    assert m[-1]["repeated_bigrams"] == pytest.approx(sum(map(repeated_ngram_share, samples)) / len(samples), abs=1e-6)
+    samples = [
+        json.loads(x)["response"] for x in (out / "samples" / "step-24.jsonl").read_text().splitlines()
+    ]
+    assert m[-1]["distinct_2"] == pytest.approx(
+        distinct_n(samples, 2), abs=1e-6
+    )  # the logged step's own samples
+    assert m[-1]["repeated_bigrams"] == pytest.approx(
+        sum(map(repeated_ngram_share, samples)) / len(samples), abs=1e-6
+    )
     if algo == "ppo":  # the critic learns too
         assert sum(r["value_loss"] for r in m[-4:]) < sum(r["value_loss"] for r in m[:4])
 
@@ -149,25 +180,55 @@ def test_interrupted_run_resumes_exactly(critic, nano_model, prompts, reward_mod
 @pytest.mark.parametrize(
     "extra,message",
     [
-        ([f"rewards.function={DIGITS}", "critic.init=policy", "train.batch_size=6", "algo.minibatches=4"], "not divisible by 4"),
+        (
+            [f"rewards.function={DIGITS}", "critic.init=policy", "train.batch_size=6", "algo.minibatches=4"],
+            "not divisible by 4",
+        ),
         ([], "set exactly one of rewards.model"),
         (["rewards.function=no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
         (["rewards.function=tests.recipes.reward_fns:nope"], "has no attribute 'nope'"),
         (["rewards.function=tests.recipes.reward_fns:NOT_CALLABLE"], "not a function"),
         (["rewards.model=/no/such/rm"], "rewards.model"),
-        ([f"rewards.function={DIGITS}", "critic.init=policy", "rewards.heldout_model=/no/such/rm"], "rewards.heldout_model"),
+        (
+            [f"rewards.function={DIGITS}", "critic.init=policy", "rewards.heldout_model=/no/such/rm"],
+            "rewards.heldout_model",
+        ),
         ([f"rewards.function={DIGITS}", "algo.name=grpo"], "samples_per_prompt >= 2"),
         ([f"rewards.function={DIGITS}"], "critic.init=reward needs rewards.model"),
-        ([f"rewards.function={DIGITS}", "critic.init=shared", "critic.vf_coef=0"], "critic.vf_coef must be > 0"),
-        ([f"rewards.function={DIGITS}", "critic.init=policy", "rewards.format=chat"], "rewards.format=chat is how a reward model reads"),
-        ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.scale_rewards=batch"], "algo.scale_rewards=batch is for algo.name=grpo"),
-        ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.clip_high=-0.1"], "algo.clip_high >= 0 (got 0.2 and -0.1)"),
+        (
+            [f"rewards.function={DIGITS}", "critic.init=shared", "critic.vf_coef=0"],
+            "critic.vf_coef must be > 0",
+        ),
+        (
+            [f"rewards.function={DIGITS}", "critic.init=policy", "rewards.format=chat"],
+            "rewards.format=chat is how a reward model reads",
+        ),
+        (
+            [f"rewards.function={DIGITS}", "critic.init=policy", "algo.scale_rewards=batch"],
+            "algo.scale_rewards=batch is for algo.name=grpo",
+        ),
+        (
+            [f"rewards.function={DIGITS}", "critic.init=policy", "algo.clip_high=-0.1"],
+            "algo.clip_high >= 0 (got 0.2 and -0.1)",
+        ),
         ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.loss_agg=mean"], "algo.loss_agg"),
-        ([f"rewards.function={DIGITS}", *ONLINE, "algo.kl_coef=0", "algo.reference=false"], "algo.name=online_dpo needs the reference"),
+        (
+            [f"rewards.function={DIGITS}", *ONLINE, "algo.kl_coef=0", "algo.reference=false"],
+            "algo.name=online_dpo needs the reference",
+        ),
         ([f"rewards.function={DIGITS}", *ONLINE, "algo.clip_high=0.28"], "algo.name=online_dpo has none"),
-        ([f"rewards.function={DIGITS}", *ONLINE, "algo.micro_batch=6"], "algo.micro_batch must be a multiple of rollout.samples_per_prompt"),
-        ([f"rewards.function={DIGITS}", *ONLINE, "algo.scale_rewards=none"], "online_dpo has no advantages to scale"),
-        ([f"rewards.function={DIGITS}", "critic.init=policy", "algo.ratio_level=sequence"], "algo.ratio_level=sequence is for algo.name=grpo or rloo"),
+        (
+            [f"rewards.function={DIGITS}", *ONLINE, "algo.micro_batch=6"],
+            "algo.micro_batch must be a multiple of rollout.samples_per_prompt",
+        ),
+        (
+            [f"rewards.function={DIGITS}", *ONLINE, "algo.scale_rewards=none"],
+            "online_dpo has no advantages to scale",
+        ),
+        (
+            [f"rewards.function={DIGITS}", "critic.init=policy", "algo.ratio_level=sequence"],
+            "algo.ratio_level=sequence is for algo.name=grpo or rloo",
+        ),
         (
             [f"rewards.function={DIGITS}", "critic.init=policy", "algo.reference=false"],
             "algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got 0.05 and 0.0)",
@@ -184,7 +245,12 @@ def test_bad_config_exits_2_before_any_work(extra, message, nano_model, prompts,
 
 def test_reward_function_returning_the_wrong_count_is_named(nano_model, prompts, tmp_path, capsys):
     bad = "tests.recipes.reward_fns:wrong_length"
-    code = main(["ppo", *overrides(nano_model, prompts, tmp_path / "r", f"rewards.function={bad}", "critic.init=policy")])
+    code = main(
+        [
+            "ppo",
+            *overrides(nano_model, prompts, tmp_path / "r", f"rewards.function={bad}", "critic.init=policy"),
+        ]
+    )
     assert code == 2
     assert "returned 1 rewards for 8 completions" in capsys.readouterr().err
 
@@ -207,7 +273,9 @@ def test_first_update_is_on_policy(mixed, nano_model, prompts, tmp_path):
     assert m["approx_kl"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(nano_model, prompts, reward_model, tmp_path, monkeypatch):
+def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(
+    nano_model, prompts, reward_model, tmp_path, monkeypatch
+):
     """Under bf16 mixed precision the reference and the reward model hold bf16 weights (no casts in
     every forward); the first step's reference log-probs and scores stay within bf16 rounding of fp32."""
     seen = {}
@@ -251,7 +319,9 @@ def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(nano_model, promp
         ("rloo", ["rollout.batch_size=4"], ["policy_loss", "entropy"]),
     ],
 )
-def test_shared_prompt_forwards_match_separate_rows(algo, extra, compared, nano_model, prompts, reward_model, tmp_path, monkeypatch):
+def test_shared_prompt_forwards_match_separate_rows(
+    algo, extra, compared, nano_model, prompts, reward_model, tmp_path, monkeypatch
+):
     """rollout.share_prompt packs each prompt's 4 samples in one row for the reward model, the
     reference, the policy and the critic; the first step's scores, KL and losses are those of
     separate rows."""
@@ -369,10 +439,18 @@ def test_heldout_reward_model_watches_every_logged_step(nano_model, prompts, rew
         assert r["score_heldout"] == pytest.approx(normalised, abs=1e-4)
 
 
-GRPO = ["algo.name=grpo", f"rewards.function={DIGITS}", "rollout.samples_per_prompt=4", "train.batch_size=4", "train.max_steps=3"]
+GRPO = [
+    "algo.name=grpo",
+    f"rewards.function={DIGITS}",
+    "rollout.samples_per_prompt=4",
+    "train.batch_size=4",
+    "train.max_steps=3",
+]
 
 
-def test_loss_aggregations_agree_on_equal_lengths_and_differ_otherwise(nano_model, prompts, tmp_path, monkeypatch):
+def test_loss_aggregations_agree_on_equal_lengths_and_differ_otherwise(
+    nano_model, prompts, tmp_path, monkeypatch
+):
     """algo.loss_agg: token, sequence and constant weigh tokens alike when every response has
     rollout.max_new_tokens tokens, so the runs end with the same weights; with responses of
     different lengths "sequence" up-weights short ones and the runs part."""
@@ -401,7 +479,10 @@ def test_loss_aggregations_agree_on_equal_lengths_and_differ_otherwise(nano_mode
         out = tmp_path / f"free-{how}"
         run(*overrides(nano_model, prompts, out, *GRPO, f"algo.loss_agg={how}"))
         free[how] = load_weights(out / "final")
-        lengths = {len(json.loads(x)["response"]) for x in (out / "samples" / "step-2.jsonl").read_text().splitlines()}
+        lengths = {
+            len(json.loads(x)["response"])
+            for x in (out / "samples" / "step-2.jsonl").read_text().splitlines()
+        }
         assert len(lengths) > 1
     assert max((free["token"][k] - free["sequence"][k]).abs().max().item() for k in free["token"]) > 1e-4
 
@@ -414,7 +495,11 @@ def test_sequence_level_ratio_equals_token_level_on_policy_and_differs_after(nan
     for epochs in (1, 2):
         for level in ("token", "sequence"):
             out = tmp_path / f"{level}-{epochs}"
-            run(*overrides(nano_model, prompts, out, *GRPO, f"algo.ratio_level={level}", f"algo.epochs={epochs}"))
+            run(
+                *overrides(
+                    nano_model, prompts, out, *GRPO, f"algo.ratio_level={level}", f"algo.epochs={epochs}"
+                )
+            )
             weights[level, epochs] = load_weights(out / "final")
     # equal up to float32 rounding of exp(mean) against mean(exp), which Adam scales up where a gradient is ~0
     assert_same_weights(weights["token", 1], weights["sequence", 1], atol=2e-5)
@@ -451,7 +536,9 @@ def test_grpo_reward_scale_and_uniform_groups(scale, nano_model, prompts, tmp_pa
         elif scale == "none":
             assert_close_(adv, centred)
     for rec in m:
-        rows = [json.loads(x) for x in (out / "samples" / f"step-{rec['step']}.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(x) for x in (out / "samples" / f"step-{rec['step']}.jsonl").read_text().splitlines()
+        ]
         scores = [r["score"] for r in rows]
         groups = [scores[i : i + 4] for i in range(0, 16, 4)]
         assert rec["uniform_groups"] == pytest.approx(sum(len(set(g)) == 1 for g in groups) / 4)
@@ -473,13 +560,17 @@ def test_a_reward_callable_passed_from_python(nano_model, prompts, tmp_path):
         return [float(len(c)) for c in completions]
 
     out = tmp_path / "closure"
-    cfg = load_config(ppo.Config, None, overrides(nano_model, prompts, out, "critic.init=policy", "train.max_steps=2"))
+    cfg = load_config(
+        ppo.Config, None, overrides(nano_model, prompts, out, "critic.init=policy", "train.max_steps=2")
+    )
     ppo.train(cfg, reward_fn=closure)
     assert seen == [8, 8]
     rows = [json.loads(x) for x in (out / "samples" / "step-2.jsonl").read_text().splitlines()]
     assert [r["score"] for r in rows] == [float(len(r["response"])) for r in rows]
     for key in (f"rewards.function={DIGITS}", f"rewards.model={nano_model}"):
-        cfg = load_config(ppo.Config, None, overrides(nano_model, prompts, tmp_path / "both", "critic.init=policy", key))
+        cfg = load_config(
+            ppo.Config, None, overrides(nano_model, prompts, tmp_path / "both", "critic.init=policy", key)
+        )
         with pytest.raises(ConfigError, match="a reward function was passed to ppo.train"):
             ppo.train(cfg, reward_fn=closure)
         assert not (tmp_path / "both").exists()
@@ -491,7 +582,11 @@ def test_clip_high_frees_the_upper_side(nano_model, prompts, tmp_path):
     runs = {}
     for name, extra in (("symmetric", []), ("high", ["algo.clip_high=100"])):
         out = tmp_path / name
-        run(*overrides(nano_model, prompts, out, *GRPO, "algo.epochs=4", "train.lr=3e-2", "train.max_steps=4", *extra))
+        run(
+            *overrides(
+                nano_model, prompts, out, *GRPO, "algo.epochs=4", "train.lr=3e-2", "train.max_steps=4", *extra
+            )
+        )
         runs[name] = read_metrics(out)
     for r in runs["symmetric"] + runs["high"]:
         assert 0 <= r["clipfrac_high"] <= r["clipfrac"] + 1e-9
@@ -504,8 +599,19 @@ def test_online_dpo_starts_at_log_2_and_logs_its_pairs(nano_model, prompts, tmp_
     """At the first update the policy is the reference, so every pair's DPO loss is log 2 and its
     margin 0; the logged pair statistics are means over the prompts that had a preference."""
     out = tmp_path / "odpo"
-    run(*overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", *ONLINE, "train.batch_size=4", "algo.kl_coef=0.1",
-                   "train.max_steps=3", "rollout.samples_every=1"))
+    run(
+        *overrides(
+            nano_model,
+            prompts,
+            out,
+            f"rewards.function={DIGITS}",
+            *ONLINE,
+            "train.batch_size=4",
+            "algo.kl_coef=0.1",
+            "train.max_steps=3",
+            "rollout.samples_every=1",
+        )
+    )
     m = read_metrics(out)
     assert m[0]["dpo_loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert m[0]["dpo_margin"] == pytest.approx(0.0, abs=1e-5)

@@ -75,7 +75,9 @@ def test_eval_at_step_0_every_n_steps_and_the_end(nano_model, prompts, eval_prom
         assert EVAL_KEYS | {"eval_n"} <= set(e), set(e)
         assert [t.strip() for t in texts] == [h.strip() for h in held_out]  # every held-out prompt, in order
         assert e["eval_n"] == len(held_out)
-        assert e["eval_score_raw"] == pytest.approx(sum(digits(texts, completions)) / len(completions), abs=1e-6)
+        assert e["eval_score_raw"] == pytest.approx(
+            sum(digits(texts, completions)) / len(completions), abs=1e-6
+        )
         # the missing-EOS penalty applies as in training: score = raw - 1.0 x share without EOS
         assert e["eval_score"] == pytest.approx(e["eval_score_raw"] - e["eval_no_eos_share"], abs=1e-6)
         assert e["eval_distinct_2"] == pytest.approx(distinct_n(completions, 2), abs=1e-9)
@@ -142,7 +144,10 @@ def test_eval_with_a_reward_model_and_a_watcher(nano_model, prompts, eval_prompt
 
 def test_no_eval_configured_logs_no_eval_lines(nano_model, prompts, tmp_path):
     out = tmp_path / "plain"
-    run(*overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", "critic.init=policy"), "train.max_steps=2")
+    run(
+        *overrides(nano_model, prompts, out, f"rewards.function={DIGITS}", "critic.init=policy"),
+        "train.max_steps=2",
+    )
     evals, steps = by_step(read_metrics(out))
     assert evals == {} and steps == [1, 2]
 
@@ -167,7 +172,9 @@ def test_bad_eval_config_exits_2_before_any_work(extra, message, nano_model, pro
 
 def test_ptx_eval_record_without_completion_is_named(nano_model, prompts, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "a", "completion": "b"}, {"prompt": "c"}])
-    args = overrides(nano_model, prompts, tmp_path / "run", f"rewards.function={DIGITS}", "critic.init=policy")
+    args = overrides(
+        nano_model, prompts, tmp_path / "run", f"rewards.function={DIGITS}", "critic.init=policy"
+    )
     assert main(["ppo", *args, f"ptx.eval={bad}"]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:2: missing field 'completion'" in err, err
@@ -181,6 +188,8 @@ def test_text_evaluation_leaves_the_model_in_its_mode(training, nano_model, data
 
     tok = AutoTokenizer.from_pretrained(nano_model)
     model = AutoModelForCausalLM.from_pretrained(nano_model).train(training)
-    examples, _ = tokenize_demonstrations(load_records(str(data_dir / "demos.jsonl"), "demonstration"), tok, 64)
+    examples, _ = tokenize_demonstrations(
+        load_records(str(data_dir / "demos.jsonl"), "demonstration"), tok, 64
+    )
     evaluate(model, make_accelerator(TrainConfig(output_dir="unused")), examples[:4], tok.pad_token_id, 2)
     assert model.training is training

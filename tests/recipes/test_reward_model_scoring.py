@@ -55,7 +55,9 @@ def test_a_reward_model_with_its_own_tokenizer_reads_the_text(nano_model, foreig
     expected = direct_scores(
         foreign_reward_model,
         [
-            rm_tok(p)["input_ids"] + rm_tok(t, add_special_tokens=False)["input_ids"] + [rm_tok.eos_token_id] * f
+            rm_tok(p)["input_ids"]
+            + rm_tok(t, add_special_tokens=False)["input_ids"]
+            + [rm_tok.eos_token_id] * f
             for p, t, f in zip(prompts, texts, finished)
         ],
     )
@@ -64,7 +66,9 @@ def test_a_reward_model_with_its_own_tokenizer_reads_the_text(nano_model, foreig
     same = [question(2, 2)] * 3
     group = generations(policy_tok, same, [correct(2, 2), "5", repetitive(2, 2)], [True, True, False])
     grouped = rm(same, [g.prompt_ids for g in group], group, n=3)
-    torch.testing.assert_close(grouped, rm(same, [g.prompt_ids for g in group], group, n=1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        grouped, rm(same, [g.prompt_ids for g in group], group, n=1), rtol=0, atol=1e-5
+    )
 
 
 def test_a_reward_model_on_the_policys_vocabulary_reads_its_token_ids(nano_model, reward_model):
@@ -91,14 +95,18 @@ def with_chat_template(model_dir, out, template: str):
 
 def conversation(tok, user: str, assistant: str) -> str:
     """The chat format's text, as transformers renders the conversation."""
-    return tok.apply_chat_template([{"role": "user", "content": user}, {"role": "assistant", "content": assistant}], tokenize=False)
+    return tok.apply_chat_template(
+        [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}], tokenize=False
+    )
 
 
 def conversation_ids(tok, user: str, assistant: str) -> list[int]:
     return tok(conversation(tok, user, assistant), add_special_tokens=False)["input_ids"]
 
 
-def test_chat_prompts_are_rendered_by_the_reward_models_own_template(nano_model, foreign_reward_model, tmp_path):
+def test_chat_prompts_are_rendered_by_the_reward_models_own_template(
+    nano_model, foreign_reward_model, tmp_path
+):
     rm_dir = with_chat_template(
         foreign_reward_model,
         tmp_path / "rm",
@@ -128,10 +136,22 @@ def chat_reward_model(foreign_reward_model, tmp_path):
 
 def test_the_chat_format_reads_the_whole_conversation_through_the_template(nano_model, chat_reward_model):
     policy_tok, tok = load_tokenizer(str(nano_model)), load_tokenizer(str(chat_reward_model))
-    rm = RewardModel(str(chat_reward_model), ModelConfig(), policy_tok, "eval.reward_model", fmt="chat", format_key="eval.reward_format")
+    rm = RewardModel(
+        str(chat_reward_model),
+        ModelConfig(),
+        policy_tok,
+        "eval.reward_model",
+        fmt="chat",
+        format_key="eval.reward_format",
+    )
     prompts = [question(1, 2), [{"role": "user", "content": question(3, 4)}]]
-    gens = generations(policy_tok, [question(1, 2), question(3, 4)], [correct(1, 2), repetitive(3, 4)], [True, False])
-    conversations = [conversation(tok, question(1, 2), correct(1, 2)), conversation(tok, question(3, 4), repetitive(3, 4))]
+    gens = generations(
+        policy_tok, [question(1, 2), question(3, 4)], [correct(1, 2), repetitive(3, 4)], [True, False]
+    )
+    conversations = [
+        conversation(tok, question(1, 2), correct(1, 2)),
+        conversation(tok, question(3, 4), repetitive(3, 4)),
+    ]
     assert conversations[0].startswith("<user> ") and conversations[0].rstrip().endswith(tok.eos_token)
     ids = [tok(c, add_special_tokens=False)["input_ids"] for c in conversations]
     assert rm.token_ids(prompts, [g.prompt_ids for g in gens], gens) == (ids, [[], []])
@@ -153,20 +173,55 @@ def without_chat_template(model_dir, out):
     return out
 
 
-def test_the_chat_format_needs_a_chat_template(nano_model, foreign_reward_model, chat_reward_model, tmp_path, capsys):
+def test_the_chat_format_needs_a_chat_template(
+    nano_model, foreign_reward_model, chat_reward_model, tmp_path, capsys
+):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": question(a, 1)} for a in range(3)])
-    args = ["best-of-n", f"model.path={nano_model}", f"sample.prompts={prompts}", "sample.n=2", "sample.max_new_tokens=5"]
+    args = [
+        "best-of-n",
+        f"model.path={nano_model}",
+        f"sample.prompts={prompts}",
+        "sample.n=2",
+        "sample.max_new_tokens=5",
+    ]
     out = tmp_path / "bon"
     plain = without_chat_template(foreign_reward_model, tmp_path / "plain-rm")
-    assert main([*args, f"best_of_n.reward_model={plain}", "best_of_n.reward_format=chat",
-                 f"best_of_n.output_dir={out}"]) == 2
+    assert (
+        main(
+            [
+                *args,
+                f"best_of_n.reward_model={plain}",
+                "best_of_n.reward_format=chat",
+                f"best_of_n.output_dir={out}",
+            ]
+        )
+        == 2
+    )
     assert "best_of_n.reward_format=chat: the tokenizer of best_of_n.reward_model=" in capsys.readouterr().err
-    assert main([*args, f"best_of_n.reward_model={chat_reward_model}", "best_of_n.reward_format=turns",
-                 f"best_of_n.output_dir={out}"]) == 2
+    assert (
+        main(
+            [
+                *args,
+                f"best_of_n.reward_model={chat_reward_model}",
+                "best_of_n.reward_format=turns",
+                f"best_of_n.output_dir={out}",
+            ]
+        )
+        == 2
+    )
     assert "best_of_n.reward_format" in capsys.readouterr().err
     assert not out.exists()
-    assert main([*args, f"best_of_n.reward_model={chat_reward_model}", "best_of_n.reward_format=chat",
-                 f"best_of_n.output_dir={out}"]) == 0
+    assert (
+        main(
+            [
+                *args,
+                f"best_of_n.reward_model={chat_reward_model}",
+                "best_of_n.reward_format=chat",
+                f"best_of_n.output_dir={out}",
+            ]
+        )
+        == 0
+    )
     tok = load_tokenizer(str(chat_reward_model))
     for row in (json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()):
         ids = [conversation_ids(tok, row["prompt"], r) for r in row["responses"]]
@@ -177,12 +232,16 @@ def test_a_causal_lm_or_a_multi_label_classifier_is_not_a_reward_model(nano_mode
     from transformers import AutoModelForSequenceClassification
 
     tok = load_tokenizer(str(nano_model))
-    with pytest.raises(ModelError, match=r"rewards.model: .* has no reward head \(score.weight not in the checkpoint\)"):
+    with pytest.raises(
+        ModelError, match=r"rewards.model: .* has no reward head \(score.weight not in the checkpoint\)"
+    ):
         load_scalar_model(ModelConfig(path=str(nano_model)), tok, "rewards.model", trained=True)
     # a new head is what `rlhf reward` and a critic start from
     assert load_scalar_model(ModelConfig(path=str(nano_model)), tok).config.num_labels == 1
     two = tmp_path / "two-labels"
-    AutoModelForSequenceClassification.from_pretrained(str(nano_model), num_labels=2).save_pretrained(str(two))
+    AutoModelForSequenceClassification.from_pretrained(str(nano_model), num_labels=2).save_pretrained(
+        str(two)
+    )
     tok.save_pretrained(str(two))
     with pytest.raises(ModelError, match="best_of_n.reward_model: .* a reward model has num_labels=1"):
         load_scalar_model(ModelConfig(path=str(two)), tok, "best_of_n.reward_model", trained=True)
@@ -197,7 +256,9 @@ def test_a_causal_lm_or_a_multi_label_classifier_is_not_a_reward_model(nano_mode
         ("eval", "eval.reward_model", "samples.jsonl"),
     ],
 )
-def test_each_command_refuses_a_causal_lm_as_its_reward_model(verb, key, written, nano_model, reward_model, tmp_path, capsys):
+def test_each_command_refuses_a_causal_lm_as_its_reward_model(
+    verb, key, written, nano_model, reward_model, tmp_path, capsys
+):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": question(a, 1)} for a in range(4)])
     out = tmp_path / "out"
     args = {
@@ -206,8 +267,22 @@ def test_each_command_refuses_a_causal_lm_as_its_reward_model(verb, key, written
         "best-of-n": [f"sample.prompts={prompts}", "sample.n=2", f"best_of_n.output_dir={out}"],
         "eval": [f"eval.prompts={prompts}", f"eval.output_dir={out}"],
     }[verb]
-    assert main([verb, f"model.path={nano_model}", *args, f"{key}={nano_model}", "rollout.max_new_tokens=4"
-                 if verb == "ppo" else "sample.max_new_tokens=4" if verb == "best-of-n" else "eval.max_new_tokens=4"]) == 2
+    assert (
+        main(
+            [
+                verb,
+                f"model.path={nano_model}",
+                *args,
+                f"{key}={nano_model}",
+                "rollout.max_new_tokens=4"
+                if verb == "ppo"
+                else "sample.max_new_tokens=4"
+                if verb == "best-of-n"
+                else "eval.max_new_tokens=4",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"{key}: {nano_model} has no reward head" in err
     assert not (out / written).exists()
@@ -216,7 +291,13 @@ def test_each_command_refuses_a_causal_lm_as_its_reward_model(verb, key, written
 def test_best_of_n_with_a_reward_function_keeps_its_best(nano_model, tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": question(a, 2)} for a in range(5)])
     out = tmp_path / "bon"
-    args = ["best-of-n", f"model.path={nano_model}", f"sample.prompts={prompts}", "sample.n=4", "sample.max_new_tokens=6"]
+    args = [
+        "best-of-n",
+        f"model.path={nano_model}",
+        f"sample.prompts={prompts}",
+        "sample.n=4",
+        "sample.max_new_tokens=6",
+    ]
     gold = "best_of_n.gold=tests.recipes.reward_fns:brevity"
     assert main([*args, f"best_of_n.reward_function={DIGITS}", gold, f"best_of_n.output_dir={out}"]) == 0
     scored = [json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()]
@@ -233,7 +314,10 @@ def test_best_of_n_with_a_reward_function_keeps_its_best(nano_model, tmp_path, c
     for p in pairs:
         s = next(s for s in scored if s["prompt"] == p["prompt"])
         assert p["chosen"] == s["responses"][s["best"]] and p["chosen"] != p["rejected"]
-        assert min(sc for r, sc in zip(s["responses"], s["scores"]) if r != p["chosen"]) == s["scores"][s["responses"].index(p["rejected"])]
+        assert (
+            min(sc for r, sc in zip(s["responses"], s["scores"]) if r != p["chosen"])
+            == s["scores"][s["responses"].index(p["rejected"])]
+        )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pairs"] == len(pairs) and summary["prompts_without_pair"] == 5 - len(pairs)
     assert len(load_records(str(out / "pairs.jsonl"), "preference")) == len(pairs)
@@ -246,26 +330,44 @@ def test_best_of_n_with_a_reward_function_keeps_its_best(nano_model, tmp_path, c
     assert curve[2]["score"] == pytest.approx(sum(max(s["scores"]) for s in scored) / 5)
     assert curve[2]["gold"] == pytest.approx(sum(s["gold"][s["best"]] for s in scored) / 5)
     assert curve[0]["score"] <= curve[1]["score"] <= curve[2]["score"]
-    assert curve[1]["gold"] == pytest.approx(
-        sum(best_of_k(s["scores"], s["gold"], 2) for s in scored) / 5
-    )
+    assert curve[1]["gold"] == pytest.approx(sum(best_of_k(s["scores"], s["gold"], 2) for s in scored) / 5)
     for extra, message in (
         ([], "got neither"),
         ([f"best_of_n.reward_function={DIGITS}", f"best_of_n.reward_model={nano_model}"], "got both"),
         (["best_of_n.reward_function=no_such_module:f"], "best_of_n.reward_function: cannot import"),
-        ([f"best_of_n.reward_function={DIGITS}", "best_of_n.gold=no_such_module:f"], "best_of_n.gold: cannot import"),
-        ([f"best_of_n.reward_function={DIGITS}", "best_of_n.reward_format=chat"], "best_of_n.reward_format=chat is how"),
+        (
+            [f"best_of_n.reward_function={DIGITS}", "best_of_n.gold=no_such_module:f"],
+            "best_of_n.gold: cannot import",
+        ),
+        (
+            [f"best_of_n.reward_function={DIGITS}", "best_of_n.reward_format=chat"],
+            "best_of_n.reward_format=chat is how",
+        ),
     ):
         assert main([*args, *extra, f"best_of_n.output_dir={tmp_path / 'x'}"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
-def test_best_of_n_scores_with_a_reward_model_of_another_tokenizer(nano_model, foreign_reward_model, tmp_path):
+def test_best_of_n_scores_with_a_reward_model_of_another_tokenizer(
+    nano_model, foreign_reward_model, tmp_path
+):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": question(a, 3)} for a in range(4)])
     out = tmp_path / "bon"
-    assert main(["best-of-n", f"model.path={nano_model}", f"sample.prompts={prompts}", "sample.n=3",
-                 "sample.max_new_tokens=6", f"best_of_n.reward_model={foreign_reward_model}", f"best_of_n.output_dir={out}"]) == 0
+    assert (
+        main(
+            [
+                "best-of-n",
+                f"model.path={nano_model}",
+                f"sample.prompts={prompts}",
+                "sample.n=3",
+                "sample.max_new_tokens=6",
+                f"best_of_n.reward_model={foreign_reward_model}",
+                f"best_of_n.output_dir={out}",
+            ]
+        )
+        == 0
+    )
     tok = load_tokenizer(str(foreign_reward_model))
     for row in (json.loads(x) for x in (out / "scored.jsonl").read_text().splitlines()):
         for response, score in zip(row["responses"], row["scores"]):
@@ -275,10 +377,19 @@ def test_best_of_n_scores_with_a_reward_model_of_another_tokenizer(nano_model, f
             assert min(abs(score - c) for c in candidates) < 1e-5, (response, score, candidates)
 
 
-def test_ppo_against_a_reward_model_of_another_tokenizer(nano_model, prompts, foreign_reward_model, tmp_path, capsys):
+def test_ppo_against_a_reward_model_of_another_tokenizer(
+    nano_model, prompts, foreign_reward_model, tmp_path, capsys
+):
     out = tmp_path / "ppo"
-    args = ["ppo", f"model.path={nano_model}", f"data.train={prompts}", f"rewards.model={foreign_reward_model}",
-            "train.batch_size=8", "train.max_steps=3", "rollout.max_new_tokens=6"]
+    args = [
+        "ppo",
+        f"model.path={nano_model}",
+        f"data.train={prompts}",
+        f"rewards.model={foreign_reward_model}",
+        "train.batch_size=8",
+        "train.max_steps=3",
+        "rollout.max_new_tokens=6",
+    ]
     # its critic cannot be the reward model: that would read the policy's token ids
     assert main([*args, f"train.output_dir={out}"]) == 2
     assert "critic.init=reward: rewards.model uses another tokenizer" in capsys.readouterr().err
@@ -290,7 +401,18 @@ def test_ppo_against_a_reward_model_of_another_tokenizer(nano_model, prompts, fo
     # the same reward model reading whole conversations scores the same samples differently
     pair, chat = tmp_path / "pair", tmp_path / "chat"
     for run, fmt in ((pair, "pair"), (chat, "chat")):
-        assert main([*args, f"train.output_dir={run}", "critic.init=policy", f"rewards.format={fmt}", "rollout.samples_every=1"]) == 0
+        assert (
+            main(
+                [
+                    *args,
+                    f"train.output_dir={run}",
+                    "critic.init=policy",
+                    f"rewards.format={fmt}",
+                    "rollout.samples_every=1",
+                ]
+            )
+            == 0
+        )
     step_1 = lambda run: [json.loads(x) for x in (run / "samples" / "step-1.jsonl").read_text().splitlines()]  # noqa: E731
     assert [x["response"] for x in step_1(chat)] == [x["response"] for x in step_1(pair)]  # the same samples
     assert [x["score"] for x in step_1(chat)] != pytest.approx([x["score"] for x in step_1(pair)], abs=1e-6)

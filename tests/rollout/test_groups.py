@@ -96,7 +96,9 @@ def test_models_that_cannot_take_a_4d_mask_are_named(tok):
     lm = build(tok, "llama", "eager", "lm")
     shared_prompt.check(lm, 100, "rollout.share_prompt")
     lm.config._attn_implementation = "flash_attention_2"
-    with pytest.raises(ConfigError, match=r"rollout.share_prompt: flash_attention_2 attention.*share_prompt=false"):
+    with pytest.raises(
+        ConfigError, match=r"rollout.share_prompt: flash_attention_2 attention.*share_prompt=false"
+    ):
         shared_prompt.check(lm, 100, "rollout.share_prompt")
     qwen = build(tok, "qwen2", "eager", "lm")
     qwen.config.use_sliding_window, qwen.config.sliding_window = True, 64
@@ -129,5 +131,7 @@ def test_score_groups_reads_each_prompt_once_and_scores_like_rows(tok, batch_siz
     packed.clear()
     mixed = prompts[:2] + [prompts[3]] + prompts[3:]  # group 0's last row has group 1's prompt
     got = scoring.score_groups(rm, mixed, responses, 3, tok.pad_token_id, batch_size)
-    torch.testing.assert_close(got, scoring.score_sequences(rm, mixed, responses, tok.pad_token_id), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        got, scoring.score_sequences(rm, mixed, responses, tok.pad_token_id), atol=1e-5, rtol=1e-5
+    )
     assert False in packed

@@ -134,7 +134,10 @@ def test_group_advantages_batch_scale_divides_by_the_batch_std():
     a = group_advantages(SCORES, 3, scale="batch", eps=0.0)
     assert_close(a, f64(-1.0, 0.0, 1.0, -2.0, -2.0, 4.0) / math.sqrt(5.2))
     # a batch spread over processes: the caller passes the std of the whole batch
-    assert_close(group_advantages(SCORES, 3, scale="batch", eps=0.0, batch_std=2.0), f64(-0.5, 0.0, 0.5, -1.0, -1.0, 2.0))
+    assert_close(
+        group_advantages(SCORES, 3, scale="batch", eps=0.0, batch_std=2.0),
+        f64(-0.5, 0.0, 0.5, -1.0, -1.0, 2.0),
+    )
     with pytest.raises(ValueError, match="unknown advantage scale 'std'"):
         group_advantages(SCORES, 3, scale="std")
 

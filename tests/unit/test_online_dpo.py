@@ -12,7 +12,10 @@ from rlhf.losses.online_dpo import online_dpo_loss
 
 def test_online_dpo_loss_by_hand():
     # 2 prompts x 3 samples, 2 tokens each (row 4's second token is padding)
-    logp = torch.tensor([[-1.0, -1.0], [-0.5, -0.5], [-2.0, -1.0], [-1.0, 0.0], [-3.0, 9.0], [-0.2, -0.3]], dtype=torch.float64)
+    logp = torch.tensor(
+        [[-1.0, -1.0], [-0.5, -0.5], [-2.0, -1.0], [-1.0, 0.0], [-3.0, 9.0], [-0.2, -0.3]],
+        dtype=torch.float64,
+    )
     ref = torch.full_like(logp, -1.0)
     mask = torch.ones_like(logp)
     mask[4, 1] = 0

@@ -103,7 +103,10 @@ def test_aggregation_weights_by_hand():
 
 def test_aggregation_weights_agree_when_every_response_has_max_length():
     mask = torch.ones(4, 5)
-    ws = [aggregation_weights(mask, how, total_tokens=20, total_sequences=4, max_tokens=5) for how in ("token", "sequence", "constant")]
+    ws = [
+        aggregation_weights(mask, how, total_tokens=20, total_sequences=4, max_tokens=5)
+        for how in ("token", "sequence", "constant")
+    ]
     assert_close(ws[0], ws[1])
     assert_close(ws[0], ws[2])
 

@@ -18,7 +18,9 @@ from rlhf.rollout.scoring import score_groups
 from rlhf.toyworld import Task, family_accuracy, gold_score
 
 
-def _row(name: str, tasks: list[Task], gens: list, kl_to_sft: float, seed: int, gold: list[float] | None = None):
+def _row(
+    name: str, tasks: list[Task], gens: list, kl_to_sft: float, seed: int, gold: list[float] | None = None
+):
     """One row of the results table from one response per task (``gold``: their scores, if known)."""
     texts = [g.text for g in gens]
     gold = gold if gold is not None else [gold_score(t, x) for t, x in zip(tasks, texts)]
@@ -35,7 +37,9 @@ def _row(name: str, tasks: list[Task], gens: list, kl_to_sft: float, seed: int, 
     }
 
 
-def _sample_and_score(policy, reward_model, tokenizer, tasks: list[Task], n: int, max_new_tokens: int, seed: int):
+def _sample_and_score(
+    policy, reward_model, tokenizer, tasks: list[Task], n: int, max_new_tokens: int, seed: int
+):
     """n samples per task from ``policy`` and the reward model's score of each, grouped per task."""
     engine = HFGenerateEngine(policy, tokenizer)
     groups = engine.generate([t.prompt for t in tasks], SamplingParams(max_new_tokens, n=n, seed=seed))
@@ -51,7 +55,9 @@ def web_nll(model, tokenizer, texts: list[str], max_length: int) -> float:
     from rlhf.data.records import parse_demonstration
     from rlhf.data.tokenize import tokenize_demonstrations
 
-    records = [parse_demonstration({"prompt": "", "completion": t}, f"web text {i}") for i, t in enumerate(texts)]
+    records = [
+        parse_demonstration({"prompt": "", "completion": t}, f"web text {i}") for i, t in enumerate(texts)
+    ]
     examples, _ = tokenize_demonstrations(records, tokenizer, max_length)
     return text_nll(model, examples, tokenizer.pad_token_id)["nll"]
 
@@ -75,7 +81,13 @@ def evaluate_policy(
     kl = 0.0
     if model is not sft_model:
         ids = [g.prompt_ids for g in greedy]
-        kl = sampled_kl(engine, sft_model, ids, SamplingParams(max_new_tokens, n=kl_samples, seed=seed), tokenizer.pad_token_id)["kl"]
+        kl = sampled_kl(
+            engine,
+            sft_model,
+            ids,
+            SamplingParams(max_new_tokens, n=kl_samples, seed=seed),
+            tokenizer.pad_token_id,
+        )["kl"]
     row = _row(name, tasks, greedy, kl, seed)
     if web:
         row["web_nll"] = web_nll(model, tokenizer, web, max_length)
@@ -115,7 +127,9 @@ def evaluate_best_of_n(
     return rows, scores, gold
 
 
-def best_of_n_curve(scores: list[list[float]], gold: list[list[float]], baseline: list[float]) -> list[dict[str, float]]:
+def best_of_n_curve(
+    scores: list[list[float]], gold: list[list[float]], baseline: list[float]
+) -> list[dict[str, float]]:
     """Best-of-k for k = 1, 2, 4, ... n from the best-of-n rows' own samples (rlhf.eval.metrics.best_of_k):
     KL to the sampling policy; the gold reward and the gold win rate against ``baseline`` (SFT's
     greedy gold per task) of the reward model's pick (and its own score); and the win rate of

@@ -24,7 +24,13 @@ HACKED = "ppo (biased raters)"
 
 
 def run_reward_hacking(
-    root: Path, world: World, sft_dir: Path, fair_rm: Path, candidates: list[list[str]], preset: Preset, seed: int
+    root: Path,
+    world: World,
+    sft_dir: Path,
+    fair_rm: Path,
+    candidates: list[list[str]],
+    preset: Preset,
+    seed: int,
 ) -> Path:
     """Biased rankings of ``candidates`` -> ``reward-biased/`` -> PPO against it in ``ppo-biased/``,
     watched by the fair raters' reward model ``fair_rm``; returns the policy's ``final/``."""

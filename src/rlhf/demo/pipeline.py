@@ -132,7 +132,9 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     dpo_dir = run_dpo(root, sft_dir, rankings, preset, seed)
     done("dpo")
     stage("rejection-sampling sft")
-    rl_prompts = write_jsonl(root / "data" / "rl_prompts.jsonl", [{"prompt": t.prompt} for t in world.tasks("rl")])
+    rl_prompts = write_jsonl(
+        root / "data" / "rl_prompts.jsonl", [{"prompt": t.prompt} for t in world.tasks("rl")]
+    )
     bon_cfg = load_config(
         best_of_n.Config,
         None,
@@ -192,7 +194,9 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         gold_ppo_dir = run_ppo(root, world, sft_dir, None, preset, seed, name="ppo-gold")
         labels = gold_rankings(root / "data" / "rankings-gold.jsonl", world, read_candidates(root))
         # one gold ranking per prompt against raters_per_prompt rankings: as many optimizer steps
-        gold_dpo_dir = run_dpo(root, sft_dir, labels, preset, seed, "dpo-gold", preset.dpo_epochs * preset.raters_per_prompt)
+        gold_dpo_dir = run_dpo(
+            root, sft_dir, labels, preset, seed, "dpo-gold", preset.dpo_epochs * preset.raters_per_prompt
+        )
         done("ppo and dpo on gold")
 
     # 12. evaluation on held-out prompts
@@ -215,13 +219,28 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             ("rs-sft", AutoModelForCausalLM.from_pretrained(rs_dir).eval()),
             *([("rlaif", AutoModelForCausalLM.from_pretrained(rlaif_dir).eval())] if rlaif_dir else []),
             *([(HACKED, AutoModelForCausalLM.from_pretrained(hacked_dir).eval())] if hacked_dir else []),
-            *([(GOLD_PPO, AutoModelForCausalLM.from_pretrained(gold_ppo_dir).eval())] if gold_ppo_dir else []),
-            *([(GOLD_DPO, AutoModelForCausalLM.from_pretrained(gold_dpo_dir).eval())] if gold_dpo_dir else []),
+            *(
+                [(GOLD_PPO, AutoModelForCausalLM.from_pretrained(gold_ppo_dir).eval())]
+                if gold_ppo_dir
+                else []
+            ),
+            *(
+                [(GOLD_DPO, AutoModelForCausalLM.from_pretrained(gold_dpo_dir).eval())]
+                if gold_dpo_dir
+                else []
+            ),
         )
     ]
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
     bon_rows, bon_scores, bon_gold = evaluate_best_of_n(
-        f"best-of-{preset.best_of}", sft_model, rm, tok, tasks, preset.best_of, preset.max_new_tokens, seed + 2
+        f"best-of-{preset.best_of}",
+        sft_model,
+        rm,
+        tok,
+        tasks,
+        preset.best_of,
+        preset.max_new_tokens,
+        seed + 2,
     )
     stages += bon_rows
     sft_gold = stages[1]["_gold_scores"]

@@ -91,7 +91,9 @@ def best_of_n_curve(curve: list[dict[str, Any]]) -> list[str]:
         "any reward model could get from these samples.",
         "",
     ]
-    return out + _markdown([t for _, t, _ in CURVE_COLUMNS], [[f.format(row[k]) for k, _, f in CURVE_COLUMNS] for row in curve])
+    return out + _markdown(
+        [t for _, t, _ in CURVE_COLUMNS], [[f.format(row[k]) for k, _, f in CURVE_COLUMNS] for row in curve]
+    )
 
 
 WINDOW_COLUMNS = [
@@ -126,7 +128,11 @@ def proxy_vs_gold(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
     hacked = curves.get(HACKED)
     if hacked and len(hacked) > 1:
         a, b = hacked[0], hacked[-1]
-        fair = f", fair RM {a['heldout']:+.3f} -> {b['heldout']:+.3f}" if "heldout" in a and "heldout" in b else ""
+        fair = (
+            f", fair RM {a['heldout']:+.3f} -> {b['heldout']:+.3f}"
+            if "heldout" in a and "heldout" in b
+            else ""
+        )
         out += [
             "",
             f"{HACKED}: proxy {a['proxy']:+.3f} -> {b['proxy']:+.3f}, gold {a['gold']:+.3f} -> {b['gold']:+.3f}{fair}, "

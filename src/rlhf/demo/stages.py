@@ -59,7 +59,9 @@ def pretrain_base(root: Path, world: World, preset: Preset, seed: int) -> Path:
     # keyed by what shapes pretraining only, so later stages' settings can change without a rerun
     used = {k: getattr(preset, k) for k in PRETRAIN_FIELDS}
     key = hashlib.sha256(
-        json.dumps({"preset": used, "seed": seed, "world": asdict(world.sizes), "v": 2}, sort_keys=True).encode()
+        json.dumps(
+            {"preset": used, "seed": seed, "world": asdict(world.sizes), "v": 2}, sort_keys=True
+        ).encode()
     ).hexdigest()[:12]
     cached = _cache_dir(root) / f"base-{key}"
     if (cached / "config.json").is_file():
@@ -161,9 +163,13 @@ def read_candidates(root: Path) -> list[list[str]]:
     return [json.loads(line)["responses"] for line in lines]
 
 
-def rank(path: Path, world: World, candidates: list[list[str]], pool: RaterPool, preset: Preset, seed: int) -> Path:
+def rank(
+    path: Path, world: World, candidates: list[list[str]], pool: RaterPool, preset: Preset, seed: int
+) -> Path:
     """``pool``'s rankings of the candidate sets of the rating prompts, written to ``path``."""
-    records = pool.label(world.tasks("rating"), candidates, seed=seed, raters_per_prompt=preset.raters_per_prompt)
+    records = pool.label(
+        world.tasks("rating"), candidates, seed=seed, raters_per_prompt=preset.raters_per_prompt
+    )
     return write_jsonl(path, records)
 
 
@@ -229,7 +235,15 @@ def run_ppo(
     return ppo.train(cfg, sample_metrics=gold, reward_fn=None if rm_dir else gold_reward)
 
 
-def run_dpo(root: Path, sft_dir: Path, rankings: Path, preset: Preset, seed: int, name: str = "dpo", epochs: float | None = None) -> Path:
+def run_dpo(
+    root: Path,
+    sft_dir: Path,
+    rankings: Path,
+    preset: Preset,
+    seed: int,
+    name: str = "dpo",
+    epochs: float | None = None,
+) -> Path:
     """DPO from the SFT model on ``rankings`` (expanded to pairs)."""
     return train_recipe(
         dpo,

@@ -30,7 +30,12 @@ class OnlineDPOOutput(NamedTuple):
 
 
 def online_dpo_loss(
-    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor, group_size: int, beta: float
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    mask: torch.Tensor,
+    scores: torch.Tensor,
+    group_size: int,
+    beta: float,
 ) -> OnlineDPOOutput:
     """The DPO loss of each group's best-vs-worst pair (``rlhf.rollout.advantages.group_pairs``).
 

@@ -96,7 +96,9 @@ def score_generations(
     if isinstance(scorer, RewardModel):
         n = len(gens[0]) if gens and all(len(gs) == len(gens[0]) for gs in gens) else 1
         # each prompt read once for its n responses where the reward model allows (rollout/groups.py)
-        scores = scorer([p for p, _ in flat], [g.prompt_ids for _, g in flat], [g for _, g in flat], n, batch_size).tolist()
+        scores = scorer(
+            [p for p, _ in flat], [g.prompt_ids for _, g in flat], [g for _, g in flat], n, batch_size
+        ).tolist()
     else:
         texts = [render_prompt(tokenizer, p) for p, _ in flat]
         completions, finished = [g.text for _, g in flat], [g.finished for _, g in flat]
@@ -162,19 +164,34 @@ def train(cfg: Config) -> Path:
     tokenizer = load_tokenizer(cfg.model.path)
     if scorer is None:  # loaded before sampling, so a wrong reward model fails before the long part
         scorer = RewardModel(
-            b.reward_model, cfg.model, tokenizer, "best_of_n.reward_model", acc.device,
-            fmt=b.reward_format, format_key="best_of_n.reward_format",
+            b.reward_model,
+            cfg.model,
+            tokenizer,
+            "best_of_n.reward_model",
+            acc.device,
+            fmt=b.reward_format,
+            format_key="best_of_n.reward_format",
         )
     # under accelerate launch each process samples and scores every n-th prompt
     records, gens, mine = generate(cfg.model, cfg.sample, acc, tokenizer)
     prompts, size = [records[i].prompt for i in mine], cfg.sample.batch_size
     scores = score_generations(scorer, prompts, tokenizer, gens, size, b.reward_function) if mine else []
-    gold = score_generations(gold_fn, prompts, tokenizer, gens, size, b.gold, "best_of_n.gold") if gold_fn and mine else None
+    gold = (
+        score_generations(gold_fn, prompts, tokenizer, gens, size, b.gold, "best_of_n.gold")
+        if gold_fn and mine
+        else None
+    )
     rows = gather_in_order(
         acc,
         [
-            {"index": i, "prompt": records[i].prompt, "responses": [g.text for g in gs], "scores": ss,
-             "best": max(range(len(ss)), key=ss.__getitem__)} | ({"gold": gold[j]} if gold else {})
+            {
+                "index": i,
+                "prompt": records[i].prompt,
+                "responses": [g.text for g in gs],
+                "scores": ss,
+                "best": max(range(len(ss)), key=ss.__getitem__),
+            }
+            | ({"gold": gold[j]} if gold else {})
             for j, (i, gs, ss) in enumerate(zip(mine, gens, scores))
         ],
     )
@@ -183,7 +200,10 @@ def train(cfg: Config) -> Path:
     out = Path(b.output_dir)
     pairs = [p for r in rows if (p := best_worst_pair(r["prompt"], r["responses"], r["scores"])) is not None]
     if acc.is_main_process:
-        write_jsonl_atomic(out / "best.jsonl", [{"prompt": r["prompt"], "completion": r["responses"][r["best"]]} for r in rows])
+        write_jsonl_atomic(
+            out / "best.jsonl",
+            [{"prompt": r["prompt"], "completion": r["responses"][r["best"]]} for r in rows],
+        )
         write_jsonl_atomic(out / "scored.jsonl", [{k: v for k, v in r.items() if k != "index"} for r in rows])
         write_jsonl_atomic(out / "pairs.jsonl", pairs)
     n = cfg.sample.n
@@ -205,5 +225,7 @@ def train(cfg: Config) -> Path:
     )
     for row in summary["curve"]:
         gold_text = f"  gold {row['gold']:+.3f}" if "gold" in row else ""
-        acc.print(f"[best-of-n]   best of {row['n']:>3}: KL {row['kl']:.3f}  score {row['score']:+.3f}{gold_text}")
+        acc.print(
+            f"[best-of-n]   best of {row['n']:>3}: KL {row['kl']:.3f}  score {row['score']:+.3f}{gold_text}"
+        )
     return out

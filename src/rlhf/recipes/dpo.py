@@ -156,7 +156,6 @@ def load_pairs(path: str, what: str, tokenizer, cfg: Config) -> tuple[list[dict]
     return pairs, {**vars(stats), "pairs": len(pairs), "tied_pairs_skipped": ties}
 
 
-
 # ---------------------------------------------------------------- training
 
 

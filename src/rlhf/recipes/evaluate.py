@@ -99,31 +99,43 @@ def check(cfg: Config) -> dict[str, Any]:
     e = cfg.eval
     check_model_path(cfg.model.path)
     if not e.prompts and not e.text:
-        raise ConfigError("eval.prompts or eval.text: nothing to evaluate on; give held-out prompts, text, or both")
+        raise ConfigError(
+            "eval.prompts or eval.text: nothing to evaluate on; give held-out prompts, text, or both"
+        )
     for key in ("baseline", "reference", "reward_model"):
         if getattr(e, key):
             check_model_path(getattr(e, key), f"eval.{key}")
     if e.reward_format != "pair" and not e.reward_model:
-        raise ConfigError(f"eval.reward_format={e.reward_format} is how eval.reward_model reads, and there is none")
+        raise ConfigError(
+            f"eval.reward_format={e.reward_format} is how eval.reward_model reads, and there is none"
+        )
     if e.reward_model and e.reward_function:
         raise ConfigError("eval.reward_model and eval.reward_function are both set; the proxy is one of them")
     if not e.prompts and (e.baseline or e.reward_model or e.reward_function or e.gold):
-        raise ConfigError("eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they need eval.prompts")
+        raise ConfigError(
+            "eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they need eval.prompts"
+        )
     if e.reference and e.kl_samples == 0:
         raise ConfigError("eval.reference is only used for KL; eval.kl_samples=0 turns KL off")
     if e.max_new_tokens < 1 or e.kl_samples < 0 or e.batch_size < 1 or e.max_length < 2:
-        raise ConfigError("eval.max_new_tokens and eval.batch_size must be >= 1, eval.kl_samples >= 0, eval.max_length >= 2")
+        raise ConfigError(
+            "eval.max_new_tokens and eval.batch_size must be >= 1, eval.kl_samples >= 0, eval.max_length >= 2"
+        )
     if e.temperature < 0 or not 0 < e.top_p <= 1:
         raise ConfigError("eval.temperature must be >= 0 and eval.top_p in (0, 1]")
     return {
-        key: load_reward_fn(getattr(e, key), f"eval.{key}") for key in ("reward_function", "gold") if getattr(e, key)
+        key: load_reward_fn(getattr(e, key), f"eval.{key}")
+        for key in ("reward_function", "gold")
+        if getattr(e, key)
     }
 
 
 def _load(cfg: Config, path: str, key: str, tokenizer):
     """A policy to compare or measure KL to; it must read token ids as model.path's tokenizer does."""
     if load_tokenizer(path, key).get_vocab() != tokenizer.get_vocab():
-        raise ConfigError(f"{key}: {path} uses another tokenizer than model.path; compare models built on the same")
+        raise ConfigError(
+            f"{key}: {path} uses another tokenizer than model.path; compare models built on the same"
+        )
     return load_policy(replace(cfg.model, path=path, lora_r=0), tokenizer, key).eval()
 
 
@@ -154,7 +166,9 @@ def sampled_kl_terms(
 ) -> list[tuple[float, float]]:
     """(log pi(y|x), log ref(y|x)) of each response sampled at ``params`` (see ``sampled_kl``)."""
     gens = [g for gs in engine.generate_ids(prompt_ids, params) for g in gs]
-    ref = sequence_logprobs(reference, [g.prompt_ids for g in gens], [g.response_ids for g in gens], pad_id, batch_size)
+    ref = sequence_logprobs(
+        reference, [g.prompt_ids for g in gens], [g.response_ids for g in gens], pad_id, batch_size
+    )
     return [(sum(g.logprobs), r) for g, r in zip(gens, ref.tolist())]
 
 
@@ -167,7 +181,12 @@ def kl_summary(terms: list[tuple[float, float]]) -> dict[str, float]:
 
 
 def score(
-    cfg: Config, fns: dict[str, Any], reward_model: RewardModel | None, prompts: list[Prompt], texts: list[str], gens: list[Generation]
+    cfg: Config,
+    fns: dict[str, Any],
+    reward_model: RewardModel | None,
+    prompts: list[Prompt],
+    texts: list[str],
+    gens: list[Generation],
 ) -> dict[str, list[float]]:
     """Each response's score under the proxy ("reward": the reward model or function) and "gold";
     ``prompts`` as the records hold them, ``texts`` rendered for the policy (what functions read)."""
@@ -177,7 +196,9 @@ def score(
     for key, label in (("reward_function", "reward"), ("gold", "gold")):
         if key in fns:
             completions, finished = [g.text for g in gens], [g.finished for g in gens]
-            out[label] = call_reward_fn(fns[key], texts, completions, finished, getattr(e, key), f"eval.{key}").tolist()
+            out[label] = call_reward_fn(
+                fns[key], texts, completions, finished, getattr(e, key), f"eval.{key}"
+            ).tolist()
     return out
 
 
@@ -204,7 +225,9 @@ def train(cfg: Config) -> Path:
     if text_records:  # tokenized once, for every model
         examples, _ = tokenize_demonstrations(text_records, tokenizer, e.max_length)
         if not examples:
-            raise ConfigError(f"eval.text: no record of {e.text} has a completion token within eval.max_length")
+            raise ConfigError(
+                f"eval.text: no record of {e.text} has a completion token within eval.max_length"
+            )
     acc = sampling_accelerator(e.seed)
     rank, world, say = acc.process_index, acc.num_processes, acc.print
     run = RunDir(e.output_dir, acc.is_main_process)
@@ -214,16 +237,28 @@ def train(cfg: Config) -> Path:
         models["baseline"] = _load(cfg, e.baseline, "eval.baseline", tokenizer).to(acc.device)
     reference = None
     if e.kl_samples and (e.reference or e.baseline):
-        reference = _load(cfg, e.reference, "eval.reference", tokenizer).to(acc.device) if e.reference else models["baseline"]
+        reference = (
+            _load(cfg, e.reference, "eval.reference", tokenizer).to(acc.device)
+            if e.reference
+            else models["baseline"]
+        )
     # the proxy reward model, loaded before anything is generated (its tokenizer may differ)
     reward_model = (
         RewardModel(
-            e.reward_model, cfg.model, tokenizer, "eval.reward_model", acc.device, fmt=e.reward_format, format_key="eval.reward_format"
+            e.reward_model,
+            cfg.model,
+            tokenizer,
+            "eval.reward_model",
+            acc.device,
+            fmt=e.reward_format,
+            format_key="eval.reward_format",
         )
         if e.reward_model
         else None
     )
-    report: dict[str, Any] = {"models": {"policy": cfg.model.path, **({"baseline": e.baseline} if e.baseline else {})}}
+    report: dict[str, Any] = {
+        "models": {"policy": cfg.model.path, **({"baseline": e.baseline} if e.baseline else {})}
+    }
     stats: dict[str, dict[str, float]] = {name: {} for name in models}
 
     if records:
@@ -239,21 +274,40 @@ def train(cfg: Config) -> Path:
             engine = make_engine(e.engine, model, tokenizer, e.batch_size)
             gens[name] = [gs[0] for gs in engine.generate_ids(ids, params)] if ids else []
             if name == "policy" and reference is not None and ids:
-                kl_params = SamplingParams(e.max_new_tokens, 1.0, n=e.kl_samples, seed=e.seed + 1, stop=list(e.stop))
-                kl_terms = sampled_kl_terms(engine, reference, ids, kl_params, tokenizer.pad_token_id, e.batch_size)
+                kl_params = SamplingParams(
+                    e.max_new_tokens, 1.0, n=e.kl_samples, seed=e.seed + 1, stop=list(e.stop)
+                )
+                kl_terms = sampled_kl_terms(
+                    engine, reference, ids, kl_params, tokenizer.pad_token_id, e.batch_size
+                )
         # 3. score: the proxy and the gold scorer, every model's responses in one call each
         flat = [g for name in names for g in gens[name]]
         raw = [records[i].prompt for i in mine]
-        scorers = [label for label, on in (("reward", reward_model or "reward_function" in fns), ("gold", "gold" in fns)) if on]
+        scorers = [
+            label
+            for label, on in (("reward", reward_model or "reward_function" in fns), ("gold", "gold" in fns))
+            if on
+        ]
         local = {label: [] for label in scorers}  # a process with no prompts (more processes than prompts)
         if flat:
-            local = score(cfg, fns, reward_model, [p for _ in names for p in raw], [t for _ in names for t in texts], flat)
+            local = score(
+                cfg,
+                fns,
+                reward_model,
+                [p for _ in names for p in raw],
+                [t for _ in names for t in texts],
+                flat,
+            )
         rows = [
             {
                 "index": i,
                 "prompt": texts[j],
                 **{name: gens[name][j] for name in names},
-                **{f"{name}_{label}": local[label][k * len(mine) + j] for k, name in enumerate(names) for label in scorers},
+                **{
+                    f"{name}_{label}": local[label][k * len(mine) + j]
+                    for k, name in enumerate(names)
+                    for label in scorers
+                },
             }
             for j, i in enumerate(mine)
         ]
@@ -269,7 +323,11 @@ def train(cfg: Config) -> Path:
             stats["policy"].update(kl_summary(kl_terms))
         if e.baseline:
             report["win_rate"] = {
-                label: vars(win_rate_interval([r[f"policy_{label}"] for r in rows], [r[f"baseline_{label}"] for r in rows]))
+                label: vars(
+                    win_rate_interval(
+                        [r[f"policy_{label}"] for r in rows], [r[f"baseline_{label}"] for r in rows]
+                    )
+                )
                 for label in scorers
             }
         if acc.is_main_process:
@@ -297,7 +355,9 @@ def format_report(report: dict[str, Any]) -> str:
     names = [n for n in ("policy", "baseline") if n in report]
     keys = sorted({k for n in names for k in report[n]})
     lines = [f"[eval] {report['prompts']} prompts" if "prompts" in report else "[eval] held-out text only"]
-    lines += [f"  {k:>16}: " + "  ".join(f"{n} {report[n][k]:.4g}" for n in names if k in report[n]) for k in keys]
+    lines += [
+        f"  {k:>16}: " + "  ".join(f"{n} {report[n][k]:.4g}" for n in names if k in report[n]) for k in keys
+    ]
     for label, w in report.get("win_rate", {}).items():
         lines.append(
             f"  win rate ({label}): {w['rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}] "

@@ -165,13 +165,22 @@ def train(
     run.write_config(cfg)
     run.write_json(
         "data.json",
-        {"train": vars(stats), "ptx_records": len(ptx), "eval_prompts": len(held_out.prompt_ids), "eval_text": len(held_out.text)},
+        {
+            "train": vars(stats),
+            "ptx_records": len(ptx),
+            "eval_prompts": len(held_out.prompt_ids),
+            "eval_text": len(held_out.text),
+        },
     )
 
     policy = load_policy(cfg.model, tokenizer).eval()
     lora = cfg.model.lora_r > 0
     # with LoRA the reference is the policy with its adapters switched off: no second copy
-    ref = None if lora or not a.reference else frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
+    ref = (
+        None
+        if lora or not a.reference
+        else frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
+    )
     if cfg.train.mixed_precision == "bf16":  # frozen models keep bf16 weights: no casts in every forward
         for model in (ref, scorer.model, watcher and watcher.model):
             if model is not None:
@@ -181,11 +190,15 @@ def train(
     if shared_critic:  # a value head on the policy's own transformer, as wide as its last hidden state
         lm_head = policy.get_output_embeddings()
         if not isinstance(lm_head, torch.nn.Linear):
-            raise ConfigError(f"critic.init=shared: {type(policy).__name__} has no linear output layer to size a value head by")
+            raise ConfigError(
+                f"critic.init=shared: {type(policy).__name__} has no linear output layer to size a value head by"
+            )
         critic = ValueHead(lm_head.in_features)
     elif a.name == "ppo":
         init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
-        body = load_scalar_model(replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}")
+        body = load_scalar_model(
+            replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}"
+        )
         critic = TokenValueModel(body.eval())
     plan = BatchPlan.build(len(prompt_ids), cfg.train, accelerator.num_processes)
     opt_steps = plan.total_steps * a.epochs * a.minibatches
@@ -204,7 +217,11 @@ def train(
         critic, c_optimizer = prepared[2], prepared[3]
         accelerator.register_for_checkpointing(c_scheduler)
     start, last_ckpt = run.resume(accelerator, cfg.train.resume)
-    kl_ctl = AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target > 0 else FixedKLController(a.kl_coef)
+    kl_ctl = (
+        AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon)
+        if a.kl_target > 0
+        else FixedKLController(a.kl_coef)
+    )
     if last_ckpt is not None:
         kl_ctl.load_state_dict(json.loads((last_ckpt / "state.json").read_text())["kl_controller"])
     unwrapped = accelerator.unwrap_model(policy)
@@ -212,12 +229,20 @@ def train(
     share = r.share_prompt and n > 1
     if share:  # every model must take the 4D mask, before any work
         longest = max(len(p) for p in prompt_ids) + n * r.max_new_tokens
-        for model in (policy, ref, None if shared_critic else critic, scorer.model, watcher and watcher.model):
+        for model in (
+            policy,
+            ref,
+            None if shared_critic else critic,
+            scorer.model,
+            watcher and watcher.model,
+        ):
             if model is not None:
                 shared_prompt.check(model, longest, "rollout.share_prompt")
     hidden = getattr(shared_prompt.base_model(unwrapped).config, "hidden_size", None)  # None: never pack
     ptx_plan = (
-        BatchPlan(len(ptx), cfg.ptx.batch_size, 1, accelerator.num_processes, cfg.train.seed, opt_steps) if ptx else None
+        BatchPlan(len(ptx), cfg.ptx.batch_size, 1, accelerator.num_processes, cfg.train.seed, opt_steps)
+        if ptx
+        else None
     )
 
     def forward(part: Experience) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -233,7 +258,13 @@ def train(
             return response_logits(policy, exp)
 
     sampling = SamplingParams(
-        r.max_new_tokens, r.temperature, r.top_p, r.top_k, n=n, stop=list(r.stop), min_new_tokens=r.min_new_tokens
+        r.max_new_tokens,
+        r.temperature,
+        r.top_p,
+        r.top_k,
+        n=n,
+        stop=list(r.stop),
+        min_new_tokens=r.min_new_tokens,
     )
     eval_params = replace(sampling, n=1, seed=cfg.train.seed * 1_000_003 - 1)  # one seed for every evaluation
 
@@ -241,8 +272,16 @@ def train(
         """Log the held-out evaluation of the policy after ``done`` steps; returns its seconds."""
         t = time.perf_counter()
         result = evaluate_held_out(
-            held_out, policy=policy, engine=engine, scorer=scorer, reference_logits=reference_logits if a.reference else None,
-            params=eval_params, cfg=cfg, accelerator=accelerator, pad_id=tokenizer.pad_token_id, sample_metrics=sample_metrics,
+            held_out,
+            policy=policy,
+            engine=engine,
+            scorer=scorer,
+            reference_logits=reference_logits if a.reference else None,
+            params=eval_params,
+            cfg=cfg,
+            accelerator=accelerator,
+            pad_id=tokenizer.pad_token_id,
+            sample_metrics=sample_metrics,
         )
         seconds = time.perf_counter() - t
         run.log({"step": done, **result, "time_eval": seconds})
@@ -271,9 +310,16 @@ def train(
         t1 = time.perf_counter()
 
         # 2. score
-        raw = scorer(rows_raw, rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
+        raw = scorer(rows_raw, rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(
+            device
+        )
         exp.scores = postprocess_scores(
-            raw, finished.to(device), scorer.mean, scorer.std, r_clip(cfg), cfg.rewards.missing_eos_penalty or None
+            raw,
+            finished.to(device),
+            scorer.mean,
+            scorer.std,
+            r_clip(cfg),
+            cfg.rewards.missing_eos_penalty or None,
         )
 
         # 3. log-probs of the sampling policy and the reference, values (micro-batched). With a
@@ -288,7 +334,9 @@ def train(
             for part in parts:
                 R, tokens = part.response_mask.shape[1], response_tokens(part)
                 if a.reference:
-                    ref_logp.append(_pad_to(token_logprobs(reference_logits(part), tokens, r.temperature), width, R))
+                    ref_logp.append(
+                        _pad_to(token_logprobs(reference_logits(part), tokens, r.temperature), width, R)
+                    )
                 if fused:
                     continue
                 logits, v = forward(part)
@@ -315,7 +363,9 @@ def train(
             batch_std = _batch_std(accelerator, exp.scores)
         if a.name == "ppo":
             exp.values = torch.cat(values) * mask
-            rewards, _ = shape_rewards(exp.scores, exp.logprobs, exp.ref_logprobs, mask, kl_ctl.value, a.kl_estimator)
+            rewards, _ = shape_rewards(
+                exp.scores, exp.logprobs, exp.ref_logprobs, mask, kl_ctl.value, a.kl_estimator
+            )
             adv, exp.returns = gae(rewards, exp.values, mask, a.gamma, a.lam)
             exp.advantages = whiten(adv, mask) if a.whiten_advantages else adv
         elif a.name == "rloo":
@@ -323,7 +373,9 @@ def train(
             seq_reward = exp.scores - kl_ctl.value * est.sum(1)
             exp.advantages = rloo_advantages(seq_reward, n)[:, None] * mask
         elif a.name == "grpo":
-            exp.advantages = group_advantages(exp.scores, n, a.scale_rewards, batch_std=batch_std)[:, None] * mask
+            exp.advantages = (
+                group_advantages(exp.scores, n, a.scale_rewards, batch_std=batch_std)[:, None] * mask
+            )
         else:  # online_dpo: no advantages; step 5 pairs each prompt's best and worst sample
             exp.advantages = torch.zeros_like(mask, dtype=exp.logprobs.dtype)
         t2 = time.perf_counter()
@@ -346,7 +398,9 @@ def train(
                 n_tok_total = n_tok.item()
                 n_seq = accelerator.reduce(torch.tensor(float(len(mb)), device=device), "sum").item()
                 if a.name == "online_dpo":  # preference pairs in the minibatch, over all processes
-                    n_pairs = accelerator.reduce(group_pairs(mb.scores, n)[2].sum().float(), "sum").clamp(min=1)
+                    n_pairs = accelerator.reduce(group_pairs(mb.scores, n)[2].sum().float(), "sum").clamp(
+                        min=1
+                    )
                 scale = accelerator.num_processes / n_tok  # token mean; undoes DDP's mean over processes
                 for sl in _chunks(len(mb), a.micro_batch):
                     part = mb.select(list(range(len(mb)))[sl]) if a.micro_batch else mb
@@ -355,10 +409,16 @@ def train(
                         if live is not None:
                             logits, new_logp, v = live
                         else:  # a separate critic runs its own forward below
-                            logits, v = forward(part) if shared_critic else (response_logits(policy, part), None)
+                            logits, v = (
+                                forward(part) if shared_critic else (response_logits(policy, part), None)
+                            )
                             new_logp = token_logprobs(logits, response_tokens(part), r.temperature)
                         pl, clipped = policy_loss(
-                            new_logp, part.logprobs, part.advantages, a.clip, a.clip_high or None,
+                            new_logp,
+                            part.logprobs,
+                            part.advantages,
+                            a.clip,
+                            a.clip_high or None,
                             pm if a.ratio_level == "sequence" else None,
                         )
                         per_token = pl
@@ -366,11 +426,15 @@ def train(
                         if a.entropy_coef:
                             per_token = per_token - a.entropy_coef * ent
                         if a.name == "grpo" and a.reference:
-                            per_token = per_token + kl_ctl.value * kl_penalty(new_logp, part.ref_logprobs, "k3")
+                            per_token = per_token + kl_ctl.value * kl_penalty(
+                                new_logp, part.ref_logprobs, "k3"
+                            )
                         weights = aggregation_weights(pm, a.loss_agg, n_tok_total, n_seq, r.max_new_tokens)
                         loss = (per_token * weights).sum() * accelerator.num_processes
                         if a.name == "online_dpo":
-                            dpo = online_dpo_loss(new_logp, part.ref_logprobs, pm, part.scores, n, kl_ctl.value)
+                            dpo = online_dpo_loss(
+                                new_logp, part.ref_logprobs, pm, part.scores, n, kl_ctl.value
+                            )
                             loss = loss + dpo.losses.sum() * accelerator.num_processes / n_pairs
                         if shared_critic:  # one backward through the shared transformer
                             vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
@@ -411,12 +475,24 @@ def train(
                     _add(stats_sum, "ptx_loss", nll.detach() / count.clamp(min=1))
                     _add(stats_sum, "ptx_steps", torch.ones((), device=device))
                 loss_now = float(
-                    stats_sum["dpo_loss"] / stats_sum["pairs"].clamp(min=1) if a.name == "online_dpo"
+                    stats_sum["dpo_loss"] / stats_sum["pairs"].clamp(min=1)
+                    if a.name == "online_dpo"
                     else stats_sum["policy_loss"] / stats_sum["tokens"]
                 )
-                optimizer_step(accelerator, policy, optimizer, scheduler, cfg.train, step + 1, loss_now, last_ckpt)
+                optimizer_step(
+                    accelerator, policy, optimizer, scheduler, cfg.train, step + 1, loss_now, last_ckpt
+                )
                 if critic is not None:
-                    optimizer_step(accelerator, critic, c_optimizer, c_scheduler, cfg.train, step + 1, loss_now, last_ckpt)
+                    optimizer_step(
+                        accelerator,
+                        critic,
+                        c_optimizer,
+                        c_scheduler,
+                        cfg.train,
+                        step + 1,
+                        loss_now,
+                        last_ckpt,
+                    )
         engine.sync_weights(unwrapped)
         t3 = time.perf_counter()
 
@@ -428,11 +504,15 @@ def train(
         rollouts_done += rollouts
         done = step + 1
         bar.update(1)
-        bar.set_postfix(score=f"{raw.mean().item():+.3f}", **({"kl": f"{mean_kl:.3f}"} if a.reference else {}))
+        bar.set_postfix(
+            score=f"{raw.mean().item():+.3f}", **({"kl": f"{mean_kl:.3f}"} if a.reference else {})
+        )
         completions = [g.text for g in gens]
         logged = done % cfg.train.log_every == 0 or done == plan.total_steps
         sampled = bool(r.samples_every) and (done % r.samples_every == 0 or done == plan.total_steps)
-        if logged or sampled:  # every process's samples: diversity, sample_metrics and the samples file see them all
+        if (
+            logged or sampled
+        ):  # every process's samples: diversity, sample_metrics and the samples file see them all
             every = _gather_rows(accelerator, rows_text, completions, raw.tolist())
         if logged:
             tok, pairs = stats_sum.pop("tokens"), stats_sum.pop("pairs", None)
@@ -445,20 +525,30 @@ def train(
                 "response_length": mask.sum(1).mean(),
                 "no_eos_share": (~finished).float().mean().to(device),
                 **{
-                    k: v / (steps if k.startswith("ptx") else pairs.clamp(min=1) if k.startswith("dpo_") else tok)
+                    k: v
+                    / (steps if k.startswith("ptx") else pairs.clamp(min=1) if k.startswith("dpo_") else tok)
                     for k, v in stats_sum.items()
                 },
             }
             if watcher is not None:  # read on logged steps only: it trains nothing
                 with torch.no_grad():
-                    held = watcher(rows_raw, rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1).to(device)
-                local.update(score_heldout_raw=held.mean(), score_heldout=postprocess_scores(held, finished.to(device), watcher.mean, watcher.std).mean())
+                    held = watcher(
+                        rows_raw, rows_text, rows_prompt, gens, accelerator.autocast, n if share else 1
+                    ).to(device)
+                local.update(
+                    score_heldout_raw=held.mean(),
+                    score_heldout=postprocess_scores(
+                        held, finished.to(device), watcher.mean, watcher.std
+                    ).mean(),
+                )
             if a.name != "ppo":  # groups whose samples all scored the same teach nothing
                 local["uniform_groups"] = uniform_groups(exp.scores, n).float().mean()
             if not a.reference:
                 local.pop("kl")
             record = {"step": done, "epoch": round(plan.epoch_of(done), 4)}
-            record.update({k: accelerator.reduce(v.float().reshape(()), "mean").item() for k, v in local.items()})
+            record.update(
+                {k: accelerator.reduce(v.float().reshape(()), "mean").item() for k, v in local.items()}
+            )
             # signs of reward hacking that need no gold: answers that loop, and answers that all look alike
             record.update(repetition(every[1]))
             every_score = torch.tensor(every[2], dtype=torch.float64)  # the whole batch's, every process's
@@ -482,7 +572,9 @@ def train(
             run.log(record)
         if sampled:
             write_samples(run, done, *every, accelerator.is_main_process)
-        if held_out and (done == plan.total_steps or (cfg.train.eval_every and done % cfg.train.eval_every == 0)):
+        if held_out and (
+            done == plan.total_steps or (cfg.train.eval_every and done % cfg.train.eval_every == 0)
+        ):
             eval_seconds += evaluate(done)
         if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
             last_ckpt = run.save_checkpoint(
@@ -494,7 +586,9 @@ def train(
         for cb in callbacks or []:
             cb(done)
     bar.close()
-    final = run.save_final(accelerator, lambda d: save_pretrained(accelerator.unwrap_model(policy), tokenizer, d))
+    final = run.save_final(
+        accelerator, lambda d: save_pretrained(accelerator.unwrap_model(policy), tokenizer, d)
+    )
     say(f"[{a.name}] saved {final}")
     return final
 

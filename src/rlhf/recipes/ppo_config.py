@@ -165,7 +165,9 @@ def check(cfg: Config, reward_fn=None):
     if not cfg.data.train:
         raise ConfigError("data.train: a file of prompt records is required")
     if reward_fn is not None and (cfg.rewards.model or cfg.rewards.function):
-        raise ConfigError("a reward function was passed to ppo.train: leave rewards.model and rewards.function unset")
+        raise ConfigError(
+            "a reward function was passed to ppo.train: leave rewards.model and rewards.function unset"
+        )
     if reward_fn is None and bool(cfg.rewards.model) == bool(cfg.rewards.function):
         raise ConfigError(
             "set exactly one of rewards.model (a reward model directory) and rewards.function ('module:function')"
@@ -178,14 +180,20 @@ def check(cfg: Config, reward_fn=None):
     elif fn is None:
         fn = load_reward_fn(cfg.rewards.function)
     if cfg.rewards.format != "pair" and not (cfg.rewards.model or cfg.rewards.heldout_model):
-        raise ConfigError(f"rewards.format={cfg.rewards.format} is how a reward model reads; rewards.function reads text as it is")
+        raise ConfigError(
+            f"rewards.format={cfg.rewards.format} is how a reward model reads; rewards.function reads text as it is"
+        )
     a, r = cfg.algo, cfg.rollout
     if a.name == "online_dpo":
         _check_online_dpo(cfg)
     if a.name in ("grpo", "rloo", "online_dpo") and r.samples_per_prompt < 2:
-        raise ConfigError(f"algo.name={a.name} needs rollout.samples_per_prompt >= 2 (the group is its baseline)")
+        raise ConfigError(
+            f"algo.name={a.name} needs rollout.samples_per_prompt >= 2 (the group is its baseline)"
+        )
     if a.name == "ppo" and cfg.critic.init == "reward" and not cfg.rewards.model:
-        raise ConfigError("critic.init=reward needs rewards.model; with a reward function use critic.init=policy")
+        raise ConfigError(
+            "critic.init=reward needs rewards.model; with a reward function use critic.init=policy"
+        )
     if a.name == "ppo" and cfg.critic.init == "shared" and cfg.critic.vf_coef <= 0:
         raise ConfigError(f"critic.vf_coef must be > 0 with critic.init=shared (got {cfg.critic.vf_coef})")
     if cfg.train.grad_accum != 1:
@@ -193,7 +201,11 @@ def check(cfg: Config, reward_fn=None):
     if a.epochs < 1 or a.minibatches < 1:
         raise ConfigError("algo.epochs and algo.minibatches must be >= 1")
     rollouts = cfg.train.batch_size * r.samples_per_prompt
-    mb = exact_div(rollouts, a.minibatches, "rollout batch (train.batch_size x rollout.samples_per_prompt) / algo.minibatches")
+    mb = exact_div(
+        rollouts,
+        a.minibatches,
+        "rollout batch (train.batch_size x rollout.samples_per_prompt) / algo.minibatches",
+    )
     if a.micro_batch:
         exact_div(mb, a.micro_batch, "minibatch size / algo.micro_batch")
     if r.temperature <= 0:
@@ -239,7 +251,9 @@ def _check_online_dpo(cfg: Config) -> None:
             f"(got reference={a.reference}, kl_coef={a.kl_coef})"
         )
     if a.clip_high or a.loss_agg != "token":
-        raise ConfigError("algo.clip_high and algo.loss_agg shape the clipped surrogate; algo.name=online_dpo has none")
+        raise ConfigError(
+            "algo.clip_high and algo.loss_agg shape the clipped surrogate; algo.name=online_dpo has none"
+        )
     if cfg.train.batch_size % a.minibatches or (a.micro_batch and a.micro_batch % r.samples_per_prompt):
         raise ConfigError(
             "algo.name=online_dpo pairs each prompt's samples, so a minibatch must hold whole prompts "

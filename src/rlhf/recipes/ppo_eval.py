@@ -54,7 +54,9 @@ def load_held_out(cfg, tokenizer) -> HeldOut:
 
     held = HeldOut()
     if cfg.data.eval:
-        held.prompts, held.prompt_texts, held.prompt_ids, _ = load_prompts(cfg, tokenizer, cfg.data.eval, "data.eval")
+        held.prompts, held.prompt_texts, held.prompt_ids, _ = load_prompts(
+            cfg, tokenizer, cfg.data.eval, "data.eval"
+        )
     if cfg.ptx.eval:
         held.text = load_examples(cfg.ptx.eval, "ptx.eval", tokenizer, cfg)[0]
     return held
@@ -77,16 +79,35 @@ def evaluate_held_out(
     """The eval_* metrics of the module docstring for the policy as it is now."""
     out: dict[str, float] = {}
     if held.prompt_ids:
-        out.update(_prompts(held, policy, engine, scorer, reference_logits, params, cfg, accelerator, pad_id, sample_metrics))
+        out.update(
+            _prompts(
+                held,
+                policy,
+                engine,
+                scorer,
+                reference_logits,
+                params,
+                cfg,
+                accelerator,
+                pad_id,
+                sample_metrics,
+            )
+        )
     if held.text:
         nll = text_nll(policy, accelerator, held.text, pad_id, cfg.ptx.batch_size)
         out.update(eval_nll=nll["eval_loss"], eval_ppl=nll["eval_ppl"])
     return out
 
 
-def _prompts(held, policy, engine, scorer, reference_logits, params, cfg, accelerator, pad_id, sample_metrics):
+def _prompts(
+    held, policy, engine, scorer, reference_logits, params, cfg, accelerator, pad_id, sample_metrics
+):
     r, rank, world = cfg.rollout, accelerator.process_index, accelerator.num_processes
-    raw_prompts, texts, ids = held.prompts[rank::world], held.prompt_texts[rank::world], held.prompt_ids[rank::world]
+    raw_prompts, texts, ids = (
+        held.prompts[rank::world],
+        held.prompt_texts[rank::world],
+        held.prompt_ids[rank::world],
+    )
     rows: list[dict] = []
     if ids:
         gens = [gs[0] for gs in engine.generate_ids(ids, params)]
@@ -94,17 +115,33 @@ def _prompts(held, policy, engine, scorer, reference_logits, params, cfg, accele
         finished = torch.tensor([g.finished for g in gens])
         raw = scorer(raw_prompts, texts, ids, gens, accelerator.autocast, 1).float().cpu()
         score = postprocess_scores(
-            raw, finished, scorer.mean, scorer.std, cfg.rewards.clip or None, cfg.rewards.missing_eos_penalty or None
+            raw,
+            finished,
+            scorer.mean,
+            scorer.std,
+            cfg.rewards.clip or None,
+            cfg.rewards.missing_eos_penalty or None,
         )
         kl = torch.full((len(ids),), float("nan"))
         if reference_logits is not None:
             kl = torch.cat(
-                [_seq_kl(policy, reference_logits, ids[s], responses[s], pad_id, r.temperature, accelerator)
-                 for s in (slice(i, i + r.batch_size) for i in range(0, len(ids), r.batch_size))]
+                [
+                    _seq_kl(
+                        policy, reference_logits, ids[s], responses[s], pad_id, r.temperature, accelerator
+                    )
+                    for s in (slice(i, i + r.batch_size) for i in range(0, len(ids), r.batch_size))
+                ]
             )
         rows = [
-            {"prompt": p, "text": g.text, "score": float(s), "score_raw": float(x), "kl": float(k),
-             "length": len(resp) if g.response_ids else 0, "finished": g.finished}
+            {
+                "prompt": p,
+                "text": g.text,
+                "score": float(s),
+                "score_raw": float(x),
+                "kl": float(k),
+                "length": len(resp) if g.response_ids else 0,
+                "finished": g.finished,
+            }
             for p, g, s, x, k, resp in zip(texts, gens, score, raw, kl, responses)
         ]
     rows = gather_object(rows) if world > 1 else rows
@@ -120,11 +157,15 @@ def _prompts(held, policy, engine, scorer, reference_logits, params, cfg, accele
     if reference_logits is not None:
         out["eval_kl"] = mean("kl")
     if sample_metrics is not None:
-        out.update({f"eval_{k}": v for k, v in sample_metrics([x["prompt"] for x in rows], completions).items()})
+        out.update(
+            {f"eval_{k}": v for k, v in sample_metrics([x["prompt"] for x in rows], completions).items()}
+        )
     return out
 
 
-def _seq_kl(policy, reference_logits, prompt_ids, response_ids, pad_id, temperature, accelerator) -> torch.Tensor:
+def _seq_kl(
+    policy, reference_logits, prompt_ids, response_ids, pad_id, temperature, accelerator
+) -> torch.Tensor:
     """Sum over each response's tokens of log pi - log ref (the k1 estimate of the training `kl`)."""
     device = accelerator.device
     exp = pack_rollouts(prompt_ids, response_ids, pad_id).to(device)

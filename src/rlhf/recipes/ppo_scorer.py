@@ -18,15 +18,21 @@ class Scorer:
     rewards.heldout_model for the one that only watches).
     """
 
-    def __init__(self, cfg: Config, tokenizer, reward_fn, device, path: str | None = None, key: str = "rewards.model"):
+    def __init__(
+        self, cfg: Config, tokenizer, reward_fn, device, path: str | None = None, key: str = "rewards.model"
+    ):
         self.cfg, self.fn = cfg, reward_fn
         self.rm, self.mean, self.std = None, None, None
         path = cfg.rewards.model if path is None else path
         if path:
-            self.rm = RewardModel(path, cfg.model, tokenizer, key, device, cfg.rewards.format, "rewards.format")
+            self.rm = RewardModel(
+                path, cfg.model, tokenizer, key, device, cfg.rewards.format, "rewards.format"
+            )
             if cfg.rewards.normalize:
                 if self.rm.statistics is None:
-                    print(f"[ppo] rewards.normalize: {key} stores no reward_mean/reward_std; not normalising it")
+                    print(
+                        f"[ppo] rewards.normalize: {key} stores no reward_mean/reward_std; not normalising it"
+                    )
                 else:
                     self.mean, self.std = self.rm.statistics
 
@@ -43,7 +49,10 @@ class Scorer:
         rollout.share_prompt allows).  Shape: (N,)"""
         if self.fn is not None:
             return call_reward_fn(
-                self.fn, prompt_texts, [g.text for g in gens], [g.finished for g in gens],
+                self.fn,
+                prompt_texts,
+                [g.text for g in gens],
+                [g.finished for g in gens],
                 self.cfg.rewards.function or getattr(self.fn, "__qualname__", repr(self.fn)),
                 "rewards.function" if self.cfg.rewards.function else "the reward function",
             )

@@ -67,7 +67,9 @@ def load_groups(path: str, what: str, tokenizer, cfg: Config):
 
 def score(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """One scalar per sequence, read at its last non-pad token.  Shape: (N,)"""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits.squeeze(-1)
+    return model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).logits.squeeze(-1)
 
 
 @torch.no_grad()

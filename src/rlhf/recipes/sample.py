@@ -77,7 +77,9 @@ def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, tokenizer, w
     from rlhf.rollout.engine import make_engine
 
     engine = make_engine(s.engine, model, tokenizer, s.batch_size)
-    params = SamplingParams(s.max_new_tokens, s.temperature, s.top_p, s.top_k, n=s.n, seed=s.seed, stop=list(s.stop))
+    params = SamplingParams(
+        s.max_new_tokens, s.temperature, s.top_p, s.top_k, n=s.n, seed=s.seed, stop=list(s.stop)
+    )
     mine = list(range(accelerator.process_index, len(records), accelerator.num_processes))
     try:
         gens = engine.generate([records[i].prompt for i in mine], params) if mine else []
@@ -129,12 +131,21 @@ def train(cfg: Config) -> Path:
     acc = sampling_accelerator(cfg.sample.seed)
     records, gens, mine = generate(cfg.model, cfg.sample, acc, load_tokenizer(cfg.model.path))
     rows = gather_in_order(
-        acc, [{"index": i, "responses": [g.text for g in gs], "cut": sum(not g.finished for g in gs)} for i, gs in zip(mine, gens)]
+        acc,
+        [
+            {"index": i, "responses": [g.text for g in gs], "cut": sum(not g.finished for g in gs)}
+            for i, gs in zip(mine, gens)
+        ],
     )
     out = Path(cfg.sample.output)
     if acc.is_main_process:
-        sets = [{"id": f"p{r['index']}", "prompt": records[r["index"]].prompt, "responses": r["responses"]} for r in rows]
+        sets = [
+            {"id": f"p{r['index']}", "prompt": records[r["index"]].prompt, "responses": r["responses"]}
+            for r in rows
+        ]
         write_jsonl_atomic(out, sets)
     cut = sum(r["cut"] for r in rows)
-    acc.print(f"[sample] {len(records)} prompts x {cfg.sample.n} responses -> {out} ({cut} cut at max_new_tokens)")
+    acc.print(
+        f"[sample] {len(records)} prompts x {cfg.sample.n} responses -> {out} ({cut} cut at max_new_tokens)"
+    )
     return out

@@ -71,7 +71,9 @@ def evaluate(model, accelerator, examples, pad_id: int, batch_size: int) -> dict
             k: v.to(accelerator.device) for k, v in collate_sft(mine[i : i + batch_size], pad_id).items()
         }
         with accelerator.autocast():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+            ).logits
         s, c = masked_nll(logits, batch["labels"])
         nll += s
         count += c

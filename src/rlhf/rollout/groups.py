@@ -111,7 +111,11 @@ def pack_groups(
             toks = prompt + resp
             kept = [c for c, t in zip(seq, toks) if t != score_pad_id] if score_pad_id is not None else seq
             last[b] = kept[-1] if kept else seq[0]  # transformers reads column 0 when all is padding
-            r_ids, r_seg, r_pos = r_ids + resp, r_seg + [i + 1] * len(resp), r_pos + list(range(p, p + len(resp)))
+            r_ids, r_seg, r_pos = (
+                r_ids + resp,
+                r_seg + [i + 1] * len(resp),
+                r_pos + list(range(p, p + len(resp))),
+            )
         ids.append(r_ids)
         seg.append(r_seg)
         pos.append(r_pos)

@@ -32,7 +32,9 @@ def sequence_logprobs(
         ids = pad([a + b for a, b in zip(p, r)], pad_id)
         mask = pad([[1] * (len(a) + len(b)) for a, b in zip(p, r)], 0)
         labels = pad([[IGNORE] * len(a) + b for a, b in zip(p, r)], IGNORE)
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False).logits
+        logits = model(
+            input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False
+        ).logits
         out.append(gather_logprobs(logits, labels.to(model.device)).sum(-1).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)

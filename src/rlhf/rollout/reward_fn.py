@@ -31,7 +31,9 @@ def load_reward_fn(spec: str, what: str = "rewards.function") -> RewardFn:
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # an import error of any kind is the user's to fix
-        raise ConfigError(f"{what}: cannot import module {module_name!r}: {type(err).__name__}: {err}") from err
+        raise ConfigError(
+            f"{what}: cannot import module {module_name!r}: {type(err).__name__}: {err}"
+        ) from err
     fn = getattr(module, attr, None)
     if fn is None:
         raise ConfigError(f"{what}: module {module_name!r} has no attribute {attr!r}")
@@ -41,7 +43,12 @@ def load_reward_fn(spec: str, what: str = "rewards.function") -> RewardFn:
 
 
 def call_reward_fn(
-    fn: RewardFn, prompts: list[str], completions: list[str], finished: list[bool], spec: str, what: str = "rewards.function"
+    fn: RewardFn,
+    prompts: list[str],
+    completions: list[str],
+    finished: list[bool],
+    spec: str,
+    what: str = "rewards.function",
 ) -> torch.Tensor:
     """Call a reward function and check what it returned (``what``: the config key that named it).  Shape: (N,)"""
     out = fn(prompts, completions, finished=finished)

@@ -48,8 +48,14 @@ class RewardModel:
     """
 
     def __init__(
-        self, path: str, model_cfg: ModelConfig, policy_tokenizer, key: str, device=None,
-        fmt: str = "pair", format_key: str = "",
+        self,
+        path: str,
+        model_cfg: ModelConfig,
+        policy_tokenizer,
+        key: str,
+        device=None,
+        fmt: str = "pair",
+        format_key: str = "",
     ):
         if fmt not in FORMATS:
             raise ConfigError(f"{format_key or 'format'}: {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -57,7 +63,9 @@ class RewardModel:
         self.tokenizer = load_tokenizer(path, key)
         if fmt == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError(f"{format_key}=chat: the tokenizer of {key}={path} has no chat template")
-        self.model = frozen(load_scalar_model(replace(model_cfg, path=path, lora_r=0), self.tokenizer, key, trained=True))
+        self.model = frozen(
+            load_scalar_model(replace(model_cfg, path=path, lora_r=0), self.tokenizer, key, trained=True)
+        )
         if device is not None:
             self.model.to(device)
         self.same_vocab = self.tokenizer.get_vocab() == policy_tokenizer.get_vocab()
@@ -75,12 +83,17 @@ class RewardModel:
         """(prompt ids, response ids) as this reward model reads them (module docstring). In the
         chat format the whole conversation is the prompt part and the response part is empty."""
         if self.fmt == "chat":
-            return [self.conversation_ids(prompt, g.text) for prompt, g in zip(prompts, gens)], [[] for _ in gens]
+            return [self.conversation_ids(prompt, g.text) for prompt, g in zip(prompts, gens)], [
+                [] for _ in gens
+            ]
         if self.same_vocab:
             return prompt_ids, [g.response_ids for g in gens]
         tok = self.tokenizer
         p = [encode_prompt(tok, prompt) for prompt in prompts]
-        r = [tok(g.text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if g.finished else []) for g in gens]
+        r = [
+            tok(g.text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if g.finished else [])
+            for g in gens
+        ]
         return p, r
 
     def conversation_ids(self, prompt: Prompt, response: str) -> list[int]:
@@ -93,7 +106,12 @@ class RewardModel:
 
     @torch.no_grad()
     def __call__(
-        self, prompts: list[Prompt], prompt_ids: list[list[int]], gens: list[Generation], n: int = 1, batch_size: int = 64
+        self,
+        prompts: list[Prompt],
+        prompt_ids: list[list[int]],
+        gens: list[Generation],
+        n: int = 1,
+        batch_size: int = 64,
     ) -> torch.Tensor:
         """Raw score of each generation; ``prompts`` (records' prompts, text or chat messages) and
         ``prompt_ids`` (the policy's tokens) are per generation. Rows that come ``n`` to a prompt

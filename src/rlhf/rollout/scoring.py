@@ -24,14 +24,21 @@ def score_sequences(
         ]
         ids = pad(seqs, pad_id).to(reward_model.device)
         mask = pad([[1] * len(s) for s in seqs], 0).to(reward_model.device)
-        out.append(reward_model(input_ids=ids, attention_mask=mask, use_cache=False).logits.squeeze(-1).float().cpu())
+        out.append(
+            reward_model(input_ids=ids, attention_mask=mask, use_cache=False).logits.squeeze(-1).float().cpu()
+        )
     reward_model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 
 
 @torch.no_grad()
 def score_groups(
-    reward_model, prompts: list[list[int]], responses: list[list[int]], n: int, pad_id: int, batch_size: int = 64
+    reward_model,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    n: int,
+    pad_id: int,
+    batch_size: int = 64,
 ) -> torch.Tensor:
     """As ``score_sequences``, for rows that come n to a prompt (rows g*n .. g*n+n-1 share one):
     each prompt is read once for its n responses (rollout/groups.py) when the reward model can

@@ -119,7 +119,11 @@ class Weights:
     tensors (norms, embeddings), so training can change the model freely until the next load()."""
 
     def __init__(
-        self, linears: dict[str, tuple], tensors: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device
+        self,
+        linears: dict[str, tuple],
+        tensors: dict[str, torch.Tensor],
+        dtype: torch.dtype,
+        device: torch.device,
     ):
         self.lin = {k: Linear(w, b, dtype, device) for k, (w, b) in linears.items()}
         self.t = {k: v.detach().to(device, dtype, copy=True) for k, v in tensors.items()}
