@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="runs/demo", help="run directory of the demo")
     demo.add_argument("--preset", default="default", choices=["default", "fast"], help="size of the demo")
     demo.add_argument("--seed", type=int, default=0)
+    convert = sub.add_parser(
+        "convert",
+        help="convert a GGUF file once into a cached Hugging Face checkpoint; print its directory",
+        description="Convert a GGUF file (default: the packaged SmolLM2-135M-Instruct) once into a "
+        "safetensors Hugging Face checkpoint in the GGUF cache ($RLHF_GGUF_CACHE, default "
+        "~/.cache/rlhf/gguf) and print that directory. Training verbs convert on first use too.",
+    )
+    convert.add_argument("gguf", nargs="?", help="GGUF file (default: the packaged SmolLM2-135M-Instruct)")
     from rlhf.feedback.cli import add_parser as add_label_parser
 
     add_label_parser(sub)
@@ -151,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             from rlhf.demo import run_demo
 
             run_demo(args.output_dir, args.preset, args.seed)
+        elif args.verb == "convert":
+            from rlhf.models import smollm
+            from rlhf.models.gguf import gguf_checkpoint
+
+            print(gguf_checkpoint(args.gguf, "argument GGUF") if args.gguf else smollm.checkpoint_dir())
         elif args.verb == "label":
             from rlhf.feedback.cli import run as run_label
 
