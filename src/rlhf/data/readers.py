@@ -37,9 +37,27 @@ def parse_jsonl_lines(lines: Iterable[str], source: str | Path) -> list[Located]
     return rows
 
 
+def decode_text(data: bytes, source: str | Path) -> str:
+    """UTF-8 bytes of a text file as a string; a leading byte-order mark is dropped (editors on
+    Windows write one), and bytes that are not UTF-8 are a DataError naming the line and byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1  # in bytes, 1-based
+        raise DataError(
+            f"{source}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def _read_jsonl(path: Path) -> list[Located]:
-    with path.open(encoding="utf-8") as fh:
-        return parse_jsonl_lines(fh, path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    # split on newlines only: str.splitlines() would also split inside a JSON string at U+2028
+    return parse_jsonl_lines(decode_text(data, path).split("\n"), path)
 
 
 def _read_table(path: Path, records: list[dict[str, Any]]) -> list[Located]:
