@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from rlhf.data.conversations import flatten_responses
 from rlhf.data.readers import DataError, Located, parse_jsonl_lines, read_records
 from rlhf.data.records import parse_prompt, parse_ranking
 from rlhf.feedback.db import Database, Label, Rater, Task
@@ -99,6 +100,7 @@ def _check_gold_ranks(ranks: list[int], where: str) -> None:
 def parse_candidate(rec: dict[str, Any], where: str) -> Candidate:
     """Validate one import record; DataError names the line and field."""
     _check_keys(rec, where)
+    rec = flatten_responses(rec, where)  # responses given as assistant messages
     if "prompt" not in rec:
         raise DataError(f"{where}: missing field 'prompt' (expected fields: {', '.join(IMPORT_FIELDS)})")
     prompt = parse_prompt(rec["prompt"], where)
