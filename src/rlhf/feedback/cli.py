@@ -137,12 +137,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from rlhf.feedback.app import create_app
     from rlhf.feedback.auth import ensure_admin_token
-    from rlhf.feedback.db import Database
+    from rlhf.feedback.db import Database, redact_url
 
     db = Database(args.db)
     made = ensure_admin_token(db, args.admin_token or os.environ.get("RLHF_LABEL_ADMIN_TOKEN"))
     app = create_app(db, secure_cookies=args.secure_cookies, public_url=args.public_url)
-    print(f"rlhf label: serving {db.url} at http://{args.host}:{args.port}/", file=sys.stderr)
+    print(f"rlhf label: serving {redact_url(db.url)} at http://{args.host}:{args.port}/", file=sys.stderr)
     if made:
         print(f"rlhf label: admin token (shown only now; stored hashed): {made}", file=sys.stderr)
     sys.stderr.flush()
@@ -232,12 +232,11 @@ def _run(args: argparse.Namespace) -> int:
     verb = args.label_verb
     db = Database(args.db, create=verb in ("import", "projects", "raters", "admin-token"))
     if verb == "import":
-        for path in args.files:
-            r = io.import_file(db, args.project, path)
-            print(
-                f"{path}: {r.added} tasks added ({r.gold} gold), {r.already_present} already present",
-                file=sys.stderr,
-            )
+        r = io.import_files(db, args.project, args.files)  # all files or none
+        print(
+            f"{', '.join(args.files)}: {r.added} tasks added ({r.gold} gold), {r.already_present} already present",
+            file=sys.stderr,
+        )
     elif verb == "export":
         if args.kind == "rankings":
             records = io.export_rankings(db, args.project, args.with_metadata, include_gold=not args.no_gold)

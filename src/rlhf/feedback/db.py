@@ -19,6 +19,7 @@ two writers queue on the lock instead of failing when a read turns into a write.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -167,6 +168,14 @@ class Label(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: safe to print or put in an error message."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not parseable: hide whatever sits between "user:" and "@"
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def normalize_url(db: str) -> str:
     """A SQLAlchemy URL from ``--db``: a URL as it is, anything else a SQLite file path."""
     if "://" in db:
@@ -199,8 +208,8 @@ class Database:
         self.url = normalize_url(db)
         try:
             url = make_url(self.url)
-        except ArgumentError as err:
-            raise DbError(f"--db: {db!r} is not a database URL or file path ({err})") from None
+        except ArgumentError:
+            raise DbError(f"--db: {redact_url(db)!r} is not a database URL or file path") from None
         self.is_sqlite = url.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
@@ -217,6 +226,8 @@ class Database:
             kwargs.update(pool_size=20, max_overflow=20)
         try:
             self.engine = create_engine(self.url, **kwargs)
+        except ArgumentError as err:
+            raise DbError(f"--db: {redact_url(self.url)!r} is not a usable database URL ({err})") from None
         except (NoSuchModuleError, ModuleNotFoundError) as err:
             raise DbError(
                 f"--db: no driver for {url.drivername!r} ({err}); for PostgreSQL install psycopg "

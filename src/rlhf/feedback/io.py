@@ -18,6 +18,7 @@ label for a Bradley-Terry loss that takes one. With ``weight="agreement"`` each 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
@@ -29,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from rlhf.data.conversations import flatten_responses
 from rlhf.data.readers import DataError, Located, parse_jsonl_lines, read_records
 from rlhf.data.records import parse_prompt, parse_ranking
 from rlhf.feedback.db import Database, Label, Rater, Task
@@ -75,8 +77,30 @@ def content_id(prompt: Any, responses: list[str]) -> str:
     return "sha256:" + hashlib.sha256(blob).hexdigest()[:32]
 
 
+def _check_keys(rec: dict[str, Any], where: str) -> None:
+    """An unknown key is an error, not ignored: a misspelt "rank" would import a gold task as ungraded."""
+    for key in rec:
+        if key not in IMPORT_FIELDS:
+            close = difflib.get_close_matches(str(key), IMPORT_FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(
+                f"{where}: unknown field {key!r}{hint}; the fields are {', '.join(IMPORT_FIELDS)}"
+            )
+
+
+def _check_gold_ranks(ranks: list[int], where: str) -> None:
+    k = len(ranks)
+    for i, r in enumerate(ranks):
+        if r > k:
+            raise DataError(
+                f"{where}: ranks[{i}] is {r}, but with {k} responses a rank goes from 1 (best) to {k}"
+            )
+
+
 def parse_candidate(rec: dict[str, Any], where: str) -> Candidate:
     """Validate one import record; DataError names the line and field."""
+    _check_keys(rec, where)
+    rec = flatten_responses(rec, where)  # responses given as assistant messages
     if "prompt" not in rec:
         raise DataError(f"{where}: missing field 'prompt' (expected fields: {', '.join(IMPORT_FIELDS)})")
     prompt = parse_prompt(rec["prompt"], where)
@@ -86,6 +110,7 @@ def parse_candidate(rec: dict[str, Any], where: str) -> Candidate:
     gold = None
     if rec.get("ranks") is not None:
         ranking = parse_ranking({"prompt": prompt, "responses": responses, "ranks": rec["ranks"]}, where)
+        _check_gold_ranks(ranking.ranks, where)
         gold = dense_ranks(ranking.ranks)
     else:
         for i, r in enumerate(responses):
@@ -103,7 +128,7 @@ def parse_candidate(rec: dict[str, Any], where: str) -> Candidate:
 
 def parse_jsonl_text(text: str, source: str) -> list[Located]:
     """Records of JSONL ``text`` (an uploaded file), located as ``source:line``."""
-    rows = parse_jsonl_lines(text.splitlines(), source)
+    rows = parse_jsonl_lines(text.split("\n"), source)  # as the CLI reads a file: same lines, same columns
     if not rows:
         raise DataError(f"{source}: no records")
     return rows
@@ -165,7 +190,16 @@ def import_records(db: Database, project_name: str, records: list[Located]) -> I
 
 def import_file(db: Database, project_name: str, path: str | Path) -> ImportResult:
     """Import a JSONL / parquet / `datasets` file of candidate sets."""
-    return import_records(db, project_name, read_records(path, "import file"))
+    return import_files(db, project_name, [path])
+
+
+def import_files(db: Database, project_name: str, paths: list[str | Path]) -> ImportResult:
+    """Import several files as one: every file is read and checked first, then all are added in one
+    transaction, so a bad later file leaves nothing of the earlier ones behind."""
+    records: list[Located] = []
+    for path in paths:
+        records += read_records(path, "import file")
+    return import_records(db, project_name, records)
 
 
 # ---------------------------------------------------------------- export

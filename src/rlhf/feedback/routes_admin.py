@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from rlhf.data.readers import DataError
+from rlhf.data.readers import decode_text
 from rlhf.feedback.auth import create_rater, list_raters, new_rater_token, set_rater_active
 from rlhf.feedback.io import export_pairs, export_rankings, import_records, iter_lines, parse_jsonl_text
 from rlhf.feedback.projects import create_project, list_projects, update_project
@@ -42,13 +42,6 @@ class NewProject(ProjectSettings):
 class NewRater(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
-
-
-def _decode(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{source}: not UTF-8 text (byte {err.start})") from None
 
 
 def _rater_action(request: Request, name: str, action: str) -> dict[str, Any]:
@@ -104,7 +97,7 @@ def api_stats(request: Request, name: str) -> dict[str, Any]:
 async def api_import(request: Request, name: str) -> dict[str, Any]:
     """The request body is the JSONL file itself."""
     await run_in_threadpool(lambda: check_csrf(request, require_admin(request)))
-    text = _decode(await request.body(), "request body")
+    text = decode_text(await request.body(), "request body")
     records = parse_jsonl_text(text, "request body")
     result = await run_in_threadpool(import_records, db_of(request), name, records)
     return dataclasses.asdict(result)
@@ -236,7 +229,7 @@ async def admin_import(
 ):
     await run_in_threadpool(lambda: check_csrf(request, require_admin(request), csrf_token))
     source = file.filename or "upload"
-    text = _decode(await file.read(), source)
+    text = decode_text(await file.read(), source)
     result = await run_in_threadpool(import_records, db_of(request), name, parse_jsonl_text(text, source))
     message = (
         f"Imported {result.added} tasks ({result.gold} gold); {result.already_present} were already there."

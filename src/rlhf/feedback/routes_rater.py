@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import select
 
 from rlhf.feedback import assign
@@ -46,8 +46,9 @@ class SubmitBody(BaseModel):
     submission_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     task_id: int
     action: Literal["rank", "skip"] = "rank"
-    ranks: list[int] | None = Field(None, max_length=MAX_RESPONSES)
-    scores: list[int | None] | None = Field(None, max_length=MAX_RESPONSES)
+    # strict: "2", true and 2.0 are refused, not read as 2, 1 and 2
+    ranks: list[StrictInt] | None = Field(None, max_length=MAX_RESPONSES)
+    scores: list[StrictInt | None] | None = Field(None, max_length=MAX_RESPONSES)
     flags: list[Annotated[list[Flag], Field(max_length=len(FLAGS))]] | None = Field(
         None, max_length=MAX_RESPONSES
     )
@@ -134,9 +135,11 @@ def home(request: Request):
 
 @router.get("/p/{name}", include_in_schema=False)
 def label_page(request: Request, name: str):
+    """The rater's open task; without one, a button that asks for the next (GET changes nothing)."""
     who = require_rater(request)
     project_id = _project_id(request, name)
-    view = assign.next_task(db_of(request), project_id, who.rater_id)
+    with db_of(request).read() as s:
+        view = assign.current_task(s, s.get(Project, project_id), who.rater_id)
     progress = _progress(request, project_id, who.rater_id)
     context = {
         "project": name,
@@ -145,7 +148,18 @@ def label_page(request: Request, name: str):
         "flags": FLAGS,
         "skip_reasons": SKIP_REASONS,
     }
-    return page(request, "label.html" if view else "done.html", context)
+    if view is not None:
+        return page(request, "label.html", context)
+    return page(request, "start.html" if progress["available"] else "done.html", context)
+
+
+@router.post("/p/{name}/next", include_in_schema=False)
+def label_next(request: Request, name: str, csrf_token: Annotated[str, Form()] = ""):
+    """Assign the rater's next task (a form's POST), then show it."""
+    who = require_rater(request)
+    check_csrf(request, who, csrf_token)
+    assign.next_task(db_of(request), _project_id(request, name), who.rater_id)
+    return RedirectResponse(f"/p/{name}", status_code=303)
 
 
 @router.get("/p/{name}/guidelines", include_in_schema=False)
@@ -170,11 +184,23 @@ def me(request: Request) -> dict[str, Any]:
     return {"rater": who.rater_name, "admin": who.is_admin, "csrf_token": who.csrf_token}
 
 
-@router.get("/api/p/{name}/next", response_model=None)
+@router.post("/api/p/{name}/next", response_model=None)
 def next_task(request: Request, name: str) -> dict[str, Any]:
-    """The rater's current task (responses in their display order), or null when none is left."""
+    """The rater's open task, else a newly assigned one (responses in their display order), or
+    null when nothing is left for them. A POST: it may create an assignment."""
     who = require_rater(request)
+    check_csrf(request, who)
     view = assign.next_task(db_of(request), _project_id(request, name), who.rater_id)
+    return {"task": _task_json(view)}
+
+
+@router.get("/api/p/{name}/current", response_model=None)
+def current(request: Request, name: str) -> dict[str, Any]:
+    """The rater's open task, or null; assigns nothing."""
+    who = require_rater(request)
+    project_id = _project_id(request, name)
+    with db_of(request).read() as s:
+        view = assign.current_task(s, s.get(Project, project_id), who.rater_id)
     return {"task": _task_json(view)}
 
 

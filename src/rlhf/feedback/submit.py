@@ -79,11 +79,16 @@ def _check(sub: Submission, k: int) -> None:
     if sub.ranks is None or len(sub.ranks) != k:
         n = "no" if sub.ranks is None else len(sub.ranks)
         raise SubmitError(422, f"'ranks' has {n} entries but the task has {k} responses")
-    if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in sub.ranks):
-        raise SubmitError(422, f"'ranks' must be integers >= 1 (1 = best), got {sub.ranks}")
+    for i, r in enumerate(sub.ranks):
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= k:
+            raise SubmitError(
+                422,
+                f"ranks[{i}] is {r!r}: each rank must be an integer from 1 (best) to {k}, got {sub.ranks}",
+            )
     lo, hi = SCORE_RANGE
     if sub.scores is not None:
-        if len(sub.scores) != k or any(s is not None and not lo <= s <= hi for s in sub.scores):
+        bad = [s for s in sub.scores if s is not None and (isinstance(s, bool) or not isinstance(s, int))]
+        if len(sub.scores) != k or bad or any(s is not None and not lo <= s <= hi for s in sub.scores):
             raise SubmitError(422, f"'scores' must be {k} entries, each null or an integer {lo}-{hi}")
     if sub.flags is not None:
         if len(sub.flags) != k or any(f not in FLAGS for fl in sub.flags for f in fl):

@@ -163,7 +163,15 @@
     skipButton.disabled = on;
   }
 
-  function nextTask() { location.assign(location.pathname); }
+  // Asking for the next task assigns one, so it is a POST; the page then shows it.
+  async function nextTask() {
+    try {
+      await fetch("/api/p/" + encodeURIComponent(project) + "/next", {
+        method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf },
+      });
+    } catch (err) { /* the page offers a "Next task" button instead */ }
+    location.assign(location.pathname);
+  }
 
   async function send(body) {
     if (busy) return;
