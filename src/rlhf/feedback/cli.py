@@ -2,7 +2,8 @@
 
     rlhf label projects create NAME [--overlap 3] [--guidelines FILE.md]
     rlhf label import --project NAME candidates.jsonl
-    rlhf label raters create alice bob          # prints each invite link once
+    rlhf label raters create alice bob --project NAME   # prints each invite link once
+    rlhf label members add|remove|list [RATER...] --project NAME
     rlhf label serve [--host 127.0.0.1] [--port 8000]
     rlhf label stats --project NAME
     rlhf label export --project NAME --kind rankings --out rankings.jsonl
@@ -104,6 +105,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("action", choices=["create", "list", "disable", "enable", "token"])
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--base-url", default="http://127.0.0.1:8000/", help="server URL for the invite links")
+    p.add_argument(
+        "--project",
+        action="append",
+        default=[],
+        metavar="P",
+        help="create: also make them members of project P (repeatable)",
+    )
+
+    p = sub.add_parser("members", help="which raters work on a project: add, remove, list")
+    _db_arg(p)
+    p.add_argument("action", choices=["add", "remove", "list"])
+    p.add_argument("--project", required=True)
+    p.add_argument("names", nargs="*", metavar="RATER")
 
     p = sub.add_parser("projects", help="create, list or update projects")
     _db_arg(p)
@@ -172,6 +186,30 @@ def _raters(db, args: argparse.Namespace) -> int:
             "rlhf label: invite links are shown only now; the database keeps only their hashes",
             file=sys.stderr,
         )
+    if args.action == "create":
+        from rlhf.feedback.members import add_members
+
+        for project in args.project:
+            add_members(db, project, args.names)
+            print(f"rlhf label: {', '.join(args.names)} added to project {project}", file=sys.stderr)
+    return 0
+
+
+def _members(db, args: argparse.Namespace) -> int:
+    from rlhf.feedback.auth import AuthError
+    from rlhf.feedback.members import add_members, list_members, remove_members
+
+    if args.action == "list":
+        for name in list_members(db, args.project):
+            print(name)
+        return 0
+    if not args.names:
+        raise AuthError(f"`members {args.action}` needs at least one rater name")
+    changed = (add_members if args.action == "add" else remove_members)(db, args.project, args.names)
+    unchanged = [n for n in args.names if n not in changed]
+    note = f" ({', '.join(unchanged)}: no change)" if unchanged else ""
+    word = "added to" if args.action == "add" else "removed from"
+    print(f"{len(changed)} raters {word} {args.project}{note}", file=sys.stderr)
     return 0
 
 
@@ -230,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
     from rlhf.feedback.db import Database
 
     verb = args.label_verb
-    db = Database(args.db, create=verb in ("import", "projects", "raters", "admin-token"))
+    db = Database(args.db, create=verb in ("import", "projects", "raters", "members", "admin-token"))
     if verb == "import":
         r = io.import_files(db, args.project, args.files)  # all files or none
         print(
@@ -253,6 +291,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"rlhf label export: {summary} -> {args.out if args.out != '-' else 'stdout'}", file=sys.stderr)
     elif verb == "raters":
         return _raters(db, args)
+    elif verb == "members":
+        return _members(db, args)
     elif verb == "projects":
         return _projects(db, args)
     elif verb == "stats":
