@@ -17,6 +17,7 @@ from rlhf.feedback.auth import create_rater, set_admin_token
 from rlhf.feedback.db import Database
 from rlhf.feedback.io import import_records
 from rlhf.feedback.loadtest import ServerProcess
+from rlhf.feedback.members import add_members
 from rlhf.feedback.projects import create_project
 
 from .conftest import ADMIN_TOKEN, XSS_IMG, XSS_SCRIPT
@@ -100,6 +101,8 @@ def site(tmp_path_factory):
     create_project(db, "docs", overlap=1, gold_fraction=0.0, guidelines=GUIDE)
     import_records(db, "docs", [("t:1", DOC_TASK)])
     tokens = {name: create_rater(db, name) for name in ("ranker", "tester", "shooter")}
+    for name, project in (("ranker", "demo"), ("tester", "xss"), ("shooter", "docs")):
+        add_members(db, project, [name])
     db.dispose()
     with ServerProcess(d / "label.db", ADMIN_TOKEN, d / "server.log") as server:
         yield server.url, tokens

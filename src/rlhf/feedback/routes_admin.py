@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from rlhf.data.readers import decode_text
 from rlhf.feedback.auth import create_rater, list_raters, new_rater_token, set_rater_active
 from rlhf.feedback.io import export_pairs, export_rankings, import_records, iter_lines, parse_jsonl_text
+from rlhf.feedback.members import add_members, list_members, remove_members
 from rlhf.feedback.projects import create_project, list_projects, update_project
 from rlhf.feedback.stats import project_stats
 from rlhf.feedback.web import check_csrf, db_of, page, public_base, require_admin
@@ -37,6 +38,12 @@ class ProjectSettings(BaseModel):
 
 class NewProject(ProjectSettings):
     name: str = Field(min_length=1, max_length=64)
+
+
+class MemberChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    add: list[str] = Field(default_factory=list, max_length=10_000)
+    remove: list[str] = Field(default_factory=list, max_length=10_000)
 
 
 class NewRater(BaseModel):
@@ -117,6 +124,22 @@ def api_export(
     return _export(request, name, kind, weight, min_votes, metadata, gold)
 
 
+@router.get("/api/admin/projects/{name}/members")
+def api_members(request: Request, name: str) -> dict[str, Any]:
+    require_admin(request)
+    return {"project": name, "members": list_members(db_of(request), name)}
+
+
+@router.post("/api/admin/projects/{name}/members")
+def api_change_members(request: Request, name: str, body: MemberChange) -> dict[str, Any]:
+    """Add and remove raters; a removed rater's open tasks in the project go back to the pool."""
+    check_csrf(request, require_admin(request))
+    db = db_of(request)
+    added = add_members(db, name, body.add)
+    removed = remove_members(db, name, body.remove)
+    return {"added": added, "removed": removed, "members": list_members(db, name)}
+
+
 @router.get("/api/admin/raters")
 def api_raters(request: Request) -> list[dict[str, Any]]:
     require_admin(request)
@@ -187,8 +210,29 @@ def admin_rater_action(
 
 
 def _project_page(request: Request, name: str, message: str | None = None, status: int = 200):
-    stats = project_stats(db_of(request), name)
-    return page(request, "admin_project.html", {"stats": stats, "message": message}, status)
+    db = db_of(request)
+    stats = project_stats(db, name)
+    members = set(list_members(db, name))
+    raters = [(r["name"], r["name"] in members) for r in list_raters(db)]
+    context = {"stats": stats, "message": message, "raters": raters}
+    return page(request, "admin_project.html", context, status)
+
+
+@router.post("/admin/p/{name}/members", include_in_schema=False)
+def admin_project_members(
+    request: Request,
+    name: str,
+    member: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI reads the default, never mutates it)
+    csrf_token: Annotated[str, Form()] = "",
+):
+    """The checkboxes of the project page: checked raters are members, the others are not."""
+    check_csrf(request, require_admin(request), csrf_token)
+    db = db_of(request)
+    before = set(list_members(db, name))
+    wanted = set(member)
+    added = add_members(db, name, sorted(wanted - before))
+    removed = remove_members(db, name, sorted(before - wanted))
+    return _project_page(request, name, f"Members: {len(added)} added, {len(removed)} removed.")
 
 
 @router.get("/admin/p/{name}", include_in_schema=False)

@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
-from sqlalchemy import select
 
 from rlhf.feedback import assign
-from rlhf.feedback.auth import login, logout
+from rlhf.feedback.auth import Principal, login, logout
 from rlhf.feedback.db import Project
 from rlhf.feedback.io import MAX_RESPONSES
+from rlhf.feedback.members import member_project_id, rater_projects
 from rlhf.feedback.projects import get_project
 from rlhf.feedback.submit import FLAGS, Flag, Submission, record
 from rlhf.feedback.web import (
@@ -56,13 +56,10 @@ class SubmitBody(BaseModel):
     elapsed_ms: int | None = Field(None, ge=0, le=10**10)
 
 
-def _project_id(request: Request, name: str) -> int:
-    """A project's id; cached, as projects are never renamed or deleted."""
-    cache = request.app.state.project_ids
-    if name not in cache:
-        with db_of(request).read() as s:
-            cache[name] = get_project(s, name).id
-    return cache[name]
+def _project_id(request: Request, name: str, who: Principal) -> int:
+    """The id of a project the rater is a member of; any other name, existing or not, is the same 403."""
+    with db_of(request).read() as s:
+        return member_project_id(s, name, who.rater_id)
 
 
 def _progress(request: Request, project_id: int, rater_id: int) -> dict[str, int]:
@@ -128,8 +125,7 @@ def home(request: Request):
         return RedirectResponse("/admin", status_code=303)
     who = require_rater(request)
     with db_of(request).read() as s:
-        projects = s.scalars(select(Project).order_by(Project.name)).all()
-        rows = [(p.name, assign.rater_progress(s, p, who.rater_id)) for p in projects]
+        rows = [(p.name, assign.rater_progress(s, p, who.rater_id)) for p in rater_projects(s, who.rater_id)]
     return page(request, "home.html", {"projects": rows})
 
 
@@ -137,7 +133,7 @@ def home(request: Request):
 def label_page(request: Request, name: str):
     """The rater's open task; without one, a button that asks for the next (GET changes nothing)."""
     who = require_rater(request)
-    project_id = _project_id(request, name)
+    project_id = _project_id(request, name, who)
     with db_of(request).read() as s:
         view = assign.current_task(s, s.get(Project, project_id), who.rater_id)
     progress = _progress(request, project_id, who.rater_id)
@@ -158,7 +154,7 @@ def label_next(request: Request, name: str, csrf_token: Annotated[str, Form()] =
     """Assign the rater's next task (a form's POST), then show it."""
     who = require_rater(request)
     check_csrf(request, who, csrf_token)
-    assign.next_task(db_of(request), _project_id(request, name), who.rater_id)
+    assign.next_task(db_of(request), _project_id(request, name, who), who.rater_id)
     return RedirectResponse(f"/p/{name}", status_code=303)
 
 
@@ -166,8 +162,10 @@ def label_next(request: Request, name: str, csrf_token: Annotated[str, Form()] =
 def guidelines_page(request: Request, name: str):
     who = principal(request)
     if who is None or not who.is_admin:  # the admin may read them too
-        require_rater(request)
+        who = require_rater(request)
     with db_of(request).read() as s:
+        if not who.is_admin:
+            member_project_id(s, name, who.rater_id)
         guidelines = get_project(s, name).guidelines
     return page(request, "guidelines.html", {"project": name, "guidelines": guidelines})
 
@@ -190,7 +188,7 @@ def next_task(request: Request, name: str) -> dict[str, Any]:
     null when nothing is left for them. A POST: it may create an assignment."""
     who = require_rater(request)
     check_csrf(request, who)
-    view = assign.next_task(db_of(request), _project_id(request, name), who.rater_id)
+    view = assign.next_task(db_of(request), _project_id(request, name, who), who.rater_id)
     return {"task": _task_json(view)}
 
 
@@ -198,7 +196,7 @@ def next_task(request: Request, name: str) -> dict[str, Any]:
 def current(request: Request, name: str) -> dict[str, Any]:
     """The rater's open task, or null; assigns nothing."""
     who = require_rater(request)
-    project_id = _project_id(request, name)
+    project_id = _project_id(request, name, who)
     with db_of(request).read() as s:
         view = assign.current_task(s, s.get(Project, project_id), who.rater_id)
     return {"task": _task_json(view)}
@@ -207,7 +205,7 @@ def current(request: Request, name: str) -> dict[str, Any]:
 @router.get("/api/p/{name}/progress")
 def my_progress(request: Request, name: str) -> dict[str, int]:
     who = require_rater(request)
-    return _progress(request, _project_id(request, name), who.rater_id)
+    return _progress(request, _project_id(request, name, who), who.rater_id)
 
 
 @router.post("/api/p/{name}/submit", response_model=None)
@@ -216,6 +214,6 @@ def submit(request: Request, name: str, body: SubmitBody) -> dict[str, Any]:
     who = require_rater(request)
     check_csrf(request, who)
     receipt = record(
-        db_of(request), _project_id(request, name), who.rater_id, Submission(**body.model_dump())
+        db_of(request), _project_id(request, name, who), who.rater_id, Submission(**body.model_dump())
     )
     return {"stored": True, **dataclasses.asdict(receipt)}

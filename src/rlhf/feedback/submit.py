@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlhf.feedback.assign import take_slot
-from rlhf.feedback.db import Assignment, Database, Label, Project, Task, now
+from rlhf.feedback.db import Assignment, Database, Label, Project, Task, now, retry_conflicts
 
 Flag = Literal["harmful", "factual_error", "off_topic"]
 FLAGS: tuple[str, ...] = get_args(Flag)
@@ -111,54 +111,7 @@ def record(db: Database, project_id: int, rater_id: int, sub: Submission) -> Rec
     if found is not None:
         return found
     try:
-        with db.write() as s:
-            # again under the lock: a copy of this submission may have committed since the read
-            found = _existing(s, sub.submission_id, rater_id)
-            if found is not None:
-                return found
-            a = s.scalar(
-                select(Assignment).where(Assignment.task_id == sub.task_id, Assignment.rater_id == rater_id)
-            )
-            if a is None or a.project_id != project_id:
-                raise SubmitError(404, f"task {sub.task_id} is not assigned to you in this project")
-            if a.status in ("submitted", "skipped"):
-                raise SubmitError(
-                    409, f"task {sub.task_id} was already answered (with another submission_id)"
-                )
-            task = s.get(Task, a.task_id)
-            k = len(task.responses)
-            _check(sub, k)
-            if a.status in ("expired", "released"):
-                # the lease ran out but the answer is still welcome if the task has room for it
-                if not take_slot(s, task.id, task.is_gold, s.get(Project, project_id).overlap):
-                    raise SubmitError(
-                        409, f"task {sub.task_id} was given to someone else after its lease ran out"
-                    )
-            label = Label(
-                submission_id=sub.submission_id,
-                project_id=project_id,
-                task_id=task.id,
-                rater_id=rater_id,
-                kind=sub.action,
-                display_order=list(a.display_order),
-                seconds=max(0.0, now() - a.assigned_at),
-                elapsed_ms=sub.elapsed_ms,
-            )
-            if sub.action == "rank":
-                label.ranks = to_task_order(dense_ranks(sub.ranks), a.display_order)
-                if sub.scores is not None and any(x is not None for x in sub.scores):
-                    label.scores = to_task_order(sub.scores, a.display_order)
-                if sub.flags is not None and any(sub.flags):
-                    label.flags = to_task_order([sorted(set(f)) for f in sub.flags], a.display_order)
-                a.status = "submitted"
-            else:
-                label.skip_reason = sub.skip_reason.strip()
-                a.status = "skipped"
-                # a skip frees the slot: the task still needs `overlap` rankings from others
-                s.execute(update(Task).where(Task.id == task.id).values(n_active=Task.n_active - 1))
-            s.add(label)
-            s.flush()
-            receipt = Receipt(label.id, task.id, sub.action, duplicate=False)
+        return retry_conflicts(lambda: _store(db, project_id, rater_id, sub))
     except IntegrityError:
         # the same submission raced itself (a retry sent before the first answer came back)
         with db.read() as s:
@@ -166,4 +119,53 @@ def record(db: Database, project_id: int, rater_id: int, sub: Submission) -> Rec
         if found is None:
             raise SubmitError(409, f"task {sub.task_id} was already answered") from None
         return found
+
+
+def _store(db: Database, project_id: int, rater_id: int, sub: Submission) -> Receipt:
+    with db.write() as s:
+        # again under the lock: a copy of this submission may have committed since the read
+        found = _existing(s, sub.submission_id, rater_id)
+        if found is not None:
+            return found
+        a = s.scalar(
+            select(Assignment).where(Assignment.task_id == sub.task_id, Assignment.rater_id == rater_id)
+        )
+        if a is None or a.project_id != project_id:
+            raise SubmitError(404, f"task {sub.task_id} is not assigned to you in this project")
+        if a.status in ("submitted", "skipped"):
+            raise SubmitError(409, f"task {sub.task_id} was already answered (with another submission_id)")
+        task = s.get(Task, a.task_id)
+        k = len(task.responses)
+        _check(sub, k)
+        if a.status in ("expired", "released"):
+            # the lease ran out but the answer is still welcome if the task has room for it
+            if not take_slot(s, task.id, task.is_gold, s.get(Project, project_id).overlap):
+                raise SubmitError(
+                    409, f"task {sub.task_id} was given to someone else after its lease ran out"
+                )
+        label = Label(
+            submission_id=sub.submission_id,
+            project_id=project_id,
+            task_id=task.id,
+            rater_id=rater_id,
+            kind=sub.action,
+            display_order=list(a.display_order),
+            seconds=max(0.0, now() - a.assigned_at),
+            elapsed_ms=sub.elapsed_ms,
+        )
+        if sub.action == "rank":
+            label.ranks = to_task_order(dense_ranks(sub.ranks), a.display_order)
+            if sub.scores is not None and any(x is not None for x in sub.scores):
+                label.scores = to_task_order(sub.scores, a.display_order)
+            if sub.flags is not None and any(sub.flags):
+                label.flags = to_task_order([sorted(set(f)) for f in sub.flags], a.display_order)
+            a.status = "submitted"
+        else:
+            label.skip_reason = sub.skip_reason.strip()
+            a.status = "skipped"
+            # a skip frees the slot: the task still needs `overlap` rankings from others
+            s.execute(update(Task).where(Task.id == task.id).values(n_active=Task.n_active - 1))
+        s.add(label)
+        s.flush()
+        receipt = Receipt(label.id, task.id, sub.action, duplicate=False)
     return receipt
