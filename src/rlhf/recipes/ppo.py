@@ -67,6 +67,7 @@ from rlhf.recipes.loop import (
 from rlhf.recipes.ppo_config import Config, check
 from rlhf.recipes.ppo_eval import evaluate_held_out, load_held_out
 from rlhf.recipes.ppo_scorer import Scorer
+from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.advantages import (
@@ -586,6 +587,7 @@ def train(
         for cb in callbacks or []:
             cb(done)
     bar.close()
+    save_adapter(run, accelerator, policy, tokenizer, cfg.model.path)  # before the final save merges it
     final = run.save_final(
         accelerator, lambda d: save_pretrained(accelerator.unwrap_model(policy), tokenizer, d)
     )
