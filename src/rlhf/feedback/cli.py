@@ -249,16 +249,26 @@ def _stats(db, args: argparse.Namespace) -> int:
     ):
         value = a[key]["value"]
         print(f"  {label:24s} {'-' if value is None else f'{value:.3f}':>7s}  (n={a[key]['n']})")
-    print(f"  {'rater':16s} {'ranked':>6s} {'skip':>5s} {'s/task':>7s} {'agree':>6s} {'gold':>6s}  flag")
+    print(
+        f"  {'rater':16s} {'ranked':>6s} {'skip':>5s} {'s/task':>7s}  {'majority agreement':24s} {'gold accuracy':24s} flag"
+    )
     for r in stats["raters"]:
-        med, loo, gold = r["median_seconds"], r["loo_agreement"]["value"], r["gold_accuracy"]["value"]
+        med = r["median_seconds"]
         print(
             f"  {r['rater']:16s} {r['ranked']:6d} {r['skipped']:5d} "
-            f"{'-' if med is None else f'{med:.1f}':>7s} "
-            f"{'-' if loo is None else f'{loo:.2f}':>6s} {'-' if gold is None else f'{gold:.2f}':>6s}  "
+            f"{'-' if med is None else f'{med:.1f}':>7s}  "
+            f"{_with_interval(r['majority_agreement']):24s} {_with_interval(r['gold_accuracy']):24s} "
             f"{'; '.join(r['flagged'])}"
         )
     return 0
+
+
+def _with_interval(score: dict) -> str:
+    """0.83 [0.71-0.91] n=36: the value, its 95% interval and the comparisons behind it."""
+    if score["value"] is None:
+        return f"- n={score['n']}"
+    lo, hi = score["interval"]
+    return f"{score['value']:.2f} [{lo:.2f}-{hi:.2f}] n={score['n']}"
 
 
 def _run(args: argparse.Namespace) -> int:

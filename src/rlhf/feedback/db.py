@@ -161,6 +161,52 @@ class Assignment(Base):
     assigned_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+class LabelVersion(Base):
+    """Every version of a ranking, the first included: a revision or correction adds a row and never
+    changes an old one. ``labels`` holds a copy of the latest, which is what exports read."""
+
+    __tablename__ = "label_versions"
+    __table_args__ = (UniqueConstraint("label_id", "version", name="uq_label_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    """1 = as first submitted"""
+    kind: Mapped[str] = mapped_column(String(16))
+    """submitted | revised (by the rater) | corrected (by the admin)"""
+    author: Mapped[str] = mapped_column(String(100))
+    """the rater's name, or 'admin' for the admin"""
+    ranks: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    scores: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    flags: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Adjudication(Base):
+    """The admin's final ranking of a task, versioned like labels; exports use the latest."""
+
+    __tablename__ = "adjudications"
+    __table_args__ = (UniqueConstraint("task_id", "version", name="uq_adjudication_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    ranks: Mapped[list[Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ExportEvent(Base):
+    """When a project's labels were exported: a ranking exported before its rater revises it has
+    been used (for training, perhaps), so it can no longer be revised by the rater."""
+
+    __tablename__ = "exports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
 class Label(Base):
     __tablename__ = "labels"
     __table_args__ = (UniqueConstraint("task_id", "rater_id", name="uq_label_task_rater"),)

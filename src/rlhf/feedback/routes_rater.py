@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from rlhf.feedback import assign
+from rlhf.feedback import assign, review
 from rlhf.feedback.auth import Principal, login, logout
 from rlhf.feedback.db import Project
 from rlhf.feedback.io import MAX_RESPONSES
@@ -37,6 +37,17 @@ SKIP_REASONS = (
     "the responses are unreadable",
     "the content is too disturbing for me",
 )
+
+
+class ReviseBody(BaseModel):
+    """A rater's new ranking of a task they answered; per-response lists in the order they saw."""
+
+    model_config = ConfigDict(extra="forbid")
+    ranks: list[StrictInt] = Field(max_length=MAX_RESPONSES)
+    scores: list[StrictInt | None] | None = Field(None, max_length=MAX_RESPONSES)
+    flags: list[Annotated[list[Flag], Field(max_length=len(FLAGS))]] | None = Field(
+        None, max_length=MAX_RESPONSES
+    )
 
 
 class SubmitBody(BaseModel):
@@ -143,8 +154,11 @@ def label_page(request: Request, name: str):
         "progress": progress,
         "flags": FLAGS,
         "skip_reasons": SKIP_REASONS,
+        "mode": "label",
     }
     if view is not None:
+        context["order"] = list(range(len(view.responses)))
+        context["ties"] = [False] * len(view.responses)
         return page(request, "label.html", context)
     return page(request, "start.html" if progress["available"] else "done.html", context)
 
@@ -156,6 +170,41 @@ def label_next(request: Request, name: str, csrf_token: Annotated[str, Form()] =
     check_csrf(request, who, csrf_token)
     assign.next_task(db_of(request), _project_id(request, name, who), who.rater_id)
     return RedirectResponse(f"/p/{name}", status_code=303)
+
+
+@router.get("/p/{name}/answers", include_in_schema=False)
+def answers_page(request: Request, name: str):
+    """The rater's recent rankings, each with a link to revise it while it is not yet used."""
+    who = require_rater(request)
+    answers = review.rater_answers(db_of(request), _project_id(request, name, who), who.rater_id)
+    return page(request, "answers.html", {"project": name, "answers": answers})
+
+
+@router.get("/p/{name}/revise/{task_id}", include_in_schema=False)
+def revise_page(request: Request, name: str, task_id: int):
+    """The rater page again, with the rater's current ranking of a task they answered."""
+    who = require_rater(request)
+    view = review.revision_view(db_of(request), _project_id(request, name, who), who.rater_id, task_id)
+    if view["locked"]:
+        return page(
+            request,
+            "error.html",
+            {"status": 409, "message": f"This ranking can no longer be revised: {view['locked']}."},
+            409,
+        )
+    order = sorted(range(len(view["ranks"])), key=lambda d: (view["ranks"][d], d))
+    ties = [i > 0 and view["ranks"][order[i]] == view["ranks"][order[i - 1]] for i in range(len(order))]
+    context = {
+        "project": name,
+        "task": view,
+        "order": order,
+        "ties": ties,
+        "mode": "revise",
+        "progress": None,
+        "flags": FLAGS,
+        "skip_reasons": SKIP_REASONS,
+    }
+    return page(request, "label.html", context)
 
 
 @router.get("/p/{name}/guidelines", include_in_schema=False)
@@ -200,6 +249,18 @@ def current(request: Request, name: str) -> dict[str, Any]:
     with db_of(request).read() as s:
         view = assign.current_task(s, s.get(Project, project_id), who.rater_id)
     return {"task": _task_json(view)}
+
+
+@router.post("/api/p/{name}/labels/{task_id}")
+def revise_label(request: Request, name: str, task_id: int, body: ReviseBody) -> dict[str, Any]:
+    """Revise one's ranking of a task while it is not yet used (exported or reviewed): 409 after."""
+    who = require_rater(request)
+    check_csrf(request, who)
+    project_id = _project_id(request, name, who)
+    version = review.revise(
+        db_of(request), project_id, who.rater_id, task_id, body.ranks, body.scores, body.flags
+    )
+    return {"task_id": task_id, "version": version}
 
 
 @router.get("/api/p/{name}/progress")

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlhf.feedback.assign import take_slot
-from rlhf.feedback.db import Assignment, Database, Label, Project, Task, now, retry_conflicts
+from rlhf.feedback.db import Assignment, Database, Label, Project, Rater, Task, now, retry_conflicts
 
 Flag = Literal["harmful", "factual_error", "off_topic"]
 FLAGS: tuple[str, ...] = get_args(Flag)
@@ -76,22 +76,28 @@ def _check(sub: Submission, k: int) -> None:
         return
     if sub.action != "rank":
         raise SubmitError(422, f"action must be 'rank' or 'skip', got {sub.action!r}")
-    if sub.ranks is None or len(sub.ranks) != k:
-        n = "no" if sub.ranks is None else len(sub.ranks)
+    check_ranking(sub.ranks, sub.scores, sub.flags, k)
+
+
+def check_ranking(
+    ranks: list[int] | None, scores: list[int | None] | None, flags: list[list[str]] | None, k: int
+) -> None:
+    """SubmitError 422 naming what is wrong with a ranking of ``k`` responses (and its extras)."""
+    if ranks is None or len(ranks) != k:
+        n = "no" if ranks is None else len(ranks)
         raise SubmitError(422, f"'ranks' has {n} entries but the task has {k} responses")
-    for i, r in enumerate(sub.ranks):
+    for i, r in enumerate(ranks):
         if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= k:
             raise SubmitError(
-                422,
-                f"ranks[{i}] is {r!r}: each rank must be an integer from 1 (best) to {k}, got {sub.ranks}",
+                422, f"ranks[{i}] is {r!r}: each rank must be an integer from 1 (best) to {k}, got {ranks}"
             )
     lo, hi = SCORE_RANGE
-    if sub.scores is not None:
-        bad = [s for s in sub.scores if s is not None and (isinstance(s, bool) or not isinstance(s, int))]
-        if len(sub.scores) != k or bad or any(s is not None and not lo <= s <= hi for s in sub.scores):
+    if scores is not None:
+        bad = [s for s in scores if s is not None and (isinstance(s, bool) or not isinstance(s, int))]
+        if len(scores) != k or bad or any(s is not None and not lo <= s <= hi for s in scores):
             raise SubmitError(422, f"'scores' must be {k} entries, each null or an integer {lo}-{hi}")
-    if sub.flags is not None:
-        if len(sub.flags) != k or any(f not in FLAGS for fl in sub.flags for f in fl):
+    if flags is not None:
+        if len(flags) != k or any(f not in FLAGS for fl in flags for f in fl):
             raise SubmitError(422, f"'flags' must be {k} lists of flags from {FLAGS}")
 
 
@@ -167,5 +173,9 @@ def _store(db: Database, project_id: int, rater_id: int, sub: Submission) -> Rec
             s.execute(update(Task).where(Task.id == task.id).values(n_active=Task.n_active - 1))
         s.add(label)
         s.flush()
+        if sub.action == "rank":  # version 1 of the ranking: revisions and corrections add more
+            from rlhf.feedback.review import add_version
+
+            add_version(s, label, "submitted", s.get(Rater, rater_id).name)
         receipt = Receipt(label.id, task.id, sub.action, duplicate=False)
     return receipt
