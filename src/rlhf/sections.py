@@ -44,7 +44,8 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     train: str = ""
-    """training records: JSONL file, parquet file, or a saved `datasets` directory"""
+    """training records: JSONL file, parquet file, or a saved `datasets` directory (dir:split for a
+    DatasetDict split other than train)"""
     eval: str = ""
     """held-out records in the same format (empty: no evaluation)"""
     max_length: int = 512

@@ -91,12 +91,18 @@ def app(db: Database):
     return create_app(db)
 
 
-def rater_client(app, db: Database, name: str):
-    """A TestClient signed in as a new rater ``name``, sending the session's CSRF token."""
+def rater_client(app, db: Database, name: str, projects: list[str] | None = None):
+    """A TestClient signed in as a new rater ``name``, sending the session's CSRF token; a member
+    of ``projects`` (default: every project there is now)."""
     from fastapi.testclient import TestClient
+
+    from rlhf.feedback.members import add_members
+    from rlhf.feedback.projects import list_projects
 
     client = TestClient(app)
     token = create_rater(db, name)
+    for project in [p["name"] for p in list_projects(db)] if projects is None else projects:
+        add_members(db, project, [name])
     r = client.post("/login", data={"token": token}, follow_redirects=False)
     assert r.status_code == 303, r.text
     client.headers["x-csrf-token"] = client.get("/api/me").json()["csrf_token"]

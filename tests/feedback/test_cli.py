@@ -160,3 +160,33 @@ def test_serve_prints_the_database_url_without_its_password(pg_cluster, capsys, 
         capsys, "stats", "--db", "postgresql+psycopg://u:s3cret-Pw@/x?port=bad", "--project", "p"
     )
     assert code == 2 and "s3cret-Pw" not in err
+
+
+def test_members_from_the_command_line_and_an_older_database_keeps_its_raters(tmp_path, capsys):
+    from sqlalchemy import text
+
+    from rlhf.feedback import assign
+    from rlhf.feedback.io import import_records
+    from rlhf.feedback.members import list_members
+
+    db = str(tmp_path / "l.db")
+    main(["projects", "create", "p", "--db", db, "--gold-fraction", "0"])
+    main(["projects", "create", "q", "--db", db])
+    code, out, err = _run(capsys, "raters", "create", "ann", "bob", "--project", "p", "--db", db)
+    assert code == 0 and "ann, bob added to project p" in err
+    code, _, err = _run(capsys, "members", "add", "ann", "ann", "--project", "q", "--db", db)
+    assert code == 0 and "1 raters added to q" in err
+    assert _run(capsys, "members", "list", "--project", "p", "--db", db)[1] == "ann\nbob\n"
+    code, _, err = _run(capsys, "members", "remove", "bob", "--project", "p", "--db", db)
+    assert code == 0 and "1 raters removed from p" in err
+    code, _, err = _run(capsys, "members", "add", "ghost", "--project", "p", "--db", db)
+    assert code == 2 and "no rater named 'ghost'" in err
+
+    # a database made before memberships existed: whoever had work in a project stays its member
+    database = Database(db)
+    import_records(database, "p", [("t:1", {"prompt": "x", "responses": ["a", "b"]})])
+    assign.next_task(database, 1, 2)  # bob (id 2) had a task in p
+    with database.write() as s:
+        s.execute(text("DROP TABLE memberships"))
+    database.dispose()
+    assert list_members(Database(db), "p") == ["bob"]

@@ -14,6 +14,7 @@ from rlhf.feedback.auth import create_rater, set_admin_token
 from rlhf.feedback.db import Database
 from rlhf.feedback.io import import_records
 from rlhf.feedback.loadtest import ServerProcess, run_load
+from rlhf.feedback.members import add_members
 from rlhf.feedback.projects import create_project
 
 from .conftest import ADMIN_TOKEN, candidates
@@ -29,6 +30,7 @@ def _setup(path, tasks: int, overlap: int, raters: int) -> list[str]:
     create_project(db, "p", overlap=overlap, gold_fraction=0.0)
     import_records(db, "p", candidates(tasks))
     tokens = [create_rater(db, f"r{i:02d}") for i in range(raters)]
+    add_members(db, "p", [f"r{i:02d}" for i in range(raters)])
     db.dispose()
     return tokens
 

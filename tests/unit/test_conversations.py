@@ -147,3 +147,11 @@ def test_malformed_conversations_name_file_line_and_field(tmp_path, record, mess
     good = {"prompt": "p", "chosen": "a", "rejected": "b"}
     msg = error_of(jsonl(tmp_path, good, record), "preference")
     assert msg.startswith(f"{tmp_path / 'prefs.jsonl'}:2: ") and message in msg, msg
+
+
+def test_a_demonstration_with_messages_beside_a_prompt_reads_the_messages(tmp_path):
+    from rlhf.data.records import Demonstration
+
+    row = ultrafeedback_row(2)
+    path = jsonl(tmp_path, {k: row[k] for k in ("prompt", "prompt_id", "messages")})
+    assert load_records(path, "demonstration") == [Demonstration([user("What is 2 + 1?")], "3.")]

@@ -5,6 +5,7 @@ the file, line and field.
     demonstration  {"prompt", "completion"} or {"messages"}
     ranking        {"prompt", "responses", "ranks"}; optional "annotator", "weight"
     pair           {"prompt", "chosen", "rejected"}; optional "margin", "weight"
+    unpaired       {"prompt", "completion", "label": true | false}; optional "weight" (KTO)
 
 A prompt is a string (used as it is) or a list of chat messages {"role", "content"} (rendered
 with the tokenizer's chat template). A pair without "prompt" holds whole dialogues in "chosen" and
@@ -52,6 +53,15 @@ class Pair:
     chosen: str
     rejected: str
     margin: float = 0.0
+    weight: float = 1.0
+
+
+@dataclass
+class Unpaired:
+    prompt: Prompt
+    completion: str
+    label: bool
+    """true: the completion is desirable (a thumbs up); false: undesirable"""
     weight: float = 1.0
 
 
@@ -184,12 +194,28 @@ def parse_preference(rec: dict[str, Any], where: str) -> Ranking | Pair:
     raise DataError(f"{where}: neither a ranking ('responses', 'ranks') nor a pair ('chosen', 'rejected')")
 
 
+def parse_unpaired(rec: dict[str, Any], where: str) -> Unpaired:
+    rec = flatten_responses(rec, where)  # a completion given as assistant messages
+    prompt = parse_prompt(_need(rec, "prompt", where), where)
+    completion = _string(_need(rec, "completion", where), where, "completion")
+    label = _need(rec, "label", where)
+    if not isinstance(label, bool):
+        raise DataError(
+            f"{where}: field 'label' must be true (desirable) or false (undesirable), got {label!r}"
+        )
+    weight = _number(rec, "weight", 1.0, where)
+    if weight < 0:
+        raise DataError(f"{where}: field 'weight' must be >= 0, got {weight}")
+    return Unpaired(prompt, completion, label, weight)
+
+
 PARSERS = {
     "prompt": parse_prompt_record,
     "demonstration": parse_demonstration,
     "ranking": parse_ranking,
     "pair": parse_pair,
     "preference": parse_preference,
+    "unpaired": parse_unpaired,
 }
 
 

@@ -28,22 +28,17 @@ so position bias averages out across raters and can be measured afterwards.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rlhf.feedback.db import Assignment, Database, Label, Project, Rater, Task, now
+from rlhf.feedback.db import Assignment, Database, Label, Project, Rater, Task, now, retry_conflicts
 
 CANDIDATES = 16
 """tasks looked at per round on SQLite (nobody can take them meanwhile: one writer at a time)"""
-RETRYABLE = {"40001", "40P01", "55P03"}
-"""SQLSTATEs of a transaction the database aborted to resolve a conflict: serialization failure,
-deadlock, lock not available; the whole assignment is tried again"""
-ATTEMPTS = 8
 MAX_ROUNDS = 200
 
 
@@ -100,8 +95,15 @@ def release_stale(s: Session, project: Project, at: float | None = None) -> int:
 
 def release_rater(s: Session, rater_id: int) -> int:
     """Give back every open assignment of a rater (on disabling them)."""
-    held = s.scalars(select(Assignment).where(Assignment.rater_id == rater_id, Assignment.status == "open"))
-    return _free_slots(s, list(held.all()), "released")
+    return release_assignments(s, rater_id)
+
+
+def release_assignments(s: Session, rater_id: int, project_id: int | None = None) -> int:
+    """Give back a rater's open assignments, in one project or all (on removal or disabling)."""
+    query = select(Assignment).where(Assignment.rater_id == rater_id, Assignment.status == "open")
+    if project_id is not None:
+        query = query.where(Assignment.project_id == project_id)
+    return _free_slots(s, list(s.scalars(query).all()), "released")
 
 
 def take_slot(s: Session, task_id: int, is_gold: bool, overlap: int) -> bool:
@@ -140,7 +142,9 @@ def _candidates(
         # nearly complete tasks first: finished tasks are what export and agreement need
         query = query.where(Task.n_active < project.overlap).order_by(Task.n_active.desc(), Task.id)
     if lock is not None:
-        query = query.limit(1).with_for_update(of=Task, skip_locked=lock == "skip")
+        # NO KEY UPDATE: unlike FOR UPDATE it does not block the foreign-key checks (FOR KEY SHARE)
+        # of submissions to the same task, which would otherwise wait on us and we on them
+        query = query.limit(1).with_for_update(of=Task, skip_locked=lock == "skip", key_share=True)
     else:
         query = query.limit(CANDIDATES)
     return [tuple(row) for row in s.execute(query).all()]
@@ -194,22 +198,14 @@ def next_task(
         held = current_task(s, s.get(Project, project_id), rater_id)
     if held is not None:
         return held
-    for attempt in range(ATTEMPTS):
-        try:
-            return _assign(db, project_id, rater_id, rng)
-        except DBAPIError as err:
-            code = getattr(err.orig, "sqlstate", None)
-            if code not in RETRYABLE or attempt == ATTEMPTS - 1:
-                raise
-            time.sleep(0.01 * (attempt + 1) * (1 + rng.random()))  # let the other transaction finish
-    raise AssertionError("unreachable")
+    return retry_conflicts(lambda: _assign(db, project_id, rater_id, rng))
 
 
 def _assign(db: Database, project_id: int, rater_id: int, rng: random.Random) -> TaskView | None:
     with db.write() as s:
         # one assignment at a time per rater: on PostgreSQL the rater's row lock queues a second
         # tab's request until the first commits (SQLite has one writer anyway, and no FOR UPDATE)
-        s.execute(select(Rater.id).where(Rater.id == rater_id).with_for_update())
+        s.execute(select(Rater.id).where(Rater.id == rater_id).with_for_update(key_share=True))
         project = s.get(Project, project_id)
         held = current_task(s, project, rater_id)  # again under the lock: another tab may have won
         if held is not None:

@@ -218,13 +218,28 @@ def _rank_labels(s, project_id: int, include_gold: bool) -> list[tuple[Label, Ta
     return [tuple(row) for row in s.execute(query).all()]
 
 
+def _adjudicated(s, project_id: int, include_gold: bool) -> list[tuple[Task, list[int]]]:
+    from rlhf.feedback.review import latest_adjudications
+
+    out = []
+    for task_id, ranks in sorted(latest_adjudications(s, project_id).items()):
+        task = s.get(Task, task_id)
+        if include_gold or not task.is_gold:
+            out.append((task, ranks))
+    return out
+
+
 def export_rankings(
     db: Database, project_name: str, with_metadata: bool = False, include_gold: bool = True
 ) -> list[dict[str, Any]]:
-    """One ranking record per (task, rater)."""
+    """One ranking record per (task, rater), each rater's latest version (a revision or the admin's
+    correction), then one per adjudicated task with ``"annotator": "adjudication"``."""
+    from rlhf.feedback.review import record_export
+
     with db.read() as s:
         project = get_project(s, project_name)
         rows = _rank_labels(s, project.id, include_gold)
+        adjudicated = _adjudicated(s, project.id, include_gold)
     out = []
     for label, task, rater in rows:
         rec: dict[str, Any] = {
@@ -244,36 +259,58 @@ def export_rankings(
                 submitted_at=label.created_at,
             )
         out.append(rec)
+    for task, ranks in adjudicated:
+        rec = {
+            "prompt": task.prompt,
+            "responses": task.responses,
+            "ranks": ranks,
+            "annotator": "adjudication",
+        }
+        if with_metadata:
+            rec.update(task=task.external_id, gold=task.is_gold)
+        out.append(rec)
+    record_export(db, project.id, "rankings")
     return out
 
 
 def export_pairs(
     db: Database, project_name: str, min_votes: int = 1, weight: str = "none", include_gold: bool = True
 ) -> tuple[list[dict[str, Any]], PairCounts]:
-    """Pairs aggregated over each task's raters, with the vote fraction ``prob`` (see module doc)."""
+    """Pairs aggregated over each task's raters, with the vote fraction ``prob`` (see module doc).
+
+    An adjudicated task's pairs come from its latest adjudication alone (``prob`` 1, and
+    ``"adjudicated": true``): the admin's decision replaces the vote."""
+    from rlhf.feedback.review import record_export
+
     if weight not in ("none", "agreement"):
         raise ValueError(f"weight must be 'none' or 'agreement', got {weight!r}")
     with db.read() as s:
         project = get_project(s, project_name)
         rows = _rank_labels(s, project.id, include_gold)
+        adjudicated = _adjudicated(s, project.id, include_gold)
     tasks: dict[int, Task] = {}
     by_task: dict[int, list[list[int]]] = defaultdict(list)
     for label, task, _ in rows:
         tasks[task.id] = task
         by_task[task.id].append(label.ranks)
+    final = {task.id: ranks for task, ranks in adjudicated}
+    for task, _ in adjudicated:
+        tasks[task.id] = task
+        by_task.setdefault(task.id, [])
     out, counts = [], PairCounts()
     for task_id, rankings in by_task.items():
         task = tasks[task_id]
         counts.tasks += 1
         n = len(rankings)
+        decided = [final[task_id]] if task_id in final else rankings
         for i, j in itertools.combinations(range(len(task.responses)), 2):
-            if n < min_votes:
+            if n < min_votes and task_id not in final:
                 counts.below_min_votes += 1
                 continue
             if task.responses[i] == task.responses[j]:
                 counts.identical += 1
                 continue
-            prob_i = sum(1.0 if r[i] < r[j] else 0.5 if r[i] == r[j] else 0.0 for r in rankings) / n
+            prob_i = sum(1.0 if r[i] < r[j] else 0.5 if r[i] == r[j] else 0.0 for r in decided) / len(decided)
             if prob_i == 0.5:
                 counts.no_majority += 1
                 continue
@@ -285,11 +322,14 @@ def export_pairs(
                 "prob": round(prob, 6),
                 "votes": n,
             }
+            if task_id in final:
+                rec["adjudicated"] = True
             if weight == "agreement":
                 rec["weight"] = round(2 * prob - 1, 6)
             out.append(rec)
             counts.pairs += 1
             counts.by_votes[n] += 1
+    record_export(db, project.id, "pairs")
     return out, counts
 
 
