@@ -13,6 +13,7 @@ embeddings grow by one row.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -141,6 +142,11 @@ def _apply_lora(model, cfg: ModelConfig, task_type: str):
 
 def _attn_kwargs(cfg: ModelConfig) -> dict:
     return {} if cfg.attn_implementation == "auto" else {"attn_implementation": cfg.attn_implementation}
+
+
+def without_lora(cfg: ModelConfig) -> ModelConfig:
+    """The model config with no LoRA adapters: for commands that only sample or score, never train."""
+    return replace(cfg, lora_r=0)
 
 
 def load_policy(cfg: ModelConfig, tokenizer, what: str = "model.path"):
