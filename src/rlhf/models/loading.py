@@ -13,24 +13,35 @@ embeddings grow by one row.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from rlhf.models.adapters import adapter_base, is_adapter_dir, merge_adapter
+from rlhf.models.errors import ModelError  # noqa: F401  (raised here; imported from here by callers)
+from rlhf.models.gguf import check_gguf, gguf_checkpoint, is_gguf
 from rlhf.sections import ModelConfig
 
 PAD_TOKEN = "<|pad|>"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-class ModelError(ValueError):
-    """A model path or model setting a user gave is wrong."""
-
-
 def check_model_path(path: str, what: str = "model.path") -> str:
-    """A local directory must exist and hold a config.json; anything else is tried as a hub id."""
+    """Fail early on a wrong model path, before any work; nothing is loaded or converted.
+
+    A GGUF file must exist, be readable and ``gguf`` be installed; a local directory must exist and
+    hold a config.json (or be a LoRA adapter directory whose base model exists); anything else is
+    tried as a hub id.
+    """
     if not path:
-        raise ModelError(f"{what} is not set: give a Hugging Face model directory or hub id")
+        raise ModelError(f"{what} is not set: give a Hugging Face model directory, a GGUF file or a hub id")
+    if is_adapter_dir(path):
+        check_model_path(adapter_base(path, what), f"{what} (the base model of the adapter {path})")
+        return path
+    if is_gguf(path):
+        check_gguf(path, what)
+        return path
     # a hub id is "name" or "org/name"; anything else is a local path
     looks_local = Path(path).exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
     if looks_local:
@@ -38,7 +49,24 @@ def check_model_path(path: str, what: str = "model.path") -> str:
         if not p.is_dir():
             raise ModelError(f"{what}: directory {path} does not exist")
         if not (p / "config.json").is_file():
+            ggufs = sorted(f.name for f in p.glob("*.gguf"))
+            if ggufs:
+                raise ModelError(
+                    f"{what}: {path} has no config.json but holds GGUF file(s) {', '.join(ggufs)}: give the "
+                    f"file's path, or set model.gguf_file={ggufs[0]}"
+                )
             raise ModelError(f"{what}: {path} has no config.json; is it a Hugging Face model directory?")
+    return path
+
+
+def resolve_model_path(path: str, what: str = "model.path") -> str:
+    """What ``from_pretrained`` reads for ``path``: a GGUF file's cached conversion, else ``path``.
+
+    Every model and tokenizer the project loads goes through here, so a GGUF file works wherever a
+    model path is taken (policy, reference, reward model, serving, evaluation).
+    """
+    if is_gguf(path):
+        return str(gguf_checkpoint(path, what))
     return path
 
 
@@ -61,6 +89,7 @@ def _fused_activation(path: str, kwargs: dict) -> dict:
 
 
 def _from_pretrained(loader, path: str, what: str, **kwargs):
+    path = resolve_model_path(path, what)
     try:
         if loader.__name__ != "AutoTokenizer":
             kwargs = {**_fused_activation(path, kwargs), **kwargs}
@@ -74,6 +103,8 @@ def load_tokenizer(path: str, what: str = "model.path"):
     from transformers import AutoTokenizer
 
     check_model_path(path, what)
+    while is_adapter_dir(path) and not (Path(path).expanduser() / "tokenizer_config.json").is_file():
+        path = adapter_base(path, what)  # an adapter saved without its tokenizer uses the base's
     tok = _from_pretrained(AutoTokenizer, path, what)
     if tok.eos_token_id is None:
         raise ModelError(f"{what}: tokenizer of {path} has no EOS token; responses could never end")
@@ -113,21 +144,41 @@ def _attn_kwargs(cfg: ModelConfig) -> dict:
     return {} if cfg.attn_implementation == "auto" else {"attn_implementation": cfg.attn_implementation}
 
 
+def without_lora(cfg: ModelConfig) -> ModelConfig:
+    """The model config with no LoRA adapters: for commands that only sample or score, never train."""
+    return replace(cfg, lora_r=0)
+
+
 def load_policy(cfg: ModelConfig, tokenizer, what: str = "model.path"):
     """A causal LM from ``cfg.path`` in ``cfg.dtype``, fitted to ``tokenizer``, with LoRA if asked."""
     from transformers import AutoModelForCausalLM
 
     check_model_path(cfg.path, what)
-    model = _from_pretrained(
+    model = _load_fitted(
         AutoModelForCausalLM,
         cfg.path,
         what,
+        tokenizer,
         dtype=DTYPES[cfg.dtype],
         trust_remote_code=cfg.trust_remote_code,
         **_attn_kwargs(cfg),
     )
-    _fit_to_tokenizer(model, tokenizer)
     return _apply_lora(model, cfg, "CAUSAL_LM")
+
+
+def _load_fitted(loader, path: str, what: str, tokenizer, depth: int = 0, **kwargs):
+    """``loader.from_pretrained(path)`` fitted to ``tokenizer``; for a LoRA adapter directory, its
+    base model (itself possibly an adapter: a LoRA run started from one) with the adapter merged."""
+    if not is_adapter_dir(path):
+        model = _from_pretrained(loader, path, what, **kwargs)
+        _fit_to_tokenizer(model, tokenizer)
+        return model
+    if depth >= 8:
+        raise ModelError(
+            f"{what}: {path}: more than 8 adapters stacked on each other (a loop of base paths?)"
+        )
+    base = _load_fitted(loader, adapter_base(path, what), what, tokenizer, depth + 1, **kwargs)
+    return merge_adapter(base, path, what)
 
 
 def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path", trained: bool = False):
@@ -141,6 +192,16 @@ def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path", tra
     from transformers.utils import logging
 
     check_model_path(cfg.path, what)
+    kwargs = {"num_labels": 1, "dtype": DTYPES[cfg.dtype], "trust_remote_code": cfg.trust_remote_code}
+    if is_adapter_dir(cfg.path):  # a reward model's adapter carries its score head (peft's modules_to_save)
+        if trained and not _adapter_head(cfg.path):
+            raise ModelError(
+                f"{what}: {cfg.path} is a LoRA adapter without a score head (a causal LM's, not a "
+                "reward model's), so its scores would be random; give a reward model or its adapter"
+            )
+        model = _load_fitted(AutoModelForSequenceClassification, cfg.path, what, tokenizer, **kwargs,
+                             **_attn_kwargs(cfg))  # fmt: skip
+        return _apply_lora(model, cfg, "SEQ_CLS")
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the "newly initialized: score.weight" notice is expected here
     try:
@@ -171,6 +232,14 @@ def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path", tra
     _fit_to_tokenizer(model, tokenizer)
     model = _apply_lora(model, cfg, "SEQ_CLS")
     return model
+
+
+def _adapter_head(path: str) -> bool:
+    """Whether the adapter at ``path`` saves a sequence classifier's head."""
+    import json
+
+    config = json.loads((Path(path).expanduser() / "adapter_config.json").read_text(encoding="utf-8"))
+    return config.get("task_type") == "SEQ_CLS" or bool(config.get("modules_to_save"))
 
 
 def save_pretrained(model, tokenizer, directory: str | Path) -> None:
