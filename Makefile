@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,server
+EXTRAS ?= dev,server,track
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench install clean browser

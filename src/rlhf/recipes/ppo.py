@@ -162,7 +162,7 @@ def train(
             "the policy's tokens as a critic; use critic.init=policy or critic.init=shared"
         )
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     run.write_json(
         "data.json",
         {
