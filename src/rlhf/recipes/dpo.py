@@ -246,7 +246,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     )
     collate = make_collator(cfg, model, tokenizer.pad_token_id, longest)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": counts})
     plan = BatchPlan.build(len(pairs), cfg.train, accelerator.num_processes)
     optimizer = make_optimizer(model, cfg.train)

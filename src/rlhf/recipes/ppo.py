@@ -98,7 +98,7 @@ def train(
     watcher = Scorer(cfg, tokenizer, None, device, held_path, "rewards.heldout_model") if held_path else None
     check_critic_init(cfg, algorithm.critic, scorer.rm)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     counts = {"train": vars(stats), "ptx_records": len(ptx), "eval_prompts": len(held_out.prompt_ids)}
     run.write_json("data.json", {**counts, "eval_text": len(held_out.text)})
     plan = BatchPlan.build(len(prompt_ids), cfg.train, accelerator.num_processes)

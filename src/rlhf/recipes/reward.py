@@ -133,7 +133,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     )
     eval_groups = load_groups(cfg.data.eval, "data.eval", tokenizer, cfg)[0] if cfg.data.eval else []
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": {**vars(stats), **counts}})
     if not cfg.reward.use_margin:
         for g in groups:

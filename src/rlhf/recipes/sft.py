@@ -99,7 +99,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
         examples = pack_examples(examples, cfg.data.max_length)
         say(f"[sft] packed into {len(examples)} rows of up to {cfg.data.max_length} tokens")
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": vars(stats), "rows": len(examples)})
 
     # 2. model, optimizer, schedule
