@@ -312,7 +312,9 @@ def test_two_responses_side_by_side(site, browser):
     assert page.get_attribute("#pair-choice button[data-choice='1']", "aria-pressed") == "true"
     page.click("#pair-choice button[data-choice='tie']")
     assert a.locator(".rank").inner_text() == "=1" and b.locator(".rank").inner_text() == "=1"
-    page.click("#pair-choice button[data-choice='1']")
+    page.keyboard.press("ArrowLeft")  # the keys follow the layout
+    assert a.locator(".rank").inner_text() == "1" and b.locator(".rank").inner_text() == "2"
+    page.keyboard.press("ArrowRight")
     b_text = b.locator(".md").inner_text()
     page.click("#side-toggle")  # stacked again: the better one on top
     assert page.locator("#ranking .card").first.locator(".md").inner_text() == b_text
