@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +47,7 @@ from rlhf.losses.dpo import (
     summarize,
 )
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, save_pretrained
-from rlhf.recipes.dpo_reference import REFERENCES, RefFn
+from rlhf.recipes.dpo_reference import REFERENCES, ReferenceSpec, RefFn
 from rlhf.recipes.dpo_rows import PairCollator, forward_logps, make_collator, split_pairs, to_device
 from rlhf.recipes.loop import (
     BatchPlan,
@@ -244,7 +244,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     longest = max(
         len(p["prompt_ids"]) + len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in pairs + eval_pairs
     )
-    collate = make_collator(cfg, model, tokenizer.pad_token_id, longest)
+    collate = make_collator(cfg.dpo.share_prompt, model, tokenizer.pad_token_id, longest)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
     run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": counts})
@@ -255,7 +255,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     accelerator.register_for_checkpointing(scheduler)
     splits = {"train": pairs, "eval": eval_pairs} if eval_pairs else {"train": pairs}
     reference = "none" if d.loss in REFERENCE_FREE_LOSSES else d.reference
-    ref_fn = REFERENCES[reference](cfg, accelerator, model, tokenizer, run, splits, collate)
+    ref_fn = REFERENCES[reference](reference_spec(cfg), accelerator, model, tokenizer, run, splits, collate)
     start, last_ckpt = run.resume(accelerator, cfg.train.resume)
 
     # 3. train
@@ -316,3 +316,15 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     )
     say(f"[dpo] saved {final}")
     return final
+
+
+def reference_spec(cfg: Config) -> ReferenceSpec:
+    """The reference model of a run: dpo.ref_model, or the policy's start (model.path), without LoRA."""
+    d = cfg.dpo
+    return ReferenceSpec(
+        replace(cfg.model, path=d.ref_model or cfg.model.path, lora_r=0),
+        "dpo.ref_model" if d.ref_model else "model.path",
+        bool(d.ref_model),
+        cfg.train.batch_size,
+        cfg.train.mixed_precision,
+    )
