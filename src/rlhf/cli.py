@@ -89,14 +89,19 @@ def _parser() -> argparse.ArgumentParser:
         "--preset",
         default="default",
         choices=["default", "fast", "smollm"],
-        help="size of the toy demo (default, fast), or smollm: harmless and still helpful on SmolLM2-135M-Instruct",
+        help=(
+            "size of the toy demo (default, fast), or smollm: harmless and still helpful on "
+            "SmolLM2-135M-Instruct"
+        ),
     )
     demo.add_argument("--seed", type=int, default=0)
     plot = sub.add_parser(
         "plot",
         help="draw runs' metrics.jsonl curves as PNG and SVG files, several runs overlaid",
-        description="Draw every metric group (loss, accuracy, reward, KL, length, entropy, clipping, eval, ...) "
-        "of each RUN_DIR's metrics.jsonl as <group>.png and <group>.svg, the runs overlaid.",
+        description=(
+            "Draw every metric group (loss, accuracy, reward, KL, length, entropy, clipping, eval, ...) "
+            "of each RUN_DIR's metrics.jsonl as <group>.png and <group>.svg, the runs overlaid."
+        ),
     )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory with a metrics.jsonl")
     plot.add_argument("--x", default="step", choices=["step", "kl"], help="x axis: the step or the logged KL")

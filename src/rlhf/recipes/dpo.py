@@ -120,7 +120,8 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"dpo.desirable_weight and dpo.undesirable_weight must be > 0, got {weights}")
     if d.loss not in UNPAIRED_LOSSES and weights != (1.0, 1.0):
         raise ConfigError(
-            f"dpo.desirable_weight and dpo.undesirable_weight are only read by dpo.loss={'|'.join(UNPAIRED_LOSSES)}"
+            "dpo.desirable_weight and dpo.undesirable_weight are only read by "
+            f"dpo.loss={'|'.join(UNPAIRED_LOSSES)}"
         )
     if d.loss in UNPAIRED_LOSSES and d.nll_coef:
         raise ConfigError(
@@ -216,7 +217,8 @@ def evaluate(model, accelerator, pairs, ref_fn: RefFn, loss_fn, cfg: Config, col
 
 
 def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> Path:
-    """Train a policy with the DPO family; returns the path of ``final/``. ``callbacks`` run after each step."""
+    """Train a policy with the DPO family; returns the path of ``final/``. ``callbacks`` run after
+    each step."""
     check_config(cfg)
     check_model_path(cfg.model.path)  # fail on a bad path before any work
     accelerator = make_accelerator(cfg.train)

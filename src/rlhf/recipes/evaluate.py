@@ -114,7 +114,8 @@ def check(cfg: Config) -> dict[str, Any]:
         raise ConfigError("eval.reward_model and eval.reward_function are both set; the proxy is one of them")
     if not e.prompts and (e.baseline or e.reward_model or e.reward_function or e.gold):
         raise ConfigError(
-            "eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they need eval.prompts"
+            "eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they "
+            "need eval.prompts"
         )
     if e.reference and e.kl_samples == 0:
         raise ConfigError("eval.reference is only used for KL; eval.kl_samples=0 turns KL off")
