@@ -232,7 +232,7 @@ def revise(
     return records, counts
 
 
-def train(cfg: Config) -> Path:
+def write_revisions(cfg: Config) -> Path:
     """Revise every prompt's response and write the demonstrations; returns the output path."""
     import torch
 

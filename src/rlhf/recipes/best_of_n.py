@@ -153,7 +153,7 @@ def curve(scores: list[list[float]], values: dict[str, list[list[float]]]) -> li
     ]
 
 
-def train(cfg: Config) -> Path:
+def best_of_n(cfg: Config) -> Path:
     """Sample, score, write the three files; returns the output directory."""
     check(cfg.model, cfg.sample)
     b = cfg.best_of_n

@@ -206,14 +206,14 @@ def score(
 def text_nll(model, examples, pad_id: int, batch_size: int = 16, accelerator=None) -> dict[str, float]:
     """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples`` (split
     across ``accelerator``'s processes when given)."""
-    from rlhf.recipes.sft import evaluate
+    from rlhf.recipes.sft import evaluate as sft_evaluate
 
     accelerator = accelerator or sampling_accelerator(0)
-    out = evaluate(model, accelerator, examples, pad_id, batch_size)
+    out = sft_evaluate(model, accelerator, examples, pad_id, batch_size)
     return {"nll": out["eval_loss"], "ppl": out["eval_ppl"]}
 
 
-def train(cfg: Config) -> Path:
+def evaluate(cfg: Config) -> Path:
     """Evaluate and write the report; returns ``eval.output_dir``."""
     fns = check(cfg)
     e = cfg.eval

@@ -225,7 +225,7 @@ def run(cfg: Config) -> dict[str, Any]:
     return report
 
 
-def train(cfg: Config) -> Path:
+def judge_labels(cfg: Config) -> Path:
     """The CLI entry point: ``run``, returning the first output path."""
     run(cfg)
     return _first_output(cfg.judge)
