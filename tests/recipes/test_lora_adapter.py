@@ -65,6 +65,7 @@ def test_every_loader_and_serve_start_from_the_adapter_dir(sft_lora):
         chat = load_chat_model(path, device="cpu", prompt_format="raw")
         req = GenRequest(chat.encode([{"role": "user", "content": "What is 2 + 3?"}]), 6, temperature=0.0)
         replies.append(chat.complete(req)[0].text)
+        assert chat.name == "sft"  # a run's adapter/ and final/ are served under the run's name
     assert replies[0] == replies[1]
 
 
