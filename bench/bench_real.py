@@ -77,6 +77,28 @@ def run_side(side: str, row: dict) -> dict:
     return out
 
 
+def markdown(payload: dict) -> str:
+    """The docs' table of a results file: one line a row, with the date and load it was measured at."""
+    lines = [
+        "| row | ours | TRL | ours / TRL | peak RSS ours / TRL | other load (cores) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in payload["rows"]:
+        unit = r["unit"] + "/s"
+        lines.append(
+            f"| {r['algo'].upper()} {r['mode']} | {r['ours_per_s']:.2f} {unit} "
+            f"| {r['peer_per_s']:.2f} {unit} "
+            f"| {r['ratio']:.2f}x | {r['ours_rss_mb'] / 1024:.2f} / {r['peer_rss_mb'] / 1024:.2f} GB "
+            f"| {r['ours_load']:.1f} / {r['peer_load']:.1f} |"
+        )
+    m = payload["machine"]
+    lines.append("")
+    lines.append(
+        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads)."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = bench_parser(__doc__, recipe=False)
     ap.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
@@ -84,7 +106,13 @@ def main() -> None:
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="both sides' attention kernel")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each side a row, alternating")
     ap.add_argument("--verbose", action="store_true", help="show the workers' output")
+    ap.add_argument(
+        "--markdown", metavar="JSON", help="print the docs' table of a saved results file and exit"
+    )
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     threads = set_threads(args.threads)
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
