@@ -139,8 +139,8 @@ def check_finite(value: float, step: int, what: str, last_checkpoint) -> None:
             else "no checkpoint was written"
         )
         raise TrainingError(
-            f"{what} is {value} at step {step}: stopping before the optimizer step, so no bad weights are saved; "
-            f"{where}. Try a lower train.lr, train.max_grad_norm > 0, or check the data."
+            f"{what} is {value} at step {step}: stopping before the optimizer step, so no bad weights are "
+            f"saved; {where}. Try a lower train.lr, train.max_grad_norm > 0, or check the data."
         )
 
 
