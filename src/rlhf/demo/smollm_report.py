@@ -66,7 +66,6 @@ def write(results: dict[str, Any], root: Path) -> None:
     write_html(results, root, text, "rlhf demo results (SmolLM2-135M-Instruct)")
     print("\n" + examples(results) + "\n\n" + text)
     print(
-        f"
-[demo] wrote {root / 'results.json'}, results.md and report.html in "
+        f"\n[demo] wrote {root / 'results.json'}, results.md and report.html in "
         f"{results['seconds']['total']:.0f} s"
     )
