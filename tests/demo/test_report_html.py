@@ -41,13 +41,17 @@ def test_report_prints_the_fitted_coefficients_and_peaks(tmp_path):
     rl_run(tmp_path, "ppo-biased", 0.5, 0.4)
     curve = [
         {"n": n, "kl": math.log(n) - (n - 1) / n, "gold": 0.1 + 0.3 * math.sqrt(k) - 0.1 * k,
-         "win_vs_sft": 0.5, "gold_pick_win_vs_sft": 0.6, "gold_pick_gold": 0.2 + 0.3 * math.sqrt(k) + 0.05 * k}
+         "win_vs_sft": 0.5, "gold_pick_win_vs_sft": 0.6,
+         "gold_pick_gold": 0.2 + 0.3 * math.sqrt(k) + 0.05 * k}
         for n in (1, 2, 4, 8, 16)
         for k in [math.log(n) - (n - 1) / n]
     ]  # fmt: skip
     results = {
         "stages": [stage("base", 2.0, 0.2), stage("sft", 2.2, 0.5), stage("ppo", 2.3, 0.6)],
-        "reward_model": {"heldout_accuracy_vs_gold": 0.7, "heldout_accuracy_by_family": {"a": 0.6, "b": 0.8}},
+        "reward_model": {
+            "heldout_accuracy_vs_gold": 0.7,
+            "heldout_accuracy_by_family": {"a": 0.6, "b": 0.8},
+        },
         "best_of_n_curve": curve,
         "config": {"preset": "fast", "seed": 0},
     }
@@ -68,7 +72,10 @@ def test_report_prints_the_fitted_coefficients_and_peaks(tmp_path):
 
 
 def test_a_demo_without_best_of_n_or_reward_model_gets_a_report(tmp_path):
-    results = {"stages": [stage("sft", 2.2, 0.5), stage("dpo", 2.4, 0.55)], "config": {"preset": "smollm"}}
+    results = {
+        "stages": [stage("sft", 2.2, 0.5), stage("dpo", 2.4, 0.55)],
+        "config": {"preset": "smollm"},
+    }
     page = write_html(results, tmp_path, "| model |\n|---|\n| sft |", "SmolLM2").read_text()
     assert page.count("<img ") == 2  # forgetting and win rates: the figures its results hold
     assert "Over-optimisation fits" not in page

@@ -90,9 +90,10 @@ def _coefficients(fits: list[figures.Fitted]) -> str:
         )
     return (
         "<h2>Over-optimisation fits (Gao et al. 2022)</h2>"
-        '<p class="note">R = R0 + d (alpha - beta d) for best-of-n and R = R0 + d (alpha - beta log d) for RL, '
-        "d = sqrt(KL to SFT), fitted by least squares to the curves below. The fitted gold reward peaks at "
-        "d* = alpha / (2 beta) (best-of-n) or log d* = alpha / beta - 1 (RL): past that KL, more optimisation "
+        '<p class="note">R = R0 + d (alpha - beta d) for best-of-n and R = R0 + d (alpha - beta log d) '
+        "for RL, d = sqrt(KL to SFT), fitted by least squares to the curves below. The fitted gold reward "
+        "peaks at d* = alpha / (2 beta) (best-of-n) or log d* = alpha / beta - 1 (RL): past that KL, more "
+        "optimisation "
         "of the proxy costs true quality. The proxy's own fit is shown for comparison.</p>"
         + markdown_to_html(_md_table(head, rows))
     )
@@ -151,8 +152,8 @@ def write_html(results: dict[str, Any], root: Path, table_markdown: str, title: 
         body.append(
             _figure(
                 png,
-                "Best-of-n from SFT's samples: the gold reward of the reward model's pick and of gold's own pick "
-                "against KL (Gao's best-of-n form fitted), and their win rates against SFT.",
+                "Best-of-n from SFT's samples: the gold reward of the reward model's pick and of gold's own "
+                "pick against KL (Gao's best-of-n form fitted), and their win rates against SFT.",
             )
         )
     rm = results.get("reward_model") or {}
