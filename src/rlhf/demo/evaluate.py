@@ -74,7 +74,8 @@ def evaluate_policy(
     web: list[str] | None = None,
     max_length: int = 128,
 ) -> dict[str, Any]:
-    """One results row for ``model``; ``web``: held-out web text for ``web_nll`` (cut to ``max_length`` tokens)."""
+    """One results row for ``model``; ``web``: held-out web text for ``web_nll`` (cut to
+    ``max_length`` tokens)."""
     engine = HFGenerateEngine(model, tokenizer)
     prompts = [t.prompt for t in tasks]
     greedy = [g[0] for g in engine.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0))]
@@ -133,7 +134,8 @@ def best_of_n_curve(
     """Best-of-k for k = 1, 2, 4, ... n from the best-of-n rows' own samples (rlhf.eval.metrics.best_of_k):
     KL to the sampling policy; the gold reward and the gold win rate against ``baseline`` (SFT's
     greedy gold per task) of the reward model's pick (and its own score); and the win rate of
-    gold's own pick, the ceiling. Where the two win rates part shows what the reward model leaves on the table."""
+    gold's own pick, the ceiling. Where the two win rates part shows what the reward model leaves on
+    the table."""
     from rlhf.eval.metrics import mean_best_of_k, outcome
     from rlhf.recipes.best_of_n import curve
 

@@ -148,7 +148,7 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             f"best_of_n.output_dir={root / 'best-of-n'}",
         ],
     )
-    best = best_of_n.train(bon_cfg) / "best.jsonl"
+    best = best_of_n.best_of_n(bon_cfg) / "best.jsonl"
     rs_dir = train_recipe(
         sft,
         {
