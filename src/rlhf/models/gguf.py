@@ -11,8 +11,8 @@ ordinary ``from_pretrained`` of that directory.
 The cache lives in ``$RLHF_GGUF_CACHE`` (default ``~/.cache/rlhf/gguf``), one directory per file
 named after it and the SHA-256 of its content: a changed file is converted again, and the same file
 reinstalled (a new modification time) or found at another path is not. The hash is taken once per
-process and file (0.1 s for 100 MB). A conversion is written to a temporary directory and renamed into place, under a
-file lock, so a crash leaves no half checkpoint and concurrent runs convert once.
+process and file (0.1 s for 100 MB). A conversion is written to a temporary directory and renamed
+into place, under a file lock, so a crash leaves no half checkpoint and concurrent runs convert once.
 """
 
 from __future__ import annotations
