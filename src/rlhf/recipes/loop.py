@@ -145,9 +145,10 @@ def check_finite(value: float, step: int, what: str, last_checkpoint) -> None:
 
 
 def progress(total: int, initial: int, disable: bool, desc: str):
-    from tqdm.auto import tqdm
+    """tqdm on a terminal, a plain line every tenth of the run in a log file (rlhf/progress.py)."""
+    from rlhf.progress import progress as make
 
-    return tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True)
+    return make(total, initial, disable, desc)
 
 
 def optimizer_step(
