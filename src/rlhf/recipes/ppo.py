@@ -55,7 +55,7 @@ from rlhf.losses.online_dpo import online_dpo_loss
 from rlhf.losses.ppo import aggregation_weights, approx_kl, entropy_from_logits, policy_loss, value_loss
 from rlhf.losses.sft import masked_nll
 from rlhf.models import shared_prompt
-from rlhf.models.loading import DTYPES, load_policy, load_scalar_model, load_tokenizer, save_pretrained
+from rlhf.models.loading import DTYPES, load_policy, load_scalar_model, load_tokenizer
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,
@@ -143,7 +143,7 @@ def train(
     run needs the same one passed again."""
     reward_fn = check(cfg, reward_fn)  # every config error before any work
     a, r = cfg.algo, cfg.rollout
-    accelerator = make_accelerator(cfg.train)
+    accelerator = make_accelerator(cfg.train, lora=cfg.model.lora_r > 0)
     say, device, n = accelerator.print, accelerator.device, r.samples_per_prompt
 
     # 0. data, models, optimizers
@@ -586,9 +586,7 @@ def train(
         for cb in callbacks or []:
             cb(done)
     bar.close()
-    final = run.save_final(
-        accelerator, lambda d: save_pretrained(accelerator.unwrap_model(policy), tokenizer, d)
-    )
+    final = run.save_final(accelerator, policy, tokenizer)
     say(f"[{a.name}] saved {final}")
     return final
 

@@ -120,15 +120,23 @@ class RunDir:
         self.truncate_metrics(start)
         return start, (latest if start else None)
 
-    def save_final(self, accelerator, save_fn) -> Path:
-        """Call ``save_fn(directory)`` on the main process into a temp dir, then rename to final/."""
-        accelerator.wait_for_everyone()
+    def save_final(self, accelerator, model, tokenizer, config_updates: dict[str, Any] | None = None) -> Path:
+        """Write ``model`` whole into a temp dir, check it, then rename it to final/.
+
+        Collective: every process enters (under FSDP2/ZeRO-3 the weights are gathered from all of
+        them); the main process writes. A model that is not whole raises SaveError on every
+        process and final/ is left as it was.
+        """
+        from rlhf.recipes.saving import save_model
+
+        tmp = self.root / ".tmp-final"
         if accelerator.is_main_process:
-            tmp = self.root / ".tmp-final"
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            save_fn(tmp)
+        accelerator.wait_for_everyone()
+        save_model(accelerator, model, tokenizer, tmp, config_updates)
+        if accelerator.is_main_process:
             if self.final.exists():
                 shutil.rmtree(self.final)
             tmp.rename(self.final)
