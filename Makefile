@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,server
+EXTRAS ?= dev,server,dist
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench install clean browser
@@ -14,7 +14,7 @@ $(BIN)/python:
 # Torch first, pinned, so that no CUDA build is pulled in on a CPU machine.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	DS_BUILD_OPS=0 $(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed
