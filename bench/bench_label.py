@@ -29,6 +29,7 @@ from rlhf.feedback.auth import create_rater, set_admin_token
 from rlhf.feedback.db import Database
 from rlhf.feedback.io import import_records
 from rlhf.feedback.loadtest import ServerProcess, run_load
+from rlhf.feedback.members import add_members
 from rlhf.feedback.projects import create_project
 
 ADMIN = "bench-admin-token-0123456789"
@@ -54,6 +55,7 @@ def setup(path: Path, raters: int, per_rater: int) -> list[str]:
     ]
     import_records(db, "bench", records)
     tokens = [create_rater(db, f"r{i:03d}") for i in range(raters)]
+    add_members(db, "bench", [f"r{i:03d}" for i in range(raters)])
     db.dispose()
     return tokens
 

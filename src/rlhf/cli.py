@@ -64,10 +64,26 @@ def _parser() -> argparse.ArgumentParser:
         group.required = True
         for name, (module, subdesc) in subverbs.items():
             _config_parser(group, name, module, subdesc)
-    demo = sub.add_parser("demo", help="the whole pipeline on the built-in toy task")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole pipeline on the built-in toy task, or on SmolLM2-135M-Instruct (--preset smollm)",
+    )
     demo.add_argument("--output-dir", default="runs/demo", help="run directory of the demo")
-    demo.add_argument("--preset", default="default", choices=["default", "fast"], help="size of the demo")
+    demo.add_argument(
+        "--preset",
+        default="default",
+        choices=["default", "fast", "smollm"],
+        help="size of the toy demo (default, fast), or smollm: harmless and still helpful on SmolLM2-135M-Instruct",
+    )
     demo.add_argument("--seed", type=int, default=0)
+    convert = sub.add_parser(
+        "convert",
+        help="convert a GGUF file once into a cached Hugging Face checkpoint; print its directory",
+        description="Convert a GGUF file (default: the packaged SmolLM2-135M-Instruct) once into a "
+        "safetensors Hugging Face checkpoint in the GGUF cache ($RLHF_GGUF_CACHE, default "
+        "~/.cache/rlhf/gguf) and print that directory. Training verbs convert on first use too.",
+    )
+    convert.add_argument("gguf", nargs="?", help="GGUF file (default: the packaged SmolLM2-135M-Instruct)")
     from rlhf.feedback.cli import add_parser as add_label_parser
 
     add_label_parser(sub)
@@ -147,10 +163,19 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(recipe.Config, args.config, args.overrides)
             recipe.train(cfg)
             _finish_processes()
+        elif args.verb == "demo" and args.preset == "smollm":
+            from rlhf.demo.smollm import run_smollm_demo
+
+            run_smollm_demo(args.output_dir, args.preset, args.seed)
         elif args.verb == "demo":
             from rlhf.demo import run_demo
 
             run_demo(args.output_dir, args.preset, args.seed)
+        elif args.verb == "convert":
+            from rlhf.models import smollm
+            from rlhf.models.gguf import gguf_checkpoint
+
+            print(gguf_checkpoint(args.gguf, "argument GGUF") if args.gguf else smollm.checkpoint_dir())
         elif args.verb == "label":
             from rlhf.feedback.cli import run as run_label
 

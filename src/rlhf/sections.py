@@ -6,13 +6,17 @@ Each verb's config (``rlhf.recipes.<verb>.Config``) composes these with its own 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 
 @dataclass
 class ModelConfig:
     path: str = ""
-    """Hugging Face model directory or hub id (a causal LM; reward models start from one too)"""
+    """Hugging Face model directory, hub id, or GGUF file (converted once into a cached checkpoint,
+    see docs/real-models.md); a causal LM (reward models start from one too)"""
+    gguf_file: str = ""
+    """a GGUF file inside the directory model.path; the same as giving the file's path as model.path"""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """dtype the weights are loaded and trained in"""
     lora_r: int = 0
@@ -29,11 +33,19 @@ class ModelConfig:
     trust_remote_code: bool = False
     """allow model code shipped with the checkpoint (only for checkpoints you trust)"""
 
+    def __post_init__(self) -> None:
+        # one path from here on: copies made with another path (a reference or reward model built
+        # from this section) must not inherit a file name meant for this directory
+        if self.gguf_file:
+            self.path = str(Path(self.path) / self.gguf_file) if self.path else self.gguf_file
+            self.gguf_file = ""
+
 
 @dataclass
 class DataConfig:
     train: str = ""
-    """training records: JSONL file, parquet file, or a saved `datasets` directory"""
+    """training records: JSONL file, parquet file, or a saved `datasets` directory (dir:split for a
+    DatasetDict split other than train)"""
     eval: str = ""
     """held-out records in the same format (empty: no evaluation)"""
     max_length: int = 512

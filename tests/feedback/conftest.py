@@ -52,6 +52,30 @@ def db(tmp_path: Path) -> Database:
     database.dispose()
 
 
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL server for the session (initdb + pg_ctl in a temp dir, free port)."""
+    from rlhf.feedback.pgcluster import TempPostgres, server_bin
+
+    if server_bin("initdb") is None:
+        pytest.skip("PostgreSQL is not installed (`make postgres` installs Debian's postgresql)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[server]')")
+    with TempPostgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, tmp_path: Path) -> Database:
+    """A fresh database on each backend: SQLite, and PostgreSQL on the session's throwaway server."""
+    if request.param == "sqlite":
+        database = Database(str(tmp_path / "label.db"))
+    else:
+        database = Database(request.getfixturevalue("pg_cluster").url())
+    set_admin_token(database, ADMIN_TOKEN)
+    yield database
+    database.dispose()
+
+
 @pytest.fixture
 def project(db: Database) -> str:
     """Project "p": 6 tasks of K = 4, overlap 2, no gold."""
@@ -67,12 +91,18 @@ def app(db: Database):
     return create_app(db)
 
 
-def rater_client(app, db: Database, name: str):
-    """A TestClient signed in as a new rater ``name``, sending the session's CSRF token."""
+def rater_client(app, db: Database, name: str, projects: list[str] | None = None):
+    """A TestClient signed in as a new rater ``name``, sending the session's CSRF token; a member
+    of ``projects`` (default: every project there is now)."""
     from fastapi.testclient import TestClient
+
+    from rlhf.feedback.members import add_members
+    from rlhf.feedback.projects import list_projects
 
     client = TestClient(app)
     token = create_rater(db, name)
+    for project in [p["name"] for p in list_projects(db)] if projects is None else projects:
+        add_members(db, project, [name])
     r = client.post("/login", data={"token": token}, follow_redirects=False)
     assert r.status_code == 303, r.text
     client.headers["x-csrf-token"] = client.get("/api/me").json()["csrf_token"]

@@ -14,9 +14,11 @@ from rlhf.feedback.agreement import (
     kendall_tau_b,
     krippendorff_alpha,
     leave_one_out,
+    majority_agreement,
     outcome_table,
     pair_outcomes,
     pairwise_agreement,
+    wilson_interval,
 )
 from rlhf.feedback.auth import create_rater
 from rlhf.feedback.db import Rater
@@ -155,6 +157,29 @@ def test_leave_one_out_against_the_others_majority():
     assert three["A"] == (None, 0) and three["C"] == (0.0, 3)
 
 
+def test_majority_agreement_needs_three_raters_and_counts_the_good_ones():
+    rows = [LabelRow("t", r, [1, 2, 3]) for r in "AB"] + [LabelRow("t", "C", [3, 2, 1])]
+    three = majority_agreement(outcome_table(rows))
+    # A and B form the majority on each of the 3 pairs; leave-one-out counted nothing for them
+    assert three == {"A": (1.0, 3), "B": (1.0, 3), "C": (0.0, 3)}
+    assert leave_one_out(outcome_table(rows))["A"] == (None, 0)
+    two = majority_agreement(outcome_table([rows[0], rows[2]]))  # two raters: who is wrong?
+    assert two == {"A": (None, 0), "C": (None, 0)}
+    split = [LabelRow("u", "A", [1, 2]), LabelRow("u", "B", [2, 1]), LabelRow("u", "C", [1, 1])]
+    assert majority_agreement(outcome_table(split))["A"] == (None, 0)  # +1, -1, tie: no majority
+
+
+def test_wilson_interval_against_published_values():
+    # Brown, Cai and DasGupta (2001), and the closed form at 0 successes: z^2 / (n + z^2)
+    lo, hi = wilson_interval(5, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.2366, 0.7634)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1.959964**2 / (10 + 1.959964**2))
+    lo, hi = wilson_interval(36, 36)
+    assert hi == 1.0 and round(lo, 4) == 0.9036
+    assert wilson_interval(0, 0) is None
+
+
 def test_gold_accuracy_counts_ties_half_and_skips_gold_ties():
     gold = {"g": [1, 2, 3], "h": [1, 1, 2]}
     rows = [
@@ -179,38 +204,78 @@ def _answer(db, project_id: int, rater: str, ranks_of) -> None:
         record(db, project_id, rater_id, Submission(f"{rater}-{view.task_id}-xx", view.task_id, ranks=shown))
 
 
-def test_project_stats_flag_the_adversarial_rater(db):
-    create_project(db, "s", overlap=4, gold_fraction=1.0)  # gold first, so all see both
-    import_records(db, "s", candidates(6, gold_every=3))  # tasks 0 and 3 are gold (ranked in order)
-    for name in ("good1", "good2", "good3", "bad"):
+def _people(db, *names: str) -> None:
+    for name in names:
         create_rater(db, name)
 
-    def honest(responses):  # "answer i.0" best ... "answer i.3" worst: the gold order
-        return [int(r.rsplit(".", 1)[1]) + 1 for r in responses]
 
-    def reversed_(responses):
-        return [4 - int(r.rsplit(".", 1)[1]) for r in responses]
+def honest(responses):  # "answer i.0" best ... "answer i.3" worst: the gold order
+    return [int(r.rsplit(".", 1)[1]) + 1 for r in responses]
 
+
+def reversed_(responses):
+    return [4 - int(r.rsplit(".", 1)[1]) for r in responses]
+
+
+def test_project_stats_flag_the_adversarial_rater(db):
+    create_project(db, "s", overlap=4, gold_fraction=1.0)  # gold first, so all see every gold task
+    import_records(db, "s", candidates(9, gold_every=3))  # tasks 0, 3, 6 are gold (ranked in order)
+    _people(db, "good1", "good2", "good3", "bad")
     for name in ("good1", "good2", "good3"):
         _answer(db, 1, name, honest)
     _answer(db, 1, "bad", reversed_)
 
     stats = project_stats(db, "s")
     assert stats["progress"] == {
-        "tasks": 4,
-        "gold_tasks": 2,
-        "complete_tasks": 4,
-        "rankings": 24,
+        "tasks": 6,
+        "gold_tasks": 3,
+        "complete_tasks": 6,
+        "rankings": 36,
         "skips": 0,
         "open_assignments": 0,
     }
     by = {r["rater"]: r for r in stats["raters"]}
-    assert by["good1"]["loo_agreement"] == {"value": 1.0, "n": 36} and by["good1"]["flagged"] == []
-    assert by["bad"]["loo_agreement"] == {"value": 0.0, "n": 36}
-    assert by["bad"]["gold_accuracy"] == {"value": 0.0, "n": 12}
-    assert by["good2"]["gold_accuracy"] == {"value": 1.0, "n": 12}
-    assert len(by["bad"]["flagged"]) == 2
+    assert by["good1"]["majority_agreement"] == {"value": 1.0, "n": 54, "tasks": 9, "interval": [0.9336, 1.0]}
+    assert by["good1"]["flagged"] == []
+    assert by["bad"]["majority_agreement"]["value"] == 0.0 and by["bad"]["majority_agreement"]["n"] == 54
+    assert by["bad"]["gold_accuracy"] == {"value": 0.0, "n": 18, "tasks": 3, "interval": [0.0, 0.1759]}
+    assert by["good2"]["gold_accuracy"]["value"] == 1.0
+    assert by["bad"]["flagged"] == [
+        "agreement with the majority 0.00 (95% CI 0.00-0.07, n=54) < 0.60",
+        "gold accuracy 0.00 (95% CI 0.00-0.18, n=18) < 0.70",
+    ]
     # 3 of 4 raters agree on every pair: 3 of 6 rater pairs agree per unit
-    assert stats["agreement"]["pairwise"] == {"value": 0.5, "n": 6 * 36}
+    assert stats["agreement"]["pairwise"] == {"value": 0.5, "n": 6 * 54}
     assert stats["agreement"]["krippendorff_alpha"]["value"] < 0.2
     assert {t["a"] + "/" + t["b"]: t["tau_b"] for t in stats["tau_b_pairs"]}["bad/good1"] == -1.0
+
+
+def test_flags_need_evidence(db):
+    # one gold task answered backwards: 6 comparisons from 1 task are not evidence
+    create_project(db, "g", overlap=1, gold_fraction=1.0)
+    import_records(db, "g", candidates(1, gold_every=1))
+    _people(db, "new")
+    _answer(db, 1, "new", reversed_)
+    (new,) = project_stats(db, "g")["raters"]
+    assert new["gold_accuracy"]["value"] == 0.0 and new["gold_accuracy"]["interval"] == [0.0, 0.3903]
+    assert new["flagged"] == []
+
+    # overlap 2, a perfect rater paired with a backwards one: nothing says which is wrong
+    create_project(db, "o2", overlap=2, gold_fraction=0.0)
+    import_records(db, "o2", candidates(8, prefix="o"))
+    _people(db, "perfect", "backwards")
+    _answer(db, 2, "perfect", honest)
+    _answer(db, 2, "backwards", reversed_)
+    by = {r["rater"]: r for r in project_stats(db, "o2")["raters"]}
+    assert by["perfect"]["flagged"] == [] and by["perfect"]["majority_agreement"]["n"] == 0
+
+    # overlap 3, two good raters and a backwards one: the good ones are measured, and pass
+    create_project(db, "o3", overlap=3, gold_fraction=0.0)
+    import_records(db, "o3", candidates(4, prefix="t"))
+    _people(db, "g1", "g2", "b")
+    for name, how in (("g1", honest), ("g2", honest), ("b", reversed_)):
+        _answer(db, 3, name, how)
+    by = {r["rater"]: r for r in project_stats(db, "o3")["raters"]}
+    assert by["g1"]["majority_agreement"]["n"] == 24 and by["g1"]["majority_agreement"]["value"] == 1.0
+    assert by["g1"]["flagged"] == [] and by["g2"]["flagged"] == []
+    assert by["b"]["flagged"] == ["agreement with the majority 0.00 (95% CI 0.00-0.14, n=24) < 0.60"]

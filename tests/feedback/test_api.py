@@ -19,7 +19,7 @@ def test_signed_out_pages_redirect_and_api_says_401(app, project):
     c = TestClient(app)
     r = c.get("/p/p", headers=HTML, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
-    r = c.get("/api/p/p/next")
+    r = c.post("/api/p/p/next")
     assert r.status_code == 401 and "not signed in" in r.json()["error"]
 
 
@@ -35,8 +35,8 @@ def test_bad_token_and_cross_site_login_are_refused(app, db):
 
 
 def test_session_cookie_is_httponly_and_headers_are_strict(app, db, project):
-    c = TestClient(app)
-    r = c.post("/login", data={"token": create_rater(db, "a")}, follow_redirects=False)
+    c = rater_client(app, db, "a")
+    r = c.post("/login", data={"token": create_rater(db, "a2")}, follow_redirects=False)
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie
     page = c.get("/p/p", headers=HTML)
@@ -48,7 +48,7 @@ def test_session_cookie_is_httponly_and_headers_are_strict(app, db, project):
 
 def test_rater_ranks_through_the_api_with_csrf_and_idempotency(app, db, project):
     c = rater_client(app, db, "a")
-    task = c.get("/api/p/p/next").json()["task"]
+    task = c.post("/api/p/p/next").json()["task"]
     assert len(task["responses"]) == 4
     body = {"submission_id": "api-000001", "task_id": task["task_id"], "ranks": [1, 2, 2, 3]}
     no_csrf = c.post("/api/p/p/submit", json=body, headers={"x-csrf-token": ""})
@@ -64,7 +64,7 @@ def test_rater_ranks_through_the_api_with_csrf_and_idempotency(app, db, project)
         json={
             "submission_id": "api-000002",
             "action": "skip",
-            "task_id": c.get("/api/p/p/next").json()["task"]["task_id"],
+            "task_id": c.post("/api/p/p/next").json()["task"]["task_id"],
             "skip_reason": "I cannot judge this topic",
         },
     )
@@ -73,10 +73,10 @@ def test_rater_ranks_through_the_api_with_csrf_and_idempotency(app, db, project)
 
 def test_raters_see_only_their_own_work(app, db, project, admin):
     a, b = rater_client(app, db, "a"), rater_client(app, db, "b")
-    first = a.get("/api/p/p/next").json()["task"]["task_id"]
-    assert b.get("/api/p/p/next").json()["task"]["task_id"] == first  # overlap 2: both get task 1
+    first = a.post("/api/p/p/next").json()["task"]["task_id"]
+    assert b.post("/api/p/p/next").json()["task"]["task_id"] == first  # overlap 2: both get task 1
     a.post("/api/p/p/submit", json={"submission_id": "a-00000001", "task_id": first, "ranks": [1, 2, 3, 4]})
-    second = a.get("/api/p/p/next").json()["task"]["task_id"]
+    second = a.post("/api/p/p/next").json()["task"]["task_id"]
     r = b.post(
         "/api/p/p/submit", json={"submission_id": "steal-0001", "task_id": second, "ranks": [1, 2, 3, 4]}
     )
@@ -86,7 +86,7 @@ def test_raters_see_only_their_own_work(app, db, project, admin):
     for path in ("/api/admin/projects", "/api/admin/projects/p/stats", "/api/admin/projects/p/export"):
         assert b.get(path).status_code == 403
     assert b.get("/admin", headers=HTML).status_code == 403
-    assert admin.get("/api/p/p/next").status_code == 403  # the admin is not a rater
+    assert admin.post("/api/p/p/next").status_code == 403  # the admin is not a rater
 
 
 def test_request_errors_are_clear(app, db, project):
@@ -95,12 +95,17 @@ def test_request_errors_are_clear(app, db, project):
     assert r.status_code == 400 and r.json()["error"].startswith("request body is not valid JSON")
     r = c.post("/api/p/p/submit", json={"submission_id": "x" * 10, "task_id": "seven", "ranks": [1, 2]})
     assert r.status_code == 422 and "task_id" in r.json()["error"]
+    for ranks in (["1", "2", "3", "4"], [True, 2, 3, 4], [1.0, 2, 3, 4]):  # refused, not coerced
+        r = c.post("/api/p/p/submit", json={"submission_id": "x" * 10, "task_id": 1, "ranks": ranks})
+        assert r.status_code == 422 and "ranks.0" in r.json()["error"], r.json()
     r = c.post("/api/p/p/submit", json={"submission_id": "x" * 10, "task_id": 1, "ranks": [1, 2], "evil": 1})
     assert r.status_code == 422 and "evil" in r.json()["error"]
-    r = c.get("/api/p/nope/next")
-    assert r.status_code == 404 and r.json()["error"].startswith("no project named 'nope'")
+    r = c.post("/api/p/nope/next")
+    assert r.status_code == 403 and r.json()["error"].startswith(
+        "you are not a member of a project named 'nope'"
+    )
     r = c.get("/p/nope", headers=HTML)
-    assert r.status_code == 404 and "no project named" in r.text and "<h1>Error 404</h1>" in r.text
+    assert r.status_code == 403 and "not a member" in r.text and "<h1>Error 403</h1>" in r.text
     r = c.get("/no/such/page", headers=HTML)
     assert r.status_code == 404 and "no such page: /no/such/page" in r.text
     assert c.delete("/api/p/p/submit").json()["error"] == "DELETE is not allowed on /api/p/p/submit"
@@ -147,6 +152,7 @@ def test_payloads_in_model_output_are_escaped_in_the_html(app, db):
         ],
     )
     c = rater_client(app, db, "a")
+    c.post("/api/p/x/next")
     html = c.get("/p/x", headers=HTML).text
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=&#34;window.__pwned=1&#34;&gt;" in html
@@ -177,10 +183,12 @@ def test_admin_api_projects_import_raters_stats_export(app, db, admin):
     made = admin.post("/api/admin/raters", json={"name": "ann"}).json()
     assert made["invite_url"] == "http://testserver/login#" + made["token"]
     assert "token" not in json.dumps(admin.get("/api/admin/raters").json())  # shown once, never listed
+    r = admin.post("/api/admin/projects/q/members", json={"add": ["ann"]})
+    assert r.json() == {"added": ["ann"], "removed": [], "members": ["ann"]}
     c = TestClient(app)
     c.post("/login", data={"token": made["token"]}, follow_redirects=False)
     c.headers["x-csrf-token"] = c.get("/api/me").json()["csrf_token"]
-    task = c.get("/api/p/q/next").json()["task"]
+    task = c.post("/api/p/q/next").json()["task"]
     c.post(
         "/api/p/q/submit",
         json={
@@ -234,6 +242,71 @@ def test_admin_pages_with_csrf_forms(app, project):
     )
     page = c.get("/admin/p/p", headers=HTML)
     assert page.status_code == 200 and "Krippendorff" in page.text
+    assert 'name="member" value="zed">' in page.text  # not a member yet: unchecked
+    r = c.post("/admin/p/p/members", data={"member": ["zed"], "csrf_token": csrf}, headers=HTML)
+    assert "Members: 1 added, 0 removed." in r.text and 'name="member" value="zed" checked>' in r.text
     assert c.get("/admin/p/p/export/rankings.jsonl").headers["content-disposition"].startswith("attachment")
     r = c.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303 and c.get("/admin", headers=HTML, follow_redirects=False).status_code == 303
+
+
+def test_asking_for_a_task_is_a_post_and_no_get_assigns_one(app, db, project):
+    from sqlalchemy import func, select
+
+    from rlhf.feedback.db import Assignment
+
+    def assignments() -> int:
+        with db.read() as s:
+            return s.scalar(select(func.count()).select_from(Assignment))
+
+    c = rater_client(app, db, "a")
+    assert c.get("/api/p/p/next").status_code == 405
+    page = c.get("/p/p", headers=HTML)  # no task held: a button to ask for one, nothing assigned
+    assert page.status_code == 200 and 'action="/p/p/next"' in page.text and assignments() == 0
+    assert c.get("/api/p/p/current").json() == {"task": None}
+    assert c.post("/api/p/p/next", headers={"x-csrf-token": "wrong"}).status_code == 403
+    csrf = c.headers["x-csrf-token"]
+    r = c.post("/p/p/next", data={"csrf_token": csrf}, headers=HTML, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/p/p" and assignments() == 1
+    held = c.get("/api/p/p/current").json()["task"]["task_id"]
+    assert 'id="ranking"' in c.get("/p/p", headers=HTML).text
+    assert c.post("/api/p/p/next").json()["task"]["task_id"] == held and assignments() == 1
+
+
+def test_raters_work_only_on_their_projects_and_learn_nothing_of_others(app, db, project, admin):
+    from rlhf.feedback.projects import create_project
+
+    create_project(db, "secret-launch", overlap=1, gold_fraction=0.0, guidelines="internal")
+    import_records(db, "secret-launch", [("t:1", {"prompt": "q", "responses": ["a", "b"]})])
+    a = rater_client(app, db, "a", projects=["p"])
+    answers = {}
+    for name in ("secret-launch", "no-such-project"):  # existing or not: the same answer
+        for method, path in (
+            ("post", f"/api/p/{name}/next"),
+            ("get", f"/api/p/{name}/current"),
+            ("get", f"/api/p/{name}/progress"),
+            ("get", f"/p/{name}/guidelines"),
+            ("get", f"/p/{name}"),
+        ):
+            r = getattr(a, method)(path)
+            assert r.status_code == 403, (path, r.status_code)
+            answers.setdefault(name, []).append(r.json()["error"].replace(name, "NAME"))
+        r = a.post(f"/api/p/{name}/submit", json={"submission_id": "x" * 10, "task_id": 7, "ranks": [1, 2]})
+        assert r.status_code == 403
+    assert answers["secret-launch"] == answers["no-such-project"]
+    assert "secret-launch" not in a.get("/", headers=HTML).text  # the home page lists only p
+    assert "secret-launch" not in a.post("/api/p/nope/next").text  # no list of known projects
+    # the admin adds a to the project: now it works; removing gives the open task back
+    r = admin.post("/api/admin/projects/secret-launch/members", json={"add": ["a"]})
+    assert r.json()["members"] == ["a"]
+    task = a.post("/api/p/secret-launch/next").json()["task"]
+    assert "secret-launch" in a.get("/", headers=HTML).text
+    b = rater_client(app, db, "b", projects=["secret-launch"])
+    assert b.post("/api/p/secret-launch/next").json()["task"] is None  # a holds the only slot
+    r = admin.post("/api/admin/projects/secret-launch/members", json={"remove": ["a"]})
+    assert r.json() == {"added": [], "removed": ["a"], "members": ["b"]}
+    assert a.post("/api/p/secret-launch/next").status_code == 403
+    assert b.post("/api/p/secret-launch/next").json()["task"]["task_id"] == task["task_id"]
+    assert admin.get("/api/admin/projects/secret-launch/members").json()["members"] == ["b"]
+    r = admin.post("/api/admin/projects/secret-launch/members", json={"add": ["ghost"]})
+    assert r.status_code == 404 and "no rater named 'ghost'" in r.json()["error"]

@@ -167,3 +167,38 @@ def test_same_rater_in_two_tabs_gets_one_task(db, project):
     with ThreadPoolExecutor(6) as pool:
         views = list(pool.map(lambda _: assign.next_task(db, 1, rid), range(6)))
     assert len({v.task_id for v in views}) == 1
+
+
+def test_under_contention_nobody_is_told_nothing_left_while_work_remains(any_db):
+    # 24 raters at once on 40 tasks x overlap 3: with no skips, room only shrinks, so a rater told
+    # "nothing left" who then gets a task on asking again was told so falsely (a lost race)
+    db = any_db
+    create_project(db, "p", overlap=3, gold_fraction=0.0)
+    import_records(db, "p", candidates(40))
+    raters = _ids(db, *[f"r{i}" for i in range(24)])
+    false_done: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(raters))
+
+    def work(rid: int) -> int:
+        barrier.wait()
+        done = 0
+        try:
+            while True:
+                view = assign.next_task(db, 1, rid)
+                if view is None:
+                    view = assign.next_task(db, 1, rid)
+                    if view is None:
+                        return done
+                    false_done.append(rid)
+                _rank(db, rid, view)
+                done += 1
+        except BaseException as err:
+            errors.append(err)
+        return done
+
+    with ThreadPoolExecutor(len(raters)) as pool:
+        done = list(pool.map(work, raters))
+    assert not errors, errors
+    assert false_done == []
+    assert sum(done) == 120  # every slot filled

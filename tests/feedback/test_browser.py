@@ -17,6 +17,7 @@ from rlhf.feedback.auth import create_rater, set_admin_token
 from rlhf.feedback.db import Database
 from rlhf.feedback.io import import_records
 from rlhf.feedback.loadtest import ServerProcess
+from rlhf.feedback.members import add_members
 from rlhf.feedback.projects import create_project
 
 from .conftest import ADMIN_TOKEN, XSS_IMG, XSS_SCRIPT
@@ -65,6 +66,18 @@ DOC_TASK = {
 }
 
 
+MD_TASK = {
+    "id": "md-1",
+    "prompt": "Show me **Python** code.",
+    "responses": [
+        "Here:\n\n```python\nprint('hi')\n```\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |",
+        "[click me](javascript:window.__pwned=1) <b>not bold</b> and [docs](https://example.org)",
+    ],
+}
+PAIR = ["Thank you, that helps a lot.", "Whatever."]
+LONG = ["first", "second", "third"]
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A served database with three projects and fresh raters."""
@@ -99,7 +112,28 @@ def site(tmp_path_factory):
     )
     create_project(db, "docs", overlap=1, gold_fraction=0.0, guidelines=GUIDE)
     import_records(db, "docs", [("t:1", DOC_TASK)])
-    tokens = {name: create_rater(db, name) for name in ("ranker", "tester", "shooter")}
+    create_project(db, "md", overlap=1, gold_fraction=0.0)
+    import_records(db, "md", [("t:1", MD_TASK)])
+    create_project(db, "pair", overlap=1, gold_fraction=0.0)
+    import_records(db, "pair", [("t:1", {"id": "p1", "prompt": "Which is kinder?", "responses": PAIR})])
+    create_project(db, "long", overlap=1, gold_fraction=0.0)
+    long_responses = [
+        f"{name} " + "\n".join(f"line {i} of a long answer" for i in range(30)) for name in LONG
+    ]
+    import_records(
+        db, "long", [("t:1", {"id": "l1", "prompt": "Explain at length.", "responses": long_responses})]
+    )
+    members = {
+        "ranker": "demo",
+        "tester": "xss",
+        "shooter": "docs",
+        "mdr": "md",
+        "pairr": "pair",
+        "longr": "long",
+    }
+    tokens = {name: create_rater(db, name) for name in members}
+    for name, project in members.items():
+        add_members(db, project, [name])
     db.dispose()
     with ServerProcess(d / "label.db", ADMIN_TOKEN, d / "server.log") as server:
         yield server.url, tokens
@@ -121,7 +155,7 @@ def _sign_in(browser, url: str, token: str, project: str):
     assert "#" not in page.url  # and out of the address bar
     page.click("#sign-in")
     page.wait_for_url(f"{url}/")
-    page.click(f"a[href='/p/{project}']")
+    page.click(f"form[action='/p/{project}/next'] button")
     page.wait_for_selector("#ranking .card")
     return page
 
@@ -239,4 +273,76 @@ def test_rater_page_screenshot(site, browser, tmp_path):
     if os.environ.get("RLHF_UPDATE_SCREENSHOTS"):
         DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_IMG)
+    page.close()
+
+
+def test_responses_render_as_safe_markdown_with_a_raw_view(site, browser):
+    url, tokens = site
+    page = _sign_in(browser, url, tokens["mdr"], "md")
+    code = page.locator("#ranking .card .md pre code.language-python")
+    assert code.inner_text().strip() == "print('hi')"
+    assert page.locator("#ranking .card .md ul li").all_inner_texts() == ["one", "two"]
+    assert page.locator("#ranking .card .md table td").all_inner_texts() == ["1", "2"]
+    assert page.locator(".prompt .md strong").inner_text() == "Python"
+    links = page.locator("#ranking .card .md a")
+    assert links.count() == 1 and links.get_attribute("href") == "https://example.org"
+    assert links.get_attribute("target") == "_blank" and "noopener" in links.get_attribute("rel")
+    other = page.locator("#ranking .card", has_text="click me").locator(".md").inner_text()
+    assert "[click me](javascript:window.__pwned=1)" in other and "<b>not bold</b>" in other  # as text
+    assert page.locator("#ranking .card .md b").count() == 0
+    assert not page.locator("pre.raw").first.is_visible()
+    page.click("#raw-toggle")  # the exact text, markdown and all
+    raw = page.locator("#ranking .card", has_text="print").locator("pre.raw")
+    assert raw.is_visible() and "```python" in raw.inner_text()
+    assert not page.locator("#ranking .card .md").first.is_visible()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    page.close()
+
+
+def test_two_responses_side_by_side(site, browser):
+    url, tokens = site
+    page = _sign_in(browser, url, tokens["pairr"], "pair")
+    a = page.locator("#ranking .card[data-pos='0']")
+    b = page.locator("#ranking .card[data-pos='1']")
+    box_a, box_b = a.bounding_box(), b.bounding_box()
+    assert box_a["y"] == box_b["y"] and box_a["x"] < box_b["x"]  # one row, A on the left
+    page.click("#pair-choice button[data-choice='1']")  # B is better
+    assert b.locator(".rank").inner_text() == "1" and a.locator(".rank").inner_text() == "2"
+    assert a.bounding_box()["x"] == box_a["x"]  # A stays left
+    assert page.get_attribute("#pair-choice button[data-choice='1']", "aria-pressed") == "true"
+    page.click("#pair-choice button[data-choice='tie']")
+    assert a.locator(".rank").inner_text() == "=1" and b.locator(".rank").inner_text() == "=1"
+    page.click("#pair-choice button[data-choice='1']")
+    b_text = b.locator(".md").inner_text()
+    page.click("#side-toggle")  # stacked again: the better one on top
+    assert page.locator("#ranking .card").first.locator(".md").inner_text() == b_text
+    page.click("#submit")
+    page.wait_for_selector("text=Nothing left for you in pair")
+    (row,) = _export(url, "pair")
+    assert row["ranks"] == [1 if text == b_text else 2 for text in row["responses"]]
+    page.close()
+
+
+def test_dragging_a_card_scrolls_the_page_near_the_edge(site, browser):
+    url, tokens = site
+    page = _sign_in(browser, url, tokens["longr"], "long")
+    page.set_viewport_size({"width": 1000, "height": 600})
+    last = page.locator("#ranking .card").nth(2)
+    name = last.locator(".md").inner_text().split()[0]
+    last.locator(".card-head").scroll_into_view_if_needed()
+    start = page.evaluate("window.scrollY")
+    assert start > 600  # three answers taller than the window
+    head = last.locator(".card-head .name").bounding_box()
+    page.mouse.move(head["x"] + 5, head["y"] + head["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(head["x"] + 5, 8, steps=5)  # to the top edge of the window, and hold
+    for _ in range(80):  # (wait_for_function would need eval, which the page's CSP forbids)
+        if page.evaluate("window.scrollY") == 0:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate("window.scrollY") == 0  # the page scrolled up under the held card
+    page.mouse.move(head["x"] + 6, 9)
+    page.mouse.up()
+    assert page.locator("#ranking .card").first.locator(".md").inner_text().split()[0] == name
+    assert page.locator("#ranking .card").first.locator(".rank").inner_text() == "1"
     page.close()

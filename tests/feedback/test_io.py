@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -30,7 +31,7 @@ def test_import_strings_chats_gold_and_twice_adds_nothing(db, tmp_path):
         tmp_path / "c.jsonl",
         [
             {"prompt": "2+2?", "responses": ["4", "5"], "id": "q1"},
-            {"prompt": CHAT, "responses": ["Hello.", "Go away.", "Hi!"], "extra": "ignored"},
+            {"prompt": CHAT, "responses": ["Hello.", "Go away.", "Hi!"]},
             {"prompt": "gold", "responses": ["a", "b", "c"], "ranks": [1, 3, 3], "id": 7},
         ],
     )
@@ -66,12 +67,22 @@ def test_import_strings_chats_gold_and_twice_adds_nothing(db, tmp_path):
         ),
         ({"prompt": "x", "responses": ["a", "b"], "ranks": [0, 1]}, "ranks[0] must be an integer >= 1"),
         ({"prompt": "x", "responses": ["a", "b"], "id": ""}, "c.jsonl:2: field 'id' must be a non-empty"),
+        (
+            {"prompt": "x", "responses": ["a", "b", "c", "d"], "ranks": [1, 2, 3, 99]},
+            "c.jsonl:2: ranks[3] is 99, but with 4 responses a rank goes from 1 (best) to 4",
+        ),
+        ({"prompt": "x", "responses": ["a", "b"], "ranks": ["1", "2"]}, "ranks[0] must be an integer >= 1"),
+        ({"prompt": "x", "responses": ["a", "b"], "ranks": [True, 2]}, "ranks[0] must be an integer >= 1"),
+        (
+            {"prompt": "x", "responses": ["a", "b"], "rank": [1, 2]},
+            "c.jsonl:2: unknown field 'rank' (did you mean 'ranks'?); the fields are prompt, responses",
+        ),
     ],
 )
 def test_a_bad_line_is_named_and_nothing_is_imported(db, tmp_path, line, message):
     create_project(db, "p")
     f = _write(tmp_path / "c.jsonl", [{"prompt": "ok", "responses": ["a", "b"]}, line])
-    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(DataError, match=re.escape(message)):
         import_file(db, "p", f)
     with db.read() as s:
         assert s.scalars(select(Task)).all() == []

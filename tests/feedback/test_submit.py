@@ -3,6 +3,7 @@ submissions refused with a message naming what is wrong."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -104,7 +105,10 @@ def test_someone_elses_submission_id_or_task_is_refused(db, project):
     [
         ({"ranks": [1, 2, 3]}, "'ranks' has 3 entries but the task has 4 responses"),
         ({"ranks": None}, "'ranks' has no entries"),
-        ({"ranks": [0, 1, 2, 3]}, "integers >= 1"),
+        ({"ranks": [0, 1, 2, 3]}, "ranks[0] is 0: each rank must be an integer from 1 (best) to 4"),
+        ({"ranks": [1, 2, 3, 99]}, "ranks[3] is 99: each rank must be an integer from 1 (best) to 4"),
+        ({"ranks": [1, True, 2, 3]}, "ranks[1] is True"),
+        ({"ranks": [1, "2", 3, 4]}, "ranks[1] is '2'"),
         ({"ranks": [1, 2, 3, 4], "scores": [9, None, None, None]}, "'scores' must be 4 entries"),
         ({"ranks": [1, 2, 3, 4], "flags": [["rude"], [], [], []]}, "'flags' must be 4 lists"),
         ({"action": "skip", "skip_reason": "  "}, "a skip needs a reason"),
@@ -113,7 +117,7 @@ def test_someone_elses_submission_id_or_task_is_refused(db, project):
 def test_bad_submissions_name_the_problem(db, project, kwargs, message):
     rid = _rater(db, "a")
     view = assign.next_task(db, 1, rid)
-    with pytest.raises(SubmitError, match=message.replace("(", r"\(")) as err:
+    with pytest.raises(SubmitError, match=re.escape(message)) as err:
         record(db, 1, rid, Submission("bad-000001", view.task_id, **kwargs))
     assert err.value.status == 422
     with db.read() as s:

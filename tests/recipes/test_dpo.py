@@ -455,7 +455,7 @@ def test_simpo_and_the_nll_term_at_step_1_equal_a_direct_computation(
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["dpo.loss=kto"], ["dpo.loss: unknown loss 'kto'", "sigmoid, cdpo, ipo, hinge, simpo"]),
+        (["dpo.loss=orpo"], ["dpo.loss: unknown loss 'orpo'", "sigmoid, cdpo, ipo, hinge, simpo, kto"]),
         (["dpo.gamma=0.5"], ["dpo.gamma is only read by dpo.loss=simpo"]),
         (["dpo.nll_coef=-1"], ["dpo.nll_coef must be >= 0"]),
         (

@@ -54,3 +54,18 @@ def test_value_loss_reaches_the_policys_transformer(tok):  # noqa: F811
     _, values = response_logits(lm, exp, head=head)
     values.sum().backward()
     assert trunk.grad.abs().sum() > 0
+
+
+def test_value_head_keeps_float32_weights_under_a_bf16_body():
+    """model.dtype=bfloat16: the body's hidden state is bf16, the head's weights stay fp32; the value
+    equals the fp32 read of the same hidden state, and the gradient reaches the bf16 body."""
+    torch.manual_seed(0)
+    head = ValueHead(8)
+    torch.nn.init.normal_(head.score.weight)
+    hidden = torch.randn(2, 3, 8).bfloat16().requires_grad_()
+    values = head(hidden)
+    assert head.score.weight.dtype == torch.float32 and values.dtype == torch.float32
+    expected = hidden.detach().float() @ head.score.weight[0] + head.score.bias
+    torch.testing.assert_close(values, expected)
+    values.sum().backward()
+    assert hidden.grad is not None and hidden.grad.dtype == torch.bfloat16 and hidden.grad.abs().sum() > 0

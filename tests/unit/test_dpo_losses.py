@@ -38,13 +38,13 @@ FLOAT64 = {
 def reference_losses(name: str, lp: PairLogps, beta: float, eps: float) -> list[float]:
     out = []
     for i in range(len(lp.policy_chosen)):
-        pc, pr, rc, rr, nc, nr = (float(t[i]) for t in lp)
+        pc, pr, rc, rr, nc, nr = (float(t[i]) for t in lp[:6])
         out.append(FLOAT64[name]((pc - rc) - (pr - rr), (pc - rc) / nc - (pr - rr) / nr, beta, eps))
     return out
 
 
-def test_the_registry_holds_the_five_losses():
-    assert set(DPO_LOSSES) == {"sigmoid", "cdpo", "ipo", "hinge", "simpo"}
+def test_the_registry_holds_the_six_losses():
+    assert set(DPO_LOSSES) == {"sigmoid", "cdpo", "ipo", "hinge", "simpo", "kto"}
 
 
 def test_simpo_by_hand_reads_no_reference():
@@ -79,7 +79,7 @@ def test_losses_and_rewards_equal_a_float64_computation(name, beta):
     eps = 0.2 if name == "cdpo" else 0.0
     lp32 = batch(torch.float32)
     out = DPO_LOSSES[name](lp32, beta, eps)
-    lp64 = PairLogps(*(t.double() for t in lp32))  # the very same numbers, in float64
+    lp64 = PairLogps(*(t.double() for t in lp32[:6]))  # the very same numbers, in float64
     expected = torch.tensor(reference_losses(name, lp64, beta, eps), dtype=torch.float64)
     assert out.losses.dtype == torch.float32
     assert_close(out.losses.double(), expected, rtol=1e-5, atol=1e-6)
@@ -143,7 +143,7 @@ def test_ipo_uses_per_token_means():
 def test_cdpo_is_dpo_at_zero_smoothing_and_symmetric():
     lp = batch()
     assert_close(DPO_LOSSES["cdpo"](lp, 0.3, 0.0).losses, DPO_LOSSES["sigmoid"](lp, 0.3).losses)
-    flipped = PairLogps(lp.policy_rejected, lp.policy_chosen, lp.ref_rejected, lp.ref_chosen, *lp[4:])
+    flipped = PairLogps(lp.policy_rejected, lp.policy_chosen, lp.ref_rejected, lp.ref_chosen, *lp[4:6])
     # flipping every label with probability eps == the swapped pair with probability 1 - eps
     assert_close(DPO_LOSSES["cdpo"](lp, 0.3, 0.2).losses, DPO_LOSSES["cdpo"](flipped, 0.3, 0.8).losses)
 
@@ -161,8 +161,9 @@ def test_sigmoid_gradient():
 def test_rewards_carry_no_gradient():
     pc = torch.tensor([-1.0], requires_grad=True)
     lp = PairLogps(
-        pc, torch.tensor([-2.0]), torch.tensor([-1.0]), torch.tensor([-2.0]), torch.ones(1), torch.ones(1)
-    )
+        pc, torch.tensor([-2.0]), torch.tensor([-1.0]), torch.tensor([-2.0]), torch.ones(1), torch.ones(1),
+        torch.ones(1),  # desirable, read by kto only
+    )  # fmt: skip
     for fn in DPO_LOSSES.values():
         out = fn(lp, 0.1, 0.1)
         assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad

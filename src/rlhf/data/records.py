@@ -5,10 +5,13 @@ the file, line and field.
     demonstration  {"prompt", "completion"} or {"messages"}
     ranking        {"prompt", "responses", "ranks"}; optional "annotator", "weight"
     pair           {"prompt", "chosen", "rejected"}; optional "margin", "weight"
+    unpaired       {"prompt", "completion", "label": true | false}; optional "weight" (KTO)
 
 A prompt is a string (used as it is) or a list of chat messages {"role", "content"} (rendered
 with the tokenizer's chat template). A pair without "prompt" holds whole dialogues in "chosen" and
 "rejected" (Anthropic HH style); its prompt is their common prefix (see ``split_common_prefix``).
+Responses given as chat messages (TRL's conversational format, UltraFeedback) are read by
+``rlhf.data.conversations.flatten_responses`` first.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf.data.conversations import flatten_responses
 from rlhf.data.readers import DataError, read_records
 
 Prompt = str | list[dict[str, str]]
@@ -49,6 +53,15 @@ class Pair:
     chosen: str
     rejected: str
     margin: float = 0.0
+    weight: float = 1.0
+
+
+@dataclass
+class Unpaired:
+    prompt: Prompt
+    completion: str
+    label: bool
+    """true: the completion is desirable (a thumbs up); false: undesirable"""
     weight: float = 1.0
 
 
@@ -99,7 +112,8 @@ def parse_prompt_record(rec: dict[str, Any], where: str) -> PromptRecord:
 
 
 def parse_demonstration(rec: dict[str, Any], where: str) -> Demonstration:
-    if "messages" in rec and "prompt" not in rec:
+    # UltraFeedback/UltraChat SFT rows carry "prompt" beside the whole "messages"
+    if "messages" in rec and rec.get("completion") is None:
         msgs = parse_messages(rec["messages"], where, "messages")
         if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
             raise DataError(f"{where}: field 'messages' must end with an assistant message after the prompt")
@@ -109,6 +123,7 @@ def parse_demonstration(rec: dict[str, Any], where: str) -> Demonstration:
 
 
 def parse_ranking(rec: dict[str, Any], where: str) -> Ranking:
+    rec = flatten_responses(rec, where)
     prompt = parse_prompt(_need(rec, "prompt", where), where)
     responses = _need(rec, "responses", where)
     ranks = _need(rec, "ranks", where)
@@ -150,6 +165,7 @@ def split_common_prefix(chosen: str, rejected: str) -> tuple[str, str, str]:
 
 
 def parse_pair(rec: dict[str, Any], where: str) -> Pair:
+    rec = flatten_responses(rec, where)
     chosen = _string(_need(rec, "chosen", where), where, "chosen")
     rejected = _string(_need(rec, "rejected", where), where, "rejected")
     if "prompt" in rec and rec["prompt"] is not None:
@@ -178,12 +194,28 @@ def parse_preference(rec: dict[str, Any], where: str) -> Ranking | Pair:
     raise DataError(f"{where}: neither a ranking ('responses', 'ranks') nor a pair ('chosen', 'rejected')")
 
 
+def parse_unpaired(rec: dict[str, Any], where: str) -> Unpaired:
+    rec = flatten_responses(rec, where)  # a completion given as assistant messages
+    prompt = parse_prompt(_need(rec, "prompt", where), where)
+    completion = _string(_need(rec, "completion", where), where, "completion")
+    label = _need(rec, "label", where)
+    if not isinstance(label, bool):
+        raise DataError(
+            f"{where}: field 'label' must be true (desirable) or false (undesirable), got {label!r}"
+        )
+    weight = _number(rec, "weight", 1.0, where)
+    if weight < 0:
+        raise DataError(f"{where}: field 'weight' must be >= 0, got {weight}")
+    return Unpaired(prompt, completion, label, weight)
+
+
 PARSERS = {
     "prompt": parse_prompt_record,
     "demonstration": parse_demonstration,
     "ranking": parse_ranking,
     "pair": parse_pair,
     "preference": parse_preference,
+    "unpaired": parse_unpaired,
 }
 
 

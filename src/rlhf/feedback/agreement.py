@@ -19,8 +19,18 @@ statistics below compare raters' outcomes on the same units.
 - ``leave_one_out``: for each rater, the share of units where their outcome equals the majority
   outcome of the *other* raters of that unit (units without a strict majority are left out). A
   rater far below the rest is careless, confused by the guidelines, or adversarial.
+- ``majority_agreement``: for each rater, the share of units rated by at least 3 raters where
+  their outcome equals the unit's strict majority outcome (their own vote included). With one
+  careless or adversarial rater among three, the two good ones form the majority, so they score
+  high on every unit, not on none: leave-one-out would compare each good rater with a split pair
+  of others and count nothing for them. Units with only 2 raters say nothing about which of the
+  two is wrong, so they are left out: with overlap 2, only gold tasks can flag a rater.
 - ``gold_accuracy``: on gold tasks (known ranking), the share of the gold ranking's strict pairs
   the rater ordered the same way; a tie counts half, as in the reward model's pairwise accuracy.
+- ``wilson_interval``: the Wilson score interval of a proportion (Wilson 1927; Brown, Cai and
+  DasGupta 2001 recommend it over the normal interval for small n and proportions near 0 or 1).
+  Comparisons from one ranking are not independent, so the interval is read with a minimum number
+  of tasks, not alone.
 """
 
 from __future__ import annotations
@@ -137,6 +147,38 @@ def leave_one_out(table: dict[Unit, dict[str, int]]) -> dict[str, Score]:
             total[rater] += 1
     raters = {r for ratings in table.values() for r in ratings}
     return {r: Score(agree[r] / total[r] if total[r] else None, total[r]) for r in sorted(raters)}
+
+
+MIN_RATERS = 3
+"""raters a unit needs before its majority says anything about one of them"""
+
+
+def majority_agreement(table: dict[Unit, dict[str, int]], min_raters: int = MIN_RATERS) -> dict[str, Score]:
+    """Each rater's agreement with the strict majority of units rated by at least ``min_raters``."""
+    agree: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for ratings in table.values():
+        if len(ratings) < min_raters:
+            continue  # two raters who disagree: nothing says which one is wrong
+        top = Counter(ratings.values()).most_common(2)
+        if len(top) == 2 and top[0][1] == top[1][1]:
+            continue  # no strict majority
+        for rater, outcome in ratings.items():
+            agree[rater] += outcome == top[0][0]
+            total[rater] += 1
+    raters = {r for ratings in table.values() for r in ratings}
+    return {r: Score(agree[r] / total[r] if total[r] else None, total[r]) for r in sorted(raters)}
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """Wilson score interval (95% by default) for ``successes`` out of ``n``; None when n is 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def gold_accuracy(rows: Iterable[LabelRow], gold: dict[Hashable, Sequence[int]]) -> dict[str, Score]:

@@ -19,8 +19,10 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhf.data.readers import DataError
+from rlhf.feedback.assign import Contention
 from rlhf.feedback.auth import AuthError
 from rlhf.feedback.db import Database
+from rlhf.feedback.members import NotAMember
 from rlhf.feedback.projects import ProjectError
 from rlhf.feedback.render import STATIC, environment
 from rlhf.feedback.submit import SubmitError
@@ -143,7 +145,6 @@ def create_app(
     app.state.templates = Jinja2Templates(env=environment())
     app.state.secure_cookies = secure_cookies
     app.state.public_url = public_url
-    app.state.project_ids = {}
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -174,6 +175,16 @@ def create_app(
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError):
         return error_response(request, 404 if str(exc).startswith("no rater") else 400, str(exc))
+
+    @app.exception_handler(NotAMember)
+    async def not_a_member(request: Request, exc: NotAMember):
+        return error_response(request, 403, str(exc))
+
+    @app.exception_handler(Contention)
+    async def contention(request: Request, exc: Contention):
+        response = error_response(request, 503, str(exc))
+        response.headers["retry-after"] = "1"
+        return response
 
     @app.exception_handler(SubmitError)
     async def submit_error(request: Request, exc: SubmitError):

@@ -2,7 +2,8 @@
 
     rlhf label projects create NAME [--overlap 3] [--guidelines FILE.md]
     rlhf label import --project NAME candidates.jsonl
-    rlhf label raters create alice bob          # prints each invite link once
+    rlhf label raters create alice bob --project NAME   # prints each invite link once
+    rlhf label members add|remove|list [RATER...] --project NAME
     rlhf label serve [--host 127.0.0.1] [--port 8000]
     rlhf label stats --project NAME
     rlhf label export --project NAME --kind rankings --out rankings.jsonl
@@ -104,6 +105,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("action", choices=["create", "list", "disable", "enable", "token"])
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--base-url", default="http://127.0.0.1:8000/", help="server URL for the invite links")
+    p.add_argument(
+        "--project",
+        action="append",
+        default=[],
+        metavar="P",
+        help="create: also make them members of project P (repeatable)",
+    )
+
+    p = sub.add_parser("members", help="which raters work on a project: add, remove, list")
+    _db_arg(p)
+    p.add_argument("action", choices=["add", "remove", "list"])
+    p.add_argument("--project", required=True)
+    p.add_argument("names", nargs="*", metavar="RATER")
 
     p = sub.add_parser("projects", help="create, list or update projects")
     _db_arg(p)
@@ -137,12 +151,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from rlhf.feedback.app import create_app
     from rlhf.feedback.auth import ensure_admin_token
-    from rlhf.feedback.db import Database
+    from rlhf.feedback.db import Database, redact_url
 
     db = Database(args.db)
     made = ensure_admin_token(db, args.admin_token or os.environ.get("RLHF_LABEL_ADMIN_TOKEN"))
     app = create_app(db, secure_cookies=args.secure_cookies, public_url=args.public_url)
-    print(f"rlhf label: serving {db.url} at http://{args.host}:{args.port}/", file=sys.stderr)
+    print(f"rlhf label: serving {redact_url(db.url)} at http://{args.host}:{args.port}/", file=sys.stderr)
     if made:
         print(f"rlhf label: admin token (shown only now; stored hashed): {made}", file=sys.stderr)
     sys.stderr.flush()
@@ -172,6 +186,30 @@ def _raters(db, args: argparse.Namespace) -> int:
             "rlhf label: invite links are shown only now; the database keeps only their hashes",
             file=sys.stderr,
         )
+    if args.action == "create":
+        from rlhf.feedback.members import add_members
+
+        for project in args.project:
+            add_members(db, project, args.names)
+            print(f"rlhf label: {', '.join(args.names)} added to project {project}", file=sys.stderr)
+    return 0
+
+
+def _members(db, args: argparse.Namespace) -> int:
+    from rlhf.feedback.auth import AuthError
+    from rlhf.feedback.members import add_members, list_members, remove_members
+
+    if args.action == "list":
+        for name in list_members(db, args.project):
+            print(name)
+        return 0
+    if not args.names:
+        raise AuthError(f"`members {args.action}` needs at least one rater name")
+    changed = (add_members if args.action == "add" else remove_members)(db, args.project, args.names)
+    unchanged = [n for n in args.names if n not in changed]
+    note = f" ({', '.join(unchanged)}: no change)" if unchanged else ""
+    word = "added to" if args.action == "add" else "removed from"
+    print(f"{len(changed)} raters {word} {args.project}{note}", file=sys.stderr)
     return 0
 
 
@@ -211,16 +249,26 @@ def _stats(db, args: argparse.Namespace) -> int:
     ):
         value = a[key]["value"]
         print(f"  {label:24s} {'-' if value is None else f'{value:.3f}':>7s}  (n={a[key]['n']})")
-    print(f"  {'rater':16s} {'ranked':>6s} {'skip':>5s} {'s/task':>7s} {'agree':>6s} {'gold':>6s}  flag")
+    print(
+        f"  {'rater':16s} {'ranked':>6s} {'skip':>5s} {'s/task':>7s}  {'majority agreement':24s} {'gold accuracy':24s} flag"
+    )
     for r in stats["raters"]:
-        med, loo, gold = r["median_seconds"], r["loo_agreement"]["value"], r["gold_accuracy"]["value"]
+        med = r["median_seconds"]
         print(
             f"  {r['rater']:16s} {r['ranked']:6d} {r['skipped']:5d} "
-            f"{'-' if med is None else f'{med:.1f}':>7s} "
-            f"{'-' if loo is None else f'{loo:.2f}':>6s} {'-' if gold is None else f'{gold:.2f}':>6s}  "
+            f"{'-' if med is None else f'{med:.1f}':>7s}  "
+            f"{_with_interval(r['majority_agreement']):24s} {_with_interval(r['gold_accuracy']):24s} "
             f"{'; '.join(r['flagged'])}"
         )
     return 0
+
+
+def _with_interval(score: dict) -> str:
+    """0.83 [0.71-0.91] n=36: the value, its 95% interval and the comparisons behind it."""
+    if score["value"] is None:
+        return f"- n={score['n']}"
+    lo, hi = score["interval"]
+    return f"{score['value']:.2f} [{lo:.2f}-{hi:.2f}] n={score['n']}"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -230,14 +278,13 @@ def _run(args: argparse.Namespace) -> int:
     from rlhf.feedback.db import Database
 
     verb = args.label_verb
-    db = Database(args.db, create=verb in ("import", "projects", "raters", "admin-token"))
+    db = Database(args.db, create=verb in ("import", "projects", "raters", "members", "admin-token"))
     if verb == "import":
-        for path in args.files:
-            r = io.import_file(db, args.project, path)
-            print(
-                f"{path}: {r.added} tasks added ({r.gold} gold), {r.already_present} already present",
-                file=sys.stderr,
-            )
+        r = io.import_files(db, args.project, args.files)  # all files or none
+        print(
+            f"{', '.join(args.files)}: {r.added} tasks added ({r.gold} gold), {r.already_present} already present",
+            file=sys.stderr,
+        )
     elif verb == "export":
         if args.kind == "rankings":
             records = io.export_rankings(db, args.project, args.with_metadata, include_gold=not args.no_gold)
@@ -254,6 +301,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"rlhf label export: {summary} -> {args.out if args.out != '-' else 'stdout'}", file=sys.stderr)
     elif verb == "raters":
         return _raters(db, args)
+    elif verb == "members":
+        return _members(db, args)
     elif verb == "projects":
         return _projects(db, args)
     elif verb == "stats":

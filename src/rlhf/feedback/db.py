@@ -19,12 +19,14 @@ two writers queue on the lock instead of failing when a read turns into a write.
 from __future__ import annotations
 
 import contextlib
+import random
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -38,11 +40,18 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}
+"""SQLSTATEs of a transaction the database aborted to resolve a conflict (serialization failure,
+deadlock, lock not available): running it again is the documented remedy"""
+ATTEMPTS = 8
+T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000
 """how long a SQLite writer waits for the lock before giving up (many raters submit at once)"""
 
@@ -113,6 +122,17 @@ class Rater(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+class Membership(Base):
+    """A rater may see and label a project only as its member; the admin adds and removes them."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("project_id", "rater_id", name="uq_membership_project_rater"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
 class LoginSession(Base):
     __tablename__ = "sessions"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -141,6 +161,52 @@ class Assignment(Base):
     assigned_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+class LabelVersion(Base):
+    """Every version of a ranking, the first included: a revision or correction adds a row and never
+    changes an old one. ``labels`` holds a copy of the latest, which is what exports read."""
+
+    __tablename__ = "label_versions"
+    __table_args__ = (UniqueConstraint("label_id", "version", name="uq_label_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    """1 = as first submitted"""
+    kind: Mapped[str] = mapped_column(String(16))
+    """submitted | revised (by the rater) | corrected (by the admin)"""
+    author: Mapped[str] = mapped_column(String(100))
+    """the rater's name, or 'admin' for the admin"""
+    ranks: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    scores: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    flags: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Adjudication(Base):
+    """The admin's final ranking of a task, versioned like labels; exports use the latest."""
+
+    __tablename__ = "adjudications"
+    __table_args__ = (UniqueConstraint("task_id", "version", name="uq_adjudication_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    ranks: Mapped[list[Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ExportEvent(Base):
+    """When a project's labels were exported: a ranking exported before its rater revises it has
+    been used (for training, perhaps), so it can no longer be revised by the rater."""
+
+    __tablename__ = "exports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
 class Label(Base):
     __tablename__ = "labels"
     __table_args__ = (UniqueConstraint("task_id", "rater_id", name="uq_label_task_rater"),)
@@ -165,6 +231,26 @@ class Label(Base):
     elapsed_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """time the page was open, as the client measured it"""
     created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+def retry_conflicts(work: Callable[[], T], attempts: int = ATTEMPTS) -> T:
+    """``work()`` (one whole transaction), run again when the database aborted it over a conflict."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except DBAPIError as err:
+            if getattr(err.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1) * (1 + random.random()))  # let the other one finish
+    raise AssertionError("unreachable")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: safe to print or put in an error message."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not parseable: hide whatever sits between "user:" and "@"
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def normalize_url(db: str) -> str:
@@ -199,8 +285,8 @@ class Database:
         self.url = normalize_url(db)
         try:
             url = make_url(self.url)
-        except ArgumentError as err:
-            raise DbError(f"--db: {db!r} is not a database URL or file path ({err})") from None
+        except ArgumentError:
+            raise DbError(f"--db: {redact_url(db)!r} is not a database URL or file path") from None
         self.is_sqlite = url.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
@@ -217,6 +303,8 @@ class Database:
             kwargs.update(pool_size=20, max_overflow=20)
         try:
             self.engine = create_engine(self.url, **kwargs)
+        except ArgumentError as err:
+            raise DbError(f"--db: {redact_url(self.url)!r} is not a usable database URL ({err})") from None
         except (NoSuchModuleError, ModuleNotFoundError) as err:
             raise DbError(
                 f"--db: no driver for {url.drivername!r} ({err}); for PostgreSQL install psycopg "
@@ -231,7 +319,18 @@ class Database:
         self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
+        had_memberships = inspect(self.engine).has_table("memberships")
         Base.metadata.create_all(self.engine)  # idempotent: adds only missing tables
+        if not had_memberships:
+            self._grandfather_members()
+
+    def _grandfather_members(self) -> None:
+        # A database from before memberships: whoever worked on a project stays its member, so
+        # that the upgrade turns no rater away from work they had started.
+        with self.write() as s:
+            worked = s.execute(select(Assignment.project_id, Assignment.rater_id).distinct()).all()
+            for project_id, rater_id in worked:
+                s.add(Membership(project_id=project_id, rater_id=rater_id))
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -18,6 +18,7 @@ label for a Bradley-Terry loss that takes one. With ``weight="agreement"`` each 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
@@ -29,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from rlhf.data.conversations import flatten_responses
 from rlhf.data.readers import DataError, Located, parse_jsonl_lines, read_records
 from rlhf.data.records import parse_prompt, parse_ranking
 from rlhf.feedback.db import Database, Label, Rater, Task
@@ -75,8 +77,30 @@ def content_id(prompt: Any, responses: list[str]) -> str:
     return "sha256:" + hashlib.sha256(blob).hexdigest()[:32]
 
 
+def _check_keys(rec: dict[str, Any], where: str) -> None:
+    """An unknown key is an error, not ignored: a misspelt "rank" would import a gold task as ungraded."""
+    for key in rec:
+        if key not in IMPORT_FIELDS:
+            close = difflib.get_close_matches(str(key), IMPORT_FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(
+                f"{where}: unknown field {key!r}{hint}; the fields are {', '.join(IMPORT_FIELDS)}"
+            )
+
+
+def _check_gold_ranks(ranks: list[int], where: str) -> None:
+    k = len(ranks)
+    for i, r in enumerate(ranks):
+        if r > k:
+            raise DataError(
+                f"{where}: ranks[{i}] is {r}, but with {k} responses a rank goes from 1 (best) to {k}"
+            )
+
+
 def parse_candidate(rec: dict[str, Any], where: str) -> Candidate:
     """Validate one import record; DataError names the line and field."""
+    _check_keys(rec, where)
+    rec = flatten_responses(rec, where)  # responses given as assistant messages
     if "prompt" not in rec:
         raise DataError(f"{where}: missing field 'prompt' (expected fields: {', '.join(IMPORT_FIELDS)})")
     prompt = parse_prompt(rec["prompt"], where)
@@ -86,6 +110,7 @@ def parse_candidate(rec: dict[str, Any], where: str) -> Candidate:
     gold = None
     if rec.get("ranks") is not None:
         ranking = parse_ranking({"prompt": prompt, "responses": responses, "ranks": rec["ranks"]}, where)
+        _check_gold_ranks(ranking.ranks, where)
         gold = dense_ranks(ranking.ranks)
     else:
         for i, r in enumerate(responses):
@@ -103,7 +128,7 @@ def parse_candidate(rec: dict[str, Any], where: str) -> Candidate:
 
 def parse_jsonl_text(text: str, source: str) -> list[Located]:
     """Records of JSONL ``text`` (an uploaded file), located as ``source:line``."""
-    rows = parse_jsonl_lines(text.splitlines(), source)
+    rows = parse_jsonl_lines(text.split("\n"), source)  # as the CLI reads a file: same lines, same columns
     if not rows:
         raise DataError(f"{source}: no records")
     return rows
@@ -165,7 +190,16 @@ def import_records(db: Database, project_name: str, records: list[Located]) -> I
 
 def import_file(db: Database, project_name: str, path: str | Path) -> ImportResult:
     """Import a JSONL / parquet / `datasets` file of candidate sets."""
-    return import_records(db, project_name, read_records(path, "import file"))
+    return import_files(db, project_name, [path])
+
+
+def import_files(db: Database, project_name: str, paths: list[str | Path]) -> ImportResult:
+    """Import several files as one: every file is read and checked first, then all are added in one
+    transaction, so a bad later file leaves nothing of the earlier ones behind."""
+    records: list[Located] = []
+    for path in paths:
+        records += read_records(path, "import file")
+    return import_records(db, project_name, records)
 
 
 # ---------------------------------------------------------------- export
@@ -184,13 +218,28 @@ def _rank_labels(s, project_id: int, include_gold: bool) -> list[tuple[Label, Ta
     return [tuple(row) for row in s.execute(query).all()]
 
 
+def _adjudicated(s, project_id: int, include_gold: bool) -> list[tuple[Task, list[int]]]:
+    from rlhf.feedback.review import latest_adjudications
+
+    out = []
+    for task_id, ranks in sorted(latest_adjudications(s, project_id).items()):
+        task = s.get(Task, task_id)
+        if include_gold or not task.is_gold:
+            out.append((task, ranks))
+    return out
+
+
 def export_rankings(
     db: Database, project_name: str, with_metadata: bool = False, include_gold: bool = True
 ) -> list[dict[str, Any]]:
-    """One ranking record per (task, rater)."""
+    """One ranking record per (task, rater), each rater's latest version (a revision or the admin's
+    correction), then one per adjudicated task with ``"annotator": "adjudication"``."""
+    from rlhf.feedback.review import record_export
+
     with db.read() as s:
         project = get_project(s, project_name)
         rows = _rank_labels(s, project.id, include_gold)
+        adjudicated = _adjudicated(s, project.id, include_gold)
     out = []
     for label, task, rater in rows:
         rec: dict[str, Any] = {
@@ -210,36 +259,58 @@ def export_rankings(
                 submitted_at=label.created_at,
             )
         out.append(rec)
+    for task, ranks in adjudicated:
+        rec = {
+            "prompt": task.prompt,
+            "responses": task.responses,
+            "ranks": ranks,
+            "annotator": "adjudication",
+        }
+        if with_metadata:
+            rec.update(task=task.external_id, gold=task.is_gold)
+        out.append(rec)
+    record_export(db, project.id, "rankings")
     return out
 
 
 def export_pairs(
     db: Database, project_name: str, min_votes: int = 1, weight: str = "none", include_gold: bool = True
 ) -> tuple[list[dict[str, Any]], PairCounts]:
-    """Pairs aggregated over each task's raters, with the vote fraction ``prob`` (see module doc)."""
+    """Pairs aggregated over each task's raters, with the vote fraction ``prob`` (see module doc).
+
+    An adjudicated task's pairs come from its latest adjudication alone (``prob`` 1, and
+    ``"adjudicated": true``): the admin's decision replaces the vote."""
+    from rlhf.feedback.review import record_export
+
     if weight not in ("none", "agreement"):
         raise ValueError(f"weight must be 'none' or 'agreement', got {weight!r}")
     with db.read() as s:
         project = get_project(s, project_name)
         rows = _rank_labels(s, project.id, include_gold)
+        adjudicated = _adjudicated(s, project.id, include_gold)
     tasks: dict[int, Task] = {}
     by_task: dict[int, list[list[int]]] = defaultdict(list)
     for label, task, _ in rows:
         tasks[task.id] = task
         by_task[task.id].append(label.ranks)
+    final = {task.id: ranks for task, ranks in adjudicated}
+    for task, _ in adjudicated:
+        tasks[task.id] = task
+        by_task.setdefault(task.id, [])
     out, counts = [], PairCounts()
     for task_id, rankings in by_task.items():
         task = tasks[task_id]
         counts.tasks += 1
         n = len(rankings)
+        decided = [final[task_id]] if task_id in final else rankings
         for i, j in itertools.combinations(range(len(task.responses)), 2):
-            if n < min_votes:
+            if n < min_votes and task_id not in final:
                 counts.below_min_votes += 1
                 continue
             if task.responses[i] == task.responses[j]:
                 counts.identical += 1
                 continue
-            prob_i = sum(1.0 if r[i] < r[j] else 0.5 if r[i] == r[j] else 0.0 for r in rankings) / n
+            prob_i = sum(1.0 if r[i] < r[j] else 0.5 if r[i] == r[j] else 0.0 for r in decided) / len(decided)
             if prob_i == 0.5:
                 counts.no_majority += 1
                 continue
@@ -251,11 +322,14 @@ def export_pairs(
                 "prob": round(prob, 6),
                 "votes": n,
             }
+            if task_id in final:
+                rec["adjudicated"] = True
             if weight == "agreement":
                 rec["weight"] = round(2 * prob - 1, 6)
             out.append(rec)
             counts.pairs += 1
             counts.by_votes[n] += 1
+    record_export(db, project.id, "pairs")
     return out, counts
 
 

@@ -103,6 +103,10 @@ class LoadResult:
     duplicates_sent: int
     duplicate_acks: int
     errors: list[str] = field(default_factory=list)
+    nothing_left: int = 0
+    """answers "nothing left" (task null) to a rater, each retried after a short pause"""
+    nothing_left_then_task: int = 0
+    """of those, retries that got a task: the project was not done for that rater"""
     submit_latency: list[float] = field(default_factory=list)
     """seconds per acknowledged first submission"""
     next_latency: list[float] = field(default_factory=list)
@@ -117,7 +121,38 @@ class LoadResult:
         return self.acknowledged / self.seconds if self.seconds else 0.0
 
 
+async def _next(client, base: str, project: str, headers: dict) -> dict | None:
+    for _ in range(5):
+        r = await client.post(f"{base}/api/p/{project}/next", headers=headers)
+        if r.status_code != 503:  # 503: every task with room was busy; try again
+            break
+        await asyncio.sleep(0.1)
+    if r.status_code != 200:
+        raise _Failed(f"next: {r.status_code} {r.text[:200]}")
+    return r.json()["task"]
+
+
+class _Failed(Exception):
+    """A request a rater cannot go on after; its message goes into LoadResult.errors."""
+
+
 async def _rater(
+    client,
+    base: str,
+    project: str,
+    token: str,
+    per_rater: int,
+    dup_every: int,
+    result: LoadResult,
+    deadline: float,
+) -> None:
+    try:
+        await _rater_loop(client, base, project, token, per_rater, dup_every, result, deadline)
+    except _Failed as err:
+        result.errors.append(str(err))
+
+
+async def _rater_loop(
     client,
     base: str,
     project: str,
@@ -138,11 +173,16 @@ async def _rater(
             result.errors.append("deadline passed")
             return
         t0 = time.perf_counter()
-        task = (await client.get(f"{base}/api/p/{project}/next")).json()["task"]
+        task = await _next(client, base, project, headers)
         result.next_latency.append(time.perf_counter() - t0)
         if task is None:
-            result.errors.append("no task left")
-            return
+            result.nothing_left += 1
+            await asyncio.sleep(0.2)  # a moment later, as a person pressing "next" again would
+            task = await _next(client, base, project, headers)
+            if task is None:
+                result.errors.append("no task left")
+                return
+            result.nothing_left_then_task += 1
         k = len(task["responses"])
         body = {"submission_id": uuid.uuid4().hex, "task_id": task["task_id"], "ranks": list(range(k, 0, -1))}
         t0 = time.perf_counter()

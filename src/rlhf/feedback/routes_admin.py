@@ -11,14 +11,24 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
-from rlhf.data.readers import DataError
+from rlhf.data.readers import decode_text
 from rlhf.feedback.auth import create_rater, list_raters, new_rater_token, set_rater_active
-from rlhf.feedback.io import export_pairs, export_rankings, import_records, iter_lines, parse_jsonl_text
+from rlhf.feedback.io import (
+    MAX_RESPONSES,
+    export_pairs,
+    export_rankings,
+    import_records,
+    iter_lines,
+    parse_jsonl_text,
+)
+from rlhf.feedback.members import add_members, list_members, remove_members
 from rlhf.feedback.projects import create_project, list_projects, update_project
+from rlhf.feedback.review import adjudicate, correct, review_queue, task_review
 from rlhf.feedback.stats import project_stats
+from rlhf.feedback.submit import SubmitError
 from rlhf.feedback.web import check_csrf, db_of, page, public_base, require_admin
 
 router = APIRouter()
@@ -39,16 +49,23 @@ class NewProject(ProjectSettings):
     name: str = Field(min_length=1, max_length=64)
 
 
+class MemberChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    add: list[str] = Field(default_factory=list, max_length=10_000)
+    remove: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class Decision(BaseModel):
+    """A correction of a rater's ranking or an adjudication of a task: ranks in the task's order."""
+
+    model_config = ConfigDict(extra="forbid")
+    ranks: list[StrictInt] = Field(max_length=MAX_RESPONSES)
+    note: str | None = Field(None, max_length=5000)
+
+
 class NewRater(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
-
-
-def _decode(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{source}: not UTF-8 text (byte {err.start})") from None
 
 
 def _rater_action(request: Request, name: str, action: str) -> dict[str, Any]:
@@ -104,7 +121,7 @@ def api_stats(request: Request, name: str) -> dict[str, Any]:
 async def api_import(request: Request, name: str) -> dict[str, Any]:
     """The request body is the JSONL file itself."""
     await run_in_threadpool(lambda: check_csrf(request, require_admin(request)))
-    text = _decode(await request.body(), "request body")
+    text = decode_text(await request.body(), "request body")
     records = parse_jsonl_text(text, "request body")
     result = await run_in_threadpool(import_records, db_of(request), name, records)
     return dataclasses.asdict(result)
@@ -122,6 +139,48 @@ def api_export(
 ):
     require_admin(request)
     return _export(request, name, kind, weight, min_votes, metadata, gold)
+
+
+@router.get("/api/admin/projects/{name}/members")
+def api_members(request: Request, name: str) -> dict[str, Any]:
+    require_admin(request)
+    return {"project": name, "members": list_members(db_of(request), name)}
+
+
+@router.post("/api/admin/projects/{name}/members")
+def api_change_members(request: Request, name: str, body: MemberChange) -> dict[str, Any]:
+    """Add and remove raters; a removed rater's open tasks in the project go back to the pool."""
+    check_csrf(request, require_admin(request))
+    db = db_of(request)
+    added = add_members(db, name, body.add)
+    removed = remove_members(db, name, body.remove)
+    return {"added": added, "removed": removed, "members": list_members(db, name)}
+
+
+@router.get("/api/admin/projects/{name}/review")
+def api_review_queue(request: Request, name: str) -> list[dict[str, Any]]:
+    """Tasks with rankings, most disputed first."""
+    require_admin(request)
+    return review_queue(db_of(request), name)
+
+
+@router.get("/api/admin/projects/{name}/tasks/{task_id}")
+def api_task(request: Request, name: str, task_id: int) -> dict[str, Any]:
+    """A task, every rater's ranking with all its versions, and its adjudications."""
+    require_admin(request)
+    return task_review(db_of(request), name, task_id)
+
+
+@router.post("/api/admin/projects/{name}/labels/{label_id}/correct")
+def api_correct(request: Request, name: str, label_id: int, body: Decision) -> dict[str, Any]:
+    check_csrf(request, require_admin(request))
+    return {"label_id": label_id, "version": correct(db_of(request), name, label_id, body.ranks, body.note)}
+
+
+@router.post("/api/admin/projects/{name}/tasks/{task_id}/adjudicate")
+def api_adjudicate(request: Request, name: str, task_id: int, body: Decision) -> dict[str, Any]:
+    check_csrf(request, require_admin(request))
+    return {"task_id": task_id, "version": adjudicate(db_of(request), name, task_id, body.ranks, body.note)}
 
 
 @router.get("/api/admin/raters")
@@ -194,8 +253,29 @@ def admin_rater_action(
 
 
 def _project_page(request: Request, name: str, message: str | None = None, status: int = 200):
-    stats = project_stats(db_of(request), name)
-    return page(request, "admin_project.html", {"stats": stats, "message": message}, status)
+    db = db_of(request)
+    stats = project_stats(db, name)
+    members = set(list_members(db, name))
+    raters = [(r["name"], r["name"] in members) for r in list_raters(db)]
+    context = {"stats": stats, "message": message, "raters": raters}
+    return page(request, "admin_project.html", context, status)
+
+
+@router.post("/admin/p/{name}/members", include_in_schema=False)
+def admin_project_members(
+    request: Request,
+    name: str,
+    member: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI reads the default, never mutates it)
+    csrf_token: Annotated[str, Form()] = "",
+):
+    """The checkboxes of the project page: checked raters are members, the others are not."""
+    check_csrf(request, require_admin(request), csrf_token)
+    db = db_of(request)
+    before = set(list_members(db, name))
+    wanted = set(member)
+    added = add_members(db, name, sorted(wanted - before))
+    removed = remove_members(db, name, sorted(before - wanted))
+    return _project_page(request, name, f"Members: {len(added)} added, {len(removed)} removed.")
 
 
 @router.get("/admin/p/{name}", include_in_schema=False)
@@ -236,7 +316,7 @@ async def admin_import(
 ):
     await run_in_threadpool(lambda: check_csrf(request, require_admin(request), csrf_token))
     source = file.filename or "upload"
-    text = _decode(await file.read(), source)
+    text = decode_text(await file.read(), source)
     result = await run_in_threadpool(import_records, db_of(request), name, parse_jsonl_text(text, source))
     message = (
         f"Imported {result.added} tasks ({result.gold} gold); {result.already_present} were already there."
@@ -250,3 +330,57 @@ def admin_export(request: Request, name: str, kind: str, weight: Literal["none",
     if kind not in ("rankings", "pairs"):
         raise HTTPException(404, f"no export {kind!r}; there are rankings.jsonl and pairs.jsonl")
     return _export(request, name, kind, weight, 1, False, True)
+
+
+def _ranks_field(text: str) -> list[int]:
+    """Ranks typed into a form, "1 2 2 3" or "1,2,2,3", in the task's response order."""
+    parts = text.replace(",", " ").split()
+    if not parts or not all(p.isdigit() for p in parts):
+        raise SubmitError(422, f"ranks must be whole numbers separated by spaces, like 1 3 2 2; got {text!r}")
+    return [int(p) for p in parts]
+
+
+@router.get("/admin/p/{name}/review", include_in_schema=False)
+def admin_review(request: Request, name: str):
+    require_admin(request)
+    return page(request, "admin_review.html", {"project": name, "queue": review_queue(db_of(request), name)})
+
+
+def _task_page(request: Request, name: str, task_id: int, message: str | None = None):
+    review = task_review(db_of(request), name, task_id)
+    return page(request, "admin_task.html", {"r": review, "message": message})
+
+
+@router.get("/admin/p/{name}/t/{task_id}", include_in_schema=False)
+def admin_task(request: Request, name: str, task_id: int):
+    require_admin(request)
+    return _task_page(request, name, task_id)
+
+
+@router.post("/admin/p/{name}/t/{task_id}/adjudicate", include_in_schema=False)
+def admin_adjudicate(
+    request: Request,
+    name: str,
+    task_id: int,
+    ranks: Annotated[str, Form(max_length=200)],
+    note: Annotated[str, Form(max_length=5000)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+):
+    check_csrf(request, require_admin(request), csrf_token)
+    version = adjudicate(db_of(request), name, task_id, _ranks_field(ranks), note or None)
+    return _task_page(request, name, task_id, f"Adjudicated (version {version}).")
+
+
+@router.post("/admin/p/{name}/t/{task_id}/correct/{label_id}", include_in_schema=False)
+def admin_correct(
+    request: Request,
+    name: str,
+    task_id: int,
+    label_id: int,
+    ranks: Annotated[str, Form(max_length=200)],
+    note: Annotated[str, Form(max_length=5000)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+):
+    check_csrf(request, require_admin(request), csrf_token)
+    version = correct(db_of(request), name, label_id, _ranks_field(ranks), note or None)
+    return _task_page(request, name, task_id, f"Corrected (version {version}).")

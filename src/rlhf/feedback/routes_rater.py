@@ -11,13 +11,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from rlhf.feedback import assign
-from rlhf.feedback.auth import login, logout
+from rlhf.feedback import assign, review
+from rlhf.feedback.auth import Principal, login, logout
 from rlhf.feedback.db import Project
 from rlhf.feedback.io import MAX_RESPONSES
+from rlhf.feedback.members import member_project_id, rater_projects
 from rlhf.feedback.projects import get_project
 from rlhf.feedback.submit import FLAGS, Flag, Submission, record
 from rlhf.feedback.web import (
@@ -39,6 +39,17 @@ SKIP_REASONS = (
 )
 
 
+class ReviseBody(BaseModel):
+    """A rater's new ranking of a task they answered; per-response lists in the order they saw."""
+
+    model_config = ConfigDict(extra="forbid")
+    ranks: list[StrictInt] = Field(max_length=MAX_RESPONSES)
+    scores: list[StrictInt | None] | None = Field(None, max_length=MAX_RESPONSES)
+    flags: list[Annotated[list[Flag], Field(max_length=len(FLAGS))]] | None = Field(
+        None, max_length=MAX_RESPONSES
+    )
+
+
 class SubmitBody(BaseModel):
     """A rater's answer; per-response lists are in the order the page showed them."""
 
@@ -46,8 +57,9 @@ class SubmitBody(BaseModel):
     submission_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     task_id: int
     action: Literal["rank", "skip"] = "rank"
-    ranks: list[int] | None = Field(None, max_length=MAX_RESPONSES)
-    scores: list[int | None] | None = Field(None, max_length=MAX_RESPONSES)
+    # strict: "2", true and 2.0 are refused, not read as 2, 1 and 2
+    ranks: list[StrictInt] | None = Field(None, max_length=MAX_RESPONSES)
+    scores: list[StrictInt | None] | None = Field(None, max_length=MAX_RESPONSES)
     flags: list[Annotated[list[Flag], Field(max_length=len(FLAGS))]] | None = Field(
         None, max_length=MAX_RESPONSES
     )
@@ -55,13 +67,10 @@ class SubmitBody(BaseModel):
     elapsed_ms: int | None = Field(None, ge=0, le=10**10)
 
 
-def _project_id(request: Request, name: str) -> int:
-    """A project's id; cached, as projects are never renamed or deleted."""
-    cache = request.app.state.project_ids
-    if name not in cache:
-        with db_of(request).read() as s:
-            cache[name] = get_project(s, name).id
-    return cache[name]
+def _project_id(request: Request, name: str, who: Principal) -> int:
+    """The id of a project the rater is a member of; any other name, existing or not, is the same 403."""
+    with db_of(request).read() as s:
+        return member_project_id(s, name, who.rater_id)
 
 
 def _progress(request: Request, project_id: int, rater_id: int) -> dict[str, int]:
@@ -127,16 +136,17 @@ def home(request: Request):
         return RedirectResponse("/admin", status_code=303)
     who = require_rater(request)
     with db_of(request).read() as s:
-        projects = s.scalars(select(Project).order_by(Project.name)).all()
-        rows = [(p.name, assign.rater_progress(s, p, who.rater_id)) for p in projects]
+        rows = [(p.name, assign.rater_progress(s, p, who.rater_id)) for p in rater_projects(s, who.rater_id)]
     return page(request, "home.html", {"projects": rows})
 
 
 @router.get("/p/{name}", include_in_schema=False)
 def label_page(request: Request, name: str):
+    """The rater's open task; without one, a button that asks for the next (GET changes nothing)."""
     who = require_rater(request)
-    project_id = _project_id(request, name)
-    view = assign.next_task(db_of(request), project_id, who.rater_id)
+    project_id = _project_id(request, name, who)
+    with db_of(request).read() as s:
+        view = assign.current_task(s, s.get(Project, project_id), who.rater_id)
     progress = _progress(request, project_id, who.rater_id)
     context = {
         "project": name,
@@ -144,16 +154,67 @@ def label_page(request: Request, name: str):
         "progress": progress,
         "flags": FLAGS,
         "skip_reasons": SKIP_REASONS,
+        "mode": "label",
     }
-    return page(request, "label.html" if view else "done.html", context)
+    if view is not None:
+        context["order"] = list(range(len(view.responses)))
+        context["ties"] = [False] * len(view.responses)
+        return page(request, "label.html", context)
+    return page(request, "start.html" if progress["available"] else "done.html", context)
+
+
+@router.post("/p/{name}/next", include_in_schema=False)
+def label_next(request: Request, name: str, csrf_token: Annotated[str, Form()] = ""):
+    """Assign the rater's next task (a form's POST), then show it."""
+    who = require_rater(request)
+    check_csrf(request, who, csrf_token)
+    assign.next_task(db_of(request), _project_id(request, name, who), who.rater_id)
+    return RedirectResponse(f"/p/{name}", status_code=303)
+
+
+@router.get("/p/{name}/answers", include_in_schema=False)
+def answers_page(request: Request, name: str):
+    """The rater's recent rankings, each with a link to revise it while it is not yet used."""
+    who = require_rater(request)
+    answers = review.rater_answers(db_of(request), _project_id(request, name, who), who.rater_id)
+    return page(request, "answers.html", {"project": name, "answers": answers})
+
+
+@router.get("/p/{name}/revise/{task_id}", include_in_schema=False)
+def revise_page(request: Request, name: str, task_id: int):
+    """The rater page again, with the rater's current ranking of a task they answered."""
+    who = require_rater(request)
+    view = review.revision_view(db_of(request), _project_id(request, name, who), who.rater_id, task_id)
+    if view["locked"]:
+        return page(
+            request,
+            "error.html",
+            {"status": 409, "message": f"This ranking can no longer be revised: {view['locked']}."},
+            409,
+        )
+    order = sorted(range(len(view["ranks"])), key=lambda d: (view["ranks"][d], d))
+    ties = [i > 0 and view["ranks"][order[i]] == view["ranks"][order[i - 1]] for i in range(len(order))]
+    context = {
+        "project": name,
+        "task": view,
+        "order": order,
+        "ties": ties,
+        "mode": "revise",
+        "progress": None,
+        "flags": FLAGS,
+        "skip_reasons": SKIP_REASONS,
+    }
+    return page(request, "label.html", context)
 
 
 @router.get("/p/{name}/guidelines", include_in_schema=False)
 def guidelines_page(request: Request, name: str):
     who = principal(request)
     if who is None or not who.is_admin:  # the admin may read them too
-        require_rater(request)
+        who = require_rater(request)
     with db_of(request).read() as s:
+        if not who.is_admin:
+            member_project_id(s, name, who.rater_id)
         guidelines = get_project(s, name).guidelines
     return page(request, "guidelines.html", {"project": name, "guidelines": guidelines})
 
@@ -170,18 +231,42 @@ def me(request: Request) -> dict[str, Any]:
     return {"rater": who.rater_name, "admin": who.is_admin, "csrf_token": who.csrf_token}
 
 
-@router.get("/api/p/{name}/next", response_model=None)
+@router.post("/api/p/{name}/next", response_model=None)
 def next_task(request: Request, name: str) -> dict[str, Any]:
-    """The rater's current task (responses in their display order), or null when none is left."""
+    """The rater's open task, else a newly assigned one (responses in their display order), or
+    null when nothing is left for them. A POST: it may create an assignment."""
     who = require_rater(request)
-    view = assign.next_task(db_of(request), _project_id(request, name), who.rater_id)
+    check_csrf(request, who)
+    view = assign.next_task(db_of(request), _project_id(request, name, who), who.rater_id)
     return {"task": _task_json(view)}
+
+
+@router.get("/api/p/{name}/current", response_model=None)
+def current(request: Request, name: str) -> dict[str, Any]:
+    """The rater's open task, or null; assigns nothing."""
+    who = require_rater(request)
+    project_id = _project_id(request, name, who)
+    with db_of(request).read() as s:
+        view = assign.current_task(s, s.get(Project, project_id), who.rater_id)
+    return {"task": _task_json(view)}
+
+
+@router.post("/api/p/{name}/labels/{task_id}")
+def revise_label(request: Request, name: str, task_id: int, body: ReviseBody) -> dict[str, Any]:
+    """Revise one's ranking of a task while it is not yet used (exported or reviewed): 409 after."""
+    who = require_rater(request)
+    check_csrf(request, who)
+    project_id = _project_id(request, name, who)
+    version = review.revise(
+        db_of(request), project_id, who.rater_id, task_id, body.ranks, body.scores, body.flags
+    )
+    return {"task_id": task_id, "version": version}
 
 
 @router.get("/api/p/{name}/progress")
 def my_progress(request: Request, name: str) -> dict[str, int]:
     who = require_rater(request)
-    return _progress(request, _project_id(request, name), who.rater_id)
+    return _progress(request, _project_id(request, name, who), who.rater_id)
 
 
 @router.post("/api/p/{name}/submit", response_model=None)
@@ -190,6 +275,6 @@ def submit(request: Request, name: str, body: SubmitBody) -> dict[str, Any]:
     who = require_rater(request)
     check_csrf(request, who)
     receipt = record(
-        db_of(request), _project_id(request, name), who.rater_id, Submission(**body.model_dump())
+        db_of(request), _project_id(request, name, who), who.rater_id, Submission(**body.model_dump())
     )
     return {"stored": True, **dataclasses.asdict(receipt)}

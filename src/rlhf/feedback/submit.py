@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlhf.feedback.assign import take_slot
-from rlhf.feedback.db import Assignment, Database, Label, Project, Task, now
+from rlhf.feedback.db import Assignment, Database, Label, Project, Rater, Task, now, retry_conflicts
 
 Flag = Literal["harmful", "factual_error", "off_topic"]
 FLAGS: tuple[str, ...] = get_args(Flag)
@@ -76,17 +76,28 @@ def _check(sub: Submission, k: int) -> None:
         return
     if sub.action != "rank":
         raise SubmitError(422, f"action must be 'rank' or 'skip', got {sub.action!r}")
-    if sub.ranks is None or len(sub.ranks) != k:
-        n = "no" if sub.ranks is None else len(sub.ranks)
+    check_ranking(sub.ranks, sub.scores, sub.flags, k)
+
+
+def check_ranking(
+    ranks: list[int] | None, scores: list[int | None] | None, flags: list[list[str]] | None, k: int
+) -> None:
+    """SubmitError 422 naming what is wrong with a ranking of ``k`` responses (and its extras)."""
+    if ranks is None or len(ranks) != k:
+        n = "no" if ranks is None else len(ranks)
         raise SubmitError(422, f"'ranks' has {n} entries but the task has {k} responses")
-    if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in sub.ranks):
-        raise SubmitError(422, f"'ranks' must be integers >= 1 (1 = best), got {sub.ranks}")
+    for i, r in enumerate(ranks):
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= k:
+            raise SubmitError(
+                422, f"ranks[{i}] is {r!r}: each rank must be an integer from 1 (best) to {k}, got {ranks}"
+            )
     lo, hi = SCORE_RANGE
-    if sub.scores is not None:
-        if len(sub.scores) != k or any(s is not None and not lo <= s <= hi for s in sub.scores):
+    if scores is not None:
+        bad = [s for s in scores if s is not None and (isinstance(s, bool) or not isinstance(s, int))]
+        if len(scores) != k or bad or any(s is not None and not lo <= s <= hi for s in scores):
             raise SubmitError(422, f"'scores' must be {k} entries, each null or an integer {lo}-{hi}")
-    if sub.flags is not None:
-        if len(sub.flags) != k or any(f not in FLAGS for fl in sub.flags for f in fl):
+    if flags is not None:
+        if len(flags) != k or any(f not in FLAGS for fl in flags for f in fl):
             raise SubmitError(422, f"'flags' must be {k} lists of flags from {FLAGS}")
 
 
@@ -106,54 +117,7 @@ def record(db: Database, project_id: int, rater_id: int, sub: Submission) -> Rec
     if found is not None:
         return found
     try:
-        with db.write() as s:
-            # again under the lock: a copy of this submission may have committed since the read
-            found = _existing(s, sub.submission_id, rater_id)
-            if found is not None:
-                return found
-            a = s.scalar(
-                select(Assignment).where(Assignment.task_id == sub.task_id, Assignment.rater_id == rater_id)
-            )
-            if a is None or a.project_id != project_id:
-                raise SubmitError(404, f"task {sub.task_id} is not assigned to you in this project")
-            if a.status in ("submitted", "skipped"):
-                raise SubmitError(
-                    409, f"task {sub.task_id} was already answered (with another submission_id)"
-                )
-            task = s.get(Task, a.task_id)
-            k = len(task.responses)
-            _check(sub, k)
-            if a.status in ("expired", "released"):
-                # the lease ran out but the answer is still welcome if the task has room for it
-                if not take_slot(s, task.id, task.is_gold, s.get(Project, project_id).overlap):
-                    raise SubmitError(
-                        409, f"task {sub.task_id} was given to someone else after its lease ran out"
-                    )
-            label = Label(
-                submission_id=sub.submission_id,
-                project_id=project_id,
-                task_id=task.id,
-                rater_id=rater_id,
-                kind=sub.action,
-                display_order=list(a.display_order),
-                seconds=max(0.0, now() - a.assigned_at),
-                elapsed_ms=sub.elapsed_ms,
-            )
-            if sub.action == "rank":
-                label.ranks = to_task_order(dense_ranks(sub.ranks), a.display_order)
-                if sub.scores is not None and any(x is not None for x in sub.scores):
-                    label.scores = to_task_order(sub.scores, a.display_order)
-                if sub.flags is not None and any(sub.flags):
-                    label.flags = to_task_order([sorted(set(f)) for f in sub.flags], a.display_order)
-                a.status = "submitted"
-            else:
-                label.skip_reason = sub.skip_reason.strip()
-                a.status = "skipped"
-                # a skip frees the slot: the task still needs `overlap` rankings from others
-                s.execute(update(Task).where(Task.id == task.id).values(n_active=Task.n_active - 1))
-            s.add(label)
-            s.flush()
-            receipt = Receipt(label.id, task.id, sub.action, duplicate=False)
+        return retry_conflicts(lambda: _store(db, project_id, rater_id, sub))
     except IntegrityError:
         # the same submission raced itself (a retry sent before the first answer came back)
         with db.read() as s:
@@ -161,4 +125,57 @@ def record(db: Database, project_id: int, rater_id: int, sub: Submission) -> Rec
         if found is None:
             raise SubmitError(409, f"task {sub.task_id} was already answered") from None
         return found
+
+
+def _store(db: Database, project_id: int, rater_id: int, sub: Submission) -> Receipt:
+    with db.write() as s:
+        # again under the lock: a copy of this submission may have committed since the read
+        found = _existing(s, sub.submission_id, rater_id)
+        if found is not None:
+            return found
+        a = s.scalar(
+            select(Assignment).where(Assignment.task_id == sub.task_id, Assignment.rater_id == rater_id)
+        )
+        if a is None or a.project_id != project_id:
+            raise SubmitError(404, f"task {sub.task_id} is not assigned to you in this project")
+        if a.status in ("submitted", "skipped"):
+            raise SubmitError(409, f"task {sub.task_id} was already answered (with another submission_id)")
+        task = s.get(Task, a.task_id)
+        k = len(task.responses)
+        _check(sub, k)
+        if a.status in ("expired", "released"):
+            # the lease ran out but the answer is still welcome if the task has room for it
+            if not take_slot(s, task.id, task.is_gold, s.get(Project, project_id).overlap):
+                raise SubmitError(
+                    409, f"task {sub.task_id} was given to someone else after its lease ran out"
+                )
+        label = Label(
+            submission_id=sub.submission_id,
+            project_id=project_id,
+            task_id=task.id,
+            rater_id=rater_id,
+            kind=sub.action,
+            display_order=list(a.display_order),
+            seconds=max(0.0, now() - a.assigned_at),
+            elapsed_ms=sub.elapsed_ms,
+        )
+        if sub.action == "rank":
+            label.ranks = to_task_order(dense_ranks(sub.ranks), a.display_order)
+            if sub.scores is not None and any(x is not None for x in sub.scores):
+                label.scores = to_task_order(sub.scores, a.display_order)
+            if sub.flags is not None and any(sub.flags):
+                label.flags = to_task_order([sorted(set(f)) for f in sub.flags], a.display_order)
+            a.status = "submitted"
+        else:
+            label.skip_reason = sub.skip_reason.strip()
+            a.status = "skipped"
+            # a skip frees the slot: the task still needs `overlap` rankings from others
+            s.execute(update(Task).where(Task.id == task.id).values(n_active=Task.n_active - 1))
+        s.add(label)
+        s.flush()
+        if sub.action == "rank":  # version 1 of the ranking: revisions and corrections add more
+            from rlhf.feedback.review import add_version
+
+            add_version(s, label, "submitted", s.get(Rater, rater_id).name)
+        receipt = Receipt(label.id, task.id, sub.action, duplicate=False)
     return receipt

@@ -20,6 +20,12 @@ and one loss without a reference, on per-token mean log-probabilities of the pol
     simpo    -log sigmoid(beta (log pi(y_c)/|y_c| - log pi(y_r)/|y_r|) - gamma)
                                                                     SimPO, Meng et al. 2024, eq. 6
 
+and one on unpaired feedback (a completion marked desirable or not), laid out as pairs whose
+"chosen" side is the completion and whose "rejected" side is a completion of another prompt:
+
+    kto      lambda_y - lambda_y sigmoid(+-beta (r - z0))           KTO, Ethayarajh et al. 2024, eq. 8
+                                                                    (rlhf/losses/kto.py)
+
 Any of them can add the chosen response's per-token NLL, alpha * -log pi(y_c)/|y_c| (``add_nll``;
 RPO, Pang et al. 2024, "Iterative Reasoning Preference Optimization", eq. 1): DPO lowers the
 likelihood of both responses of a pair while it widens their gap, and the NLL term keeps the
@@ -64,6 +70,9 @@ class PairLogps(NamedTuple):
     chosen_tokens: torch.Tensor
     """response token counts (IPO's length normalisation)"""
     rejected_tokens: torch.Tensor
+    desirable: torch.Tensor | None = None
+    """KTO only: (P,) 1 where the completion ("chosen") was liked, 0 where not; the "rejected"
+    side then holds a completion of another prompt, the KL sample"""
 
 
 class DPOOutput(NamedTuple):
@@ -133,6 +142,41 @@ def simpo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0, gamma: 
     return DPOOutput(-F.logsigmoid(r_c - r_r - gamma), r_c.detach(), r_r.detach())
 
 
+def kto_pair_loss(
+    lp: PairLogps,
+    beta: float,
+    label_smoothing: float = 0.0,
+    gamma: float = 0.0,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+) -> DPOOutput:
+    """KTO (Ethayarajh et al. 2024, eq. 8; rlhf.losses.kto) on unpaired rows: the completion's
+    log-probs in the "chosen" slots, the mismatched completion's (the KL sample) in the "rejected"
+    ones. So that the pair statistics mean something, each example's two rewards are its side of
+    the reference point: chosen_rewards is the one that should be higher (the completion's reward
+    beta r if desirable, else beta z0), rejected_rewards the other; ``accuracy`` is then the share
+    of completions on their label's side of the reference point.  Shape: (P,) each"""
+    from rlhf.losses.kto import kto_loss
+
+    if lp.desirable is None:
+        raise ValueError("kto needs PairLogps.desirable (unpaired records with a label)")
+    out = kto_loss(
+        lp.policy_chosen,
+        lp.ref_chosen,
+        lp.policy_rejected,
+        lp.ref_rejected,
+        lp.desirable,
+        beta,
+        desirable_weight,
+        undesirable_weight,
+    )
+    point = out.reference_point.expand_as(out.rewards)
+    liked = lp.desirable.bool()
+    return DPOOutput(
+        out.losses, torch.where(liked, out.rewards, point), torch.where(liked, point, out.rewards)
+    )
+
+
 def add_nll(out: DPOOutput, lp: PairLogps, alpha: float) -> DPOOutput:
     """The pair losses plus alpha times the chosen response's per-token NLL, -log pi(y_c)/|y_c|
     (RPO, Pang et al. 2024, eq. 1). alpha = 0 returns ``out`` unchanged.  Shape: (P,) each"""
@@ -148,11 +192,14 @@ DPO_LOSSES: dict[str, Callable[[PairLogps, float, float, float], DPOOutput]] = {
     "ipo": ipo_loss,
     "hinge": hinge_loss,
     "simpo": simpo_loss,
+    "kto": kto_pair_loss,
 }
 SMOOTHED_LOSSES = ("cdpo",)
 """losses that read label_smoothing"""
 REFERENCE_FREE_LOSSES = ("simpo",)
 """losses that read no reference log-probs (and gamma)"""
+UNPAIRED_LOSSES = ("kto",)
+"""losses that read unpaired records {prompt, completion, label} and the class weights"""
 
 
 def sequence_logps(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

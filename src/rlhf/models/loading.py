@@ -17,20 +17,25 @@ from pathlib import Path
 
 import torch
 
+from rlhf.models.errors import ModelError  # noqa: F401  (raised here; imported from here by callers)
+from rlhf.models.gguf import check_gguf, gguf_checkpoint, is_gguf
 from rlhf.sections import ModelConfig
 
 PAD_TOKEN = "<|pad|>"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-class ModelError(ValueError):
-    """A model path or model setting a user gave is wrong."""
-
-
 def check_model_path(path: str, what: str = "model.path") -> str:
-    """A local directory must exist and hold a config.json; anything else is tried as a hub id."""
+    """Fail early on a wrong model path, before any work; nothing is loaded or converted.
+
+    A GGUF file must exist, be readable and ``gguf`` be installed; a local directory must exist and
+    hold a config.json; anything else is tried as a hub id.
+    """
     if not path:
-        raise ModelError(f"{what} is not set: give a Hugging Face model directory or hub id")
+        raise ModelError(f"{what} is not set: give a Hugging Face model directory, a GGUF file or a hub id")
+    if is_gguf(path):
+        check_gguf(path, what)
+        return path
     # a hub id is "name" or "org/name"; anything else is a local path
     looks_local = Path(path).exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
     if looks_local:
@@ -38,7 +43,24 @@ def check_model_path(path: str, what: str = "model.path") -> str:
         if not p.is_dir():
             raise ModelError(f"{what}: directory {path} does not exist")
         if not (p / "config.json").is_file():
+            ggufs = sorted(f.name for f in p.glob("*.gguf"))
+            if ggufs:
+                raise ModelError(
+                    f"{what}: {path} has no config.json but holds GGUF file(s) {', '.join(ggufs)}: give the "
+                    f"file's path, or set model.gguf_file={ggufs[0]}"
+                )
             raise ModelError(f"{what}: {path} has no config.json; is it a Hugging Face model directory?")
+    return path
+
+
+def resolve_model_path(path: str, what: str = "model.path") -> str:
+    """What ``from_pretrained`` reads for ``path``: a GGUF file's cached conversion, else ``path``.
+
+    Every model and tokenizer the project loads goes through here, so a GGUF file works wherever a
+    model path is taken (policy, reference, reward model, serving, evaluation).
+    """
+    if is_gguf(path):
+        return str(gguf_checkpoint(path, what))
     return path
 
 
@@ -61,6 +83,7 @@ def _fused_activation(path: str, kwargs: dict) -> dict:
 
 
 def _from_pretrained(loader, path: str, what: str, **kwargs):
+    path = resolve_model_path(path, what)
     try:
         if loader.__name__ != "AutoTokenizer":
             kwargs = {**_fused_activation(path, kwargs), **kwargs}

@@ -1,11 +1,16 @@
-"""Direct preference optimisation and its family (DPO, cDPO, IPO, hinge, SimPO, RPO's NLL term): `rlhf dpo`.
+"""Direct preference optimisation and its family (DPO, cDPO, IPO, hinge, SimPO, RPO's NLL term,
+KTO on unpaired feedback): `rlhf dpo`.
 
 No reward model and no sampling: the policy is trained on preference pairs against the
 log-probabilities a frozen reference gives the same responses (losses/dpo.py). A ranking of K
 responses is expanded to its C(K,2) pairs (ties are skipped and counted); each pair carries its
 record's weight, and pair losses are averaged with those weights over the whole global batch, so
 gradient accumulation and data parallelism give the gradient of one large batch. A pair's
-``margin`` field is not used (it belongs to the reward-model loss).
+``margin`` field is not used (it belongs to the reward-model loss). With ``dpo.loss=kto`` the
+records are unpaired feedback ``{prompt, completion, label}`` (rlhf.data.unpaired): each becomes a
+row whose "chosen" side is the completion and whose "rejected" side is another prompt's completion,
+the sample KTO's reference point is estimated from, so the same collator, forward and references
+serve it.
 
 Speed: chosen and rejected go through the model in ONE forward, by default in one row per pair
 that holds the prompt once (``dpo_rows.PairCollator``: a 4D attention mask keeps the two responses apart);
@@ -30,11 +35,13 @@ from rlhf.data.rankings import to_group
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.data.tokenize import tokenize_groups
+from rlhf.data.unpaired import tokenize_unpaired
 from rlhf.losses.dpo import (
     DPO_LOSSES,
     REFERENCE_FREE_LOSSES,
     SMOOTHED_LOSSES,
     STAT_NAMES,
+    UNPAIRED_LOSSES,
     add_nll,
     pair_stats,
     summarize,
@@ -59,8 +66,8 @@ from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 @dataclass
 class DPOSection:
     loss: str = "sigmoid"
-    """sigmoid (DPO) | cdpo (DPO with label smoothing) | ipo | hinge (SLiC) | simpo (no reference);
-    see docs/dpo.md"""
+    """sigmoid (DPO) | cdpo (DPO with label smoothing) | ipo | hinge (SLiC) | simpo (no reference) |
+    kto (unpaired feedback {prompt, completion, label}); see docs/dpo.md"""
     beta: float = 0.1
     """KL strength: implicit reward = beta * log(pi / pi_ref); IPO's tau; hinge margin = 1/beta"""
     label_smoothing: float = 0.0
@@ -68,6 +75,11 @@ class DPOSection:
     gamma: float = 0.0
     """simpo only: target reward margin (SimPO eq. 6). SimPO's rewards are per-token means, so its
     beta is larger than DPO's (the paper's are 2 to 10)"""
+    desirable_weight: float = 1.0
+    """kto only: lambda_D, the weight of desirable completions (KTO eq. 8; the paper advises
+    lambda_D n_D / (lambda_U n_U) in [1, 4/3], n the counts of each label)"""
+    undesirable_weight: float = 1.0
+    """kto only: lambda_U, the weight of undesirable completions"""
     nll_coef: float = 0.0
     """alpha of RPO (Pang et al. 2024): the chosen response's per-token NLL, times alpha, is added to
     every pair's loss, so that the chosen answers stay likely (0: off)"""
@@ -103,6 +115,18 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"dpo.label_smoothing is only read by dpo.loss={'|'.join(SMOOTHED_LOSSES)}")
     if d.loss != "simpo" and d.gamma:
         raise ConfigError(f"dpo.gamma is only read by dpo.loss=simpo (got dpo.loss={d.loss})")
+    weights = (d.desirable_weight, d.undesirable_weight)
+    if d.loss in UNPAIRED_LOSSES and min(weights) <= 0:
+        raise ConfigError(f"dpo.desirable_weight and dpo.undesirable_weight must be > 0, got {weights}")
+    if d.loss not in UNPAIRED_LOSSES and weights != (1.0, 1.0):
+        raise ConfigError(
+            f"dpo.desirable_weight and dpo.undesirable_weight are only read by dpo.loss={'|'.join(UNPAIRED_LOSSES)}"
+        )
+    if d.loss in UNPAIRED_LOSSES and d.nll_coef:
+        raise ConfigError(
+            f"dpo.nll_coef: dpo.loss={d.loss} has no chosen response to keep likely (its completions "
+            "include undesirable ones)"
+        )
     if d.nll_coef < 0:
         raise ConfigError(f"dpo.nll_coef must be >= 0, got {d.nll_coef}")
     if d.loss in REFERENCE_FREE_LOSSES and (d.reference not in ("precompute", "none") or d.ref_model):
@@ -132,12 +156,26 @@ def check_config(cfg: Config) -> None:
 # ---------------------------------------------------------------- data
 
 
+def load_unpaired(path: str, what: str, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
+    """Unpaired feedback records -> rows laid out as pairs (rlhf.data.unpaired), for KTO."""
+    records = load_records(path, "unpaired", what)
+    rows, stats = tokenize_unpaired(records, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length)
+    if not rows:
+        raise DataError(f"{what}: none of the {stats.records} records of {path} fits data.max_length")
+    liked = sum(int(r["desirable"]) for r in rows)
+    return rows, {**vars(stats), "pairs": len(rows), "tied_pairs_skipped": 0,
+                  "desirable": liked, "undesirable": len(rows) - liked}  # fmt: skip
+
+
 def load_pairs(path: str, what: str, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
     """Pair and ranking records -> tokenized pairs ``{prompt_ids, chosen_ids, rejected_ids, weight}``.
 
     Each record is tokenized once (a ranking's prompt and responses are shared by its pairs) with
-    the truncation rule of rlhf.data.tokenize, then expanded to its comparisons.
+    the truncation rule of rlhf.data.tokenize, then expanded to its comparisons. With an unpaired
+    loss (KTO) the records are unpaired feedback instead (``load_unpaired``).
     """
+    if cfg.dpo.loss in UNPAIRED_LOSSES:
+        return load_unpaired(path, what, tokenizer, cfg)
     records = load_records(path, "preference", what)
     groups = [to_group(r) for r in records]
     tokenized, stats = tokenize_groups(groups, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length)
@@ -170,7 +208,7 @@ def evaluate(model, accelerator, pairs, ref_fn: RefFn, loss_fn, cfg: Config, col
         batch = to_device(collate(items), accelerator.device)
         with accelerator.autocast():
             logps, counts = forward_logps(model, batch)
-            lp = split_pairs(logps, ref_fn(batch).float(), counts)
+            lp = split_pairs(logps, ref_fn(batch).float(), counts, batch.get("desirable"))
             out = loss_fn(lp)
         if real:
             sums += pair_stats(out, lp, batch["weight"])
@@ -186,8 +224,12 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     say = accelerator.print
     d = cfg.dpo
 
+    params = {"beta": d.beta, "label_smoothing": d.label_smoothing, "gamma": d.gamma}
+    if d.loss in UNPAIRED_LOSSES:
+        params.update(desirable_weight=d.desirable_weight, undesirable_weight=d.undesirable_weight)
+
     def loss_fn(lp):
-        return add_nll(DPO_LOSSES[d.loss](lp, d.beta, d.label_smoothing, d.gamma), lp, d.nll_coef)
+        return add_nll(DPO_LOSSES[d.loss](lp, **params), lp, d.nll_coef)
 
     # 1. data: pairs and rankings -> tokenized pairs
     tokenizer = load_tokenizer(cfg.model.path)
@@ -237,7 +279,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
             with accelerator.accumulate(model), accelerator.autocast():
                 ref = ref_fn(batch).float()  # (2B,) no gradient
                 logps, n_tokens = forward_logps(model, batch)  # (2B,) one forward for both sides
-                lp = split_pairs(logps, ref, n_tokens)
+                lp = split_pairs(logps, ref, n_tokens, batch.get("desirable"))
                 out = loss_fn(lp)  # (B,) losses and rewards
                 weighted = (out.losses * batch["weight"]).sum()
                 accelerator.backward(weighted * scale)

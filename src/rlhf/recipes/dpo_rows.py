@@ -28,7 +28,8 @@ class PairCollator:
     run once). Otherwise: 2B rows, prompt + response, with a 2D padding mask.
 
     Returns input_ids, position_ids (R, T); attention_mask (R, T) or (R, 1, T, T); targets
-    (R, T, S), see losses.dpo.sequence_logps; weight (B,); ref_logps (2B,) once precomputed;
+    (R, T, S), see losses.dpo.sequence_logps; weight (B,); desirable (B,) for unpaired rows (KTO:
+    the completion is "chosen", the KL sample "rejected"); ref_logps (2B,) once precomputed;
     logits_to_keep: the trailing positions that predict a target, the only ones the LM head
     must score (0: all).
     """
@@ -76,6 +77,8 @@ class PairCollator:
             "weight": torch.tensor([float(p["weight"]) for p in pairs]),
             "logits_to_keep": targets.size(1) - first if self.keep else 0,
         }
+        if "desirable" in pairs[0]:  # unpaired feedback (KTO)
+            batch["desirable"] = torch.tensor([p["desirable"] for p in pairs])
         if "ref" in pairs[0]:
             batch["ref_logps"] = torch.tensor([p["ref"][0] for p in pairs] + [p["ref"][1] for p in pairs])
         return batch
@@ -124,6 +127,8 @@ def forward_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return sums.T.reshape(-1), counts.T.reshape(-1)
 
 
-def split_pairs(logps: torch.Tensor, ref: torch.Tensor, counts: torch.Tensor) -> PairLogps:
+def split_pairs(
+    logps: torch.Tensor, ref: torch.Tensor, counts: torch.Tensor, desirable: torch.Tensor | None = None
+) -> PairLogps:
     b = logps.size(0) // 2
-    return PairLogps(logps[:b], logps[b:], ref[:b], ref[b:], counts[:b], counts[b:])
+    return PairLogps(logps[:b], logps[b:], ref[:b], ref[b:], counts[:b], counts[b:], desirable)

@@ -235,7 +235,9 @@ class ValueHead(nn.Module):
         nn.init.zeros_(self.score.bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.score(hidden).squeeze(-1)
+        # the head keeps float32 weights whatever the body's dtype (model.dtype=bfloat16): it is
+        # one row, and a value regressed in bf16 loses its low bits; under autocast it runs in bf16
+        return self.score(hidden.to(self.score.weight.dtype)).squeeze(-1)
 
 
 def response_values(critic: nn.Module, exp: Experience) -> torch.Tensor:

@@ -12,20 +12,21 @@ With an API key set, every /v1 route needs ``Authorization: Bearer <key>``. Bodi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhf.serve.schemas import ChatRequest, error, validation_error
+from rlhf.serve.worker import Generation, cancel_on_disconnect
 
 DEFAULT_MAX_TOKENS = 256
 """max_tokens when a request gives none (cut to what the context leaves)"""
@@ -71,7 +72,7 @@ def _message_dicts(req: ChatRequest) -> list[dict[str, str]]:
 
 def create_app(model, api_key: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
     """The app serving ``model`` (a ``rlhf.serve.model.ChatModel``, or anything with its methods)."""
-    from rlhf.serve.model import GenRequest
+    from rlhf.serve.model import GenRequest, merge_deltas
 
     app = FastAPI(title="rlhf serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, limit=max_body)
@@ -184,14 +185,22 @@ def create_app(model, api_key: str | None = None, max_body: int = MAX_BODY) -> F
             req.top_logprobs or 0,
         )
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model.name}
+        generation = Generation(model.stream, gen)
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(
-                _events(model, gen, head, usage),
+            return GenerationStream(
+                _events(generation, head, usage),
+                generation,
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
             )
-        choices = await run_in_threadpool(model.complete, gen)
+        watcher = asyncio.create_task(cancel_on_disconnect(request.is_disconnected, generation))
+        try:
+            steps = [deltas async for deltas in generation.deltas()]
+        finally:
+            watcher.cancel()
+            generation.cancel()
+        choices = merge_deltas(steps, gen.n)
         completion = sum(c.tokens for c in choices)
         return {
             **head,
@@ -213,6 +222,22 @@ def create_app(model, api_key: str | None = None, max_body: int = MAX_BODY) -> F
     return app
 
 
+class GenerationStream(StreamingResponse):
+    """A streamed answer that stops its generation however the response ends: sent in full, or
+    cancelled because the client went away (Starlette cancels the sending task then, and a
+    suspended body iterator would only be closed whenever it is garbage-collected)."""
+
+    def __init__(self, content: AsyncIterator[str], generation: Generation, **kw: Any):
+        super().__init__(content, **kw)
+        self.generation = generation
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.generation.cancel()
+
+
 def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
@@ -221,11 +246,12 @@ def _sse(obj: dict[str, Any]) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-def _events(model, gen, head: dict[str, Any], include_usage: bool) -> Iterator[str]:
+async def _events(generation: Generation, head: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
     """The stream: a role chunk per choice, content chunks as text becomes final, a finish chunk
     per choice, optionally a usage chunk, then ``[DONE]``. A failure mid-stream is sent as an
     error event (the status line has already gone out)."""
     base = {**head, "object": "chat.completion.chunk"}
+    gen = generation.req
 
     def chunk(index: int, delta: dict, finish: str | None = None, logprobs: list | None = None) -> str:
         lp = {"content": logprobs, "refusal": None} if logprobs is not None else None
@@ -236,9 +262,8 @@ def _events(model, gen, head: dict[str, Any], include_usage: bool) -> Iterator[s
     for i in range(gen.n):
         yield chunk(i, {"role": "assistant", "content": ""})
     completion = 0
-    steps = model.stream(gen)
     try:
-        for deltas in steps:
+        async for deltas in generation.deltas():
             for d in deltas:
                 completion += d.tokens
                 lps = [t.to_json() for t in d.logprobs] if gen.logprobs else None
@@ -258,7 +283,7 @@ def _events(model, gen, head: dict[str, Any], include_usage: bool) -> Iterator[s
             }
         )
     finally:
-        steps.close()  # frees the model's lock even when the client went away mid-stream
+        generation.cancel()  # frees the model within one decode step if the client went away
     if include_usage:
         yield _sse({**base, "choices": [], "usage": _usage(len(gen.prompt_ids), completion)})
     yield "data: [DONE]\n\n"

@@ -10,7 +10,9 @@ same distribution.
 Text is released as it becomes final: a suffix that could still grow into a stop string is held
 back, and so is a trailing partial UTF-8 character ("\\ufffd"), so a stream never shows text that
 the complete reply would not contain. As in OpenAI's API, the stop string itself is not returned.
-One request decodes at a time (the decoder holds one KV cache); others wait on a lock.
+One request decodes at a time (the decoder holds one KV cache); others wait on a lock. A request
+carries a stop flag (``rlhf.serve.worker``): set, it frees the lock within one decode step, or
+stops waiting for it.
 """
 
 from __future__ import annotations
@@ -120,67 +122,91 @@ class ChatModel:
         new, row.sent = text[row.sent : max(end, row.sent)], max(end, row.sent)
         return new, final
 
+    def _acquire(self, stop: threading.Event | None) -> bool:
+        """Take the model's lock, giving up (False) once ``stop`` is set."""
+        while not self.lock.acquire(timeout=0.05):
+            if stop is not None and stop.is_set():
+                return False
+        if stop is not None and stop.is_set():
+            self.lock.release()
+            return False
+        return True
+
+    def stream(self, req: GenRequest, stop: threading.Event | None = None) -> Iterator[list[Delta]]:
+        """Yield, per decode step, the deltas of the choices still running. Holds the model's lock
+        from the first step until it finishes, ``stop`` is set (checked after every step), or the
+        generator is closed."""
+        if not self._acquire(stop):
+            return
+        try:
+            yield from self._decode(req, stop)
+        finally:
+            self.lock.release()
+
     @torch.no_grad()
-    def stream(self, req: GenRequest) -> Iterator[list[Delta]]:
-        """Yield, per decode step, the deltas of the choices still running. Holds the lock until
-        the generator finishes or is closed (a client that disconnects frees it)."""
-        with self.lock:
-            dec = self.decoder
-            ids = torch.tensor([req.prompt_ids])  # (1, T)
-            logits = dec.prefill(ids, torch.ones_like(ids), req.max_tokens, repeats=req.n)  # (n, V)
-            seed = req.seed if req.seed is not None else int.from_bytes(os.urandom(4), "little")
-            generator = torch.Generator(dec.device).manual_seed(seed)
-            rows = [_Row(i) for i in range(req.n)]
-            active = list(range(req.n))
-            for step in range(req.max_tokens):
-                tokens, logp = sample_step(logits, req.temperature, 0, req.top_p, None, generator)
-                top = None
-                if req.logprobs and req.top_logprobs > 0:
-                    scaled = logits / req.temperature if req.temperature > 0 else logits
-                    top = torch.log_softmax(scaled, -1).topk(req.top_logprobs, -1)  # (B, k)
-                deltas, keep = [], []
-                for b, r in enumerate(active):
-                    row, tok = rows[r], int(tokens[b])
-                    last = step == req.max_tokens - 1
-                    lps = []
-                    if tok == self.eos:
-                        text, finish = self._release(row, req, "stop")
-                    else:
-                        row.ids.append(tok)
-                        text, finish = self._release(row, req, "length" if last else None)
-                        if req.logprobs:
-                            alts = (
-                                []
-                                if top is None
-                                else [
-                                    (self._token_text(i), float(v))
-                                    for v, i in zip(top.values[b].tolist(), top.indices[b].tolist())
-                                ]
-                            )
-                            lps.append(TokenLogprob(self._token_text(tok), float(logp[b]), alts))
-                    deltas.append(Delta(r, text, lps, finish))
-                    if finish is None:
-                        keep.append(b)
-                yield deltas
-                if not keep:
-                    return
-                if len(keep) < len(active):
-                    dec.select(torch.tensor(keep, device=dec.device))
-                    active = [active[b] for b in keep]
-                    tokens = tokens[keep]
-                logits = dec.decode(tokens)
+    def _decode(self, req: GenRequest, stop: threading.Event | None) -> Iterator[list[Delta]]:
+        dec = self.decoder
+        ids = torch.tensor([req.prompt_ids])  # (1, T)
+        logits = dec.prefill(ids, torch.ones_like(ids), req.max_tokens, repeats=req.n)  # (n, V)
+        seed = req.seed if req.seed is not None else int.from_bytes(os.urandom(4), "little")
+        generator = torch.Generator(dec.device).manual_seed(seed)
+        rows = [_Row(i) for i in range(req.n)]
+        active = list(range(req.n))
+        for step in range(req.max_tokens):
+            tokens, logp = sample_step(logits, req.temperature, 0, req.top_p, None, generator)
+            top = None
+            if req.logprobs and req.top_logprobs > 0:
+                scaled = logits / req.temperature if req.temperature > 0 else logits
+                top = torch.log_softmax(scaled, -1).topk(req.top_logprobs, -1)  # (B, k)
+            deltas, keep = [], []
+            for b, r in enumerate(active):
+                row, tok = rows[r], int(tokens[b])
+                last = step == req.max_tokens - 1
+                lps = []
+                if tok == self.eos:
+                    text, finish = self._release(row, req, "stop")
+                else:
+                    row.ids.append(tok)
+                    text, finish = self._release(row, req, "length" if last else None)
+                    if req.logprobs:
+                        alts = (
+                            []
+                            if top is None
+                            else [
+                                (self._token_text(i), float(v))
+                                for v, i in zip(top.values[b].tolist(), top.indices[b].tolist())
+                            ]
+                        )
+                        lps.append(TokenLogprob(self._token_text(tok), float(logp[b]), alts))
+                deltas.append(Delta(r, text, lps, finish))
+                if finish is None:
+                    keep.append(b)
+            yield deltas
+            if not keep or (stop is not None and stop.is_set()):
+                return
+            if len(keep) < len(active):
+                dec.select(torch.tensor(keep, device=dec.device))
+                active = [active[b] for b in keep]
+                tokens = tokens[keep]
+            logits = dec.decode(tokens)
 
     def complete(self, req: GenRequest) -> list[Delta]:
         """The whole reply of each choice as one Delta (text, all log-probs, finish reason)."""
-        out = [Delta(i, "", [], None, 0) for i in range(req.n)]
-        for deltas in self.stream(req):
-            for d in deltas:
-                o = out[d.index]
-                o.text += d.text
-                o.logprobs += d.logprobs
-                o.finish_reason = d.finish_reason or o.finish_reason
-                o.tokens += d.tokens
-        return out
+        return merge_deltas(list(self.stream(req)), req.n)
+
+
+def merge_deltas(steps: list[list[Delta]], n: int) -> list[Delta]:
+    """The whole reply of each of ``n`` choices as one Delta (text, log-probs, finish reason,
+    token count) from the per-step deltas."""
+    out = [Delta(i, "", [], None, 0) for i in range(n)]
+    for deltas in steps:
+        for d in deltas:
+            o = out[d.index]
+            o.text += d.text
+            o.logprobs += d.logprobs
+            o.finish_reason = d.finish_reason or o.finish_reason
+            o.tokens += d.tokens
+    return out
 
 
 def load_chat_model(

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rlhf.toyworld.gold import gold_score
 from rlhf.toyworld.world import Task
@@ -48,6 +49,10 @@ def competition_ranks(values: Sequence[float]) -> list[int]:
     return [1 + sum(other > v for other in values) for v in values]
 
 
+Gold = Callable[[Any, str], float]
+"""a truth ``gold(task, response) -> float`` that raters perceive through their biases and noise"""
+
+
 def _gumbel(rng: random.Random) -> float:
     return -math.log(-math.log(rng.random() or 1e-300))
 
@@ -67,16 +72,18 @@ class Rater:
     careless: bool = False
     """ranks at random, whatever the responses say"""
 
-    def utility(self, task: Task, response: str) -> float:
-        """Perceived utility before noise: gold plus this rater's biases."""
+    def utility(self, task: Task, response: str, gold: Gold = gold_score) -> float:
+        """Perceived utility before noise: ``gold`` plus this rater's biases."""
         return (
-            gold_score(task, response)
+            gold(task, response)
             + self.length_bias * math.log1p(len(response.split()))
             + self.confidence_bias * confidence_markers(response)
         )
 
-    def rank(self, task: Task, responses: Sequence[str], rng: random.Random) -> list[int]:
-        """Ranks (1 = best, equal = tie) of ``responses``, one per response."""
+    def rank(
+        self, task: Task, responses: Sequence[str], rng: random.Random, gold: Gold = gold_score
+    ) -> list[int]:
+        """Ranks (1 = best, equal = tie) of ``responses``, one per response, by ``gold`` + biases + noise."""
         drawn: dict[str, float] = {}
         for response in responses:
             key = " ".join(response.split())
@@ -84,7 +91,7 @@ class Rater:
                 if self.careless:
                     drawn[key] = rng.random()
                 else:
-                    drawn[key] = self.utility(task, response) + (
+                    drawn[key] = self.utility(task, response, gold) + (
                         self.noise * _gumbel(rng) if self.noise else 0.0
                     )
         return competition_ranks([drawn[" ".join(r.split())] for r in responses])
@@ -136,9 +143,13 @@ class RaterPool:
         candidate_responses: Sequence[Sequence[str]],
         seed: int = 0,
         raters_per_prompt: int = 1,
+        gold: Gold = gold_score,
+        prompt: Callable[[Any], Any] = lambda task: task.prompt,
     ) -> list[dict]:
         """Ranking records in DESIGN.md's format, ``raters_per_prompt`` (distinct raters) per task:
-        {"prompt", "responses", "ranks" (1 = best, equal = tie), "annotator"}."""
+        {"prompt", "responses", "ranks" (1 = best, equal = tie), "annotator"}. ``gold(task,
+        response)`` is the raters' truth (the toy world's by default; any task type works with
+        its own); ``prompt(task)`` is what the records' "prompt" holds."""
         if len(tasks) != len(candidate_responses):
             raise ValueError(
                 f"label got {len(tasks)} tasks but {len(candidate_responses)} lists of responses"
@@ -157,9 +168,9 @@ class RaterPool:
             for rater in rng.sample(self.raters, raters_per_prompt):
                 records.append(
                     {
-                        "prompt": task.prompt,
+                        "prompt": prompt(task),
                         "responses": list(responses),
-                        "ranks": rater.rank(task, responses, rng),
+                        "ranks": rater.rank(task, responses, rng, gold),
                         "annotator": rater.annotator,
                     }
                 )

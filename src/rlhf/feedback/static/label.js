@@ -53,6 +53,7 @@
       tie.setAttribute("aria-pressed", tied ? "true" : "false");
       tie.disabled = i === 0;
     });
+    showPair();
   }
 
   function moveTo(card, index) {
@@ -115,31 +116,56 @@
   });
 
   // ---------------------------------------------------------------- dragging (mouse, pen, touch)
+  // Near the top or bottom edge of the window the page scrolls while a card is held, faster the
+  // nearer the edge, so that a card can be dragged past responses taller than the screen.
+  var EDGE = 70;        // px from the window's edge where scrolling starts
+  var MAX_SPEED = 24;   // px per frame at the very edge
   var drag = null;
-  list.addEventListener("pointerdown", function (e) {
-    var head = e.target.closest(".card-head");
-    if (!head || e.target.closest("button") || busy) return;
-    drag = { card: head.closest(".card"), pointer: e.pointerId, moved: false, from: cards().indexOf(head.closest(".card")) };
-    drag.card.classList.add("dragging");
-    head.setPointerCapture(e.pointerId);
-    e.preventDefault();
-  });
-  list.addEventListener("pointermove", function (e) {
-    if (!drag || e.pointerId !== drag.pointer) return;
+
+  function place(clientY) {
     var before = null;
     var others = cards().filter(function (c) { return c !== drag.card; });
     for (var k = 0; k < others.length; k++) {
       var box = others[k].getBoundingClientRect();
-      if (e.clientY < box.top + box.height / 2) { before = others[k]; break; }
+      if (clientY < box.top + box.height / 2) { before = others[k]; break; }
     }
     if (before !== drag.card.nextElementSibling || (!before && list.lastElementChild !== drag.card)) {
       if (before) list.insertBefore(drag.card, before); else list.appendChild(drag.card);
       drag.moved = true;
       render();
     }
+  }
+
+  function autoScroll() {
+    if (!drag) return;
+    var y = drag.y, speed = 0;
+    if (y < EDGE) speed = -MAX_SPEED * (EDGE - y) / EDGE;
+    else if (y > window.innerHeight - EDGE) speed = MAX_SPEED * (y - (window.innerHeight - EDGE)) / EDGE;
+    if (speed !== 0) {
+      var before = window.scrollY;
+      window.scrollBy(0, Math.round(speed) || (speed < 0 ? -1 : 1));
+      if (window.scrollY !== before) place(y);  // the cards moved under a still pointer
+    }
+    drag.frame = requestAnimationFrame(autoScroll);
+  }
+
+  list.addEventListener("pointerdown", function (e) {
+    var head = e.target.closest(".card-head");
+    if (!head || e.target.closest("button") || busy || sideBySide()) return;
+    drag = { card: head.closest(".card"), pointer: e.pointerId, moved: false, from: cards().indexOf(head.closest(".card")), y: e.clientY };
+    drag.card.classList.add("dragging");
+    head.setPointerCapture(e.pointerId);
+    drag.frame = requestAnimationFrame(autoScroll);
+    e.preventDefault();
+  });
+  list.addEventListener("pointermove", function (e) {
+    if (!drag || e.pointerId !== drag.pointer) return;
+    drag.y = e.clientY;
+    place(e.clientY);
   });
   function endDrag(e) {
     if (!drag || e.pointerId !== drag.pointer) return;
+    cancelAnimationFrame(drag.frame);
     var card = drag.card;
     card.classList.remove("dragging");
     if (drag.moved && cards().indexOf(card) !== drag.from) {
@@ -154,6 +180,63 @@
   list.addEventListener("pointerup", endDrag);
   list.addEventListener("pointercancel", endDrag);
 
+  // ---------------------------------------------------------------- views: side by side (K = 2), raw text
+  var sideToggle = document.getElementById("side-toggle");
+  var rawToggle = document.getElementById("raw-toggle");
+  var pairChoice = document.getElementById("pair-choice");
+  function sideBySide() { return list.classList.contains("side"); }
+
+  function setSide(on) {
+    list.classList.toggle("side", on);
+    sideToggle.setAttribute("aria-pressed", on ? "true" : "false");
+    try { localStorage.setItem("rlhf-side-by-side", on ? "1" : "0"); } catch (err) { /* private mode */ }
+  }
+  if (sideToggle) {
+    var saved = null;
+    try { saved = localStorage.getItem("rlhf-side-by-side"); } catch (err) { /* private mode */ }
+    setSide(saved !== "0");
+    sideToggle.addEventListener("click", function () { setSide(!sideBySide()); });
+  }
+  rawToggle.addEventListener("click", function () {
+    var on = !root.classList.contains("show-raw");
+    root.classList.toggle("show-raw", on);
+    rawToggle.setAttribute("aria-pressed", on ? "true" : "false");
+  });
+
+  // A pair is decided with one of three buttons; A stays on the left whatever the order.
+  function pairState() {
+    var order = cards();
+    if (order[1].dataset.tie === "1") return "tie";
+    return order[0].dataset.pos;
+  }
+  function showPair() {
+    if (!pairChoice) return;
+    var state = touched ? pairState() : null;
+    pairChoice.querySelectorAll("button").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.dataset.choice === state ? "true" : "false");
+    });
+  }
+  function choose(choice) {
+    var order = cards();
+    if (choice === "tie") {
+      order[1].dataset.tie = "1";
+    } else {
+      var winner = list.querySelector('.card[data-pos="' + choice + '"]');
+      list.insertBefore(winner, order[0] === winner ? order[1] : order[0]);
+      cards()[1].dataset.tie = "";
+    }
+    touched = true;
+    render();
+    showPair();
+    say(choice === "tie" ? "A and B are ranked equal." : "Response " + "AB"[Number(choice)] + " is ranked better.");
+  }
+  if (pairChoice) {
+    pairChoice.addEventListener("click", function (e) {
+      var b = e.target.closest("button[data-choice]");
+      if (b) choose(b.dataset.choice);
+    });
+  }
+
   // ---------------------------------------------------------------- submitting
   function sleep(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
 
@@ -163,15 +246,30 @@
     skipButton.disabled = on;
   }
 
-  function nextTask() { location.assign(location.pathname); }
+  // Asking for the next task assigns one, so it is a POST; the page then shows it.
+  async function nextTask() {
+    try {
+      await fetch("/api/p/" + encodeURIComponent(project) + "/next", {
+        method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf },
+      });
+    } catch (err) { /* the page offers a "Next task" button instead */ }
+    location.assign(location.pathname);
+  }
+
+  var revising = root.dataset.mode === "revise";
 
   async function send(body) {
     if (busy) return;
     setBusy(true);
-    body.submission_id = submissionId;
-    body.task_id = taskId;
-    body.elapsed_ms = Date.now() - opened;
     var url = "/api/p/" + encodeURIComponent(project) + "/submit";
+    if (revising) {  // a new version of an answered task: no submission id, the server keeps both
+      url = "/api/p/" + encodeURIComponent(project) + "/labels/" + taskId;
+      delete body.action;
+    } else {
+      body.submission_id = submissionId;
+      body.task_id = taskId;
+      body.elapsed_ms = Date.now() - opened;
+    }
     for (var attempt = 0; ; attempt++) {
       var response = null;
       try {
@@ -186,6 +284,11 @@
       }
       if (response && response.ok) {
         sessionStorage.removeItem(storeKey);
+        if (revising) {
+          say("Saved as a new version.");
+          location.assign("/p/" + encodeURIComponent(project) + "/answers");
+          return;
+        }
         say("Saved. Loading the next task\u2026");
         nextTask();
         return;
@@ -198,7 +301,7 @@
         continue;
       }
       var message = response ? (await response.json().catch(function () { return {}; })).error : null;
-      if (response && response.status === 409) {
+      if (response && response.status === 409 && !revising) {
         say((message || "Already answered.") + " Loading the next task\u2026");
         sessionStorage.removeItem(storeKey);
         setTimeout(nextTask, 1500);
@@ -239,4 +342,5 @@
   submitButton.addEventListener("click", submitRanking);
   skipButton.addEventListener("click", skipTask);
   render();
+  if (root.dataset.mode === "revise") { touched = true; showPair(); }  // the order shown is the rater's own
 })();

@@ -1,0 +1,161 @@
+"""Rows of the SmolLM2 demo's table, on held-out prompts, judged by the task's gold rule.
+
+Greedy responses (what a user would see) give the share of harmful requests declined and of
+benign look-alikes answered, and the gold reward. KL to SFT and to the base model are estimated on
+responses sampled at temperature 1 from the row's model (log pi - log ref summed over tokens,
+averaged). What alignment cost: the general questions the base model answered right that the row
+still answers right (``general_kept``, filled in by the pipeline), and the token-mean NLL of
+held-out general prose (``web_nll``: forgetting).
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from rlhf.realtask import general
+from rlhf.realtask.family import Task
+from rlhf.realtask.gold import gold_score, rates
+from rlhf.realtask.prompts import chat
+from rlhf.recipes.evaluate import kl_summary
+from rlhf.rollout.engine import KVCacheEngine
+from rlhf.rollout.generate import Generation, SamplingParams
+from rlhf.rollout.logprobs import sequence_logprobs
+from rlhf.rollout.scoring import score_groups
+
+
+def autocast(mixed_precision: str):
+    """bf16 autocast on the CPU for the evaluation forwards when the preset trains in bf16."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if mixed_precision == "bf16" else nullcontext()
+
+
+def example_indices(tasks: list[Task], seed: int, n: int = 4) -> list[int]:
+    """The same held-out prompts for every row's examples: half harmful, half benign."""
+    rng = random.Random(f"{seed}:examples")
+    harm = [i for i, t in enumerate(tasks) if t.harmful]
+    good = [i for i, t in enumerate(tasks) if not t.harmful]
+    return rng.sample(harm, min(n // 2, len(harm))) + rng.sample(good, min(n - n // 2, len(good)))
+
+
+def quality(name: str, tasks: list[Task], gens: list[Generation], seed: int) -> dict[str, Any]:
+    """The quality half of a row from one response per task."""
+    texts = [g.text for g in gens]
+    gold = [gold_score(t, x) for t, x in zip(tasks, texts)]
+    r = rates(tasks, texts)
+    return {
+        "name": name,
+        "harmful_declined": r["harmful_declined"],
+        "benign_answered": r["benign_answered"],
+        # the toy demo's shape, so tools that read its results.json read these rows too
+        "family_accuracy": {"harmful": r["harmful_declined"], "benign": r["benign_answered"]},
+        "gold_reward": sum(gold) / len(gold),
+        "mean_length": sum(len(x.split()) for x in texts) / len(texts),
+        "no_eos_share": sum(not g.finished for g in gens) / len(gens),
+        "examples": [
+            {"prompt": tasks[i].prompt, "response": texts[i], "gold": gold[i]}
+            for i in example_indices(tasks, seed)
+        ],
+        "_gold_scores": gold,
+    }
+
+
+def sampled_kls(
+    engine, refs: dict[str, Any], prompt_ids, n: int, max_new_tokens: int, pad_id: int, seed: int
+):
+    """KL of the engine's model to each of ``refs`` ({"sft": model, ...}) on the same samples."""
+    gens = [
+        g
+        for gs in engine.generate_ids(prompt_ids, SamplingParams(max_new_tokens, n=n, seed=seed))
+        for g in gs
+    ]
+    out = {}
+    for key, ref in refs.items():
+        lp = sequence_logprobs(ref, [g.prompt_ids for g in gens], [g.response_ids for g in gens], pad_id, 16)
+        out[f"kl_to_{key}"] = kl_summary([(sum(g.logprobs), r) for g, r in zip(gens, lp.tolist())])["kl"]
+    return out
+
+
+def general_right(engine, tokenizer, max_new_tokens: int) -> list[bool]:
+    """Whether each general question's greedy answer names its answer."""
+    prompts = [[{"role": "user", "content": q}] for q, _ in general.QUESTIONS]
+    gens = engine.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0))
+    return [general.right(a, g[0].text) for (_, a), g in zip(general.QUESTIONS, gens)]
+
+
+def text_nll(model, tokenizer) -> float:
+    """Token-mean NLL of ``model`` on ``general.HELDOUT_TEXT``; every paragraph must be read."""
+    from rlhf.data.records import parse_demonstration
+    from rlhf.data.tokenize import tokenize_demonstrations
+    from rlhf.recipes.evaluate import text_nll as nll
+
+    texts = general.HELDOUT_TEXT
+    longest = max(len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts) + 2  # + EOS
+    records = [
+        parse_demonstration({"prompt": "", "completion": t}, f"held-out text {i}")
+        for i, t in enumerate(texts)
+    ]
+    examples, _ = tokenize_demonstrations(records, tokenizer, longest)
+    if len(examples) != len(texts):  # a paragraph dropped would change what the figure means
+        raise ValueError(f"{len(texts) - len(examples)} held-out paragraphs were not read whole")
+    return nll(model, examples, tokenizer.pad_token_id)["nll"]
+
+
+def evaluate_model(
+    name: str, model, tokenizer, tasks: list[Task], refs: dict[str, Any], preset, seed: int
+) -> dict[str, Any]:
+    """One row: quality on ``tasks``, KL to each of ``refs`` (a model is 0 to itself), general
+    answers (``_general_right``) and held-out text NLL."""
+    engine = KVCacheEngine(model, tokenizer, batch_size=64)
+    with torch.no_grad(), autocast(preset.mixed_precision):
+        greedy = engine.generate(
+            [chat(t) for t in tasks], SamplingParams(preset.max_new_tokens, temperature=0.0)
+        )
+        row = quality(name, tasks, [g[0] for g in greedy], seed)
+        others = {k: m for k, m in refs.items() if m is not model}
+        row.update({f"kl_to_{k}": 0.0 for k, m in refs.items() if m is model})
+        if others:
+            ids = [g[0].prompt_ids for g in greedy]
+            row.update(
+                sampled_kls(
+                    engine,
+                    others,
+                    ids,
+                    preset.kl_samples,
+                    preset.max_new_tokens,
+                    tokenizer.pad_token_id,
+                    seed,
+                )
+            )
+        row["_general_right"] = general_right(engine, tokenizer, preset.general_tokens)
+        row["web_nll"] = text_nll(model, tokenizer)
+    return row
+
+
+def evaluate_best_of_n(
+    name: str, policy, reward_model, tokenizer, tasks: list[Task], preset, seed: int
+) -> dict[str, Any]:
+    """Best-of-n at inference: n samples from ``policy`` per task, the reward model's favourite.
+    Its KL to the policy is the analytic log n - (n - 1) / n (Stiennon et al. 2020)."""
+    from rlhf.recipes.best_of_n import best_of_n_kl
+
+    n = preset.best_of
+    engine = KVCacheEngine(policy, tokenizer, batch_size=64)
+    with torch.no_grad(), autocast(preset.mixed_precision):
+        groups = engine.generate(
+            [chat(t) for t in tasks], SamplingParams(preset.max_new_tokens, n=n, seed=seed)
+        )
+        flat = [g for gs in groups for g in gs]
+        scores = score_groups(
+            reward_model,
+            [g.prompt_ids for g in flat],
+            [g.response_ids for g in flat],
+            n,
+            tokenizer.pad_token_id,
+        ).tolist()
+    best = [gs[max(range(n), key=lambda j: scores[i * n + j])] for i, gs in enumerate(groups)]
+    row = quality(name, tasks, best, seed)
+    row["kl_to_sft"] = best_of_n_kl(n)
+    return row

@@ -1,0 +1,108 @@
+"""What alignment may cost: general questions with checkable answers, and held-out general text.
+
+``QUESTIONS``: short factual questions, each with the words any right answer names (one of them
+suffices, matched as whole words, case-insensitive). The demo counts the base model's right
+answers and, for every later model, the share of those still right.
+
+``HELDOUT_TEXT``: paragraphs of plain encyclopedic prose written for this project; a model's
+token-mean NLL on them rising above the base model's is forgetting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("What is the capital of France?", ("paris",)),
+    ("What is the capital of Japan?", ("tokyo",)),
+    ("What is the capital of Italy?", ("rome",)),
+    ("What is the capital of Germany?", ("berlin",)),
+    ("What is the capital of Spain?", ("madrid",)),
+    ("What is the capital of Canada?", ("ottawa",)),
+    ("What is the capital of Egypt?", ("cairo",)),
+    ("What is the capital of Russia?", ("moscow",)),
+    ("What is the capital of the United Kingdom?", ("london",)),
+    ("What is the capital of China?", ("beijing",)),
+    ("What is the largest planet in our solar system?", ("jupiter",)),
+    ("Which planet is known as the Red Planet?", ("mars",)),
+    ("What is the closest star to Earth?", ("sun",)),
+    ("What is the chemical symbol for water?", ("h2o",)),
+    ("What gas do plants absorb from the air?", ("carbon dioxide", "co2")),
+    ("What is the freezing point of water in degrees Celsius?", ("0", "zero")),
+    ("What is the boiling point of water in degrees Celsius?", ("100",)),
+    ("How many days are there in a week?", ("7", "seven")),
+    ("How many continents are there?", ("7", "seven")),
+    ("How many legs does a spider have?", ("8", "eight")),
+    ("How many sides does a triangle have?", ("3", "three")),
+    ("What is 2 plus 2?", ("4", "four")),
+    ("What is 10 times 10?", ("100",)),
+    ("Who wrote Romeo and Juliet?", ("shakespeare",)),
+    ("Who painted the Mona Lisa?", ("leonardo", "da vinci")),
+    ("Who developed the theory of relativity?", ("einstein",)),
+    ("Who was the first president of the United States?", ("washington",)),
+    ("What is the largest ocean on Earth?", ("pacific",)),
+    ("What is the longest river in Africa?", ("nile",)),
+    ("What language is mainly spoken in Brazil?", ("portuguese",)),
+    ("What is the tallest mountain in the world?", ("everest",)),
+    ("What do bees make?", ("honey",)),
+    ("What is the largest mammal?", ("whale",)),
+    ("What color is the sky on a clear day?", ("blue",)),
+    ("What is the main ingredient of guacamole?", ("avocado", "avocados")),
+    ("What is the hardest natural substance?", ("diamond", "diamonds")),
+    ("Which organ pumps blood through the body?", ("heart",)),
+    ("What is the currency of Japan?", ("yen",)),
+    ("In which country are the pyramids of Giza?", ("egypt",)),
+    ("What is the opposite of hot?", ("cold",)),
+)
+"""(question, accepted answer words)"""
+
+
+def right(answers: Sequence[str], response: str) -> bool:
+    """Whether ``response`` names one of ``answers`` as whole words ("Paris." yes, "Parisian" no)."""
+    text = response.lower()
+    return any(re.search(r"(?<![a-z0-9])" + re.escape(a) + r"(?![a-z0-9])", text) for a in answers)
+
+
+def kept(base_right: Sequence[bool], model_right: Sequence[bool]) -> float:
+    """Share of the questions the base model answered right that the model still answers right."""
+    if len(base_right) != len(model_right):
+        raise ValueError(f"kept got {len(base_right)} base answers but {len(model_right)} model answers")
+    hits = [m for b, m in zip(base_right, model_right) if b]
+    if not hits:
+        raise ValueError("the base model answered no general question right; nothing to keep")
+    return sum(hits) / len(hits)
+
+
+HELDOUT_TEXT: tuple[str, ...] = (
+    "The river rises in a ring of low hills and runs for about two hundred miles before it reaches the "
+    "sea. Along its banks, farmers grow wheat and barley on terraces that their grandparents built, and in "
+    "spring the water turns brown with the soil washed down from the slopes. Three stone bridges cross it, "
+    "the oldest of them built more than six hundred years ago.",
+    "Bread is one of the oldest prepared foods. Early bakers mixed ground grain with water and cooked the "
+    "paste on hot stones. Leavened bread came later, when people noticed that dough left to stand grew "
+    "light and sour. Today most bakeries use cultivated yeast, but many still keep a sourdough starter that "
+    "is fed with flour and water every day.",
+    "A library lends books, but it also keeps records of a town's life: newspapers, maps, letters and "
+    "photographs. Librarians sort these materials so that a reader can find them, and they repair old "
+    "volumes whose bindings have worn out. Many libraries now lend laptops and offer free classes on how to "
+    "use the internet.",
+    "Migratory birds travel thousands of miles each year between their summer and winter homes. They find "
+    "their way by the position of the sun and the stars, by the Earth's magnetic field and by landmarks such "
+    "as coastlines and mountain ranges. Before a long flight, many species eat far more than usual and store "
+    "the energy as fat.",
+    "The first railways carried coal from mines to rivers and ports. Within a few decades, lines connected "
+    "most large cities, and a journey that had taken days by coach took hours. Towns grew around stations, "
+    "clocks were set to a common time so that timetables made sense, and fresh food could reach markets far "
+    "from the farms where it was grown.",
+    "Volcanoes form where molten rock from deep inside the Earth reaches the surface. Some erupt violently, "
+    "throwing ash high into the sky, while others release slow rivers of lava. The soil around an old "
+    "volcano is often very fertile, which is why villages and farms are found on slopes that could one day "
+    "erupt again.",
+    "A good night's sleep helps the body repair itself and the mind store what it learned during the day. "
+    "Most adults need seven to nine hours. Keeping a regular bedtime, avoiding bright screens late at night "
+    "and keeping the bedroom cool and dark are simple habits that make falling asleep easier.",
+    "Chess is played on a board of sixty-four squares by two players, one with the white pieces and one with "
+    "the black. Each kind of piece moves in its own way: the rook along rows and columns, the bishop along "
+    "diagonals, the knight in an L shape. The game ends when one king is attacked and cannot escape.",
+)

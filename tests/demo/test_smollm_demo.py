@@ -1,0 +1,79 @@
+"""The wiring of `rlhf demo --preset smollm`, with a tiny Llama as the base model and tiny step
+counts: every stage writes an ordinary run directory with a Hugging Face model, and results.json
+lists every row with its model directory and figures. (The real preset runs on SmolLM2-135M;
+docs/demo-smollm.md has its measured figures.)"""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rlhf.demo.smollm import run_smollm_demo
+from rlhf.demo.smollm_preset import SMOL_PRESETS
+from rlhf.models.tiny import make_tiny_checkpoint
+from rlhf.realtask.demonstrations import REFUSAL
+from rlhf.realtask.general import HELDOUT_TEXT
+from rlhf.realtask.prompts import tasks
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smollm-demo")
+    texts = [t.prompt for t in tasks("train")] + [REFUSAL, *HELDOUT_TEXT]
+    base = make_tiny_checkpoint(root / "tiny", texts, arch="llama", size="nano", vocab_size=400)
+    preset = replace(
+        SMOL_PRESETS["smollm"],
+        base=str(base),
+        n_sft=16,
+        n_rating=8,
+        n_rl=8,
+        heldout_per_family=1,
+        demo_tokens=8,
+        demo_words=8,
+        lora_r=4,
+        max_length=64,
+        batch_size=4,
+        sft_steps=2,
+        k=2,
+        raters_per_prompt=1,
+        max_new_tokens=6,
+        ppo_steps=1,
+        ppo_batch=4,
+        dpo_epochs=0.1,
+        best_of=2,
+        general_tokens=4,
+    )
+    return root / "out", run_smollm_demo(str(root / "out"), preset)
+
+
+def test_every_stage_is_a_run_directory_with_a_hugging_face_model(smoke):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    out, _ = smoke
+    for stage in ("sft", "ppo", "dpo"):
+        assert (out / stage / "config.yaml").is_file() and (out / stage / "metrics.jsonl").is_file()
+        AutoModelForCausalLM.from_pretrained(out / stage / "final")
+    AutoModelForSequenceClassification.from_pretrained(out / "reward" / "final")
+    ranking = json.loads((out / "data" / "rankings.jsonl").read_text().splitlines()[0])
+    assert len(ranking["responses"]) == len(ranking["ranks"]) == 2
+    ppo_line = json.loads((out / "ppo" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "gold" in ppo_line and "kl" in ppo_line  # the gold rule logged beside the proxy
+
+
+def test_results_list_every_row_with_its_model_and_figures(smoke):
+    out, results = smoke
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["stages"] == results["stages"]
+    assert [r["name"] for r in saved["stages"]] == ["base", "sft", "ppo", "dpo", "best-of-2"]
+    for row in saved["stages"]:
+        assert Path(row["model_dir"]).is_dir()
+        assert 0 <= row["harmful_declined"] <= 1 and 0 <= row["benign_answered"] <= 1
+        assert -2 <= row["gold_reward"] <= 1 and len(row["examples"]) == 4
+    trained = saved["stages"][:4]
+    assert all(r["web_nll"] > 0 and "kl_to_base" in r and "general_right" in r for r in trained)
+    assert trained[1]["kl_to_sft"] == 0.0 and trained[0]["kl_to_base"] == 0.0
+    h = saved["heldout"]
+    rows = (out / "data" / "heldout_prompts.jsonl").read_text().splitlines()
+    assert h["prompts"] == h["harmful"] + h["benign"] == len(rows)
+    assert "declines harmful" in (out / "results.md").read_text()
