@@ -1,11 +1,13 @@
 """The labeling server under load: concurrent raters submitting rankings to a real server.
 
-One `rlhf label serve` (uvicorn, one process, SQLite in WAL mode with synchronous=FULL) runs on
-127.0.0.1 in a subprocess. Each simulated rater has its own HTTP client: it signs in with its
+One `rlhf label serve` (uvicorn, one process) runs on 127.0.0.1 in a subprocess, over SQLite (WAL
+mode, synchronous=FULL) and then over a throwaway PostgreSQL server (fsync off: a test cluster),
+the same load on each. Each simulated rater has its own HTTP client: it signs in with its
 invite token, then `--per-rater` times asks for its next task and submits a ranking (every 5th one
 is sent twice, as a client retry after a lost reply would be). There is no think time, so this is
 the server's ceiling, not a model of people (who take tens of seconds per ranking). Afterwards the
-database must hold every ranking exactly once.
+database must hold every ranking exactly once, and no rater may have been told "nothing left"
+(there are more tasks than the raters can fill).
 
 Throughput = acknowledged rankings / wall seconds; latency = time from sending a submission to its
 acknowledgement (p50/p95/p99). The client runs on the same cores as the server; `other_load` says
@@ -17,6 +19,7 @@ how many cores other processes of the machine kept busy meanwhile.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +33,7 @@ from rlhf.feedback.db import Database
 from rlhf.feedback.io import import_records
 from rlhf.feedback.loadtest import ServerProcess, run_load
 from rlhf.feedback.members import add_members
+from rlhf.feedback.pgcluster import TempPostgres
 from rlhf.feedback.projects import create_project
 
 ADMIN = "bench-admin-token-0123456789"
@@ -37,7 +41,7 @@ K = 4
 OVERLAP = 3
 
 
-def setup(path: Path, raters: int, per_rater: int) -> list[str]:
+def setup(path: Path | str, raters: int, per_rater: int) -> list[str]:
     db = Database(str(path))
     set_admin_token(db, ADMIN)
     create_project(db, "bench", overlap=OVERLAP, gold_fraction=0.0)
@@ -60,7 +64,7 @@ def setup(path: Path, raters: int, per_rater: int) -> list[str]:
     return tokens
 
 
-def stored(path: Path) -> dict[str, int]:
+def stored(path: Path | str) -> dict[str, int]:
     db = Database(str(path), create=False)
     with db.read() as s:
         rows, ids, pairs = s.execute(
@@ -69,7 +73,7 @@ def stored(path: Path) -> dict[str, int]:
             )
         ).one()
         most = s.execute(
-            text("SELECT max(n) FROM (SELECT count(*) AS n FROM labels GROUP BY task_id)")
+            text("SELECT max(n) FROM (SELECT count(*) AS n FROM labels GROUP BY task_id) AS per_task")
         ).scalar()
     db.dispose()
     return {
@@ -80,9 +84,12 @@ def stored(path: Path) -> dict[str, int]:
     }
 
 
-def measure(raters: int, per_rater: int) -> dict:
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "label.db"
+def measure(raters: int, per_rater: int, database: str) -> dict:
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
+        if database == "sqlite":
+            path = Path(d) / "label.db"
+        else:  # a throwaway PostgreSQL server (Debian's postgresql package: `make postgres`)
+            path = stack.enter_context(TempPostgres()).url()
         tokens = setup(path, raters, per_rater)
         with ServerProcess(path, ADMIN, Path(d) / "server.log") as server:
             proc = psutil.Process(server.proc.pid)
@@ -100,9 +107,11 @@ def measure(raters: int, per_rater: int) -> dict:
     if result.errors:
         raise SystemExit(f"load test errors: {result.errors[:5]}")
     return {
+        "database": database,
         "raters": raters,
         "per_rater": per_rater,
         "acknowledged": result.acknowledged,
+        "nothing_left": result.nothing_left,
         **counts,
         "duplicates_sent": result.duplicates_sent,
         "duplicate_acks": result.duplicate_acks,
@@ -125,18 +134,28 @@ def main() -> None:
     ap.add_argument("--raters", type=int, default=50)
     ap.add_argument("--per-rater", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="10 raters x 5 rankings: a smoke run")
+    ap.add_argument(
+        "--databases", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql (default both)"
+    )
     args = ap.parse_args()
     raters, per_rater = (10, 5) if args.quick else (args.raters, args.per_rater)
-    row = measure(raters, per_rater)
-    exact = row["stored"] == row["distinct_submissions"] == row["distinct_task_rater"] == raters * per_rater
-    row["exactly_once"] = exact and row["max_per_task"] <= OVERLAP
+    rows = []
+    for database in args.databases.split(","):
+        row = measure(raters, per_rater, database)
+        exact = (
+            row["stored"] == row["distinct_submissions"] == row["distinct_task_rater"] == raters * per_rater
+        )
+        row["exactly_once"] = exact and row["max_per_task"] <= OVERLAP
+        rows.append(row)
     print(
         table(
-            [row],
+            rows,
             [
+                "database",
                 "raters",
                 "per_rater",
                 "stored",
+                "nothing_left",
                 "seconds",
                 "rankings_per_s",
                 "submit_p50_ms",
@@ -153,11 +172,13 @@ def main() -> None:
     print("server/client_cores: CPU the server and the simulated raters used; other_load: other processes")
     if not args.quick:
         path = write_results(
-            "label", {"machine": machine_info(), "config": {"k": K, "overlap": OVERLAP}, "rows": [row]}
+            "label", {"machine": machine_info(), "config": {"k": K, "overlap": OVERLAP}, "rows": rows}
         )
         print(f"wrote {path}")
-    if not row["exactly_once"]:
+    if not all(row["exactly_once"] for row in rows):
         raise SystemExit("rankings were lost or stored twice")
+    if any(row["nothing_left"] for row in rows):
+        raise SystemExit("a rater was told 'nothing left' while tasks had room")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import sys
 
 from rlhf.config import help_text, load_config
 
-# verb -> (module with `Config` and `train`, one-line description)
+# verb -> (module with `Config` and `train`, one-line description; None: the module's SUMMARY)
 TRAINING_VERBS = {
     "sft": ("rlhf.recipes.sft", "supervised fine-tuning on demonstrations"),
     "reward": ("rlhf.recipes.reward", "train a reward model from rankings or pairs (Bradley-Terry)"),
-    "ppo": ("rlhf.recipes.ppo", "RL against a reward model or function (algo.name=ppo|grpo|rloo)"),
+    "ppo": ("rlhf.recipes.ppo", None),  # its SUMMARY lists the registered algorithms
     "dpo": ("rlhf.recipes.dpo", "direct preference optimisation (DPO, IPO, cDPO, hinge)"),
     "sample": ("rlhf.recipes.sample", "K responses per prompt, written as candidate sets for labeling"),
     "best-of-n": ("rlhf.recipes.best_of_n", "sample n, keep the reward model's best (rejection sampling)"),
@@ -93,9 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_parser(sub: argparse._SubParsersAction, verb: str, module: str, desc: str) -> None:
+def _config_parser(sub: argparse._SubParsersAction, verb: str, module: str, desc: str | None) -> None:
     """A verb run from a ``Config``: ``--config FILE.yaml`` plus ``section.key=value`` overrides."""
-    config_cls = importlib.import_module(module).Config
+    recipe = importlib.import_module(module)
+    config_cls, desc = recipe.Config, desc or recipe.SUMMARY
     p = sub.add_parser(
         verb,
         help=desc,

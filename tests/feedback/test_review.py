@@ -45,8 +45,11 @@ def test_a_rater_revises_until_used_and_every_version_is_kept(app, db, project, 
         r = a.post(f"/api/p/p/labels/{tid}", json={"ranks": bad})
         assert r.status_code == 422 and why in r.json()["error"]
     assert a.post("/api/p/p/labels/999", json={"ranks": [1, 2, 3, 4]}).status_code == 404
+    r = a.post(f"/api/p/p/labels/{tid}", json={"ranks": revised, "scores": [7, None, None, None]})
+    assert r.json()["version"] == 3
     page = a.get(f"/p/p/revise/{tid}", headers=HTML).text
     assert 'data-mode="revise"' in page and "Save revised ranking" in page
+    assert '<option value="7" selected>' in page  # the page starts from the current version
     assert f'href="/p/p/revise/{tid}"' in a.get("/p/p/answers", headers=HTML).text
 
     (row,) = [x for x in _export(admin) if x["annotator"] == "a"]  # the export uses the latest version
@@ -59,6 +62,7 @@ def test_a_rater_revises_until_used_and_every_version_is_kept(app, db, project, 
     assert [(v["version"], v["kind"], v["author"], v["ranks"]) for v in label["versions"]] == [
         (1, "submitted", "a", [1, 2, 3, 4]),
         (2, "revised", "a", [4, 3, 2, 1]),
+        (3, "revised", "a", [4, 3, 2, 1]),
     ]
 
 

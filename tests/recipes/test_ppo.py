@@ -12,7 +12,8 @@ import torch
 from rlhf.cli import main
 from rlhf.config import load_config
 from rlhf.eval.metrics import distinct_n, repeated_ngram_share
-from rlhf.recipes import ppo
+from rlhf.recipes import ppo, ppo_models, ppo_update
+from rlhf.recipes.algorithms import grpo
 
 from .helpers import assert_same_weights, load_weights, read_metrics
 
@@ -289,7 +290,7 @@ def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(
         )
         return read_metrics(out)[0]
 
-    original = ppo.response_logits
+    original = ppo_models.response_logits
 
     def spy(model, exp):
         w = next(model.parameters())
@@ -297,7 +298,7 @@ def test_bf16_keeps_frozen_models_in_bf16_and_scores_like_fp32(
         return original(model, exp)
 
     with monkeypatch.context() as patch:
-        patch.setattr(ppo, "response_logits", spy)
+        patch.setattr(ppo_models, "response_logits", spy)
         bf16 = runs("bf16")
     fp32 = runs("no")
     assert torch.bfloat16 in seen[False]  # the frozen reference
@@ -326,13 +327,13 @@ def test_shared_prompt_forwards_match_separate_rows(
     reference, the policy and the critic; the first step's scores, KL and losses are those of
     separate rows."""
     packed = []
-    original = ppo.response_logits
+    original = ppo_models.response_logits
 
     def spy(model, exp):
         packed.append(exp.groups is not None)
         return original(model, exp)
 
-    monkeypatch.setattr(ppo, "response_logits", spy)
+    monkeypatch.setattr(ppo_models, "response_logits", spy)
 
     def first_step(share):
         out = tmp_path / f"share-{share}"
@@ -359,7 +360,7 @@ def test_grpo_without_a_reference_learns_and_runs_no_reference(nano_model, promp
     """algo.reference=false (no KL term): no frozen copy is loaded or run, the reward still rises,
     and no `kl` is logged rather than a made-up 0."""
     loaded, forwards = [], []
-    original_load, original_logits = ppo.load_policy, ppo.response_logits
+    original_load, original_logits = ppo_models.load_policy, ppo_models.response_logits
 
     def load(*args, **kw):
         loaded.append(args[0].lora_r)
@@ -369,8 +370,8 @@ def test_grpo_without_a_reference_learns_and_runs_no_reference(nano_model, promp
         forwards.append(next(model.parameters()).requires_grad)
         return original_logits(model, exp)
 
-    monkeypatch.setattr(ppo, "load_policy", load)
-    monkeypatch.setattr(ppo, "response_logits", logits)
+    monkeypatch.setattr(ppo_models, "load_policy", load)
+    monkeypatch.setattr(ppo_models, "response_logits", logits)
     out = tmp_path / "noref"
     run(
         *overrides(nano_model, prompts, out, "algo.name=grpo", f"rewards.function={DIGITS}"),
@@ -394,7 +395,7 @@ def test_shared_critic_is_a_value_head_trained_through_the_policy(nano_model, pr
     """critic.init=shared loads no second model, runs one forward a step for logits and values,
     and its value loss (weighted by critic.vf_coef) trains the policy's transformer as well."""
     scalar_models, forwards = [], []
-    original_load, original_logits = ppo.load_scalar_model, ppo.response_logits
+    original_load, original_logits = ppo_models.load_scalar_model, ppo_models.response_logits
 
     def load(*args, **kw):
         scalar_models.append(args[0].path)
@@ -404,8 +405,8 @@ def test_shared_critic_is_a_value_head_trained_through_the_policy(nano_model, pr
         forwards.append((torch.is_grad_enabled(), head is not None))
         return original_logits(model, exp, head=head) if head is not None else original_logits(model, exp)
 
-    monkeypatch.setattr(ppo, "load_scalar_model", load)
-    monkeypatch.setattr(ppo, "response_logits", logits)
+    monkeypatch.setattr(ppo_models, "load_scalar_model", load)
+    monkeypatch.setattr(ppo_models, "response_logits", logits)
 
     def final(vf_coef):
         out = tmp_path / f"vf-{vf_coef}"
@@ -455,14 +456,14 @@ def test_loss_aggregations_agree_on_equal_lengths_and_differ_otherwise(
     rollout.max_new_tokens tokens, so the runs end with the same weights; with responses of
     different lengths "sequence" up-weights short ones and the runs part."""
     seen = []
-    original = ppo.aggregation_weights
+    original = ppo_update.aggregation_weights
 
     def spy(mask, how, total_tokens, total_sequences, max_tokens):
         w = original(mask, how, total_tokens, total_sequences, max_tokens)
         seen.append((how, float(w.sum()), float(mask.sum()) / (len(mask) * max_tokens)))
         return w
 
-    monkeypatch.setattr(ppo, "aggregation_weights", spy)
+    monkeypatch.setattr(ppo_update, "aggregation_weights", spy)
     fixed = {}
     for how in ("token", "sequence", "constant"):
         out = tmp_path / f"fixed-{how}"
@@ -512,14 +513,14 @@ def test_grpo_reward_scale_and_uniform_groups(scale, nano_model, prompts, tmp_pa
     """algo.scale_rewards divides by the group's std, the batch's or nothing; the logged
     uniform_groups is the share of groups whose samples all scored the same (read from the samples)."""
     calls = []
-    original = ppo.group_advantages
+    original = grpo.group_advantages
 
     def spy(scores, n, how, batch_std=None):
         adv = original(scores, n, how, batch_std=batch_std)
         calls.append((scores.clone(), how, batch_std, adv))
         return adv
 
-    monkeypatch.setattr(ppo, "group_advantages", spy)
+    monkeypatch.setattr(grpo, "group_advantages", spy)
     out = tmp_path / scale
     run(*overrides(nano_model, prompts, out, *GRPO, f"algo.scale_rewards={scale}", "rollout.samples_every=1"))
     assert len(calls) == 3

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from rlhf.losses.kl import KL_ESTIMATORS, kl_penalty
+from rlhf.losses.kl import KL_ESTIMATORS, kl_loss_term, kl_penalty, sequence_kl
 
 # logp - ref_logp = d = [0.5, -1.0, 0.0]
 LOGP = torch.tensor([[-0.5, -2.0, -2.0]], dtype=torch.float64)
@@ -68,3 +68,28 @@ def test_exact_expectation_under_pi(kind, expected):
     assert_close(expectation, torch.tensor(expected, dtype=torch.float64))
     if kind in ("k1", "k3"):
         assert not math.isclose(expectation.item(), KL_REF_PI, rel_tol=1e-3)  # it is KL(pi || ref)
+
+
+def test_sequence_kl_sums_each_rows_valid_tokens():
+    """RLOO's sequence KL: the estimator summed over a row's valid tokens only."""
+    logp = torch.cat([LOGP, LOGP])
+    ref = torch.cat([REF, REF])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    assert_close(sequence_kl(logp, ref, mask), torch.tensor([-0.5, 0.5], dtype=torch.float64))  # d summed
+    k3 = sequence_kl(logp, ref, mask, "k3")
+    assert_close(
+        k3, torch.tensor([0.10653065971263342 + 0.7182818284590451, 0.10653065971263342], dtype=torch.float64)
+    )
+
+
+def test_kl_loss_term_is_coef_times_k3_with_gradient_through_the_policy():
+    """GRPO's loss term: coef * (e^-d + d - 1); its gradient in logp is coef * (1 - e^-d)."""
+    logp = LOGP.clone().requires_grad_(True)
+    term = kl_loss_term(logp, REF, 0.1)
+    assert_close(
+        term.detach(),
+        0.1 * torch.tensor([[0.10653065971263342, 0.7182818284590451, 0.0]], dtype=torch.float64),
+    )
+    term.sum().backward()
+    d = torch.tensor([[0.5, -1.0, 0.0]], dtype=torch.float64)
+    assert_close(logp.grad, 0.1 * (1 - torch.exp(-d)))

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from rlhf.config import load_config
-from rlhf.demo.smollm_eval import evaluate_best_of_n, evaluate_model
+from rlhf.demo.smollm_eval import engine_for, evaluate_best_of_n, evaluate_model
 from rlhf.demo.smollm_preset import SMOL_PRESETS, SmolPreset
 from rlhf.demo.smollm_report import write as write_report
 from rlhf.demo.stages import banner, train_recipe, write_jsonl
@@ -36,7 +36,6 @@ from rlhf.realtask.demonstrations import build as build_demonstrations
 from rlhf.realtask.gold import gold_score
 from rlhf.realtask.prompts import chat, heldout_sample, stage_sets, user_message
 from rlhf.recipes import dpo, ppo, reward, sft
-from rlhf.rollout.engine import KVCacheEngine
 from rlhf.rollout.generate import SamplingParams
 from rlhf.toyworld import RaterPool
 
@@ -62,12 +61,10 @@ def base_model(p: SmolPreset) -> Path:
 def _generate(model_dir: Path, prompts: list, params: SamplingParams, p: SmolPreset):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlhf.demo.smollm_eval import autocast
-
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    with torch.no_grad(), autocast(p.mixed_precision):
-        return KVCacheEngine(model, tok, batch_size=64).generate(prompts, params)
+    with torch.no_grad():
+        return engine_for(model, tok, p.mixed_precision).generate(prompts, params)
 
 
 def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: int = 0) -> dict[str, Any]:

@@ -32,6 +32,11 @@ def autocast(mixed_precision: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if mixed_precision == "bf16" else nullcontext()
 
 
+def engine_for(model, tokenizer, mixed_precision: str) -> KVCacheEngine:
+    """The rollout engine with its own bf16 copy of ``model`` when the preset computes in bf16."""
+    return KVCacheEngine(model, tokenizer, 64, torch.bfloat16 if mixed_precision == "bf16" else None)
+
+
 def example_indices(tasks: list[Task], seed: int, n: int = 4) -> list[int]:
     """The same held-out prompts for every row's examples: half harmful, half benign."""
     rng = random.Random(f"{seed}:examples")
@@ -108,7 +113,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """One row: quality on ``tasks``, KL to each of ``refs`` (a model is 0 to itself), general
     answers (``_general_right``) and held-out text NLL."""
-    engine = KVCacheEngine(model, tokenizer, batch_size=64)
+    engine = engine_for(model, tokenizer, preset.mixed_precision)
     with torch.no_grad(), autocast(preset.mixed_precision):
         greedy = engine.generate(
             [chat(t) for t in tasks], SamplingParams(preset.max_new_tokens, temperature=0.0)
@@ -142,7 +147,7 @@ def evaluate_best_of_n(
     from rlhf.recipes.best_of_n import best_of_n_kl
 
     n = preset.best_of
-    engine = KVCacheEngine(policy, tokenizer, batch_size=64)
+    engine = engine_for(policy, tokenizer, preset.mixed_precision)
     with torch.no_grad(), autocast(preset.mixed_precision):
         groups = engine.generate(
             [chat(t) for t in tasks], SamplingParams(preset.max_new_tokens, n=n, seed=seed)

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 class SmolPreset:
     base: str = ""
     """base model directory; empty: the packaged SmolLM2-135M-Instruct (converted once, cached)"""
-    n_sft: int = 240
+    n_sft: int = 96
     """training prompts with a demonstration (harmful: a refusal; benign: the base model's answer)"""
-    n_rating: int = 96
+    n_rating: int = 32
     """training prompts whose K samples the simulated raters rank"""
-    n_rl: int = 160
+    n_rl: int = 64
     """training prompts of the RL stage"""
-    heldout_per_family: int = 6
+    heldout_per_family: int = 2
     """held-out prompts per family evaluated (at most the family's held-out split)"""
-    demo_tokens: int = 64
+    demo_tokens: int = 48
     """tokens of the base model's answers to the SFT prompts before trimming to whole sentences"""
     demo_words: int = 45
     """longest demonstration answer in words"""
@@ -26,19 +26,19 @@ class SmolPreset:
     lora_alpha: int = 32
     mixed_precision: str = "bf16"
     """train.mixed_precision of every stage (weights stay float32; bf16 matmuls)"""
-    max_length: int = 160
+    max_length: int = 128
     """tokens per training row (chat prompt with its system turn + response)"""
     batch_size: int = 8
-    sft_steps: int = 60
+    sft_steps: int = 24
     sft_lr: float = 3e-4
     k: int = 4
     """samples per rating prompt"""
     raters_per_prompt: int = 2
     reward_epochs: float = 1.0
     reward_lr: float = 2e-4
-    max_new_tokens: int = 40
+    max_new_tokens: int = 32
     """longest response in RL and evaluation"""
-    ppo_steps: int = 20
+    ppo_steps: int = 8
     ppo_batch: int = 8
     """prompts per RL iteration"""
     ppo_samples: int = 2
@@ -48,14 +48,14 @@ class SmolPreset:
     """per-token KL penalty to the SFT model (the RL stage's start)"""
     ppo_critic: str = "shared"
     """critic.init: shared (a value head on the policy: one model less to run on 2 cores) or reward"""
-    dpo_epochs: float = 1.0
+    dpo_epochs: float = 0.5
     dpo_lr: float = 1e-4
     dpo_beta: float = 0.1
     best_of: int = 4
     """n of the best-of-n row (samples from SFT, the reward model's pick)"""
     kl_samples: int = 1
     """sampled responses per held-out prompt for the KL estimates"""
-    general_tokens: int = 24
+    general_tokens: int = 16
     """tokens of each answer to a general question"""
 
 

@@ -301,5 +301,7 @@ def revision_view(db: Database, project_id: int, rater_id: int, task_id: int) ->
             "prompt": task.prompt,
             "responses": [task.responses[i] for i in order],
             "ranks": [label.ranks[i] for i in order],
+            "scores": [label.scores[i] for i in order] if label.scores else None,
+            "flags": [label.flags[i] for i in order] if label.flags else None,
             "locked": used_because(s, label),
         }

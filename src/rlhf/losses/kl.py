@@ -61,3 +61,25 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k1") -> 
     except KeyError:
         raise ValueError(f"unknown KL estimator {kind!r}; valid names: {', '.join(KL_ESTIMATORS)}") from None
     return estimator(logp, ref_logp)
+
+
+def sequence_kl(
+    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, kind: str = "k1"
+) -> torch.Tensor:
+    """Each response's KL(pi || ref): the per-token estimate ``kind`` summed over its valid tokens.
+
+    RLOO subtracts ``kl_coef`` times this from the sequence reward before the baseline (Ahmadian et
+    al. 2024, sec. 3: the KL penalty is a sequence-level reward term, not a per-token one).
+
+    Shape: logp, ref_logp, mask (B, T) -> (B,).
+    """
+    return (kl_penalty(logp, ref_logp, kind) * mask).sum(1)
+
+
+def kl_loss_term(logp: torch.Tensor, ref_logp: torch.Tensor, coef: float) -> torch.Tensor:
+    """GRPO's per-token KL term of the loss, ``coef * k3`` (DeepSeekMath, Shao et al. 2024, eq. 3-4):
+    the KL is added to the loss, with gradient through ``logp``, instead of to the reward.
+
+    Shape: logp, ref_logp (B, T) -> (B, T), no masking (the loss's aggregation weights mask it).
+    """
+    return coef * kl_penalty(logp, ref_logp, "k3")

@@ -1,4 +1,5 @@
-"""Config of `rlhf ppo` (PPO, GRPO, RLOO), and the checks that run before any model is loaded."""
+"""Config of `rlhf ppo` (the algorithms of recipes/algorithms), and the checks that run before any
+model is loaded."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from typing import Literal
 
 from rlhf.config import ConfigError
 from rlhf.models.loading import check_model_path
+from rlhf.recipes.algorithms import ALGORITHMS, get_algorithm
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
+
+AlgoName = Literal[tuple(ALGORITHMS)]  # the registry's names: a new algorithm is a valid algo.name
 
 
 @dataclass
 class AlgoSection:
-    name: Literal["ppo", "grpo", "rloo", "online_dpo"] = "ppo"
+    name: AlgoName = "ppo"
     """ppo: critic + GAE (InstructGPT); grpo: group-normalised advantages, KL in the loss
     (DeepSeekMath); rloo: leave-one-out baseline (Ahmadian et al. 2024); online_dpo: the DPO loss on
     each prompt's best and worst fresh sample by the reward (Guo et al. 2024), beta = kl_coef"""
@@ -184,17 +188,17 @@ def check(cfg: Config, reward_fn=None):
             f"rewards.format={cfg.rewards.format} is how a reward model reads; rewards.function reads text as it is"
         )
     a, r = cfg.algo, cfg.rollout
-    if a.name == "online_dpo":
-        _check_online_dpo(cfg)
-    if a.name in ("grpo", "rloo", "online_dpo") and r.samples_per_prompt < 2:
+    algorithm = get_algorithm(a.name)
+    algorithm.check(cfg)
+    if algorithm.group_baseline and r.samples_per_prompt < 2:
         raise ConfigError(
             f"algo.name={a.name} needs rollout.samples_per_prompt >= 2 (the group is its baseline)"
         )
-    if a.name == "ppo" and cfg.critic.init == "reward" and not cfg.rewards.model:
+    if algorithm.critic and cfg.critic.init == "reward" and not cfg.rewards.model:
         raise ConfigError(
             "critic.init=reward needs rewards.model; with a reward function use critic.init=policy"
         )
-    if a.name == "ppo" and cfg.critic.init == "shared" and cfg.critic.vf_coef <= 0:
+    if algorithm.critic and cfg.critic.init == "shared" and cfg.critic.vf_coef <= 0:
         raise ConfigError(f"critic.vf_coef must be > 0 with critic.init=shared (got {cfg.critic.vf_coef})")
     if cfg.train.grad_accum != 1:
         raise ConfigError("train.grad_accum must be 1 for ppo: use algo.minibatches and algo.micro_batch")
@@ -220,17 +224,16 @@ def check(cfg: Config, reward_fn=None):
         raise ConfigError("ptx.coef > 0 needs ptx.data")
     if a.clip <= 0 or a.clip_high < 0:
         raise ConfigError(f"algo.clip must be > 0 and algo.clip_high >= 0 (got {a.clip} and {a.clip_high})")
-    if a.ratio_level == "sequence" and a.name not in ("grpo", "rloo"):
+    if a.ratio_level == "sequence" and not algorithm.sequence_advantages:
+        takers = " or ".join(name for name, x in ALGORITHMS.items() if x.sequence_advantages)
         raise ConfigError(
-            "algo.ratio_level=sequence is for algo.name=grpo or rloo, whose advantages belong to whole responses; "
-            f"{a.name}'s do not"
+            f"algo.ratio_level=sequence is for algo.name={takers}, whose advantages belong to whole "
+            f"responses; {a.name}'s do not"
         )
-    if a.scale_rewards != "group" and a.name != "grpo":
+    if a.scale_rewards != "group" and algorithm.scale_rewards_note is not None:
+        takers = " or ".join(name for name, x in ALGORITHMS.items() if x.scale_rewards_note is None)
         raise ConfigError(
-            f"algo.scale_rewards={a.scale_rewards} is for algo.name=grpo; "
-            + {"ppo": "algo.whiten_advantages scales ppo's", "rloo": "rloo's baseline is not scaled"}.get(
-                a.name, f"{a.name} has no advantages to scale"
-            )
+            f"algo.scale_rewards={a.scale_rewards} is for algo.name={takers}; {algorithm.scale_rewards_note}"
         )
     if a.kl_target < 0:
         raise ConfigError("algo.kl_target must be >= 0")
@@ -240,24 +243,3 @@ def check(cfg: Config, reward_fn=None):
             "the KL penalty is measured against the reference"
         )
     return fn
-
-
-def _check_online_dpo(cfg: Config) -> None:
-    """online_dpo has no ratio to clip and no token losses to aggregate: the keys of those are errors."""
-    a, r = cfg.algo, cfg.rollout
-    if not a.reference or a.kl_coef <= 0:
-        raise ConfigError(
-            f"algo.name=online_dpo needs the reference (algo.reference=true) and algo.kl_coef > 0, its beta "
-            f"(got reference={a.reference}, kl_coef={a.kl_coef})"
-        )
-    if a.clip_high or a.loss_agg != "token":
-        raise ConfigError(
-            "algo.clip_high and algo.loss_agg shape the clipped surrogate; algo.name=online_dpo has none"
-        )
-    if cfg.train.batch_size % a.minibatches or (a.micro_batch and a.micro_batch % r.samples_per_prompt):
-        raise ConfigError(
-            "algo.name=online_dpo pairs each prompt's samples, so a minibatch must hold whole prompts "
-            "(train.batch_size divisible by algo.minibatches) and algo.micro_batch must be a multiple of "
-            f"rollout.samples_per_prompt (got batch_size={cfg.train.batch_size}, minibatches={a.minibatches}, "
-            f"micro_batch={a.micro_batch}, samples_per_prompt={r.samples_per_prompt})"
-        )

@@ -17,14 +17,18 @@ An evaluation runs before the first step of a fresh run (step 0: the starting po
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from accelerate.utils import gather_object
 
+from rlhf.data.prompts import load_prompts
 from rlhf.eval.metrics import repetition
 from rlhf.losses.kl import kl_penalty
+from rlhf.recipes.ppo_models import RLModels
+from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import evaluate as text_nll
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.experience import pack_rollouts, response_logits, response_tokens, token_logprobs
@@ -50,12 +54,11 @@ class HeldOut:
 def load_held_out(cfg, tokenizer) -> HeldOut:
     """Read data.eval (as data.train is read) and ptx.eval (as ptx.data is); a bad file fails here,
     before any model is loaded."""
-    from rlhf.recipes.ppo import load_prompts  # ppo imports this module
-
     held = HeldOut()
     if cfg.data.eval:
+        d = cfg.data
         held.prompts, held.prompt_texts, held.prompt_ids, _ = load_prompts(
-            cfg, tokenizer, cfg.data.eval, "data.eval"
+            d.eval, "data.eval", tokenizer, cfg.rollout.max_new_tokens, d.max_length, d.max_prompt_length
         )
     if cfg.ptx.eval:
         held.text = load_examples(cfg.ptx.eval, "ptx.eval", tokenizer, cfg)[0]
@@ -174,3 +177,43 @@ def _seq_kl(
         logp = token_logprobs(response_logits(policy, exp), tokens, temperature)
         ref = token_logprobs(reference_logits(exp), tokens, temperature)
     return (kl_penalty(logp.float(), ref.float(), "k1") * exp.response_mask).sum(1).cpu()
+
+
+@dataclass
+class HeldOutEval:
+    """The held-out evaluation of one run, logged as its own metrics.jsonl line when called."""
+
+    held: HeldOut
+    models: RLModels
+    engine: object
+    scorer: object
+    params: SamplingParams
+    cfg: object
+    accelerator: object
+    pad_id: int
+    run: RunDir
+    sample_metrics: Callable | None = None
+
+    def __call__(self, done: int) -> float:
+        """Log the evaluation of the policy after ``done`` steps; returns its seconds."""
+        t = time.perf_counter()
+        result = evaluate_held_out(
+            self.held,
+            policy=self.models.policy,
+            engine=self.engine,
+            scorer=self.scorer,
+            reference_logits=self.models.reference_logits if self.cfg.algo.reference else None,
+            params=self.params,
+            cfg=self.cfg,
+            accelerator=self.accelerator,
+            pad_id=self.pad_id,
+            sample_metrics=self.sample_metrics,
+        )
+        seconds = time.perf_counter() - t
+        self.run.log({"step": done, **result, "time_eval": seconds})
+        say = self.accelerator.print
+        say(
+            f"[{self.cfg.algo.name}] step {done} eval: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in result.items())
+        )
+        return seconds

@@ -56,3 +56,8 @@ class AdaptiveKLController:
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.value = float(state["value"])
+
+
+def make_kl_controller(coef: float, target: float, horizon: int) -> FixedKLController | AdaptiveKLController:
+    """Adaptive toward ``target`` KL per sequence when ``target`` > 0 (Ziegler et al. 2019), else fixed."""
+    return AdaptiveKLController(coef, target, horizon) if target > 0 else FixedKLController(coef)

@@ -1,0 +1,142 @@
+"""The models of `rlhf ppo` and their forwards: the policy, the frozen reference, the critic.
+
+With LoRA (model.lora_r > 0) the reference is the policy with its adapters switched off, no second
+copy. The critic (an algorithm with ``critic``) is a copy of the reward model (InstructGPT), of
+the policy with a scalar head, or a value head on the policy's own transformer (critic.init=shared:
+one forward and one backward for both). Trained models go through ``accelerator.prepare`` with
+their optimizers; frozen ones keep bf16 weights under bf16 mixed precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from rlhf.config import ConfigError
+from rlhf.models import shared_prompt
+from rlhf.models.loading import load_policy, load_scalar_model
+from rlhf.recipes.loop import make_optimizer, make_scheduler, optimizer_step
+from rlhf.recipes.ppo_config import Config
+from rlhf.rollout.experience import (
+    Experience,
+    TokenValueModel,
+    ValueHead,
+    response_logits,
+    response_values,
+)
+from rlhf.rollout.reward_model import frozen
+
+
+@dataclass
+class RLModels:
+    """The trained and frozen models of one run, prepared by accelerate."""
+
+    policy: torch.nn.Module
+    unwrapped: torch.nn.Module
+    """the policy without accelerate's wrapper (generation engines and adapters read it)"""
+    ref: torch.nn.Module | None
+    """None with LoRA (adapters off) or without a reference (algo.reference=false)"""
+    critic: torch.nn.Module | None
+    shared_critic: bool
+    """critic is a ValueHead read off the policy's own last hidden state"""
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    c_optimizer: torch.optim.Optimizer | None = None
+    c_scheduler: object | None = None
+
+    def forward(self, part: Experience, values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The policy's logits and, with a critic (and ``values``), its values; one forward with
+        critic.init=shared (whose values come with the logits whatever ``values`` says)."""
+        if self.shared_critic:
+            return response_logits(self.policy, part, head=self.critic)
+        logits = response_logits(self.policy, part)
+        return logits, response_values(self.critic, part) if values and self.critic is not None else None
+
+    def critic_values(self, part: Experience) -> torch.Tensor:
+        """A separate critic's values (its own forward)."""
+        return response_values(self.critic, part)
+
+    def reference_logits(self, exp: Experience) -> torch.Tensor:
+        if self.ref is not None:
+            return response_logits(self.ref, exp)
+        with self.unwrapped.disable_adapter():
+            return response_logits(self.policy, exp)
+
+    def check_shared_prompt(self, longest: int, scorers: list) -> None:
+        """ConfigError (rollout.share_prompt) unless every model that reads packed rows takes the 4D mask."""
+        critic = None if self.shared_critic else self.critic
+        for model in (self.policy, self.ref, critic, *scorers):
+            if model is not None:
+                shared_prompt.check(model, longest, "rollout.share_prompt")
+
+    def step(self, accelerator, cfg: Config, step: int, loss: float, last_ckpt) -> None:
+        """One optimizer step of the policy, then of a critic."""
+        optimizer_step(
+            accelerator, self.policy, self.optimizer, self.scheduler, cfg.train, step, loss, last_ckpt
+        )
+        if self.critic is not None:
+            optimizer_step(
+                accelerator, self.critic, self.c_optimizer, self.c_scheduler, cfg.train, step, loss, last_ckpt
+            )
+
+
+def build_models(
+    cfg: Config, tokenizer, accelerator, critic: bool, scorers: list, opt_steps: int
+) -> RLModels:
+    """Load the policy, the reference and (``critic``) the critic, make the optimizers and prepare
+    them; ``scorers`` (reward models, None for a function) join the frozen models' bf16 cast."""
+    a, device = cfg.algo, accelerator.device
+    policy = load_policy(cfg.model, tokenizer).eval()
+    lora = cfg.model.lora_r > 0
+    # with LoRA the reference is the policy with its adapters switched off: no second copy
+    ref = (
+        None
+        if lora or not a.reference
+        else frozen(load_policy(replace(cfg.model, lora_r=0), tokenizer)).to(device)
+    )
+    if cfg.train.mixed_precision == "bf16":  # frozen models keep bf16 weights: no casts in every forward
+        for model in (ref, *scorers):
+            if model is not None:
+                model.to(torch.bfloat16)
+    value_model = None
+    shared = critic and cfg.critic.init == "shared"
+    if shared:  # a value head on the policy's own transformer, as wide as its last hidden state
+        lm_head = policy.get_output_embeddings()
+        if not isinstance(lm_head, torch.nn.Linear):
+            raise ConfigError(
+                f"critic.init=shared: {type(policy).__name__} has no linear output layer to size a value head by"
+            )
+        value_model = ValueHead(lm_head.in_features)
+    elif critic:
+        init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
+        body = load_scalar_model(
+            replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}"
+        )
+        value_model = TokenValueModel(body.eval())
+    optimizer = make_optimizer(policy, cfg.train)
+    scheduler = make_scheduler(optimizer, cfg.train, opt_steps)
+    trained = [policy, optimizer]
+    if value_model is not None:
+        critic_train = replace(cfg.train, lr=cfg.critic.lr)
+        c_optimizer = make_optimizer(value_model, critic_train)
+        c_scheduler = make_scheduler(c_optimizer, critic_train, opt_steps)
+        trained += [value_model, c_optimizer]
+    prepared = accelerator.prepare(*trained)
+    accelerator.register_for_checkpointing(scheduler)
+    out = RLModels(
+        prepared[0], accelerator.unwrap_model(prepared[0]), ref, None, shared, prepared[1], scheduler
+    )
+    if value_model is not None:
+        out.critic, out.c_optimizer, out.c_scheduler = prepared[2], prepared[3], c_scheduler
+        accelerator.register_for_checkpointing(c_scheduler)
+    return out
+
+
+def check_critic_init(cfg: Config, critic: bool, reward_model) -> None:
+    """critic.init=reward copies the reward model, which must read the policy's tokens."""
+    if critic and cfg.critic.init == "reward" and not reward_model.same_vocab:
+        raise ConfigError(
+            "critic.init=reward: rewards.model uses another tokenizer than model.path, so it cannot read "
+            "the policy's tokens as a critic; use critic.init=policy or critic.init=shared"
+        )
