@@ -21,6 +21,8 @@ import shutil
 import sys
 from pathlib import Path
 
+ENGINE_FLAGS = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "false").lower() in ("1", "true", "yes")
@@ -41,6 +43,8 @@ def install() -> None:
         switchable = (DistributedType.MULTI_CPU, DistributedType.DEEPSPEED, DistributedType.FSDP)
         if not fresh or self.distributed_type not in switchable:
             return
+        if deepspeed_plugin is None and fsdp_plugin is None:  # a DDP run after a sharded one
+            self.distributed_type = DistributedType.MULTI_CPU
         if deepspeed_plugin is not None:
             import deepspeed
 
@@ -79,12 +83,12 @@ def local_state_dict(accelerator, model):
 def run_plan(plan: list[dict], results_path: Path) -> None:
     """Several runs in one launch (each launch costs tens of seconds of start-up): every entry is
     ``{"args": [verb, overrides...]}``, optionally with ``"break_gather": true`` (save without
-    gathering; the run must raise SaveError) or ``{"resume_copy": [src, dst, step]}`` (dst =
+    gathering; the run must raise SaveError) or ``"ddp": true`` (this run on plain DDP), or ``{"resume_copy": [src, dst, step]}`` (dst =
     src as if the run had died after its step-``step`` checkpoint)."""
     import torch.distributed as dist
 
     from rlhf import cli
-    from rlhf.config import load_config
+    from rlhf.config import ConfigError, load_config
     from rlhf.recipes import saving
 
     outcomes = []
@@ -103,6 +107,9 @@ def run_plan(plan: list[dict], results_path: Path) -> None:
             dist.barrier()
             continue
         verb, *overrides = entry["args"]
+        saved_env = {k: os.environ.get(k) for k in ENGINE_FLAGS}
+        if entry.get("ddp"):  # this run on plain DDP, for comparison within the same launch
+            os.environ.update(dict.fromkeys(ENGINE_FLAGS, "false"))
         recipe = importlib.import_module(cli.TRAINING_VERBS[verb][0])
         gather = saving.gather_state_dict
         if entry.get("break_gather"):
@@ -110,10 +117,13 @@ def run_plan(plan: list[dict], results_path: Path) -> None:
         try:
             recipe.train(load_config(recipe.Config, None, overrides))
             outcomes.append({"args": entry["args"], "ok": True})
-        except saving.SaveError as err:
-            outcomes.append({"args": entry["args"], "ok": False, "error": str(err)})
+        except (saving.SaveError, ConfigError) as err:
+            outcomes.append({"args": entry["args"], "ok": False, "error": f"{type(err).__name__}: {err}"})
         finally:
             saving.gather_state_dict = gather
+            for k, v in saved_env.items():
+                if v is not None:
+                    os.environ[k] = v
     results_path.with_name(f"{results_path.name}.rank{rank}").write_text(json.dumps(outcomes, indent=1))
 
 

@@ -30,6 +30,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 ENGINES = ["fsdp2", "zero3"]
+RL = {"fsdp2": "ppo", "zero3": "grpo"}
+"""the RL run of each engine's launch: PPO with a critic under FSDP2, GRPO under ZeRO-3 (a critic
+under DeepSpeed is refused: test_a_critic_under_deepspeed_is_refused)"""
+
+
+def rl_args(model, prompts, out, algo: str) -> list[str]:
+    algo_args = ["critic.init=policy", "critic.lr=1e-2", "algo.minibatches=2"] if algo == "ppo" else []
+    return [
+        "ppo", f"model.path={model}", f"data.train={prompts}", f"train.output_dir={out}",
+        "rewards.function=tests.recipes.reward_fns:digits", f"algo.name={algo}", *algo_args,
+        "train.batch_size=2", "train.max_steps=4", "train.save_every=2", "train.keep_checkpoints=5",
+        "rollout.max_new_tokens=6", "rollout.samples_per_prompt=2", "train.log_every=1", "train.lr=1e-3",
+    ]  # fmt: skip
 
 
 def run_args(verb: str, model, train, out, batch_size: int) -> list[str]:
@@ -88,7 +101,7 @@ def single(nano_model, data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module", params=ENGINES)
-def sharded(request, nano_model, data_dir, tmp_path_factory):
+def sharded(request, nano_model, data_dir, prompts, tmp_path_factory):
     engine = request.param
     out = tmp_path_factory.mktemp(engine)
     plan = []
@@ -97,6 +110,13 @@ def sharded(request, nano_model, data_dir, tmp_path_factory):
         if verb != "reward":
             plan.append({"resume_copy": [str(out / verb), str(out / f"{verb}_resumed"), 4]})
             plan.append({"args": run_args(verb, nano_model, data_dir / data, out / f"{verb}_resumed", 2)})
+    rl = RL[engine]
+    plan.append({"args": rl_args(nano_model, prompts, out / rl, rl)})
+    plan.append({"resume_copy": [str(out / rl), str(out / f"{rl}_resumed"), 2]})
+    plan.append({"args": rl_args(nano_model, prompts, out / f"{rl}_resumed", rl)})
+    plan.append({"args": rl_args(nano_model, prompts, out / f"{rl}_ddp", rl), "ddp": True})
+    if engine == "zero3":
+        plan.append({"args": rl_args(nano_model, prompts, out / "ppo", "ppo")})  # refused
     plan.append(
         {
             "args": run_args("sft", nano_model, data_dir / "demos.jsonl", out / "broken", 2),
@@ -147,7 +167,51 @@ def test_a_save_that_skips_the_gather_fails_on_every_process(sharded):
     engine, out, outcomes = sharded
     for per_process in outcomes:
         *good, broken = per_process
-        assert all(o["ok"] for o in good)
+        assert all(
+            o["ok"] for o in good if f"train.output_dir={out / 'ppo'}" not in o["args"] or engine != "zero3"
+        )
         assert not broken["ok"] and "does not hold a whole model" in broken["error"]
         assert "has shape" in broken["error"] and "the config says" in broken["error"]
     assert not (out / "broken" / "final").exists()
+
+
+def test_sharded_rl_run_ends_with_the_weights_of_ddp(sharded):
+    """The same 2-process PPO (FSDP2) or GRPO (ZeRO-3) run on DDP in the same launch: the same
+    rollouts (each process samples with its own seed), the same updates. The reference (and the
+    critic under FSDP2) are sharded too; the rollout engine reads the gathered copy."""
+    engine, out, _ = sharded
+    rl = RL[engine]
+    m1, m2 = read_metrics(out / f"{rl}_ddp"), read_metrics(out / rl)
+    assert [r["step"] for r in m2] == [1, 2, 3, 4]
+    for a, b in zip(m1, m2, strict=True):
+        for key in ("score_raw", "kl", "policy_loss", "value_loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (engine, key, a, b)
+    assert_same_weights(
+        load_weights(out / f"{rl}_ddp" / "final"), load_weights(out / rl / "final"), atol=1e-4
+    )
+
+
+def test_sharded_rl_resume_is_exact_and_loads(sharded):
+    from transformers import AutoModelForCausalLM
+
+    engine, out, _ = sharded
+    rl = RL[engine]
+    assert_same_weights(
+        load_weights(out / rl / "final"), load_weights(out / f"{rl}_resumed" / "final"), atol=1e-6
+    )
+    for a, b in zip(read_metrics(out / rl), read_metrics(out / f"{rl}_resumed"), strict=True):
+        assert b["score_raw"] == pytest.approx(a["score_raw"], abs=1e-6)
+    _, info = AutoModelForCausalLM.from_pretrained(out / rl / "final", output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"]
+
+
+def test_a_critic_under_deepspeed_is_refused(sharded):
+    engine, out, outcomes = sharded
+    if engine != "zero3":
+        pytest.skip("DeepSpeed only")
+    for per_process in outcomes:
+        (ppo,) = [o for o in per_process if f"train.output_dir={out / 'ppo'}" in o["args"]]
+        assert not ppo["ok"] and ppo["error"].startswith(
+            "ConfigError: a critic (algo.name=ppo) under DeepSpeed"
+        )

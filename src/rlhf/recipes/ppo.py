@@ -54,6 +54,7 @@ from rlhf.recipes.ppo_models import build_models, check_critic_init
 from rlhf.recipes.ppo_rollout import Prompts, generate, pack, sampling_params
 from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.ppo_update import Ptx, batch_scores_std, optimise, rollout_forwards
+from rlhf.recipes.rl_sharding import RolloutCopy
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.engine import make_engine
@@ -108,7 +109,9 @@ def train(
     kl_ctl = make_kl_controller(a.kl_coef, a.kl_target, a.kl_horizon)
     if last_ckpt is not None:
         kl_ctl.load_state_dict(json.loads((last_ckpt / "state.json").read_text())["kl_controller"])
-    engine = make_engine(r.engine, models.unwrapped, tokenizer, r.batch_size, DTYPES.get(r.dtype))
+    # the rollout engine reads a whole policy: under FSDP2/ZeRO-3 a copy refreshed once a step
+    rollout_copy = RolloutCopy(accelerator, models.unwrapped)
+    engine = make_engine(r.engine, rollout_copy.model, tokenizer, r.batch_size, DTYPES.get(r.dtype))
     share = r.share_prompt and n > 1
     if share:  # every model must take the 4D mask, before any work
         models.check_shared_prompt(max(len(p) for p in prompt_ids) + n * r.max_new_tokens, scorers)
@@ -155,7 +158,7 @@ def train(
         stats_sum = optimise(
             models, algorithm, exp, live, cfg, accelerator, step, kl_ctl.value, ptx_data, last_ckpt
         )
-        engine.sync_weights(models.unwrapped)
+        engine.sync_weights(rollout_copy.refresh())
         t3 = time.perf_counter()
 
         # 6. log, adapt the KL coefficient, checkpoint

@@ -16,8 +16,10 @@ import torch
 from rlhf.config import ConfigError
 from rlhf.models import shared_prompt
 from rlhf.models.loading import load_policy, load_scalar_model
+from rlhf.recipes.engines import engine_of
 from rlhf.recipes.loop import make_optimizer, make_scheduler, optimizer_step
 from rlhf.recipes.ppo_config import Config
+from rlhf.recipes.rl_sharding import check_rl_engine, shard_frozen
 from rlhf.rollout.experience import (
     Experience,
     TokenValueModel,
@@ -87,6 +89,7 @@ def build_models(
     """Load the policy, the reference and (``critic``) the critic, make the optimizers and prepare
     them; ``scorers`` (reward models, None for a function) join the frozen models' bf16 cast."""
     a, device = cfg.algo, accelerator.device
+    check_rl_engine(accelerator, critic)
     policy = load_policy(cfg.model, tokenizer).eval()
     lora = cfg.model.lora_r > 0
     # with LoRA the reference is the policy with its adapters switched off: no second copy
@@ -99,6 +102,10 @@ def build_models(
         for model in (ref, *scorers):
             if model is not None:
                 model.to(torch.bfloat16)
+    # frozen models sharded for inference under FSDP2/ZeRO-3 (whole elsewhere)
+    ref = shard_frozen(accelerator, ref)
+    for model in scorers:
+        shard_frozen(accelerator, model)  # in place: the scorers keep their handle
     value_model = None
     shared = critic and cfg.critic.init == "shared"
     if shared:  # a value head on the policy's own transformer, as wide as its last hidden state
@@ -122,7 +129,10 @@ def build_models(
         c_optimizer = make_optimizer(value_model, critic_train)
         c_scheduler = make_scheduler(c_optimizer, critic_train, opt_steps)
         trained += [value_model, c_optimizer]
-    prepared = accelerator.prepare(*trained)
+    if engine_of(accelerator) == "fsdp2" and value_model is not None:  # accelerate: one model a call
+        prepared = [*accelerator.prepare(*trained[:2]), *accelerator.prepare(*trained[2:])]
+    else:
+        prepared = accelerator.prepare(*trained)
     accelerator.register_for_checkpointing(scheduler)
     out = RLModels(
         prepared[0], accelerator.unwrap_model(prepared[0]), ref, None, shared, prepared[1], scheduler
