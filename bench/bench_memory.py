@@ -28,10 +28,8 @@ CASES = [  # (engine, algo, processes)
     ("ddp", "ppo", 2),
     ("fsdp2", "ppo", 1),
     ("fsdp2", "ppo", 2),
-    ("zero3", "grpo", 1),
-    ("zero3", "grpo", 2),
-    ("ddp", "grpo", 1),
-    ("ddp", "grpo", 2),
+    ("zero3", "ppo", 1),
+    ("zero3", "ppo", 2),
 ]
 
 

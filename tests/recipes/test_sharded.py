@@ -31,8 +31,9 @@ pytestmark = pytest.mark.skipif(
 
 ENGINES = ["fsdp2", "zero3"]
 RL = {"fsdp2": "ppo", "zero3": "grpo"}
-"""the RL run of each engine's launch: PPO with a critic under FSDP2, GRPO under ZeRO-3 (a critic
-under DeepSpeed is refused: test_a_critic_under_deepspeed_is_refused)"""
+"""the RL run of each engine's launch compared with DDP: PPO with a separate critic
+(critic.init=policy) under FSDP2, GRPO under ZeRO-3; PPO with a critic under ZeRO-3 is checked
+for exact resume and a whole final model (test_zero3_ppo_with_a_critic_resumes_exactly)"""
 
 
 def rl_args(model, prompts, out, algo: str) -> list[str]:
@@ -115,8 +116,10 @@ def sharded(request, nano_model, data_dir, prompts, tmp_path_factory):
     plan.append({"resume_copy": [str(out / rl), str(out / f"{rl}_resumed"), 2]})
     plan.append({"args": rl_args(nano_model, prompts, out / f"{rl}_resumed", rl)})
     plan.append({"args": rl_args(nano_model, prompts, out / f"{rl}_ddp", rl), "ddp": True})
-    if engine == "zero3":
-        plan.append({"args": rl_args(nano_model, prompts, out / "ppo", "ppo")})  # refused
+    if engine == "zero3":  # the critic on its own DeepSpeed engine (a second Accelerator)
+        plan.append({"args": rl_args(nano_model, prompts, out / "ppo", "ppo")})
+        plan.append({"resume_copy": [str(out / "ppo"), str(out / "ppo_resumed"), 2]})
+        plan.append({"args": rl_args(nano_model, prompts, out / "ppo_resumed", "ppo")})
     plan.append(
         {
             "args": run_args("sft", nano_model, data_dir / "demos.jsonl", out / "broken", 2),
@@ -206,12 +209,20 @@ def test_sharded_rl_resume_is_exact_and_loads(sharded):
     assert not info["missing_keys"] and not info["mismatched_keys"]
 
 
-def test_a_critic_under_deepspeed_is_refused(sharded):
-    engine, out, outcomes = sharded
+def test_zero3_ppo_with_a_critic_resumes_exactly(sharded):
+    """Policy and critic each on their own DeepSpeed engine (the critic's through a second
+    Accelerator), both in the checkpoint: the resumed run ends with the uninterrupted one's weights."""
+    from transformers import AutoModelForCausalLM
+
+    engine, out, _ = sharded
     if engine != "zero3":
-        pytest.skip("DeepSpeed only")
-    for per_process in outcomes:
-        (ppo,) = [o for o in per_process if f"train.output_dir={out / 'ppo'}" in o["args"]]
-        assert not ppo["ok"] and ppo["error"].startswith(
-            "ConfigError: a critic (algo.name=ppo) under DeepSpeed"
-        )
+        pytest.skip("DeepSpeed only (FSDP2's PPO is test_sharded_rl_*)")
+    assert_same_weights(
+        load_weights(out / "ppo" / "final"), load_weights(out / "ppo_resumed" / "final"), atol=1e-6
+    )
+    for a, b in zip(read_metrics(out / "ppo"), read_metrics(out / "ppo_resumed"), strict=True):
+        for key in ("score_raw", "value_loss", "explained_variance"):
+            assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    assert (out / "ppo_resumed" / "checkpoints" / "step-2" / "critic").is_dir()
+    _, info = AutoModelForCausalLM.from_pretrained(out / "ppo" / "final", output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"]

@@ -105,7 +105,7 @@ def train(
     opt_steps = plan.total_steps * a.epochs * a.minibatches
     scorers = [scorer.model, watcher and watcher.model]
     models = build_models(cfg, tokenizer, accelerator, algorithm.critic, scorers, opt_steps)
-    start, last_ckpt = run.resume(accelerator, cfg.train.resume)
+    start, last_ckpt = run.resume(accelerator, cfg.train.resume, models.extra_accelerators)
     kl_ctl = make_kl_controller(a.kl_coef, a.kl_target, a.kl_horizon)
     if last_ckpt is not None:
         kl_ctl.load_state_dict(json.loads((last_ckpt / "state.json").read_text())["kl_controller"])
@@ -196,7 +196,9 @@ def train(
             eval_seconds += evaluate(done)
         if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
             state = {"epoch": plan.epoch_of(done), "kl_controller": kl_ctl.state_dict()}
-            last_ckpt = run.save_checkpoint(accelerator, done, state, cfg.train.keep_checkpoints)
+            last_ckpt = run.save_checkpoint(
+                accelerator, done, state, cfg.train.keep_checkpoints, models.extra_accelerators
+            )
         for cb in callbacks or []:
             cb(done)
     bar.close()

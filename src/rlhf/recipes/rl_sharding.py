@@ -11,21 +11,40 @@ generation itself has no collectives, so processes whose rows stop early wait fo
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from rlhf.config import ConfigError
 from rlhf.recipes.engines import engine_of, is_sharded
 
 
-def check_rl_engine(accelerator, critic: bool) -> None:
-    """The RL verbs run on DDP and FSDP2, and on DeepSpeed without a critic."""
+def check_rl_engine(accelerator, cfg) -> None:
+    """Under DeepSpeed each trained model is its own engine, stepped once per backward: the
+    shared critic (one backward through two engines' parameters), micro-batches and PPO-ptx (more
+    than one backward per optimizer step) are refused."""
     engine = engine_of(accelerator)
-    if engine.startswith("zero") and critic:
+    if not engine.startswith("zero"):
+        return
+    if cfg.algo.name == "ppo" and cfg.critic.init == "shared":
         raise ConfigError(
-            f"a critic (algo.name=ppo) under DeepSpeed {engine} is not supported yet: accelerate routes "
-            "every backward to one DeepSpeed engine, and the critic is a second trained model. Use FSDP2 "
-            "(configs/accelerate/fsdp2.yaml), or a critic-free algo.name (grpo, rloo, online_dpo)"
+            f"critic.init=shared under DeepSpeed {engine} is not supported (one backward through two "
+            "DeepSpeed engines); use critic.init=policy or reward, or FSDP2 (configs/accelerate/fsdp2.yaml)"
         )
+    if cfg.algo.micro_batch or cfg.ptx.coef > 0:
+        raise ConfigError(
+            f"algo.micro_batch and ptx.coef under DeepSpeed {engine} are not supported (DeepSpeed steps "
+            "after every backward); use FSDP2 (configs/accelerate/fsdp2.yaml) or leave them unset"
+        )
+
+
+def whole_load(accelerator):
+    """A context in which from_pretrained builds a whole model even under ZeRO-3's zero.Init
+    (partitioned at load): a newly initialised head (the critic's) then draws the same random
+    numbers as under DDP or FSDP2, so a run does not depend on the engine. The cost: the model is
+    whole in every process until DeepSpeed partitions it."""
+    plugin = accelerator.state.deepspeed_plugin
+    return plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
 
 
 def block_classes(model) -> set[str]:

@@ -74,14 +74,19 @@ class RunDir:
         steps = self.checkpoint_steps()
         return self.checkpoints / f"step-{steps[-1]}" if steps else None
 
-    def save_checkpoint(self, accelerator, step: int, state: dict[str, Any], keep: int) -> Path:
-        """Save accelerate's full state plus ``state`` (step, data position) atomically."""
+    def save_checkpoint(
+        self, accelerator, step: int, state: dict[str, Any], keep: int, extra: dict | None = None
+    ) -> Path:
+        """Save accelerate's full state plus ``state`` (step, data position) atomically. ``extra``:
+        more Accelerators (name -> one; a second DeepSpeed engine), each saved in its subdirectory."""
         final = self.checkpoints / f"step-{step}"
         tmp = self.checkpoints / f".tmp-step-{step}"
         if accelerator.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp))
+        for name, other in (extra or {}).items():
+            other.save_state(str(tmp / name))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             (tmp / "state.json").write_text(json.dumps({"step": step, **state}) + "\n")
@@ -93,11 +98,13 @@ class RunDir:
         accelerator.wait_for_everyone()
         return final
 
-    def load_checkpoint(self, accelerator, path: Path) -> dict[str, Any]:
+    def load_checkpoint(self, accelerator, path: Path, extra: dict | None = None) -> dict[str, Any]:
         accelerator.load_state(str(path))
+        for name, other in (extra or {}).items():
+            other.load_state(str(path / name))
         return json.loads((path / "state.json").read_text())
 
-    def resume(self, accelerator, enabled: bool) -> tuple[int, Path | None]:
+    def resume(self, accelerator, enabled: bool, extra: dict | None = None) -> tuple[int, Path | None]:
         """Load the newest checkpoint if ``enabled``; returns (step to start from, checkpoint).
 
         Starting over (``enabled`` false) moves earlier checkpoints to ``checkpoints.old-N/``
@@ -107,7 +114,7 @@ class RunDir:
         latest = self.latest_checkpoint()
         start = 0
         if latest is not None and enabled:
-            start = self.load_checkpoint(accelerator, latest)["step"]
+            start = self.load_checkpoint(accelerator, latest, extra)["step"]
             accelerator.print(f"resumed from {latest} at step {start}")
         elif latest is not None and accelerator.is_main_process:
             n = 0
