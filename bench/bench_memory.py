@@ -116,7 +116,8 @@ def run_case(engine: str, algo: str, procs: int, model: Path, prompts: Path, tmp
     )
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", *launch, "--num_processes", str(procs),
-        "--main_process_port", str(free_port()), str(Path(__file__).resolve()), "--probe", str(out) + ".json", *args,
+        "--main_process_port", str(free_port()), str(Path(__file__).resolve()),
+        "--probe", str(out) + ".json", *args,
     ]  # fmt: skip
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}  # fmt: skip
@@ -142,8 +143,10 @@ def main() -> None:
             results.append({"engine": engine, "algo": algo, "processes": procs, **figures})
             print(engine, algo, procs, figures, flush=True)
     print()
-    header = "| engine | algo | processes | params (policy+critic+ref) | grads | optimizer | params+optimizer | rollout copy | 2-proc / 1-proc |"
-    print(header)
+    print(
+        "| engine | algo | processes | params (policy+critic+ref) | grads | optimizer | "
+        "params+optimizer | rollout copy | 2-proc / 1-proc |"
+    )
     print("|" + "---|" * 9)
     base = {}
     for r in results:
@@ -155,8 +158,9 @@ def main() -> None:
             base[key] = params + opt
         share = (params + opt) / base[key] if key in base else float("nan")
         r["params_plus_optimizer"], r["share_of_1_process"] = params + opt, share
-        print(f"| {r['engine']} | {r['algo']} | {r['processes']} | {params / 1e6:.2f} MB | {grads / 1e6:.2f} MB | "
-              f"{opt / 1e6:.2f} MB | {(params + opt) / 1e6:.2f} MB | {r['rollout_copy_params'] / 1e6:.2f} MB | {share:.2f} |")  # fmt: skip
+        mb = [x / 1e6 for x in (params, grads, opt, params + opt, r["rollout_copy_params"])]
+        cells = [r["engine"], r["algo"], str(r["processes"]), *(f"{x:.3f} MB" for x in mb), f"{share:.2f}"]
+        print("| " + " | ".join(cells) + " |")
     out = REPO / "bench" / "results" / "memory.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nwritten {out}")

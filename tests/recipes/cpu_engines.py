@@ -83,7 +83,8 @@ def local_state_dict(accelerator, model):
 def run_plan(plan: list[dict], results_path: Path) -> None:
     """Several runs in one launch (each launch costs tens of seconds of start-up): every entry is
     ``{"args": [verb, overrides...]}``, optionally with ``"break_gather": true`` (save without
-    gathering; the run must raise SaveError) or ``"ddp": true`` (this run on plain DDP), or ``{"resume_copy": [src, dst, step]}`` (dst =
+    gathering; the run must raise SaveError) or ``"ddp": true`` (this run on plain DDP), or
+    ``{"resume_copy": [src, dst, step]}`` (dst =
     src as if the run had died after its step-``step`` checkpoint)."""
     import torch.distributed as dist
 

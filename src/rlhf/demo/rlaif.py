@@ -43,13 +43,13 @@ def run_rlaif(
     """Judge, measure, train the RLAIF reward model; returns its path and the agreement figures."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from rlhf.data.io import write_jsonl_atomic
     from rlhf.demo.evaluate import reward_model_accuracy
     from rlhf.demo.stages import train_reward_model
     from rlhf.feedback.judge.agreement import agreement_report, gold_table
     from rlhf.feedback.judge.labels import read_items
     from rlhf.feedback.judge.local import LocalJudge
     from rlhf.feedback.judge.run import label
-    from rlhf.recipes.sample import write_jsonl_atomic
 
     root, seconds = Path(root), {}
     t0 = time.perf_counter()
@@ -96,9 +96,9 @@ def run_rlaif(
         "seconds": seconds,
     }
     print(
-        f"[rlaif] SFT model as judge: pairwise accuracy vs gold {result['judge_vs_gold']:.3f} (simulated raters "
-        f"{result['raters_vs_gold']:.3f}); agreement with raters {result['judge_vs_raters']:.3f} (raters with "
-        f"each other {result['raters_vs_raters']:.3f}); same position after the swap "
+        f"[rlaif] SFT model as judge: pairwise accuracy vs gold {result['judge_vs_gold']:.3f} (simulated "
+        f"raters {result['raters_vs_gold']:.3f}); agreement with raters {result['judge_vs_raters']:.3f} "
+        f"(raters with each other {result['raters_vs_raters']:.3f}); same position after the swap "
         f"{result['same_position_rate']:.1%}; RLAIF reward model held-out accuracy vs gold {rm_acc:.3f}"
     )
     return result

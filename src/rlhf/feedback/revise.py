@@ -232,12 +232,12 @@ def revise(
     return records, counts
 
 
-def train(cfg: Config) -> Path:
+def write_revisions(cfg: Config) -> Path:
     """Revise every prompt's response and write the demonstrations; returns the output path."""
     import torch
 
-    from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
-    from rlhf.recipes.sample import replace_lora, write_jsonl_atomic
+    from rlhf.data.io import write_jsonl_atomic
+    from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
 
     check(cfg)
     check_model_path(cfg.model.path)
@@ -246,14 +246,15 @@ def train(cfg: Config) -> Path:
     prompts, responses = read_prompts(s.prompts)
     torch.manual_seed(s.seed)
     tokenizer = load_tokenizer(cfg.model.path)
-    model = load_policy(replace_lora(cfg.model), tokenizer).eval()
+    model = load_policy(without_lora(cfg.model), tokenizer).eval()
     from rlhf.rollout.engine import make_engine
 
     engine = make_engine(s.engine, model, tokenizer, s.batch_size)
     context = getattr(model.config, "max_position_embeddings", None)
     if context is not None and context <= s.max_new_tokens:
         raise ConfigError(
-            f"constitution.max_new_tokens ({s.max_new_tokens}) leaves no room in the model's {context} positions"
+            f"constitution.max_new_tokens ({s.max_new_tokens}) leaves no room in the model's {context} "
+            "positions"
         )
     records, counts = revise(engine, tokenizer, prompts, responses, s, constitution, context)
     out = write_jsonl_atomic(s.output, records)
@@ -266,8 +267,8 @@ def train(cfg: Config) -> Path:
         write_jsonl_atomic(s.pairs_output, pairs)
         print(f"[constitution] {len(pairs)} (revision > initial) pairs -> {s.pairs_output}")
     print(
-        f"[constitution] {counts['prompts']} prompts x {s.rounds} rounds ({counts['sampled_initial']} initial "
-        f"responses sampled, {counts['empty_revisions']} empty revisions kept the previous response, "
+        f"[constitution] {counts['prompts']} prompts x {s.rounds} rounds ({counts['sampled_initial']} "
+        f"initial responses sampled, {counts['empty_revisions']} empty revisions kept the previous response, "
         f"{counts['truncated_prompts']} prompts cut from the left to fit) -> {out}"
     )
     return out

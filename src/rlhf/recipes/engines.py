@@ -76,7 +76,8 @@ def fill_deepspeed_config(ds: dict, cfg: TrainConfig, num_processes: int) -> dic
     have_bf16 = ds.get("bf16", {}).get("enabled", "auto")
     if have_bf16 not in ("auto", None) and bool(have_bf16) != bf16:
         raise ConfigError(
-            f"the DeepSpeed config sets bf16.enabled={have_bf16}, but train.mixed_precision={cfg.mixed_precision}"
+            f"the DeepSpeed config sets bf16.enabled={have_bf16}, "
+            f"but train.mixed_precision={cfg.mixed_precision}"
         )
     ds["bf16"] = {**ds.get("bf16", {}), "enabled": bf16}
     zero = ds.setdefault("zero_optimization", {})
@@ -116,7 +117,8 @@ def check_process_count(num_processes: int, env: dict[str, str] | None = None) -
         raise ConfigError(
             f"the launcher started {world} processes (WORLD_SIZE={world}) but this one runs as 1 of "
             f"{num_processes}: each would train alone. On a machine without GPUs launch with "
-            "`accelerate launch --multi_gpu --num_processes N` and ACCELERATE_USE_CPU=1 (see docs/distributed.md)"
+            "`accelerate launch --multi_gpu --num_processes N` and ACCELERATE_USE_CPU=1 "
+            "(see docs/distributed.md)"
         )
     simple_launcher = "ACCELERATE_USE_CPU" in env and "LOCAL_RANK" not in env
     if simple_launcher and "MASTER_ADDR" in env and num_processes == 1:

@@ -32,12 +32,13 @@ import torch
 from accelerate.utils import gather_object
 
 from rlhf.config import ConfigError
+from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.records import Prompt, load_records
 from rlhf.data.tokenize import encode_prompt, render_prompt, tokenize_demonstrations
 from rlhf.eval.metrics import distinct_n, kl_from_logprobs, repetition, win_rate_interval
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
 from rlhf.recipes.run_dir import RunDir
-from rlhf.recipes.sample import gather_in_order, sampling_accelerator, write_jsonl_atomic
+from rlhf.recipes.sample import gather_in_order, sampling_accelerator
 from rlhf.rollout.engine import make_engine
 from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.logprobs import sequence_logprobs
@@ -113,7 +114,8 @@ def check(cfg: Config) -> dict[str, Any]:
         raise ConfigError("eval.reward_model and eval.reward_function are both set; the proxy is one of them")
     if not e.prompts and (e.baseline or e.reward_model or e.reward_function or e.gold):
         raise ConfigError(
-            "eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they need eval.prompts"
+            "eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they "
+            "need eval.prompts"
         )
     if e.reference and e.kl_samples == 0:
         raise ConfigError("eval.reference is only used for KL; eval.kl_samples=0 turns KL off")
@@ -205,14 +207,14 @@ def score(
 def text_nll(model, examples, pad_id: int, batch_size: int = 16, accelerator=None) -> dict[str, float]:
     """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples`` (split
     across ``accelerator``'s processes when given)."""
-    from rlhf.recipes.sft import evaluate
+    from rlhf.recipes.sft import evaluate as sft_evaluate
 
     accelerator = accelerator or sampling_accelerator(0)
-    out = evaluate(model, accelerator, examples, pad_id, batch_size)
+    out = sft_evaluate(model, accelerator, examples, pad_id, batch_size)
     return {"nll": out["eval_loss"], "ppl": out["eval_ppl"]}
 
 
-def train(cfg: Config) -> Path:
+def evaluate(cfg: Config) -> Path:
     """Evaluate and write the report; returns ``eval.output_dir``."""
     fns = check(cfg)
     e = cfg.eval

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from rlhf.config import ConfigError
+from rlhf.recipes import trackers
 from rlhf.sections import TrainConfig
 
 
@@ -103,7 +104,11 @@ def make_accelerator(cfg: TrainConfig, lora: bool = False):
     # mixed_precision; a second run in one process (sft then reward, or tests) must start fresh.
     # The process group (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        **trackers.accelerator_kwargs(cfg.report_to, cfg.output_dir),
+    )
     check_process_count(accelerator.num_processes)
     check_supported(accelerator, lora)
     if accelerator.state.deepspeed_plugin is not None:
@@ -145,15 +150,16 @@ def check_finite(value: float, step: int, what: str, last_checkpoint) -> None:
             else "no checkpoint was written"
         )
         raise TrainingError(
-            f"{what} is {value} at step {step}: stopping before the optimizer step, so no bad weights are saved; "
-            f"{where}. Try a lower train.lr, train.max_grad_norm > 0, or check the data."
+            f"{what} is {value} at step {step}: stopping before the optimizer step, so no bad weights are "
+            f"saved; {where}. Try a lower train.lr, train.max_grad_norm > 0, or check the data."
         )
 
 
 def progress(total: int, initial: int, disable: bool, desc: str):
-    from tqdm.auto import tqdm
+    """tqdm on a terminal, a plain line every tenth of the run in a log file (rlhf/progress.py)."""
+    from rlhf.progress import progress as make
 
-    return tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True)
+    return make(total, initial, disable, desc)
 
 
 def optimizer_step(

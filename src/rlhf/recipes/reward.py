@@ -35,6 +35,7 @@ from rlhf.recipes.loop import (
     optimizer_step,
     progress,
 )
+from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
@@ -127,11 +128,12 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     tokenizer = load_tokenizer(cfg.model.path)
     groups, stats, counts = load_groups(cfg.data.train, "data.train", tokenizer, cfg)
     say(
-        f"[reward] data.train: {stats.summary()}; {counts['comparisons']} comparisons, {counts['tied_pairs_skipped']} tied pairs skipped"
+        f"[reward] data.train: {stats.summary()}; {counts['comparisons']} comparisons, "
+        f"{counts['tied_pairs_skipped']} tied pairs skipped"
     )
     eval_groups = load_groups(cfg.data.eval, "data.eval", tokenizer, cfg)[0] if cfg.data.eval else []
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": {**vars(stats), **counts}})
     if not cfg.reward.use_margin:
         for g in groups:
@@ -229,6 +231,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     subset = groups[: cfg.reward.stats_records] if cfg.reward.stats_records > 0 else groups
     mean, std = reward_stats(model, accelerator, subset, tokenizer.pad_token_id, cfg.train.batch_size)
     say(f"[reward] training-response reward: mean {mean:.4f}, std {std:.4f}")
+    save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it
     final = run.save_final(accelerator, model, tokenizer, {"reward_mean": mean, "reward_std": std})
     say(f"[reward] saved {final}")
     return final
