@@ -111,7 +111,7 @@ def run_plan(plan: list[dict], results_path: Path) -> None:
         saved_env = {k: os.environ.get(k) for k in ENGINE_FLAGS}
         if entry.get("ddp"):  # this run on plain DDP, for comparison within the same launch
             os.environ.update(dict.fromkeys(ENGINE_FLAGS, "false"))
-        recipe = importlib.import_module(cli.TRAINING_VERBS[verb][0])
+        recipe = importlib.import_module(cli.CONFIG_VERBS[verb][0])
         gather = saving.gather_state_dict
         if entry.get("break_gather"):
             saving.gather_state_dict = local_state_dict
