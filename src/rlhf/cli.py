@@ -45,10 +45,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors a user can cause: a message, exit status 2, no traceback."""
     from rlhf.config import ConfigError
     from rlhf.data.readers import DataError
+    from rlhf.eval.plot_runs import PlotError
     from rlhf.feedback.judge.base import JudgeError
     from rlhf.models.loading import ModelError
 
-    return (ConfigError, DataError, ModelError, JudgeError)
+    return (ConfigError, DataError, ModelError, JudgeError, PlotError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
         help="size of the toy demo (default, fast), or smollm: harmless and still helpful on SmolLM2-135M-Instruct",
     )
     demo.add_argument("--seed", type=int, default=0)
+    plot = sub.add_parser(
+        "plot",
+        help="draw runs' metrics.jsonl curves as PNG and SVG files, several runs overlaid",
+        description="Draw every metric group (loss, accuracy, reward, KL, length, entropy, clipping, eval, ...) "
+        "of each RUN_DIR's metrics.jsonl as <group>.png and <group>.svg, the runs overlaid.",
+    )
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory with a metrics.jsonl")
+    plot.add_argument("--x", default="step", choices=["step", "kl"], help="x axis: the step or the logged KL")
+    plot.add_argument("--out", help="folder for the images (default: the first RUN_DIR's plots/)")
     convert = sub.add_parser(
         "convert",
         help="convert a GGUF file once into a cached Hugging Face checkpoint; print its directory",
@@ -172,6 +182,15 @@ def main(argv: list[str] | None = None) -> int:
             from rlhf.demo import run_demo
 
             run_demo(args.output_dir, args.preset, args.seed)
+        elif args.verb == "plot":
+            from rlhf.eval.plot_runs import plot_runs
+
+            written = plot_runs(args.run_dirs, args.x, args.out)
+            print(
+                f"[plot] wrote {len(written)} files to {written[0].parent}"
+                if written
+                else "[plot] nothing to draw"
+            )
         elif args.verb == "convert":
             from rlhf.models import smollm
             from rlhf.models.gguf import gguf_checkpoint

@@ -92,3 +92,8 @@ class TrainConfig:
     """how many of the newest checkpoints to keep"""
     resume: bool = True
     """resume from the newest checkpoint in output_dir if there is one"""
+    report_to: list[Literal["none", "tensorboard", "wandb", "trackio"]] = field(
+        default_factory=lambda: ["none"]
+    )
+    """experiment trackers that get the config and every metrics.jsonl line (several: tensorboard,wandb);
+    offline: TensorBoard files in output_dir/tensorboard, W&B in offline mode (docs/tracking.md)"""

@@ -112,3 +112,67 @@ def test_a_cancelled_generation_frees_the_model_within_a_step(rigged_dir):
         pending.cancel()
 
     asyncio.run(scenario())
+
+
+class EndlessModel:
+    """A stand-in ChatModel whose reply never ends on its own: one "a" every 5 ms."""
+
+    name, context = "endless", 10**9
+
+    def __init__(self):
+        self.closed = threading.Event()
+
+    def encode(self, messages):
+        return [1, 2, 3]
+
+    def stream(self, req, stop):
+        from rlhf.serve.model import Delta
+
+        try:
+            while not stop.is_set():
+                time.sleep(0.005)
+                yield [Delta(0, "a", [])]
+        finally:
+            self.closed.set()
+
+
+def test_the_app_stops_generating_when_the_client_hangs_up(tmp_path):
+    """In process, through the ASGI interface: a client that disconnects 0.3 s into a plain or a
+    streamed request ends its generation, though the reply would otherwise run for hours."""
+    import asyncio
+    import json
+
+    from rlhf.serve.app import create_app
+
+    async def hang_up_during(stream: bool) -> EndlessModel:
+        model = EndlessModel()
+        app = create_app(model)
+        body = json.dumps(
+            {"model": "endless", "messages": PROMPT, "max_tokens": 10**8, "stream": stream}
+        ).encode()
+        scope = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        }  # fmt: skip
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+        gone_at = time.monotonic() + 0.3
+
+        async def receive():
+            if pending:
+                return pending.pop()
+            while time.monotonic() < gone_at:
+                await asyncio.sleep(0.01)
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            pass
+
+        await asyncio.wait_for(app(scope, receive, send), 20)
+        return model
+
+    for stream in (False, True):
+        model = asyncio.run(hang_up_during(stream))
+        assert model.closed.wait(10), f"stream={stream}: the generation went on after the client left"

@@ -64,13 +64,10 @@ def pg_cluster():
         yield cluster
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_db(request, tmp_path: Path) -> Database:
-    """A fresh database on each backend: SQLite, and PostgreSQL on the session's throwaway server."""
-    if request.param == "sqlite":
-        database = Database(str(tmp_path / "label.db"))
-    else:
-        database = Database(request.getfixturevalue("pg_cluster").url())
+@pytest.fixture
+def pg_db(pg_cluster) -> Database:
+    """A fresh database on the session's throwaway PostgreSQL server."""
+    database = Database(pg_cluster.url())
     set_admin_token(database, ADMIN_TOKEN)
     yield database
     database.dispose()

@@ -312,14 +312,27 @@ def test_two_responses_side_by_side(site, browser):
     assert page.get_attribute("#pair-choice button[data-choice='1']", "aria-pressed") == "true"
     page.click("#pair-choice button[data-choice='tie']")
     assert a.locator(".rank").inner_text() == "=1" and b.locator(".rank").inner_text() == "=1"
-    page.click("#pair-choice button[data-choice='1']")
+    page.keyboard.press("ArrowLeft")  # the keys follow the layout
+    assert a.locator(".rank").inner_text() == "1" and b.locator(".rank").inner_text() == "2"
+    page.keyboard.press("ArrowRight")
     b_text = b.locator(".md").inner_text()
     page.click("#side-toggle")  # stacked again: the better one on top
     assert page.locator("#ranking .card").first.locator(".md").inner_text() == b_text
     page.click("#submit")
     page.wait_for_selector("text=Nothing left for you in pair")
+    # changed my mind: revise it (before any export) from "your answers"; the page starts from B first
+    page.goto(f"{url}/p/pair/answers")
+    page.click("#answers a:has-text('revise')")
+    page.wait_for_selector("#task[data-mode='revise']")
+    assert page.get_attribute("#pair-choice button[data-choice='1']", "aria-pressed") == "true"
+    page.click("#side-toggle")  # side by side again
+    page.keyboard.press("ArrowLeft")
+    page.click("#submit")
+    page.wait_for_url(f"{url}/p/pair/answers")
     (row,) = _export(url, "pair")
-    assert row["ranks"] == [1 if text == b_text else 2 for text in row["responses"]]
+    assert row["ranks"] == [2 if text == b_text else 1 for text in row["responses"]]  # the revision
+    page.goto(f"{url}/p/pair/answers")
+    assert "final: it was exported" in page.inner_text("#answers")
     page.close()
 
 

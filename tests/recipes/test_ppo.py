@@ -139,6 +139,7 @@ def test_lora_reference_is_the_policy_without_adapters(critic, nano_model, promp
     # at step 1 the LoRA B matrices are zero: policy == reference, so the KL is exactly 0
     assert m[0]["kl"] == pytest.approx(0.0, abs=1e-6)
     assert (out / "final" / "model.safetensors").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()  # the LoRA run's PEFT adapter too
 
 
 class Interrupt:

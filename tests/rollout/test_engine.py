@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from rlhf.data.collators import IGNORE, pad
+from rlhf.data.collators import pad
+from rlhf.data.tokenize import IGNORE
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
 from rlhf.rollout.decoders import cache, linear
 from rlhf.rollout.engine import KVCacheEngine

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from rlhf.losses.groups import group_pairs
 from rlhf.rollout.advantages import (
     explained_variance,
     gae,
     group_advantages,
-    group_pairs,
     masked_mean,
     masked_sum,
     masked_var,

@@ -155,3 +155,6 @@ def test_a_demonstration_with_messages_beside_a_prompt_reads_the_messages(tmp_pa
     row = ultrafeedback_row(2)
     path = jsonl(tmp_path, {k: row[k] for k in ("prompt", "prompt_id", "messages")})
     assert load_records(path, "demonstration") == [Demonstration([user("What is 2 + 1?")], "3.")]
+    # a table whose rows hold either form has null in the other's columns
+    path = jsonl(tmp_path, {"prompt": "a", "completion": "b", "messages": None})
+    assert load_records(path, "demonstration") == [Demonstration("a", "b")]

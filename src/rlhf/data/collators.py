@@ -1,14 +1,14 @@
 """Lists of tokenized examples -> padded tensors.
 
 Training batches are right-padded (positions start at 0 for every row, and a sequence
-classifier finds the last non-pad token). Labels use -100 wherever no loss is taken.
+classifier finds the last non-pad token). Labels are IGNORE (rlhf.data.tokenize) wherever no loss is taken.
 """
 
 from __future__ import annotations
 
 import torch
 
-IGNORE = -100
+from rlhf.data.tokenize import IGNORE
 
 
 def pad(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:

@@ -113,7 +113,7 @@ def parse_prompt_record(rec: dict[str, Any], where: str) -> PromptRecord:
 
 def parse_demonstration(rec: dict[str, Any], where: str) -> Demonstration:
     # UltraFeedback/UltraChat SFT rows carry "prompt" beside the whole "messages"
-    if "messages" in rec and rec.get("completion") is None:
+    if rec.get("messages") is not None and rec.get("completion") is None:
         msgs = parse_messages(rec["messages"], where, "messages")
         if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
             raise DataError(f"{where}: field 'messages' must end with an assistant message after the prompt")

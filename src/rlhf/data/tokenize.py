@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from rlhf.data.readers import DataError
 from rlhf.data.records import Demonstration, Prompt
 
+IGNORE = -100
+"""the label of a position that takes no loss (prompt, padding): torch's cross_entropy ignore_index"""
+
 MIN_PROMPT_TOKENS = 1
 
 
@@ -87,7 +90,7 @@ def fit_prompt(
 def tokenize_demonstrations(
     records: list[Demonstration], tokenizer, max_length: int, max_prompt_length: int = 0
 ) -> tuple[list[dict[str, list[int]]], TruncationStats]:
-    """Demonstrations -> ``{"input_ids", "labels"}`` with the prompt masked (-100) in labels."""
+    """Demonstrations -> ``{"input_ids", "labels"}`` with the prompt masked (IGNORE) in labels."""
     stats = TruncationStats()
     out = []
     for rec in records:
@@ -97,7 +100,7 @@ def tokenize_demonstrations(
         )
         if prompt is None:
             continue
-        out.append({"input_ids": prompt + response, "labels": [-100] * len(prompt) + response})
+        out.append({"input_ids": prompt + response, "labels": [IGNORE] * len(prompt) + response})
     return out, stats
 
 

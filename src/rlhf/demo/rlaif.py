@@ -43,13 +43,13 @@ def run_rlaif(
     """Judge, measure, train the RLAIF reward model; returns its path and the agreement figures."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from rlhf.data.io import write_jsonl_atomic
     from rlhf.demo.evaluate import reward_model_accuracy
     from rlhf.demo.stages import train_reward_model
     from rlhf.feedback.judge.agreement import agreement_report, gold_table
     from rlhf.feedback.judge.labels import read_items
     from rlhf.feedback.judge.local import LocalJudge
     from rlhf.feedback.judge.run import label
-    from rlhf.recipes.sample import write_jsonl_atomic
 
     root, seconds = Path(root), {}
     t0 = time.perf_counter()

@@ -236,8 +236,8 @@ def train(cfg: Config) -> Path:
     """Revise every prompt's response and write the demonstrations; returns the output path."""
     import torch
 
-    from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
-    from rlhf.recipes.sample import replace_lora, write_jsonl_atomic
+    from rlhf.data.io import write_jsonl_atomic
+    from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
 
     check(cfg)
     check_model_path(cfg.model.path)
@@ -246,7 +246,7 @@ def train(cfg: Config) -> Path:
     prompts, responses = read_prompts(s.prompts)
     torch.manual_seed(s.seed)
     tokenizer = load_tokenizer(cfg.model.path)
-    model = load_policy(replace_lora(cfg.model), tokenizer).eval()
+    model = load_policy(without_lora(cfg.model), tokenizer).eval()
     from rlhf.rollout.engine import make_engine
 
     engine = make_engine(s.engine, model, tokenizer, s.batch_size)

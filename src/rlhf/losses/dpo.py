@@ -55,7 +55,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from rlhf.data.tokenize import IGNORE
 
 
 class PairLogps(NamedTuple):

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from rlhf.losses.dpo import PairLogps, sigmoid_loss
-from rlhf.rollout.advantages import group_pairs
+from rlhf.losses.groups import group_pairs
 
 
 class OnlineDPOOutput(NamedTuple):
@@ -37,7 +37,7 @@ def online_dpo_loss(
     group_size: int,
     beta: float,
 ) -> OnlineDPOOutput:
-    """The DPO loss of each group's best-vs-worst pair (``rlhf.rollout.advantages.group_pairs``).
+    """The DPO loss of each group's best-vs-worst pair (``rlhf.losses.groups.group_pairs``).
 
     Args:
         logp: per-token log-probs of the sampled responses under the policy (carries the gradient).

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from rlhf.data.tokenize import IGNORE
 
 
 def masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token NLL over labelled positions, and how many positions were labelled.
 
-    Token t predicts label t+1; positions labelled -100 (prompt, padding) are skipped. Returning
+    Token t predicts label t+1; positions labelled IGNORE (prompt, padding) are skipped. Returning
     the sum and the count separately lets the caller divide by the token count of the whole
     global batch, so gradient accumulation and data parallelism give the same gradient as one
     big batch.

@@ -13,10 +13,12 @@ embeddings grow by one row.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from rlhf.models.adapters import adapter_base, is_adapter_dir, merge_adapter
 from rlhf.models.errors import ModelError  # noqa: F401  (raised here; imported from here by callers)
 from rlhf.models.gguf import check_gguf, gguf_checkpoint, is_gguf
 from rlhf.sections import ModelConfig
@@ -29,10 +31,14 @@ def check_model_path(path: str, what: str = "model.path") -> str:
     """Fail early on a wrong model path, before any work; nothing is loaded or converted.
 
     A GGUF file must exist, be readable and ``gguf`` be installed; a local directory must exist and
-    hold a config.json; anything else is tried as a hub id.
+    hold a config.json (or be a LoRA adapter directory whose base model exists); anything else is
+    tried as a hub id.
     """
     if not path:
         raise ModelError(f"{what} is not set: give a Hugging Face model directory, a GGUF file or a hub id")
+    if is_adapter_dir(path):
+        check_model_path(adapter_base(path, what), f"{what} (the base model of the adapter {path})")
+        return path
     if is_gguf(path):
         check_gguf(path, what)
         return path
@@ -97,6 +103,8 @@ def load_tokenizer(path: str, what: str = "model.path"):
     from transformers import AutoTokenizer
 
     check_model_path(path, what)
+    while is_adapter_dir(path) and not (Path(path).expanduser() / "tokenizer_config.json").is_file():
+        path = adapter_base(path, what)  # an adapter saved without its tokenizer uses the base's
     tok = _from_pretrained(AutoTokenizer, path, what)
     if tok.eos_token_id is None:
         raise ModelError(f"{what}: tokenizer of {path} has no EOS token; responses could never end")
@@ -136,21 +144,41 @@ def _attn_kwargs(cfg: ModelConfig) -> dict:
     return {} if cfg.attn_implementation == "auto" else {"attn_implementation": cfg.attn_implementation}
 
 
+def without_lora(cfg: ModelConfig) -> ModelConfig:
+    """The model config with no LoRA adapters: for commands that only sample or score, never train."""
+    return replace(cfg, lora_r=0)
+
+
 def load_policy(cfg: ModelConfig, tokenizer, what: str = "model.path"):
     """A causal LM from ``cfg.path`` in ``cfg.dtype``, fitted to ``tokenizer``, with LoRA if asked."""
     from transformers import AutoModelForCausalLM
 
     check_model_path(cfg.path, what)
-    model = _from_pretrained(
+    model = _load_fitted(
         AutoModelForCausalLM,
         cfg.path,
         what,
+        tokenizer,
         dtype=DTYPES[cfg.dtype],
         trust_remote_code=cfg.trust_remote_code,
         **_attn_kwargs(cfg),
     )
-    _fit_to_tokenizer(model, tokenizer)
     return _apply_lora(model, cfg, "CAUSAL_LM")
+
+
+def _load_fitted(loader, path: str, what: str, tokenizer, depth: int = 0, **kwargs):
+    """``loader.from_pretrained(path)`` fitted to ``tokenizer``; for a LoRA adapter directory, its
+    base model (itself possibly an adapter: a LoRA run started from one) with the adapter merged."""
+    if not is_adapter_dir(path):
+        model = _from_pretrained(loader, path, what, **kwargs)
+        _fit_to_tokenizer(model, tokenizer)
+        return model
+    if depth >= 8:
+        raise ModelError(
+            f"{what}: {path}: more than 8 adapters stacked on each other (a loop of base paths?)"
+        )
+    base = _load_fitted(loader, adapter_base(path, what), what, tokenizer, depth + 1, **kwargs)
+    return merge_adapter(base, path, what)
 
 
 def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path", trained: bool = False):
@@ -164,6 +192,16 @@ def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path", tra
     from transformers.utils import logging
 
     check_model_path(cfg.path, what)
+    kwargs = {"num_labels": 1, "dtype": DTYPES[cfg.dtype], "trust_remote_code": cfg.trust_remote_code}
+    if is_adapter_dir(cfg.path):  # a reward model's adapter carries its score head (peft's modules_to_save)
+        if trained and not _adapter_head(cfg.path):
+            raise ModelError(
+                f"{what}: {cfg.path} is a LoRA adapter without a score head (a causal LM's, not a "
+                "reward model's), so its scores would be random; give a reward model or its adapter"
+            )
+        model = _load_fitted(AutoModelForSequenceClassification, cfg.path, what, tokenizer, **kwargs,
+                             **_attn_kwargs(cfg))  # fmt: skip
+        return _apply_lora(model, cfg, "SEQ_CLS")
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the "newly initialized: score.weight" notice is expected here
     try:
@@ -194,6 +232,14 @@ def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path", tra
     _fit_to_tokenizer(model, tokenizer)
     model = _apply_lora(model, cfg, "SEQ_CLS")
     return model
+
+
+def _adapter_head(path: str) -> bool:
+    """Whether the adapter at ``path`` saves a sequence classifier's head."""
+    import json
+
+    config = json.loads((Path(path).expanduser() / "adapter_config.json").read_text(encoding="utf-8"))
+    return config.get("task_type") == "SEQ_CLS" or bool(config.get("modules_to_save"))
 
 
 def save_pretrained(model, tokenizer, directory: str | Path) -> None:

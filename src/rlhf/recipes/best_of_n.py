@@ -30,6 +30,7 @@ from typing import Literal
 import torch
 
 from rlhf.config import ConfigError
+from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.records import Prompt
 from rlhf.data.tokenize import render_prompt
 from rlhf.eval.metrics import best_of_k_sizes, mean_best_of_k
@@ -40,7 +41,6 @@ from rlhf.recipes.sample import (
     gather_in_order,
     generate,
     sampling_accelerator,
-    write_jsonl_atomic,
 )
 from rlhf.rollout.generate import Generation
 from rlhf.rollout.reward_fn import RewardFn, call_reward_fn, load_reward_fn

@@ -58,6 +58,7 @@ from rlhf.recipes.loop import (
     optimizer_step,
     progress,
 )
+from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
@@ -245,7 +246,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     )
     collate = make_collator(cfg, model, tokenizer.pad_token_id, longest)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": counts})
     plan = BatchPlan.build(len(pairs), cfg.train, accelerator.num_processes)
     optimizer = make_optimizer(model, cfg.train)
@@ -309,6 +310,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
         say(f"[dpo] eval: loss {result['eval_loss']:.4f}, accuracy {result['eval_accuracy']:.3f}, "
             f"margin {result['eval_margin']:.3f}")  # fmt: skip
         run.log({"step": plan.total_steps, **result})
+    save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it
     final = run.save_final(
         accelerator, lambda d: save_pretrained(accelerator.unwrap_model(model), tokenizer, d)
     )

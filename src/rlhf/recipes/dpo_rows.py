@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rlhf.data.collators import IGNORE, pad
+from rlhf.data.collators import pad
+from rlhf.data.tokenize import IGNORE
 from rlhf.losses.dpo import PairLogps, sequence_logps
 from rlhf.models import shared_prompt
 from rlhf.models.shared_prompt import segment_mask

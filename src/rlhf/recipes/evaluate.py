@@ -32,12 +32,13 @@ import torch
 from accelerate.utils import gather_object
 
 from rlhf.config import ConfigError
+from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.records import Prompt, load_records
 from rlhf.data.tokenize import encode_prompt, render_prompt, tokenize_demonstrations
 from rlhf.eval.metrics import distinct_n, kl_from_logprobs, repetition, win_rate_interval
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
 from rlhf.recipes.run_dir import RunDir
-from rlhf.recipes.sample import gather_in_order, sampling_accelerator, write_jsonl_atomic
+from rlhf.recipes.sample import gather_in_order, sampling_accelerator
 from rlhf.rollout.engine import make_engine
 from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.logprobs import sequence_logprobs

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from rlhf.config import ConfigError
+from rlhf.recipes import trackers
 from rlhf.sections import TrainConfig
 
 
@@ -98,7 +99,11 @@ def make_accelerator(cfg: TrainConfig):
     # mixed_precision; a second run in one process (sft then reward, or tests) must start fresh.
     # The process group (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        **trackers.accelerator_kwargs(cfg.report_to, cfg.output_dir),
+    )
     set_seed(cfg.seed)
     return accelerator
 

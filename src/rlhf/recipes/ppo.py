@@ -54,6 +54,7 @@ from rlhf.recipes.ppo_models import build_models, check_critic_init
 from rlhf.recipes.ppo_rollout import Prompts, generate, pack, sampling_params
 from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.ppo_update import Ptx, batch_scores_std, optimise, rollout_forwards
+from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.engine import make_engine
@@ -97,7 +98,7 @@ def train(
     watcher = Scorer(cfg, tokenizer, None, device, held_path, "rewards.heldout_model") if held_path else None
     check_critic_init(cfg, algorithm.critic, scorer.rm)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     counts = {"train": vars(stats), "ptx_records": len(ptx), "eval_prompts": len(held_out.prompt_ids)}
     run.write_json("data.json", {**counts, "eval_text": len(held_out.text)})
     plan = BatchPlan.build(len(prompt_ids), cfg.train, accelerator.num_processes)
@@ -197,6 +198,9 @@ def train(
         for cb in callbacks or []:
             cb(done)
     bar.close()
+    save_adapter(
+        run, accelerator, models.policy, tokenizer, cfg.model.path
+    )  # before the final save merges it
     final = run.save_final(
         accelerator, lambda d: save_pretrained(accelerator.unwrap_model(models.policy), tokenizer, d)
     )

@@ -34,6 +34,7 @@ from rlhf.recipes.loop import (
     optimizer_step,
     progress,
 )
+from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
@@ -132,7 +133,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     )
     eval_groups = load_groups(cfg.data.eval, "data.eval", tokenizer, cfg)[0] if cfg.data.eval else []
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": {**vars(stats), **counts}})
     if not cfg.reward.use_margin:
         for g in groups:
@@ -237,6 +238,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
         unwrapped.config.reward_std = std
         save_pretrained(unwrapped, tokenizer, directory)
 
+    save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it
     final = run.save_final(accelerator, save)
     say(f"[reward] saved {final}")
     return final

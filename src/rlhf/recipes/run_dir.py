@@ -6,6 +6,7 @@
     <output_dir>/checkpoints/step-N    accelerate state (model, optimizer, scheduler, RNG) + state.json
     <output_dir>/final/                Hugging Face model + tokenizer
     <output_dir>/samples/              generations logged during training
+    <output_dir>/tensorboard/          event files, with train.report_to=tensorboard (trackers.py)
 
 Checkpoints and ``final/`` are written into a temporary directory and renamed into place, so a
 run killed mid-write leaves the previous checkpoint intact and never a half-written one.
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.config import save_config
+from rlhf.recipes import trackers
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -32,22 +34,30 @@ class RunDir:
         self.final = self.root / "final"
         self.samples = self.root / "samples"
         self.metrics_path = self.root / "metrics.jsonl"
+        self.tracking = None  # the accelerator whose trackers get every logged line (write_config)
         if is_main:
             for d in (self.root, self.checkpoints, self.samples):
                 d.mkdir(parents=True, exist_ok=True)
 
-    def write_config(self, cfg: Any) -> None:
+    def write_config(self, cfg: Any, accelerator=None) -> None:
+        """Write config.yaml and, if ``accelerator`` has trackers (train.report_to), start them with
+        ``cfg`` as hyperparameters: from then on ``log`` reports to them too."""
         if self.is_main:
             save_config(cfg, self.root / "config.yaml")
+        if accelerator is not None and trackers.start(accelerator, cfg, self.root):
+            self.tracking = accelerator
 
     def write_json(self, name: str, obj: Any) -> None:
         if self.is_main:
             (self.root / name).write_text(json.dumps(obj, indent=2) + "\n")
 
     def log(self, record: dict[str, Any]) -> None:
+        """One metrics.jsonl line; the trackers get its numbers at its ``step``."""
         if self.is_main:
             with self.metrics_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
+            if self.tracking is not None:
+                self.tracking.log(trackers.scalars(record), step=record.get("step"))
 
     def truncate_metrics(self, step: int) -> None:
         """Drop metric lines logged after ``step``: on resume they will be logged again."""
@@ -133,4 +143,7 @@ class RunDir:
                 shutil.rmtree(self.final)
             tmp.rename(self.final)
         accelerator.wait_for_everyone()
+        if self.tracking is not None:  # the run is whole: close its trackers
+            trackers.finish(self.tracking)
+            self.tracking = None
         return self.final

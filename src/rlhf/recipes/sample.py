@@ -11,8 +11,6 @@ run's) and the main process gathers them in prompt order and writes the file.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -20,9 +18,10 @@ from typing import Literal
 import torch
 
 from rlhf.config import ConfigError
+from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
-from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
+from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
 from rlhf.rollout.generate import SamplingParams
 from rlhf.sections import ModelConfig
 
@@ -73,7 +72,7 @@ def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, tokenizer, w
     """Load the model and prompts, sample this process's share of the prompts (every n-th, from
     its index); returns (all prompt records, generations of the share, the share's record indices)."""
     records = load_records(s.prompts, "prompt", what)
-    model = load_policy(replace_lora(model_cfg), tokenizer).eval().to(accelerator.device)
+    model = load_policy(without_lora(model_cfg), tokenizer).eval().to(accelerator.device)
     from rlhf.rollout.engine import make_engine
 
     engine = make_engine(s.engine, model, tokenizer, s.batch_size)
@@ -103,25 +102,6 @@ def gather_in_order(accelerator, rows: list[dict]) -> list[dict]:
     from accelerate.utils import gather_object
 
     return sorted(gather_object(rows), key=lambda row: row["index"])
-
-
-def replace_lora(cfg: ModelConfig) -> ModelConfig:
-    """Sampling never trains: no LoRA adapters, whatever the config says."""
-    from dataclasses import replace
-
-    return replace(cfg, lora_r=0)
-
-
-def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> Path:
-    """Write to a temp file and rename, so an interrupted run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def train(cfg: Config) -> Path:

@@ -17,7 +17,7 @@ import torch
 from rlhf.data.collators import collate_sft, pack_examples
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
-from rlhf.data.tokenize import tokenize_demonstrations
+from rlhf.data.tokenize import IGNORE, tokenize_demonstrations
 from rlhf.losses.sft import masked_nll
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, save_pretrained
 from rlhf.recipes.loop import (
@@ -29,6 +29,7 @@ from rlhf.recipes.loop import (
     optimizer_step,
     progress,
 )
+from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
@@ -98,7 +99,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
         examples = pack_examples(examples, cfg.data.max_length)
         say(f"[sft] packed into {len(examples)} rows of up to {cfg.data.max_length} tokens")
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
-    run.write_config(cfg)
+    run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": vars(stats), "rows": len(examples)})
 
     # 2. model, optimizer, schedule
@@ -119,7 +120,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
             collate_sft([examples[i] for i in idx], tokenizer.pad_token_id)
             for idx in plan.micro_batches(step, accelerator.process_index)
         ]
-        n_local = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+        n_local = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro)
         n_global = accelerator.reduce(torch.tensor(float(n_local), device=accelerator.device), "sum").clamp(
             min=1
         )
@@ -170,6 +171,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
         result = evaluate(model, accelerator, eval_examples, tokenizer.pad_token_id, cfg.train.batch_size)
         say(f"[sft] eval: loss {result['eval_loss']:.4f}, ppl {result['eval_ppl']:.2f}")
         run.log({"step": plan.total_steps, **result})
+    save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it
     final = run.save_final(
         accelerator, lambda d: save_pretrained(accelerator.unwrap_model(model), tokenizer, d)
     )

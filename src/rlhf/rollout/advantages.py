@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from rlhf.losses.groups import grouped
+
 
 def _valid(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # where, not x * mask: 0 * nan = nan, and padding may hold anything
@@ -113,17 +115,6 @@ def gae(
     return adv, _valid(adv + values, mask)
 
 
-def _grouped(scores: torch.Tensor, group_size: int) -> torch.Tensor:
-    if scores.ndim != 1:
-        raise ValueError(f"scores must be 1-D (N,), got shape {tuple(scores.shape)}")
-    if group_size < 2:
-        raise ValueError(f"group_size must be >= 2 to have a baseline within each group, got {group_size}")
-    n = scores.shape[0]
-    if n % group_size != 0:
-        raise ValueError(f"number of scores {n} is not divisible by group_size {group_size}")
-    return scores.view(n // group_size, group_size)  # (G, K): row g holds prompt g's samples
-
-
 ADVANTAGE_SCALES = ("group", "batch", "none")
 
 
@@ -158,7 +149,7 @@ def group_advantages(
     """
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"unknown advantage scale {scale!r}; expected one of {', '.join(ADVANTAGE_SCALES)}")
-    groups = _grouped(scores, group_size)
+    groups = grouped(scores, group_size)
     centred = groups - groups.mean(dim=1, keepdim=True)
     if scale == "group":
         centred = centred / (groups.std(dim=1, keepdim=True) + eps)
@@ -174,22 +165,8 @@ def uniform_groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
 
     Shape: scores (N,) -> (G,) bool.
     """
-    groups = _grouped(scores, group_size)
+    groups = grouped(scores, group_size)
     return (groups == groups[:, :1]).all(dim=1)
-
-
-def group_pairs(scores: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each group's best and worst sample as a preference pair, for online DPO (Guo et al. 2024,
-    "Direct Language Model Alignment from Online AI Feedback"; the best-vs-worst choice of Dong et
-    al. 2024): row indices of the chosen and the rejected sample (the first of equals), and whether
-    the group has a preference at all (its scores are not all equal).
-
-    Shape: scores (N,) with N = G * group_size -> chosen (G,), rejected (G,), valid (G,) bool.
-    """
-    groups = _grouped(scores, group_size)
-    base = torch.arange(groups.shape[0], device=scores.device) * group_size
-    hi, lo = groups.argmax(dim=1), groups.argmin(dim=1)
-    return base + hi, base + lo, groups.amax(dim=1) > groups.amin(dim=1)
 
 
 def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -204,7 +181,7 @@ def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
 
     Raises ValueError if group_size < 2 or N is not divisible by group_size.
     """
-    groups = _grouped(scores, group_size)
+    groups = grouped(scores, group_size)
     k = groups.shape[1]
     baseline = (groups.sum(dim=1, keepdim=True) - groups) / (k - 1)
     return (groups - baseline).reshape(-1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from rlhf.data.collators import IGNORE, pad
+from rlhf.data.collators import pad
+from rlhf.data.tokenize import IGNORE
 
 
 def gather_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -229,5 +229,5 @@ def load_chat_model(
         from pathlib import Path
 
         p = Path(path)
-        name = p.parent.name if p.name == "final" and p.parent.name else p.name or path
+        name = p.parent.name if p.name in ("final", "adapter") and p.parent.name else p.name or path
     return ChatModel(model, tokenizer, name, prompt_format)

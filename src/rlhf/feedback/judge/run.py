@@ -142,11 +142,10 @@ def build_judge(cfg: Config, template):
         judge.name = j.name or e.model
         return judge
     from rlhf.feedback.judge.local import LocalJudge
-    from rlhf.models.loading import load_policy, load_tokenizer
-    from rlhf.recipes.sample import replace_lora
+    from rlhf.models.loading import load_policy, load_tokenizer, without_lora
 
     tokenizer = load_tokenizer(cfg.model.path)
-    model = load_policy(replace_lora(cfg.model), tokenizer).eval()
+    model = load_policy(without_lora(cfg.model), tokenizer).eval()
     chat = None if j.chat == "auto" else j.chat == "on"
     return LocalJudge(model, tokenizer, template, j.name or _model_name(cfg.model.path), j.batch_size, chat)
 
@@ -181,10 +180,10 @@ def read_reference(path: str) -> list[dict[str, Any]]:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Judge, write the label files and the report; returns the report."""
+    from rlhf.data.io import write_jsonl_atomic
     from rlhf.feedback.judge.agreement import agreement_report
     from rlhf.feedback.judge.labels import read_items
     from rlhf.feedback.judge.template import load_template
-    from rlhf.recipes.sample import write_jsonl_atomic
 
     check(cfg)
     j = cfg.judge

@@ -235,6 +235,15 @@
       var b = e.target.closest("button[data-choice]");
       if (b) choose(b.dataset.choice);
     });
+    // side by side, the keys follow the layout: Left = A is better, Right = B, "=" = equal
+    document.addEventListener("keydown", function (e) {
+      if (!sideBySide() || busy || e.altKey || e.ctrlKey || e.metaKey) return;
+      if (e.target.closest && e.target.closest("input, select, textarea, details")) return;
+      var choice = { ArrowLeft: "0", ArrowRight: "1", "=": "tie" }[e.key];
+      if (choice === undefined) return;
+      e.preventDefault();
+      choose(choice);
+    });
   }
 
   // ---------------------------------------------------------------- submitting

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 
 from rlhf.config import ConfigError
+from rlhf.losses.groups import group_pairs
 from rlhf.losses.online_dpo import online_dpo_loss
 from rlhf.recipes.algorithms.base import Algorithm, UpdateTerm
-from rlhf.rollout.advantages import group_pairs
 from rlhf.rollout.experience import Experience
 
 

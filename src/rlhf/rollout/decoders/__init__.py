@@ -19,6 +19,7 @@ import torch
 from rlhf.rollout.decoders.generic import GenericDecoder
 from rlhf.rollout.decoders.gpt2 import GPT2Decoder
 from rlhf.rollout.decoders.llama import LlamaDecoder
+from rlhf.rollout.decoders.lora import lora_base
 
 
 class Decoder(Protocol):
@@ -51,15 +52,21 @@ FAST: dict[str, Callable[..., Decoder]] = {
     "Qwen2ForCausalLM": LlamaDecoder,
     "MistralForCausalLM": LlamaDecoder,
 }
-"""model class name -> fast decoder; a wrapped model (e.g. peft LoRA) is not listed and falls back"""
+"""model class name -> fast decoder (a peft LoRA model is looked up by the model it wraps)"""
+LORA_READY = {LlamaDecoder}
+"""fast decoders that merge LoRA adapters into their weights (decoders.lora)"""
 
 
 def build_decoder(model, dtype: torch.dtype, generic: bool = False) -> Decoder:
     """The fast decoder for ``model``'s class when there is one that supports its config (and
-    ``generic`` is False), else the generic HF-forward one."""
-    make = FAST.get(type(model).__name__)
+    ``generic`` is False), else the generic HF-forward one. A LoRA-wrapped model gets the fast
+    decoder of the model under it, with the adapters merged, where that decoder can merge them."""
+    base = lora_base(model)
+    make = None if base is None else FAST.get(type(base).__name__)
+    if make is not None and base is not model and make not in LORA_READY:
+        make = None
     if make is not None and not generic:
-        reason = make.unsupported(model.config)
+        reason = make.unsupported(base.config)
         if reason is None:
             return make(model, dtype)
     return GenericDecoder(model, dtype)

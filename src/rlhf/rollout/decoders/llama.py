@@ -26,6 +26,7 @@ from rlhf.rollout.decoders.cache import (
     reserve,
 )
 from rlhf.rollout.decoders.linear import Weights
+from rlhf.rollout.decoders.lora import linear_weights, lora_base
 
 
 def _cat(*ts: torch.Tensor | None) -> torch.Tensor | None:
@@ -34,17 +35,20 @@ def _cat(*ts: torch.Tensor | None) -> torch.Tensor | None:
 
 def sources(model) -> tuple[dict[str, tuple], dict[str, torch.Tensor]]:
     """The model's weights in decoder form: linears as (weight (out, in), bias or None), the
-    attention scale folded into q's rows; and the norms and embeddings."""
+    attention scale folded into q's rows; and the norms and embeddings. A LoRA model's adapters
+    are merged in (decoders.lora)."""
+    model = lora_base(model)
     m = model.model
     linears: dict[str, tuple] = {"lm_head": (model.lm_head.weight, None)}  # (V, d)
     tensors = {"embed": m.embed_tokens.weight, "norm": m.norm.weight}
     for i, layer in enumerate(m.layers):
         at, mlp = layer.self_attn, layer.mlp
         s = at.scaling
-        q_b = None if at.q_proj.bias is None else at.q_proj.bias * s
+        (q_w, q_b), (k_w, k_b), (v_w, v_b) = (linear_weights(x) for x in (at.q_proj, at.k_proj, at.v_proj))
+        dtype = torch.promote_types(torch.promote_types(q_w.dtype, k_w.dtype), v_w.dtype)
         linears[f"{i}.qkv"] = (
-            torch.cat([at.q_proj.weight * s, at.k_proj.weight, at.v_proj.weight], 0),
-            _cat(q_b, at.k_proj.bias, at.v_proj.bias),
+            torch.cat([(q_w * s).to(dtype), k_w.to(dtype), v_w.to(dtype)], 0),
+            _cat(None if q_b is None else q_b * s, k_b, v_b),
         )
         for name, lin in (
             ("o", at.o_proj),
@@ -52,7 +56,7 @@ def sources(model) -> tuple[dict[str, tuple], dict[str, torch.Tensor]]:
             ("up", mlp.up_proj),
             ("down", mlp.down_proj),
         ):
-            linears[f"{i}.{name}"] = (lin.weight, lin.bias)
+            linears[f"{i}.{name}"] = linear_weights(lin)
         tensors[f"{i}.in_norm"] = layer.input_layernorm.weight
         tensors[f"{i}.post_norm"] = layer.post_attention_layernorm.weight
     return linears, tensors
@@ -78,6 +82,7 @@ class LlamaDecoder:
         return None
 
     def __init__(self, model, dtype: torch.dtype):
+        model = lora_base(model)
         cfg = model.config
         self.d, self.heads, self.kv_heads = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = model.model.layers[0].self_attn.head_dim
