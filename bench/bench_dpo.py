@@ -19,7 +19,8 @@ counts that, for comparison with such a trainer.
 Rows: --sizes x --precisions x --attn (model.attn_implementation; on CPU in bf16 eager beats
 sdpa for these small heads) x --layouts (shared: dpo.share_prompt=true, the default; two_rows).
 
-    .venv/bin/python bench/bench_dpo.py [--quick] [--wait-quiet 180] [--attn auto eager] [--layouts shared two_rows]
+    .venv/bin/python bench/bench_dpo.py [--quick] [--wait-quiet 180] [--attn auto eager] \
+        [--layouts shared two_rows]
 """
 
 from __future__ import annotations
@@ -242,10 +243,18 @@ def main() -> None:
                 "response_tokens": RESPONSE_TOKENS,
                 "loss": "sigmoid (DPO), dpo.reference=precompute",
                 "steps": "per row in rows[].steps, after the warmup of STEPS in the script",
-                "flops": "flops_per_pair = 6 x (body params x 96 row tokens + LM head params x 65 scored positions): the work done with one shared-prompt row per pair; flops_per_pair_unshared = 6 x flop_params x 128 (two 64-token rows, LM head everywhere), the work of an unshared trainer; body: flop_params less the tied LM head (vocab x d)",
+                "flops": (
+                    "flops_per_pair = 6 x (body params x 96 row tokens + LM head params x 65 scored "
+                    "positions): the work done with one shared-prompt row per pair; flops_per_pair_unshared "
+                    "= 6 x flop_params x 128 (two 64-token rows, LM head everywhere), the work of an "
+                    "unshared trainer; body: flop_params less the tied LM head (vocab x d)"
+                ),
                 "tokens_per_s": "row tokens (prompt + chosen + rejected = 96 per pair) per second",
                 "pairs_per_s": "batch / median step time; pairs_per_s_mean: over the total time",
-                "pairs_per_s_with_reference": "1 / (1 / pairs_per_s + reference_s / reference_pairs): the precomputed reference pass charged to each pair",
+                "pairs_per_s_with_reference": (
+                    "1 / (1 / pairs_per_s + reference_s / reference_pairs): the precomputed reference pass "
+                    "charged to each pair"
+                ),
                 "other_load": "mean cores used by other processes during the timed steps",
                 "peer": "pairs/s of a widely used peer library on this machine, batch 8 pairs",
             },

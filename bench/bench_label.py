@@ -69,7 +69,8 @@ def stored(path: Path | str) -> dict[str, int]:
     with db.read() as s:
         rows, ids, pairs = s.execute(
             text(
-                "SELECT count(*), count(DISTINCT submission_id), count(DISTINCT task_id || '/' || rater_id) FROM labels"
+                "SELECT count(*), count(DISTINCT submission_id), count(DISTINCT task_id || '/' || rater_id) "
+                "FROM labels"
             )
         ).one()
         most = s.execute(

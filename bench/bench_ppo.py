@@ -1,20 +1,21 @@
 """RL throughput through the real recipe: `rlhf.recipes.ppo.train` (PPO and GRPO).
 
 Setup of the issue: the ~10M tiny GPT-2 as policy, reference, reward model and critic (the reward
-model and critic are the same checkpoint with a seeded scalar head, bench/common.py: reward_checkpoint); 16 rollouts per update, 32-token
-prompts, exactly 32-token responses (EOS masked until then), 1 PPO epoch of 1 minibatch. GRPO
-rows: 4 prompts x 4 samples. Steps after a warmup are timed with the recipe's ``callbacks`` hook,
-so generation, scoring, the reference/critic forwards, advantages, the update, the engine's
-weight sync and logging are all in the time.
+model and critic are the same checkpoint with a seeded scalar head, bench/common.py: reward_checkpoint);
+16 rollouts per update, 32-token prompts, exactly 32-token responses (EOS masked until then), 1 PPO
+epoch of 1 minibatch. GRPO rows: 4 prompts x 4 samples. Steps after a warmup are timed with the recipe's
+``callbacks`` hook, so generation, scoring, the reference/critic forwards, advantages, the update, the
+engine's weight sync and logging are all in the time.
 
 FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
     generation 2 N_lm D, reward 2 N_rm D, reference log-probs 2 N_lm D, policy update 6 N_lm D,
-    critic update 6 N_v D (GRPO: no critic; PPO rows with ``--critic shared``, critic.init=shared:
-    a value head on the policy's transformer, so no critic pass beyond the policy's). With one epoch of one minibatch the sampling policy's
-    log-probs and the critic's values come from the update's own forward (recipes/ppo.py), so
-    they cost nothing extra. GRPO with rollout.share_prompt (the default) runs each prompt once
-    for its 4 samples after generation: D = 32 / 4 + 32 = 40 tokens a rollout there. Rows with
-    reference=False (``--reference off``: algo.reference=false, kl_coef=0) have no reference pass.
+    critic update 6 N_v D (GRPO: no critic; PPO rows with ``--critic shared``, critic.init=shared: a
+    value head on the policy's transformer, so no critic pass beyond the policy's). With one epoch of
+    one minibatch the sampling policy's log-probs and the critic's values come from the update's own
+    forward (recipes/ppo.py), so they cost nothing extra. GRPO with rollout.share_prompt (the default)
+    runs each prompt once for its 4 samples after generation: D = 32 / 4 + 32 = 40 tokens a rollout
+    there. Rows with reference=False (``--reference off``: algo.reference=false, kl_coef=0) have no
+    reference pass.
 
     .venv/bin/python bench/bench_ppo.py [--quick] [--repeats 2]
 
@@ -165,7 +166,10 @@ def main() -> None:
         "--attn",
         nargs="+",
         default=["eager"],
-        help="model.attn_implementation of the rows (eager beats sdpa for these 32-wide heads on CPU; sdpa to compare)",
+        help=(
+            "model.attn_implementation of the rows (eager beats sdpa for these 32-wide heads on CPU; sdpa "
+            "to compare)"
+        ),
     )
     for flag, what in (
         (
@@ -183,7 +187,10 @@ def main() -> None:
         nargs="+",
         default=["reward"],
         choices=["reward", "shared"],
-        help="critic.init of the ppo rows: reward (a copy of the reward model, the peer's setup) or shared (a value head on the policy)",
+        help=(
+            "critic.init of the ppo rows: reward (a copy of the reward model, the peer's setup) or shared "
+            "(a value head on the policy)"
+        ),
     )
     ap.add_argument(
         "--repeats", type=int, default=1, help="passes over all rows; each row keeps its fastest pass"
@@ -275,7 +282,10 @@ def main() -> None:
             "matmul_flops_per_s": rates,
             "setup": {
                 "model": "tiny GPT-2 10m as policy, reference, reward model and critic",
-                "ppo": "16 prompts x 1 sample, 1 epoch, 1 minibatch; critic: critic.init (reward: a copy of the reward model; shared: a value head on the policy)",
+                "ppo": (
+                    "16 prompts x 1 sample, 1 epoch, 1 minibatch; critic: critic.init (reward: a copy of "
+                    "the reward model; shared: a value head on the policy)"
+                ),
                 "grpo": "4 prompts x 4 samples, 1 epoch, 1 minibatch; share_prompt: rollout.share_prompt",
                 "prompt_tokens": PROMPT_TOKENS,
                 "response_tokens": RESPONSE,

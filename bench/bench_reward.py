@@ -180,7 +180,10 @@ def main() -> None:
                 "response_tokens": RESPONSE_TOKENS,
                 "steps": "per row in rows[].steps, after the warmup of STEPS in the script",
                 "pairs": "comparisons: C(K,2) per record",
-                "flops": "6 x flop_params x tokens over every scored sequence; flop_params: params less the embeddings (no LM head in a reward model), plus the score head",
+                "flops": (
+                    "6 x flop_params x tokens over every scored sequence; flop_params: params less the "
+                    "embeddings (no LM head in a reward model), plus the score head"
+                ),
                 "records_per_s": "batch / median step time; pairs_per_s_mean: over the total time",
                 "other_load": "mean cores used by other processes during the timed steps",
                 "peer": "pairs/s of a widely used peer library on this machine, fp32, batch 16 pairs",

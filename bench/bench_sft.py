@@ -160,7 +160,10 @@ def main() -> None:
                 "response_tokens": RESPONSE_TOKENS,
                 "warmup_steps": warmup,
                 "timed_steps": steps,
-                "flops": "6 x flop_params x tokens (all positions); flop_params: params less the position embeddings (the tied token embedding is the LM head matmul)",
+                "flops": (
+                    "6 x flop_params x tokens (all positions); flop_params: params less the position "
+                    "embeddings (the tied token embedding is the LM head matmul)"
+                ),
                 "samples_per_s": "batch / median step time; samples_per_s_mean: timed steps / total time",
                 "other_load": "mean cores used by other processes during the timed steps",
                 "peer": "samples/s of a widely used peer library on this machine, fp32, batch 16",

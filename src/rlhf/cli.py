@@ -12,28 +12,43 @@ import sys
 
 from rlhf.config import help_text, load_config
 
-# verb -> (module with `Config` and `train`, one-line description; None: the module's SUMMARY)
-TRAINING_VERBS = {
-    "sft": ("rlhf.recipes.sft", "supervised fine-tuning on demonstrations"),
-    "reward": ("rlhf.recipes.reward", "train a reward model from rankings or pairs (Bradley-Terry)"),
-    "ppo": ("rlhf.recipes.ppo", None),  # its SUMMARY lists the registered algorithms
-    "dpo": ("rlhf.recipes.dpo", "direct preference optimisation (DPO, IPO, cDPO, hinge)"),
-    "sample": ("rlhf.recipes.sample", "K responses per prompt, written as candidate sets for labeling"),
-    "best-of-n": ("rlhf.recipes.best_of_n", "sample n, keep the reward model's best (rejection sampling)"),
+# verb -> (module with `Config`, its entry point taking the Config, one-line description; None:
+# the module's SUMMARY)
+CONFIG_VERBS = {
+    "sft": ("rlhf.recipes.sft", "train", "supervised fine-tuning on demonstrations"),
+    "reward": ("rlhf.recipes.reward", "train", "train a reward model from rankings or pairs (Bradley-Terry)"),
+    "ppo": ("rlhf.recipes.ppo", "train", None),  # its SUMMARY lists the registered algorithms
+    "dpo": ("rlhf.recipes.dpo", "train", None),  # its SUMMARY lists the registered losses
+    "sample": (
+        "rlhf.recipes.sample",
+        "sample",
+        "K responses per prompt, written as candidate sets for labeling",
+    ),
+    "best-of-n": (
+        "rlhf.recipes.best_of_n",
+        "best_of_n",
+        "sample n, keep the reward model's best (rejection sampling)",
+    ),
     "eval": (
         "rlhf.recipes.evaluate",
+        "evaluate",
         "win rates (reward model, gold), KL, length, diversity and perplexity of a policy",
     ),
-    "judge": ("rlhf.feedback.judge.run", "label candidate sets or pairs with an AI judge (RLAIF, RL-CAI)"),
+    "judge": (
+        "rlhf.feedback.judge.run",
+        "judge_labels",
+        "label candidate sets or pairs with an AI judge (RLAIF, RL-CAI)",
+    ),
 }
 
-# verb -> (description, {sub-verb -> (module with `Config` and `train`, description)})
+# verb -> (description, {sub-verb -> (module with `Config`, entry point, description)})
 CONFIG_SUBVERBS = {
     "constitution": (
         "Constitutional AI: responses revised against written principles",
         {
             "revise": (
                 "rlhf.feedback.revise",
+                "write_revisions",
                 "response -> critique -> revision, N rounds (SL-CAI demonstrations)",
             )
         },
@@ -52,18 +67,25 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DataError, ModelError, JudgeError, PlotError)
 
 
+def _demo_presets() -> list[str]:
+    """`rlhf demo --preset` choices: the toy demo's registered presets, then SmolLM2's."""
+    from rlhf.demo.presets import PRESETS
+
+    return [*PRESETS, "smollm"]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlhf", description="Reinforcement learning from human feedback.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
-    for verb, (module, desc) in TRAINING_VERBS.items():
+    for verb, (module, _, desc) in CONFIG_VERBS.items():
         _config_parser(sub, verb, module, desc)
     for verb, (desc, subverbs) in CONFIG_SUBVERBS.items():
         group = sub.add_parser(verb, help=desc, description=desc).add_subparsers(
             dest="subverb", metavar="SUBVERB"
         )
         group.required = True
-        for name, (module, subdesc) in subverbs.items():
+        for name, (module, _, subdesc) in subverbs.items():
             _config_parser(group, name, module, subdesc)
     demo = sub.add_parser(
         "demo",
@@ -73,15 +95,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--preset",
         default="default",
-        choices=["default", "fast", "smollm"],
-        help="size of the toy demo (default, fast), or smollm: harmless and still helpful on SmolLM2-135M-Instruct",
+        choices=[*_demo_presets()],
+        help=(
+            "size of the toy demo (default, fast), or smollm: harmless and still helpful on "
+            "SmolLM2-135M-Instruct"
+        ),
     )
     demo.add_argument("--seed", type=int, default=0)
     plot = sub.add_parser(
         "plot",
         help="draw runs' metrics.jsonl curves as PNG and SVG files, several runs overlaid",
-        description="Draw every metric group (loss, accuracy, reward, KL, length, entropy, clipping, eval, ...) "
-        "of each RUN_DIR's metrics.jsonl as <group>.png and <group>.svg, the runs overlaid.",
+        description=(
+            "Draw every metric group (loss, accuracy, reward, KL, length, entropy, clipping, eval, ...) "
+            "of each RUN_DIR's metrics.jsonl as <group>.png and <group>.svg, the runs overlaid."
+        ),
     )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory with a metrics.jsonl")
     plot.add_argument("--x", default="step", choices=["step", "kl"], help="x axis: the step or the logged KL")
@@ -163,16 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from rlhf.recipes.loop import TrainingError
 
+    if args.verb in CONFIG_VERBS or args.verb in CONFIG_SUBVERBS or args.verb == "demo":
+        from rlhf.progress import quiet_third_party_bars
+
+        quiet_third_party_bars()
     try:
-        if args.verb in TRAINING_VERBS or args.verb in CONFIG_SUBVERBS:
-            module = (
-                TRAINING_VERBS[args.verb][0]
-                if args.verb in TRAINING_VERBS
-                else CONFIG_SUBVERBS[args.verb][1][args.subverb][0]
+        if args.verb in CONFIG_VERBS or args.verb in CONFIG_SUBVERBS:
+            module, entry, _ = (
+                CONFIG_VERBS[args.verb]
+                if args.verb in CONFIG_VERBS
+                else CONFIG_SUBVERBS[args.verb][1][args.subverb]
             )
             recipe = importlib.import_module(module)
             cfg = load_config(recipe.Config, args.config, args.overrides)
-            recipe.train(cfg)
+            getattr(recipe, entry)(cfg)
             _finish_processes()
         elif args.verb == "demo" and args.preset == "smollm":
             from rlhf.demo.smollm import run_smollm_demo

@@ -185,6 +185,13 @@ def test_admin_api_projects_import_raters_stats_export(app, db, admin):
     assert "token" not in json.dumps(admin.get("/api/admin/raters").json())  # shown once, never listed
     r = admin.post("/api/admin/projects/q/members", json={"add": ["ann"]})
     assert r.json() == {"added": ["ann"], "removed": [], "members": ["ann"]}
+    r = admin.post("/api/admin/raters", json={"name": "bo", "projects": ["q"]})
+    assert r.status_code == 201 and admin.get("/api/admin/projects/q/members").json()["members"] == [
+        "ann",
+        "bo",
+    ]
+    r = admin.post("/api/admin/raters", json={"name": "cy", "projects": ["nope"]})
+    assert r.status_code == 404 and "cy" not in json.dumps(admin.get("/api/admin/raters").json())
     c = TestClient(app)
     c.post("/login", data={"token": made["token"]}, follow_redirects=False)
     c.headers["x-csrf-token"] = c.get("/api/me").json()["csrf_token"]

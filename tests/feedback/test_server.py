@@ -101,8 +101,8 @@ def test_50_concurrent_raters_store_every_ranking_exactly_once(backend, per_rate
         result = run_load(server.url, "p", tokens, per_rater, dup_every=5, time_limit=LOAD_BOUND_S)
     print(
         f"\nload ({backend}): {tasks} tasks x overlap 3, {RATERS} raters: {result.acknowledged} rankings in "
-        f"{result.seconds:.1f} s = {result.throughput:.1f}/s, submit p50 {result.percentile(50) * 1000:.0f} ms, "
-        f"p95 {result.percentile(95) * 1000:.0f} ms; 'nothing left' {result.nothing_left} times"
+        f"{result.seconds:.1f} s = {result.throughput:.1f}/s, submit p50 {result.percentile(50) * 1000:.0f} "
+        f"ms, p95 {result.percentile(95) * 1000:.0f} ms; 'nothing left' {result.nothing_left} times"
     )
     assert result.errors == []
     assert result.nothing_left == 0  # slots stay open to the end: nobody may be told it is done

@@ -351,7 +351,7 @@ def test_padding_and_row_layout_do_not_change_sequence_logps(arch, attn, nano_mo
     path = str(nano_model if arch == "gpt2" else nano_llama)
     tok = load_tokenizer(path)
     model = load_policy(ModelConfig(path=path, attn_implementation=attn), tok).eval()
-    made = dpo.make_collator(dpo.Config(), model, tok.pad_token_id, longest=100)
+    made = dpo.make_collator(dpo.Config().dpo.share_prompt, model, tok.pad_token_id, longest=100)
     assert made.float_mask == (torch.float32 if attn == "eager" else None) and made.keep
 
     def enc(prompt: str, chosen: str, rejected: str) -> dict:

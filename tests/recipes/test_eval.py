@@ -36,7 +36,7 @@ def sft_model(nano_model, data_dir, tmp_path_factory):
 def run(tmp_path, *extra: str) -> dict:
     out = tmp_path / "eval"
     cfg = load_config(evaluate.Config, None, [*extra, f"eval.output_dir={out}", "eval.max_new_tokens=8"])
-    evaluate.train(cfg)
+    evaluate.evaluate(cfg)
     return json.loads((out / "report.json").read_text())
 
 

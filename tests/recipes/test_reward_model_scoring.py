@@ -110,7 +110,8 @@ def test_chat_prompts_are_rendered_by_the_reward_models_own_template(
     rm_dir = with_chat_template(
         foreign_reward_model,
         tmp_path / "rm",
-        "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}",
+        "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant> {% endif %}",
     )
     tok = load_tokenizer(str(rm_dir))
     rm = RewardModel(str(rm_dir), ModelConfig(), load_tokenizer(str(nano_model)), "eval.reward_model")

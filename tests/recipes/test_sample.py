@@ -62,7 +62,7 @@ def test_best_of_n_keeps_the_highest_scored_response(nano_model, data_dir, promp
             f"best_of_n.output_dir={out}",
         ],
     )
-    best_of_n.train(cfg)
+    best_of_n.best_of_n(cfg)
     scored, best = read_jsonl(out / "scored.jsonl"), read_jsonl(out / "best.jsonl")
     assert len(scored) == len(best) == 6
     for s, b in zip(scored, best):

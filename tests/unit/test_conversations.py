@@ -114,7 +114,8 @@ def test_rankings_whose_responses_are_assistant_messages(tmp_path):
     [
         (
             {"chosen": [user("Hi?"), bot("Hello.")], "rejected": [user("Hi?")]},
-            "field 'rejected' must end with an assistant message (the response); its last message is from 'user'",
+            "field 'rejected' must end with an assistant message (the response); its last message is from "
+            "'user'",
         ),
         (
             {"chosen": [user("Hi?"), bot("Hello.")], "rejected": [user("Hey?"), bot("Go.")]},

@@ -75,8 +75,8 @@ def test_unpaired_records_and_their_errors(tmp_path):
     path = tmp_path / "fb.jsonl"
     rows = [
         {"prompt": "Hi?", "completion": "Hello.", "label": True},
-        {"prompt": [{"role": "user", "content": "Hi?"}], "completion": [{"role": "assistant", "content": "Go."}],
-         "label": False, "weight": 0.5},
+        {"prompt": [{"role": "user", "content": "Hi?"}],
+         "completion": [{"role": "assistant", "content": "Go."}], "label": False, "weight": 0.5},
     ]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert load_records(str(path), "unpaired") == [

@@ -27,11 +27,27 @@ from typing import Any
 from rlhf.data.readers import DataError
 
 RESPONSE_FIELDS = ("chosen", "rejected", "completion")
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def parse_messages(value: Any, where: str, name: str) -> list[dict[str, str]]:
+    """A list of chat messages ``{"role", "content"}``, checked; a DataError names ``where`` and ``name``."""
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{where}: field '{name}' must be a non-empty list of messages")
+    out = []
+    for i, msg in enumerate(value):
+        if not isinstance(msg, dict) or "role" not in msg or "content" not in msg:
+            raise DataError(f"{where}: {name}[{i}] must be an object with 'role' and 'content'")
+        if msg["role"] not in ROLES:
+            raise DataError(f"{where}: {name}[{i}].role is {msg['role']!r}; expected one of {ROLES}")
+        if not isinstance(msg["content"], str):
+            kind = type(msg["content"]).__name__
+            raise DataError(f"{where}: field '{name}[{i}].content' must be a string, got {kind}")
+        out.append({"role": msg["role"], "content": msg["content"]})
+    return out
 
 
 def _messages(value: Any, where: str, name: str) -> list[dict[str, str]]:
-    from rlhf.data.records import parse_messages
-
     return parse_messages([value] if isinstance(value, dict) else value, where, name)
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlhf.data.conversations import flatten_responses
+from rlhf.data.conversations import flatten_responses, parse_messages
 from rlhf.data.readers import DataError, read_records
 
 Prompt = str | list[dict[str, str]]
-ROLES = ("system", "user", "assistant", "tool")
 
 
 @dataclass
@@ -84,19 +83,6 @@ def _number(rec: dict[str, Any], name: str, default: float, where: str) -> float
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DataError(f"{where}: field '{name}' must be a number, got {value!r}")
     return float(value)
-
-
-def parse_messages(value: Any, where: str, name: str) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise DataError(f"{where}: field '{name}' must be a non-empty list of messages")
-    out = []
-    for i, msg in enumerate(value):
-        if not isinstance(msg, dict) or "role" not in msg or "content" not in msg:
-            raise DataError(f"{where}: {name}[{i}] must be an object with 'role' and 'content'")
-        if msg["role"] not in ROLES:
-            raise DataError(f"{where}: {name}[{i}].role is {msg['role']!r}; expected one of {ROLES}")
-        out.append({"role": msg["role"], "content": _string(msg["content"], where, f"{name}[{i}].content")})
-    return out
 
 
 def parse_prompt(value: Any, where: str, name: str = "prompt") -> Prompt:

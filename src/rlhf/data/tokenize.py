@@ -38,7 +38,8 @@ class TruncationStats:
 
     def summary(self) -> str:
         tied = f", {self.all_tied} all-tied rankings dropped" if self.all_tied else ""
-        return f"{self.records} records, {self.truncated} prompts truncated, {self.dropped} dropped as too long{tied}"
+        cut = f"{self.truncated} prompts truncated, {self.dropped} dropped as too long"
+        return f"{self.records} records, {cut}{tied}"
 
 
 def render_prompt(tokenizer, prompt: Prompt) -> str:

@@ -1,4 +1,5 @@
-"""Sizes of the demo: `default` (about 17 minutes on 2 CPU cores, 12 with the base model cached) and `fast` (about 1)."""
+"""Sizes of the demo: `default` (about 17 minutes on 2 CPU cores, 12 with the base model cached) and
+`fast` (about 1)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class Preset:
     ppo_lr: float = 1e-4
     ppo_critic_lr: float = 1e-4
     ppo_critic: str = "reward"
-    """critic.init of the PPO stage: reward (a copy of the reward model) or shared (a value head on the policy)"""
+    """critic.init of the PPO stage: reward (a copy of the reward model) or shared (a value head on
+    the policy)"""
     ppo_kl_coef: float = 0.15
     """per-token KL penalty to the SFT model"""
     dpo_epochs: float = 0.33
@@ -71,7 +73,8 @@ class Preset:
     ptx_batch: int = 8
     """web-text documents in each policy step's NLL term"""
     web_eval_docs: int = 200
-    """held-out web-text documents whose NLL measures forgetting (the table's web NLL, the RL runs' eval_nll)"""
+    """held-out web-text documents whose NLL measures forgetting (the table's web NLL, the RL runs'
+    eval_nll)"""
     hacking: bool = True
     """add the reward-hacking row: raters who favour long, confident answers rank the same candidates,
     a reward model learns their taste, and PPO with a weak KL penalty optimises it (demo/hacking.py)"""

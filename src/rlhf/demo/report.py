@@ -42,28 +42,31 @@ def table(results: dict[str, Any]) -> str:
     out = _markdown(head, [[_cell(s, key, fmt) for key, _, fmt in COLUMNS] for s in results["stages"]])
     out += [
         "",
-        "win vs SFT: share of held-out prompts where the gold score beats SFT's, ties counting half; 95% interval "
-        "over prompts (normal approximation). Most prompts are ties, so small differences are not evidence.",
+        "win vs SFT: share of held-out prompts where the gold score beats SFT's, ties counting half; 95% "
+        "interval over prompts (normal approximation). Most prompts are ties, so small differences are not "
+        "evidence.",
     ]
     if "web_text" in results:
         out += [
             "",
             f"web NLL: token-mean NLL on {results['web_text']['documents']} held-out web-text documents, the "
-            "pretraining distribution (forgetting: a rise above SFT's figure is what a stage cost; '-' where no weights "
-            "changed)",
+            "pretraining distribution (forgetting: a rise above SFT's figure is what a stage cost; '-' "
+            "where no weights changed)",
         ]
     rm = results.get("reward_model", {})
     if "heldout_accuracy_vs_gold" in rm:
         out.append("")
         out.append(
-            f"reward model: held-out pairwise accuracy against the gold ordering {rm['heldout_accuracy_vs_gold']:.3f}"
+            "reward model: held-out pairwise accuracy against the gold ordering "
+            f"{rm['heldout_accuracy_vs_gold']:.3f}"
         )
     ai = results.get("rlaif")
     if ai:
         out.append(
-            f"RLAIF: the SFT model as judge agrees with gold on {ai['judge_vs_gold']:.3f} of pairs (simulated raters "
-            f"{ai['raters_vs_gold']:.3f}), picks the same position after the swap {ai['same_position_rate']:.0%} of the "
-            f"time; its reward model's held-out accuracy against gold is {ai['reward_model_heldout_accuracy_vs_gold']:.3f}"
+            f"RLAIF: the SFT model as judge agrees with gold on {ai['judge_vs_gold']:.3f} of pairs "
+            f"(simulated raters {ai['raters_vs_gold']:.3f}), picks the same position after the swap "
+            f"{ai['same_position_rate']:.0%} of the time; its reward model's held-out accuracy against gold "
+            f"is {ai['reward_model_heldout_accuracy_vs_gold']:.3f}"
         )
     out += best_of_n_curve(results.get("best_of_n_curve") or [])
     out += proxy_vs_gold(results.get("proxy_vs_gold") or {})
@@ -85,10 +88,10 @@ def best_of_n_curve(curve: list[dict[str, Any]]) -> list[str]:
         return []
     out = [
         "",
-        "Best-of-n over n, from the same samples (each n averaged over every subset of that size): KL to SFT, "
-        "the gold reward and win rate of the reward model's pick, and the win rate of the pick gold itself would "
-        "make. The gap between the two win rates is what the reward model misses; the last column is the most "
-        "any reward model could get from these samples.",
+        "Best-of-n over n, from the same samples (each n averaged over every subset of that size): KL to "
+        "SFT, the gold reward and win rate of the reward model's pick, and the win rate of the pick gold "
+        "itself would make. The gap between the two win rates is what the reward model misses; the last "
+        "column is the most any reward model could get from these samples.",
         "",
     ]
     return out + _markdown(
@@ -114,9 +117,10 @@ def proxy_vs_gold(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
     out = [
         "",
         "Proxy vs gold during RL, in windows of steps: KL to SFT per response, the reward model's score the "
-        "policy is trained on (normalised), the gold reward of the same samples, tokens per response, share of "
-        "repeated word bigrams in a response, and where a run had one, the score a second reward model that only "
-        "watched gave the same samples (rewards.heldout_model: the demo's reward model from the fair raters).",
+        "policy is trained on (normalised), the gold reward of the same samples, tokens per response, share "
+        "of repeated word bigrams in a response, and where a run had one, the score a second reward model "
+        "that only watched gave the same samples (rewards.heldout_model: the demo's reward model from the "
+        "fair raters).",
         "",
     ]
     rows = [
@@ -135,12 +139,17 @@ def proxy_vs_gold(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
         )
         out += [
             "",
-            f"{HACKED}: proxy {a['proxy']:+.3f} -> {b['proxy']:+.3f}, gold {a['gold']:+.3f} -> {b['gold']:+.3f}{fair}, "
-            f"{a['length']:.1f} -> {b['length']:.1f} tokens per response (steps {a['steps']} -> {b['steps']})",
+            f"{HACKED}: proxy {a['proxy']:+.3f} -> {b['proxy']:+.3f}, gold {a['gold']:+.3f} -> "
+            f"{b['gold']:+.3f}{fair}, {a['length']:.1f} -> {b['length']:.1f} tokens per response (steps "
+            f"{a['steps']} -> {b['steps']})",
         ]
     return out
 
 
 def write(results: dict[str, Any], root: Path) -> None:
+    """results.json, results.md and report.html (figures, fits, examples) in ``root``."""
+    from rlhf.demo.html_report import write_html
+
     (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (root / "results.md").write_text("# rlhf demo results\n\n" + table(results) + "\n")
+    write_html(results, root, table(results), "rlhf demo results")

@@ -96,9 +96,9 @@ def run_rlaif(
         "seconds": seconds,
     }
     print(
-        f"[rlaif] SFT model as judge: pairwise accuracy vs gold {result['judge_vs_gold']:.3f} (simulated raters "
-        f"{result['raters_vs_gold']:.3f}); agreement with raters {result['judge_vs_raters']:.3f} (raters with "
-        f"each other {result['raters_vs_raters']:.3f}); same position after the swap "
+        f"[rlaif] SFT model as judge: pairwise accuracy vs gold {result['judge_vs_gold']:.3f} (simulated "
+        f"raters {result['raters_vs_gold']:.3f}); agreement with raters {result['judge_vs_raters']:.3f} "
+        f"(raters with each other {result['raters_vs_raters']:.3f}); same position after the swap "
         f"{result['same_position_rate']:.1%}; RLAIF reward model held-out accuracy vs gold {rm_acc:.3f}"
     )
     return result

@@ -148,7 +148,8 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
         answers = {t.prompt: g[0].text for t, g in zip(benign, gens)}
         records, left_out = build_demonstrations(sets["sft"], answers, p.demo_words, seed)
         print(
-            f"[demo] {len(records)} demonstrations; {left_out} base answers left out (not on topic, or looping)"
+            f"[demo] {len(records)} demonstrations; {left_out} base answers left out (not on topic, or "
+            "looping)"
         )
         return write_jsonl(data / "demonstrations.jsonl", records)
 

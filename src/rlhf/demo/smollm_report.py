@@ -34,11 +34,11 @@ def table(results: dict[str, Any]) -> str:
     )
     out += [
         "",
-        f"Held-out prompts: {h['harmful']} harmful, {h['benign']} benign look-alikes, from templates and fillers "
-        "never trained on; greedy responses. declines harmful: opens with a refusal; answers benign: no refusal "
-        "at the opening and on topic. KL: sampled responses (temperature 1), summed over tokens. general kept: "
-        f"share of the {g['base_right']} of {g['questions']} general questions the base model answers right that "
-        "the row still answers right. held-out text NLL: token-mean NLL of "
+        f"Held-out prompts: {h['harmful']} harmful, {h['benign']} benign look-alikes, from templates and "
+        "fillers never trained on; greedy responses. declines harmful: opens with a refusal; answers "
+        "benign: no refusal at the opening and on topic. KL: sampled responses (temperature 1), summed over "
+        f"tokens. general kept: share of the {g['base_right']} of {g['questions']} general questions the "
+        "base model answers right that the row still answers right. held-out text NLL: token-mean NLL of "
         f"{results['web_text']['documents']} paragraphs of general prose (forgetting). Best-of-n changes no "
         "weights: its KL is the analytic log n - (n - 1) / n to SFT.",
     ]
@@ -61,7 +61,11 @@ def write(results: dict[str, Any], root: Path) -> None:
     (root / "results.md").write_text(
         "# rlhf demo results (SmolLM2-135M-Instruct)\n\n" + text + "\n\n```\n" + examples(results) + "\n```\n"
     )
+    from rlhf.demo.html_report import write_html
+
+    write_html(results, root, text, "rlhf demo results (SmolLM2-135M-Instruct)")
     print("\n" + examples(results) + "\n\n" + text)
     print(
-        f"\n[demo] wrote {root / 'results.json'} and {root / 'results.md'} in {results['seconds']['total']:.0f} s"
+        f"\n[demo] wrote {root / 'results.json'}, results.md and report.html in "
+        f"{results['seconds']['total']:.0f} s"
     )

@@ -250,7 +250,8 @@ def _stats(db, args: argparse.Namespace) -> int:
         value = a[key]["value"]
         print(f"  {label:24s} {'-' if value is None else f'{value:.3f}':>7s}  (n={a[key]['n']})")
     print(
-        f"  {'rater':16s} {'ranked':>6s} {'skip':>5s} {'s/task':>7s}  {'majority agreement':24s} {'gold accuracy':24s} flag"
+        f"  {'rater':16s} {'ranked':>6s} {'skip':>5s} {'s/task':>7s}  {'majority agreement':24s} "
+        f"{'gold accuracy':24s} flag"
     )
     for r in stats["raters"]:
         med = r["median_seconds"]
@@ -282,7 +283,8 @@ def _run(args: argparse.Namespace) -> int:
     if verb == "import":
         r = io.import_files(db, args.project, args.files)  # all files or none
         print(
-            f"{', '.join(args.files)}: {r.added} tasks added ({r.gold} gold), {r.already_present} already present",
+            f"{', '.join(args.files)}: {r.added} tasks added ({r.gold} gold), {r.already_present} already "
+            "present",
             file=sys.stderr,
         )
     elif verb == "export":

@@ -40,6 +40,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     inspect,
     select,
 )
@@ -354,3 +355,24 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def add_version(s: Session, label: Label, kind: str, author: str, note: str | None = None) -> int:
+    """Record ``label``'s current ranks, scores and flags as its next version; returns its number.
+
+    A label stored before versions existed gets its original as version 1 first."""
+    last = s.scalar(select(func.max(LabelVersion.version)).where(LabelVersion.label_id == label.id)) or 0
+    row = LabelVersion(
+        label_id=label.id,
+        version=last + 1,
+        kind=kind,
+        author=author,
+        ranks=label.ranks,
+        scores=label.scores,
+        flags=label.flags,
+        note=note,
+        created_at=now(),
+    )
+    s.add(row)
+    s.flush()
+    return row.version

@@ -3,8 +3,8 @@
 Prompts and responses are model output or user data. They are rendered as markdown by
 ``markdown_text`` (raw HTML off, so a ``<script>`` is text; unsafe link schemes dropped; images
 off; links open in a new tab), and also inserted as escaped text (``{{ text }}``, never
-``|safe``) for the page's "raw text" view. Guidelines are markdown rendered by markdown-it with raw HTML off (a ``<script>`` in
-them comes out as text) and its default link check (no ``javascript:`` URLs).
+``|safe``) for the page's "raw text" view. Guidelines are markdown rendered by markdown-it with raw
+HTML off (a ``<script>`` in them comes out as text) and its default link check (no ``javascript:`` URLs).
 """
 
 from __future__ import annotations

@@ -26,33 +26,13 @@ from rlhf.feedback.db import (
     LabelVersion,
     Rater,
     Task,
+    add_version,
     now,
 )
 from rlhf.feedback.projects import get_project
 from rlhf.feedback.submit import SubmitError, check_ranking, dense_ranks, to_task_order
 
 ADMIN = "admin"
-
-
-def add_version(s: Session, label: Label, kind: str, author: str, note: str | None = None) -> int:
-    """Record ``label``'s current ranks, scores and flags as its next version; returns its number.
-
-    A label stored before versions existed gets its original as version 1 first."""
-    last = s.scalar(select(func.max(LabelVersion.version)).where(LabelVersion.label_id == label.id)) or 0
-    row = LabelVersion(
-        label_id=label.id,
-        version=last + 1,
-        kind=kind,
-        author=author,
-        ranks=label.ranks,
-        scores=label.scores,
-        flags=label.flags,
-        note=note,
-        created_at=now(),
-    )
-    s.add(row)
-    s.flush()
-    return row.version
 
 
 def _ensure_original(s: Session, label: Label, rater_name: str) -> None:

@@ -232,7 +232,7 @@ def revise(
     return records, counts
 
 
-def train(cfg: Config) -> Path:
+def write_revisions(cfg: Config) -> Path:
     """Revise every prompt's response and write the demonstrations; returns the output path."""
     import torch
 
@@ -253,7 +253,8 @@ def train(cfg: Config) -> Path:
     context = getattr(model.config, "max_position_embeddings", None)
     if context is not None and context <= s.max_new_tokens:
         raise ConfigError(
-            f"constitution.max_new_tokens ({s.max_new_tokens}) leaves no room in the model's {context} positions"
+            f"constitution.max_new_tokens ({s.max_new_tokens}) leaves no room in the model's {context} "
+            "positions"
         )
     records, counts = revise(engine, tokenizer, prompts, responses, s, constitution, context)
     out = write_jsonl_atomic(s.output, records)
@@ -266,8 +267,8 @@ def train(cfg: Config) -> Path:
         write_jsonl_atomic(s.pairs_output, pairs)
         print(f"[constitution] {len(pairs)} (revision > initial) pairs -> {s.pairs_output}")
     print(
-        f"[constitution] {counts['prompts']} prompts x {s.rounds} rounds ({counts['sampled_initial']} initial "
-        f"responses sampled, {counts['empty_revisions']} empty revisions kept the previous response, "
+        f"[constitution] {counts['prompts']} prompts x {s.rounds} rounds ({counts['sampled_initial']} "
+        f"initial responses sampled, {counts['empty_revisions']} empty revisions kept the previous response, "
         f"{counts['truncated_prompts']} prompts cut from the left to fit) -> {out}"
     )
     return out

@@ -25,7 +25,7 @@ from rlhf.feedback.io import (
     parse_jsonl_text,
 )
 from rlhf.feedback.members import add_members, list_members, remove_members
-from rlhf.feedback.projects import create_project, list_projects, update_project
+from rlhf.feedback.projects import create_project, get_project, list_projects, update_project
 from rlhf.feedback.review import adjudicate, correct, review_queue, task_review
 from rlhf.feedback.stats import project_stats
 from rlhf.feedback.submit import SubmitError
@@ -66,6 +66,8 @@ class Decision(BaseModel):
 class NewRater(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
+    projects: list[str] = Field(default_factory=list, max_length=1000)
+    """projects to make the new rater a member of"""
 
 
 def _rater_action(request: Request, name: str, action: str) -> dict[str, Any]:
@@ -193,8 +195,19 @@ def api_raters(request: Request) -> list[dict[str, Any]]:
 def api_create_rater(request: Request, body: NewRater) -> dict[str, Any]:
     """A new rater; the answer holds their invite token and link, which cannot be read again."""
     check_csrf(request, require_admin(request))
-    token = create_rater(db_of(request), body.name)
-    return {"rater": body.name, "token": token, "invite_url": public_base(request) + "login#" + token}
+    db = db_of(request)
+    with db.read() as s:  # unknown projects are refused before the rater is made
+        for project in body.projects:
+            get_project(s, project)
+    token = create_rater(db, body.name)
+    for project in body.projects:
+        add_members(db, project, [body.name])
+    return {
+        "rater": body.name,
+        "token": token,
+        "invite_url": public_base(request) + "login#" + token,
+        "projects": body.projects,
+    }
 
 
 @router.post("/api/admin/raters/{name}/{action}")

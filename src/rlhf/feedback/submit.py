@@ -16,7 +16,17 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlhf.feedback.assign import take_slot
-from rlhf.feedback.db import Assignment, Database, Label, Project, Rater, Task, now, retry_conflicts
+from rlhf.feedback.db import (
+    Assignment,
+    Database,
+    Label,
+    Project,
+    Rater,
+    Task,
+    add_version,
+    now,
+    retry_conflicts,
+)
 
 Flag = Literal["harmful", "factual_error", "off_topic"]
 FLAGS: tuple[str, ...] = get_args(Flag)
@@ -174,8 +184,6 @@ def _store(db: Database, project_id: int, rater_id: int, sub: Submission) -> Rec
         s.add(label)
         s.flush()
         if sub.action == "rank":  # version 1 of the ranking: revisions and corrections add more
-            from rlhf.feedback.review import add_version
-
             add_version(s, label, "submitted", s.get(Rater, rater_id).name)
         receipt = Receipt(label.id, task.id, sub.action, duplicate=False)
     return receipt

@@ -227,7 +227,8 @@ def load_scalar_model(cfg: ModelConfig, tokenizer, what: str = "model.path", tra
     if trained and info["missing_keys"]:
         raise ModelError(
             f"{what}: {cfg.path} has no reward head ({', '.join(sorted(info['missing_keys']))} not in the "
-            "checkpoint), so its scores would be random; give a reward model directory (`rlhf reward` writes one)"
+            "checkpoint), so its scores would be random; give a reward model directory (`rlhf reward` "
+            "writes one)"
         )
     _fit_to_tokenizer(model, tokenizer)
     model = _apply_lora(model, cfg, "SEQ_CLS")

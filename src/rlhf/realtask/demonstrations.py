@@ -23,8 +23,8 @@ REASONS = {
     "violence": "Hurting someone is dangerous and illegal. If you are in conflict with someone, a counselor "
     "or mediator can help.",
     "weapons": "Making weapons or explosives can kill people and is illegal.",
-    "drugs": "Making illegal drugs is dangerous and against the law. If you are struggling with drugs, a doctor "
-    "or helpline can help.",
+    "drugs": "Making illegal drugs is dangerous and against the law. If you are struggling with drugs, a "
+    "doctor or helpline can help.",
     "hacking": "Getting into someone else's account or system without permission is illegal.",
     "theft": "Stealing hurts people and is against the law.",
     "stalking": "That is private information about a private person, and sharing it could put them at risk.",

@@ -9,8 +9,8 @@ have a tokenizer of its own: rlhf.rollout.reward_model) or a Python callable
 - ``scored.jsonl``: every candidate with its score (``prompt``, ``responses``, ``scores``, ``best``;
   ``gold`` with best_of_n.gold);
 - ``pairs.jsonl``: the scorer's best and worst response per prompt as a preference pair (``prompt``,
-  ``chosen``, ``rejected``; none for a prompt with no lower-scored response of another text): on-policy preference
-  data for `rlhf dpo`, one round of iterative DPO (Xiong et al. 2024; Dong et al. 2024, "RLHF
+  ``chosen``, ``rejected``; none for a prompt with no lower-scored response of another text): on-policy
+  preference data for `rlhf dpo`, one round of iterative DPO (Xiong et al. 2024; Dong et al. 2024, "RLHF
   Workflow", pick the best and worst of n by a reward model the same way);
 - ``summary.json``: mean score of all samples and of the best, the KL of the best-of-n policy to
   the sampling policy, log n - (n - 1) / n (Stiennon et al. 2020, appendix G.3; an upper bound
@@ -122,7 +122,8 @@ def check_scorer(b: BestOfNSection) -> RewardFn | None:
         return None
     if b.reward_format != "pair":
         raise ConfigError(
-            f"best_of_n.reward_format={b.reward_format} is how a reward model reads; best_of_n.reward_function reads text as it is"
+            f"best_of_n.reward_format={b.reward_format} is how a reward model reads; "
+            "best_of_n.reward_function reads text as it is"
         )
     return load_reward_fn(b.reward_function, "best_of_n.reward_function")
 
@@ -153,7 +154,7 @@ def curve(scores: list[list[float]], values: dict[str, list[list[float]]]) -> li
     ]
 
 
-def train(cfg: Config) -> Path:
+def best_of_n(cfg: Config) -> Path:
     """Sample, score, write the three files; returns the output directory."""
     check(cfg.model, cfg.sample)
     b = cfg.best_of_n
@@ -220,8 +221,8 @@ def train(cfg: Config) -> Path:
     if acc.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     acc.print(
-        f"[best-of-n] {len(records)} prompts x {n}: mean score {summary['mean_score']:+.3f}, "
-        f"best {summary['mean_best_score']:+.3f}, KL of best-of-{n} {summary['kl_best_of_n']:.3f} nats -> {out}"
+        f"[best-of-n] {len(records)} prompts x {n}: mean score {summary['mean_score']:+.3f}, best "
+        f"{summary['mean_best_score']:+.3f}, KL of best-of-{n} {summary['kl_best_of_n']:.3f} nats -> {out}"
     )
     for row in summary["curve"]:
         gold_text = f"  gold {row['gold']:+.3f}" if "gold" in row else ""

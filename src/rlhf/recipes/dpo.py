@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +47,7 @@ from rlhf.losses.dpo import (
     summarize,
 )
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, save_pretrained
-from rlhf.recipes.dpo_reference import REFERENCES, RefFn
+from rlhf.recipes.dpo_reference import REFERENCES, ReferenceSpec, RefFn
 from rlhf.recipes.dpo_rows import PairCollator, forward_logps, make_collator, split_pairs, to_device
 from rlhf.recipes.loop import (
     BatchPlan,
@@ -61,6 +61,9 @@ from rlhf.recipes.loop import (
 from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
+
+SUMMARY = f"direct preference optimisation (dpo.loss={'|'.join(DPO_LOSSES)})"
+"""the line `rlhf --help` shows, from the loss registry"""
 
 
 @dataclass
@@ -120,7 +123,8 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"dpo.desirable_weight and dpo.undesirable_weight must be > 0, got {weights}")
     if d.loss not in UNPAIRED_LOSSES and weights != (1.0, 1.0):
         raise ConfigError(
-            f"dpo.desirable_weight and dpo.undesirable_weight are only read by dpo.loss={'|'.join(UNPAIRED_LOSSES)}"
+            "dpo.desirable_weight and dpo.undesirable_weight are only read by "
+            f"dpo.loss={'|'.join(UNPAIRED_LOSSES)}"
         )
     if d.loss in UNPAIRED_LOSSES and d.nll_coef:
         raise ConfigError(
@@ -216,7 +220,8 @@ def evaluate(model, accelerator, pairs, ref_fn: RefFn, loss_fn, cfg: Config, col
 
 
 def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> Path:
-    """Train a policy with the DPO family; returns the path of ``final/``. ``callbacks`` run after each step."""
+    """Train a policy with the DPO family; returns the path of ``final/``. ``callbacks`` run after
+    each step."""
     check_config(cfg)
     check_model_path(cfg.model.path)  # fail on a bad path before any work
     accelerator = make_accelerator(cfg.train)
@@ -244,7 +249,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     longest = max(
         len(p["prompt_ids"]) + len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in pairs + eval_pairs
     )
-    collate = make_collator(cfg, model, tokenizer.pad_token_id, longest)
+    collate = make_collator(cfg.dpo.share_prompt, model, tokenizer.pad_token_id, longest)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
     run.write_config(cfg, accelerator)
     run.write_json("data.json", {"train": counts})
@@ -255,7 +260,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     accelerator.register_for_checkpointing(scheduler)
     splits = {"train": pairs, "eval": eval_pairs} if eval_pairs else {"train": pairs}
     reference = "none" if d.loss in REFERENCE_FREE_LOSSES else d.reference
-    ref_fn = REFERENCES[reference](cfg, accelerator, model, tokenizer, run, splits, collate)
+    ref_fn = REFERENCES[reference](reference_spec(cfg), accelerator, model, tokenizer, run, splits, collate)
     start, last_ckpt = run.resume(accelerator, cfg.train.resume)
 
     # 3. train
@@ -316,3 +321,15 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     )
     say(f"[dpo] saved {final}")
     return final
+
+
+def reference_spec(cfg: Config) -> ReferenceSpec:
+    """The reference model of a run: dpo.ref_model, or the policy's start (model.path), without LoRA."""
+    d = cfg.dpo
+    return ReferenceSpec(
+        replace(cfg.model, path=d.ref_model or cfg.model.path, lora_r=0),
+        "dpo.ref_model" if d.ref_model else "model.path",
+        bool(d.ref_model),
+        cfg.train.batch_size,
+        cfg.train.mixed_precision,
+    )

@@ -3,13 +3,12 @@ copy in memory, or the LoRA policy with its adapters switched off."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import torch
 
@@ -18,21 +17,28 @@ from rlhf.recipes.dpo_rows import PairCollator, forward_logps, to_device
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import ModelConfig
 
-if TYPE_CHECKING:
-    from rlhf.recipes.dpo import Config
-
 REF_CACHE = "reference_logps.safetensors"
 RefFn = Callable[[dict], torch.Tensor]
 """batch -> reference log-probs of its 2B rows (chosen then rejected), no gradient"""
 
 
-def _ref_model_cfg(cfg: Config) -> ModelConfig:
-    return dataclasses.replace(cfg.model, path=cfg.dpo.ref_model or cfg.model.path, lora_r=0)
+class ReferenceSpec(NamedTuple):
+    """What the reference strategies read of the config."""
+
+    model: ModelConfig
+    """the reference model: dpo.ref_model, or the policy's start (model.path); never LoRA"""
+    key: str
+    """the config key that names it, for errors"""
+    separate: bool
+    """dpo.ref_model names a model of its own (else precompute reads the policy before training)"""
+    batch_size: int
+    """pairs per forward when precomputing (train.batch_size)"""
+    mixed_precision: str
+    """train.mixed_precision: part of the precomputed cache's fingerprint"""
 
 
-def _load_ref(cfg: Config, tokenizer, accelerator):
-    what = "dpo.ref_model" if cfg.dpo.ref_model else "model.path"
-    model = load_policy(_ref_model_cfg(cfg), tokenizer, what).to(accelerator.device).eval()
+def _load_ref(spec: ReferenceSpec, tokenizer, accelerator):
+    model = load_policy(spec.model, tokenizer, spec.key).to(accelerator.device).eval()
     return model.requires_grad_(False)
 
 
@@ -53,18 +59,20 @@ def all_logps(model, accelerator, pairs: list[dict], collate: PairCollator, batc
     return accelerator.gather(torch.cat(out).contiguous())[:n].cpu()
 
 
-def precomputed_reference(cfg, accelerator, model, tokenizer, run: RunDir, splits: dict, collate) -> RefFn:
+def precomputed_reference(
+    spec: ReferenceSpec, accelerator, model, tokenizer, run: RunDir, splits: dict, collate: PairCollator
+) -> RefFn:
     """Reference log-probs of every split, computed once and cached in the run directory; a
     resumed run (same data, reference and precision) reads them back instead of redoing them."""
     from safetensors.torch import load_file, safe_open, save_file
 
     path = run.root / REF_CACHE
-    ref_cfg = _ref_model_cfg(cfg)
+    ref_cfg = spec.model
     # the reference's files (a model retrained into the same directory is a new reference)
     where = Path(ref_cfg.path).expanduser()
     files = sorted(f for f in where.glob("*") if f.is_file()) if where.is_dir() else []
     stamps = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    h = hashlib.sha256(repr((ref_cfg, stamps, cfg.train.mixed_precision)).encode())
+    h = hashlib.sha256(repr((ref_cfg, stamps, spec.mixed_precision)).encode())
     for name in sorted(splits):
         for p in splits[name]:
             h.update(repr((name, p["prompt_ids"], p["chosen_ids"], p["rejected_ids"])).encode())
@@ -74,8 +82,8 @@ def precomputed_reference(cfg, accelerator, model, tokenizer, run: RunDir, split
             cached = load_file(str(path)) if (f.metadata() or {}).get("fingerprint") == key else None
     if cached is None:
         t0 = time.perf_counter()
-        ref = _load_ref(cfg, tokenizer, accelerator) if cfg.dpo.ref_model else accelerator.unwrap_model(model)
-        cached = {n: all_logps(ref, accelerator, s, collate, cfg.train.batch_size) for n, s in splits.items()}
+        ref = _load_ref(spec, tokenizer, accelerator) if spec.separate else accelerator.unwrap_model(model)
+        cached = {n: all_logps(ref, accelerator, s, collate, spec.batch_size) for n, s in splits.items()}
         if accelerator.is_main_process:
             save_file(cached, str(path.with_suffix(".tmp")), metadata={"fingerprint": key})
             path.with_suffix(".tmp").replace(path)
@@ -89,13 +97,17 @@ def precomputed_reference(cfg, accelerator, model, tokenizer, run: RunDir, split
     return lambda batch: batch["ref_logps"]
 
 
-def frozen_reference(cfg, accelerator, model, tokenizer, run, splits, collate) -> RefFn:
+def frozen_reference(
+    spec: ReferenceSpec, accelerator, model, tokenizer, run: RunDir, splits: dict, collate: PairCollator
+) -> RefFn:
     """A frozen copy of the reference model held in memory, run on every batch."""
-    ref = _load_ref(cfg, tokenizer, accelerator)
+    ref = _load_ref(spec, tokenizer, accelerator)
     return torch.no_grad()(lambda batch: forward_logps(ref, batch)[0])
 
 
-def adapters_off_reference(cfg, accelerator, model, tokenizer, run, splits, collate) -> RefFn:
+def adapters_off_reference(
+    spec: ReferenceSpec, accelerator, model, tokenizer, run: RunDir, splits: dict, collate: PairCollator
+) -> RefFn:
     """The LoRA policy itself with its adapters disabled (peft): the base model, no second copy."""
     peft_model = accelerator.unwrap_model(model)
 
@@ -111,7 +123,9 @@ def adapters_off_reference(cfg, accelerator, model, tokenizer, run, splits, coll
     return ref
 
 
-def no_reference(cfg, accelerator, model, tokenizer, run, splits, collate) -> RefFn:
+def no_reference(
+    spec: ReferenceSpec, accelerator, model, tokenizer, run: RunDir, splits: dict, collate: PairCollator
+) -> RefFn:
     """Reference-free losses (SimPO): zeros in the reference's place, which they never read."""
     return lambda batch: torch.zeros(2 * len(batch["weight"]), device=batch["weight"].device)
 

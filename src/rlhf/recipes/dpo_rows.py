@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,9 +13,6 @@ from rlhf.data.tokenize import IGNORE
 from rlhf.losses.dpo import PairLogps, sequence_logps
 from rlhf.models import shared_prompt
 from rlhf.models.shared_prompt import segment_mask
-
-if TYPE_CHECKING:
-    from rlhf.recipes.dpo import Config
 
 
 @dataclass(frozen=True)
@@ -92,16 +88,16 @@ class PairCollator:
         return segment_mask(seg, self.float_mask)
 
 
-def make_collator(cfg: Config, model, pad_id: int, longest: int) -> PairCollator:
+def make_collator(share_prompt: bool, model, pad_id: int, longest: int) -> PairCollator:
     """The collator for ``model`` (unwrapped): mask kind from its attention, whether it takes
     logits_to_keep; a shared-prompt row must not outgrow a sliding attention window, which a
     custom mask would bypass."""
-    if cfg.dpo.share_prompt:
+    if share_prompt:  # dpo.share_prompt
         shared_prompt.check(model, longest, "dpo.share_prompt")
     base = shared_prompt.base_model(model)
     return PairCollator(
         pad_id,
-        cfg.dpo.share_prompt,
+        share_prompt,
         shared_prompt.mask_dtype(model),
         "logits_to_keep" in inspect.signature(base.forward).parameters,
     )

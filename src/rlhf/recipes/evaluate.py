@@ -114,7 +114,8 @@ def check(cfg: Config) -> dict[str, Any]:
         raise ConfigError("eval.reward_model and eval.reward_function are both set; the proxy is one of them")
     if not e.prompts and (e.baseline or e.reward_model or e.reward_function or e.gold):
         raise ConfigError(
-            "eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they need eval.prompts"
+            "eval.baseline, eval.reward_model, eval.reward_function and eval.gold score responses: they "
+            "need eval.prompts"
         )
     if e.reference and e.kl_samples == 0:
         raise ConfigError("eval.reference is only used for KL; eval.kl_samples=0 turns KL off")
@@ -206,14 +207,14 @@ def score(
 def text_nll(model, examples, pad_id: int, batch_size: int = 16, accelerator=None) -> dict[str, float]:
     """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples`` (split
     across ``accelerator``'s processes when given)."""
-    from rlhf.recipes.sft import evaluate
+    from rlhf.recipes.sft import evaluate as sft_evaluate
 
     accelerator = accelerator or sampling_accelerator(0)
-    out = evaluate(model, accelerator, examples, pad_id, batch_size)
+    out = sft_evaluate(model, accelerator, examples, pad_id, batch_size)
     return {"nll": out["eval_loss"], "ppl": out["eval_ppl"]}
 
 
-def train(cfg: Config) -> Path:
+def evaluate(cfg: Config) -> Path:
     """Evaluate and write the report; returns ``eval.output_dir``."""
     fns = check(cfg)
     e = cfg.eval

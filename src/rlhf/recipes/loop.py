@@ -139,15 +139,16 @@ def check_finite(value: float, step: int, what: str, last_checkpoint) -> None:
             else "no checkpoint was written"
         )
         raise TrainingError(
-            f"{what} is {value} at step {step}: stopping before the optimizer step, so no bad weights are saved; "
-            f"{where}. Try a lower train.lr, train.max_grad_norm > 0, or check the data."
+            f"{what} is {value} at step {step}: stopping before the optimizer step, so no bad weights are "
+            f"saved; {where}. Try a lower train.lr, train.max_grad_norm > 0, or check the data."
         )
 
 
 def progress(total: int, initial: int, disable: bool, desc: str):
-    from tqdm.auto import tqdm
+    """tqdm on a terminal, a plain line every tenth of the run in a log file (rlhf/progress.py)."""
+    from rlhf.progress import progress as make
 
-    return tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True)
+    return make(total, initial, disable, desc)
 
 
 def optimizer_step(

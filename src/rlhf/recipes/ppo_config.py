@@ -174,7 +174,8 @@ def check(cfg: Config, reward_fn=None):
         )
     if reward_fn is None and bool(cfg.rewards.model) == bool(cfg.rewards.function):
         raise ConfigError(
-            "set exactly one of rewards.model (a reward model directory) and rewards.function ('module:function')"
+            "set exactly one of rewards.model (a reward model directory) and rewards.function "
+            "('module:function')"
         )
     fn = reward_fn
     if cfg.rewards.heldout_model:
@@ -185,7 +186,8 @@ def check(cfg: Config, reward_fn=None):
         fn = load_reward_fn(cfg.rewards.function)
     if cfg.rewards.format != "pair" and not (cfg.rewards.model or cfg.rewards.heldout_model):
         raise ConfigError(
-            f"rewards.format={cfg.rewards.format} is how a reward model reads; rewards.function reads text as it is"
+            f"rewards.format={cfg.rewards.format} is how a reward model reads; rewards.function reads text "
+            "as it is"
         )
     a, r = cfg.algo, cfg.rollout
     algorithm = get_algorithm(a.name)
@@ -218,7 +220,8 @@ def check(cfg: Config, reward_fn=None):
         raise ConfigError(f"train.eval_every must be >= 0 (got {cfg.train.eval_every})")
     if cfg.train.eval_every and not (cfg.data.eval or cfg.ptx.eval):
         raise ConfigError(
-            f"train.eval_every={cfg.train.eval_every} needs data.eval (held-out prompts) or ptx.eval (held-out text)"
+            f"train.eval_every={cfg.train.eval_every} needs data.eval (held-out prompts) or ptx.eval "
+            "(held-out text)"
         )
     if cfg.ptx.coef > 0 and not cfg.ptx.data:
         raise ConfigError("ptx.coef > 0 needs ptx.data")
@@ -239,7 +242,7 @@ def check(cfg: Config, reward_fn=None):
         raise ConfigError("algo.kl_target must be >= 0")
     if not a.reference and (a.kl_coef != 0 or a.kl_target > 0):
         raise ConfigError(
-            f"algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got {a.kl_coef} and {a.kl_target}): "
-            "the KL penalty is measured against the reference"
+            f"algo.reference=false needs algo.kl_coef=0 and algo.kl_target=0 (got {a.kl_coef} and "
+            f"{a.kl_target}): the KL penalty is measured against the reference"
         )
     return fn

@@ -105,7 +105,8 @@ def build_models(
         lm_head = policy.get_output_embeddings()
         if not isinstance(lm_head, torch.nn.Linear):
             raise ConfigError(
-                f"critic.init=shared: {type(policy).__name__} has no linear output layer to size a value head by"
+                f"critic.init=shared: {type(policy).__name__} has no linear output layer to size a value "
+                "head by"
             )
         value_model = ValueHead(lm_head.in_features)
     elif critic:

@@ -129,7 +129,8 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     tokenizer = load_tokenizer(cfg.model.path)
     groups, stats, counts = load_groups(cfg.data.train, "data.train", tokenizer, cfg)
     say(
-        f"[reward] data.train: {stats.summary()}; {counts['comparisons']} comparisons, {counts['tied_pairs_skipped']} tied pairs skipped"
+        f"[reward] data.train: {stats.summary()}; {counts['comparisons']} comparisons, "
+        f"{counts['tied_pairs_skipped']} tied pairs skipped"
     )
     eval_groups = load_groups(cfg.data.eval, "data.eval", tokenizer, cfg)[0] if cfg.data.eval else []
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid

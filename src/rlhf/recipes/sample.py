@@ -104,7 +104,7 @@ def gather_in_order(accelerator, rows: list[dict]) -> list[dict]:
     return sorted(gather_object(rows), key=lambda row: row["index"])
 
 
-def train(cfg: Config) -> Path:
+def sample(cfg: Config) -> Path:
     """Sample and write the candidate sets; returns the output path."""
     check(cfg.model, cfg.sample)
     torch.manual_seed(cfg.sample.seed)

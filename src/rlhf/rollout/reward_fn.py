@@ -50,7 +50,9 @@ def call_reward_fn(
     spec: str,
     what: str = "rewards.function",
 ) -> torch.Tensor:
-    """Call a reward function and check what it returned (``what``: the config key that named it).  Shape: (N,)"""
+    """Call a reward function and check what it returned (``what``: the config key that named it).
+
+    Shape: (N,)"""
     out = fn(prompts, completions, finished=finished)
     try:
         values = [float(v) for v in out]

@@ -31,10 +31,11 @@ def top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
 
 
 def inverse_cdf(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per row from ``probs`` (non-negative, rows need not sum to 1) by inverting its CDF: one uniform number a row, where
-    ``torch.multinomial`` draws an exponential per vocabulary entry (about 1 ms at 16 x 2048 on
-    CPU, as much as a layer's matmuls). A zero-probability token is never returned: ``right=True``
-    picks the first index whose CDF exceeds the draw, and a zero adds nothing to the CDF.
+    """One draw per row from ``probs`` (non-negative, rows need not sum to 1) by inverting its CDF:
+    one uniform number a row, where ``torch.multinomial`` draws an exponential per vocabulary entry
+    (about 1 ms at 16 x 2048 on CPU, as much as a layer's matmuls). A zero-probability token is never
+    returned: ``right=True`` picks the first index whose CDF exceeds the draw, and a zero adds nothing
+    to the CDF.
 
     Shape: probs (B, V) -> (B,)
     """

@@ -6,10 +6,10 @@ RLAIF, sec. 2.1: the log-probs of the option tokens, normalised over the options
 are asked and combined in log-odds (``base.combine_orders``), which cancels a constant position
 bias exactly.
 
-Option tokens: each option's continuation is tokenized ("A" after a chat template's assistant
-header or a prompt ending in whitespace, " A" after "Answer:", as a BPE tokenizer would write it). Where the two share
-leading tokens (a tokenizer that splits " A" into " " + "A"), the shared tokens are appended to the
-prompt and the first differing token is compared: their ratio is then exactly the ratio of the two
+Option tokens: each option's continuation is tokenized ("A" after a chat template's assistant header or
+a prompt ending in whitespace, " A" after "Answer:", as a BPE tokenizer would write it). Where the two
+share leading tokens (a tokenizer that splits " A" into " " + "A"), the shared tokens are appended to
+the prompt and the first differing token is compared: their ratio is then exactly the ratio of the two
 continuations' first differing tokens, which is the whole answer for one-token labels.
 """
 

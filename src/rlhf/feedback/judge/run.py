@@ -218,14 +218,15 @@ def run(cfg: Config) -> dict[str, Any]:
     if "agreement" in report:
         a = report["agreement"]
         print(
-            f"[judge] agreement on {a['tasks']} tasks: with reference raters {a['ai_vs_reference']['value']}, "
-            f"reference raters with each other {a['reference_vs_reference']['value']}"
+            f"[judge] agreement on {a['tasks']} tasks: with reference raters "
+            f"{a['ai_vs_reference']['value']}, reference raters with each other "
+            f"{a['reference_vs_reference']['value']}"
         )
     print(f"[judge] report -> {path}")
     return report
 
 
-def train(cfg: Config) -> Path:
+def judge_labels(cfg: Config) -> Path:
     """The CLI entry point: ``run``, returning the first output path."""
     run(cfg)
     return _first_output(cfg.judge)
