@@ -40,15 +40,21 @@ from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sample import gather_in_order, sampling_accelerator
 from rlhf.rollout.engine import make_engine
-from rlhf.rollout.generate import Generation, SamplingParams
+from rlhf.rollout.generate import Generation, SamplingParams, sampling_params
 from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
-from rlhf.sections import ModelConfig
+from rlhf.sections import ModelConfig, SamplingSection
 
 
 @dataclass
-class EvalSection:
+class EvalSection(SamplingSection):
+    """The sampling keys of rlhf.sections.SamplingSection, for the compared responses (greedy by
+    default: what a user of the model sees), and:"""
+
+    temperature: float = 0.0
+    batch_size: int = 32
+    """sequences decoded or scored at once"""
     prompts: str = ""
     """held-out prompt records (JSONL, parquet or a saved `datasets` directory)"""
     baseline: str = ""
@@ -67,24 +73,12 @@ class EvalSection:
     """a trusted scorer 'module:function', same signature (the toy task: rlhf.toyworld.reward:gold)"""
     text: str = ""
     """held-out text for NLL / perplexity: demonstration records, or {"prompt": "", "completion": text}"""
-    max_new_tokens: int = 128
-    """longest response"""
-    temperature: float = 0.0
-    """decoding temperature of the compared responses (0: greedy, what a user of the model sees)"""
-    top_p: float = 1.0
-    """nucleus sampling mass of the compared responses (1: off)"""
-    stop: list[str] = field(default_factory=list)
-    """stop strings: a response ends after the first one (besides EOS)"""
     kl_samples: int = 4
     """responses per prompt sampled at temperature 1 for the KL estimate (0: no KL)"""
     max_length: int = 512
     """longest eval.text record in tokens (longer ones are cut)"""
     seed: int = 0
     """sampling seed"""
-    engine: Literal["kv_cache", "hf"] = "kv_cache"
-    """kv_cache: rlhf's engine; hf: transformers' generate"""
-    batch_size: int = 32
-    """sequences decoded or scored at once"""
     output_dir: str = "runs/eval"
     """where config.yaml, report.json and samples.jsonl go"""
 
@@ -270,7 +264,7 @@ def evaluate(cfg: Config) -> Path:
         mine = list(range(rank, len(records), world))
         texts = [render_prompt(tokenizer, records[i].prompt) for i in mine]
         ids = [encode_prompt(tokenizer, records[i].prompt) for i in mine]
-        params = SamplingParams(e.max_new_tokens, e.temperature, e.top_p, n=1, seed=e.seed, stop=list(e.stop))
+        params = sampling_params(e, n=1, seed=e.seed)
         gens, kl_terms = {}, []
         for name, model in models.items():
             engine = make_engine(e.engine, model, tokenizer, e.batch_size)

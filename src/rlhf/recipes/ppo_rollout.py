@@ -8,7 +8,6 @@ from typing import NamedTuple
 import torch
 
 from rlhf.data.records import Prompt
-from rlhf.recipes.ppo_config import RolloutSection
 from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.rollout.experience import Experience, pack_rollouts
 from rlhf.rollout.generate import Generation, SamplingParams
@@ -41,19 +40,6 @@ class Rollout(NamedTuple):
         return scorer(
             self.prompts, self.texts, self.prompt_ids, self.gens, autocast, self.n if self.shared else 1
         )
-
-
-def sampling_params(r: RolloutSection) -> SamplingParams:
-    """The rollout section's sampling options (n: samples_per_prompt)."""
-    return SamplingParams(
-        r.max_new_tokens,
-        r.temperature,
-        r.top_p,
-        r.top_k,
-        n=r.samples_per_prompt,
-        stop=list(r.stop),
-        min_new_tokens=r.min_new_tokens,
-    )
 
 
 def generate(engine, params: SamplingParams, data: Prompts, idx: list[int], shared: bool, device) -> Rollout:
