@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from accelerate.utils import gather_object
@@ -45,6 +45,11 @@ from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
 from rlhf.sections import ModelConfig, SamplingSection
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+
+    from rlhf.rollout.engine import RolloutEngine
 
 
 @dataclass
@@ -148,7 +153,12 @@ def response_stats(gens: list[Generation]) -> dict[str, float]:
 
 
 def sampled_kl(
-    engine, reference, prompt_ids: list[list[int]], params: SamplingParams, pad_id: int, batch_size: int = 32
+    engine: RolloutEngine,
+    reference: torch.nn.Module,
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    pad_id: int,
+    batch_size: int = 32,
 ) -> dict[str, float]:
     """KL(policy || reference) per response, the policy being ``engine``'s model: the mean over
     responses sampled at ``params`` (temperature 1: the only responses on which the estimate is
@@ -158,7 +168,12 @@ def sampled_kl(
 
 
 def sampled_kl_terms(
-    engine, reference, prompt_ids: list[list[int]], params: SamplingParams, pad_id: int, batch_size: int = 32
+    engine: RolloutEngine,
+    reference: torch.nn.Module,
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    pad_id: int,
+    batch_size: int = 32,
 ) -> list[tuple[float, float]]:
     """(log pi(y|x), log ref(y|x)) of each response sampled at ``params`` (see ``sampled_kl``)."""
     gens = [g for gs in engine.generate_ids(prompt_ids, params) for g in gs]
@@ -198,7 +213,13 @@ def score(
     return out
 
 
-def text_nll(model, examples, pad_id: int, batch_size: int = 16, accelerator=None) -> dict[str, float]:
+def text_nll(
+    model: torch.nn.Module,
+    examples: list[dict],
+    pad_id: int,
+    batch_size: int = 16,
+    accelerator: Accelerator | None = None,
+) -> dict[str, float]:
     """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples`` (split
     across ``accelerator``'s processes when given)."""
     from rlhf.recipes.sft import evaluate as sft_evaluate

@@ -9,6 +9,7 @@ from typing import Literal
 from rlhf.config import ConfigError
 from rlhf.models.loading import check_model_path
 from rlhf.recipes.algorithms import ALGORITHMS, get_algorithm
+from rlhf.rollout.reward_fn import RewardFn
 from rlhf.sections import DataConfig, ModelConfig, SamplingSection, TrainConfig
 
 AlgoName = Literal[tuple(ALGORITHMS)]  # the registry's names: a new algorithm is a valid algo.name
@@ -149,7 +150,7 @@ class Config:
     ptx: PtxSection = field(default_factory=PtxSection)
 
 
-def check(cfg: Config, reward_fn=None):
+def check(cfg: Config, reward_fn: RewardFn | None = None) -> RewardFn | None:
     """Reject a config that cannot run, before any work; returns the reward callable if one is set
     (``reward_fn``, a callable given to ``ppo.train`` from Python, or rewards.function imported)."""
     from rlhf.recipes.loop import exact_div

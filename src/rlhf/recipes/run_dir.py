@@ -18,10 +18,13 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlhf.config import save_config
 from rlhf.recipes import trackers
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -39,7 +42,7 @@ class RunDir:
             for d in (self.root, self.checkpoints, self.samples):
                 d.mkdir(parents=True, exist_ok=True)
 
-    def write_config(self, cfg: Any, accelerator=None) -> None:
+    def write_config(self, cfg: Any, accelerator: Accelerator = None) -> None:
         """Write config.yaml and, if ``accelerator`` has trackers (train.report_to), start them with
         ``cfg`` as hyperparameters: from then on ``log`` reports to them too."""
         if self.is_main:
@@ -84,7 +87,7 @@ class RunDir:
         steps = self.checkpoint_steps()
         return self.checkpoints / f"step-{steps[-1]}" if steps else None
 
-    def save_checkpoint(self, accelerator, step: int, state: dict[str, Any], keep: int) -> Path:
+    def save_checkpoint(self, accelerator: Accelerator, step: int, state: dict[str, Any], keep: int) -> Path:
         """Save accelerate's full state plus ``state`` (step, data position) atomically."""
         final = self.checkpoints / f"step-{step}"
         tmp = self.checkpoints / f".tmp-step-{step}"
@@ -103,11 +106,11 @@ class RunDir:
         accelerator.wait_for_everyone()
         return final
 
-    def load_checkpoint(self, accelerator, path: Path) -> dict[str, Any]:
+    def load_checkpoint(self, accelerator: Accelerator, path: Path) -> dict[str, Any]:
         accelerator.load_state(str(path))
         return json.loads((path / "state.json").read_text())
 
-    def resume(self, accelerator, enabled: bool) -> tuple[int, Path | None]:
+    def resume(self, accelerator: Accelerator, enabled: bool) -> tuple[int, Path | None]:
         """Load the newest checkpoint if ``enabled``; returns (step to start from, checkpoint).
 
         Starting over (``enabled`` false) moves earlier checkpoints to ``checkpoints.old-N/``
@@ -130,7 +133,7 @@ class RunDir:
         self.truncate_metrics(start)
         return start, (latest if start else None)
 
-    def save_final(self, accelerator, save_fn) -> Path:
+    def save_final(self, accelerator: Accelerator, save_fn) -> Path:
         """Call ``save_fn(directory)`` on the main process into a temp dir, then rename to final/."""
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,8 +22,12 @@ from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
-from rlhf.rollout.generate import sampling_params
+from rlhf.rollout.generate import Generation, sampling_params
 from rlhf.sections import ModelConfig, SamplingSection
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -56,7 +61,13 @@ def check(model: ModelConfig, s: SampleSection) -> None:
         raise ConfigError("sample.temperature must be >= 0 and sample.top_p in (0, 1]")
 
 
-def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, tokenizer, what: str = "sample.prompts"):
+def generate(
+    model_cfg: ModelConfig,
+    s: SampleSection,
+    accelerator: Accelerator,
+    tokenizer: PreTrainedTokenizerBase,
+    what: str = "sample.prompts",
+) -> tuple[list, list[list[Generation]], list[int]]:
     """Load the model and prompts, sample this process's share of the prompts (every n-th, from
     its index); returns (all prompt records, generations of the share, the share's record indices)."""
     records = load_records(s.prompts, "prompt", what)
@@ -73,7 +84,7 @@ def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, tokenizer, w
     return records, gens, mine
 
 
-def sampling_accelerator(seed: int):
+def sampling_accelerator(seed: int) -> Accelerator:
     """accelerate's process and device, for commands that only sample and score."""
     from rlhf.recipes.loop import make_accelerator
     from rlhf.sections import TrainConfig
@@ -81,7 +92,7 @@ def sampling_accelerator(seed: int):
     return make_accelerator(TrainConfig(output_dir="unused", seed=seed))
 
 
-def gather_in_order(accelerator, rows: list[dict]) -> list[dict]:
+def gather_in_order(accelerator: Accelerator, rows: list[dict]) -> list[dict]:
     """Every process's rows (each with its record's ``index``), in record order."""
     if accelerator.num_processes == 1:
         return rows
