@@ -10,7 +10,7 @@ from rlhf.models import shared_prompt
 from rlhf.models.tiny import tiny_config, train_tokenizer
 from rlhf.rollout.experience import TokenValueModel, pack_rollouts, response_logits, response_values
 from rlhf.rollout.groups import pack_groups, packing_saves
-from rlhf.rollout.scoring import score_sequences
+from rlhf.rollout.reward_model import score_sequences
 
 TEXTS = [f"question {i} answer {i * 7 % 10} and more words here" for i in range(200)]
 

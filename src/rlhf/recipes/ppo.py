@@ -61,7 +61,7 @@ from rlhf.rollout.engine import make_engine
 from rlhf.rollout.generate import sampling_params
 from rlhf.rollout.kl_control import make_kl_controller
 from rlhf.rollout.reward_fn import RewardFn
-from rlhf.rollout.rewards import postprocess_scores
+from rlhf.rollout.reward_shaping import postprocess_scores
 
 __all__ = ["Config", "train"]
 SUMMARY = f"RL against a reward model or function (algo.name={'|'.join(ALGORITHMS)})"

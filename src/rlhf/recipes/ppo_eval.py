@@ -37,7 +37,7 @@ from rlhf.recipes.sft import evaluate as text_nll
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.experience import pack_rollouts, response_logits, response_tokens
 from rlhf.rollout.generate import SamplingParams
-from rlhf.rollout.rewards import postprocess_scores
+from rlhf.rollout.reward_shaping import postprocess_scores
 
 if TYPE_CHECKING:  # hints only
     from accelerate import Accelerator

@@ -22,7 +22,7 @@ from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.run_dir import RunDir
 from rlhf.rollout.advantages import explained_variance, uniform_groups
 from rlhf.rollout.experience import Experience
-from rlhf.rollout.rewards import postprocess_scores
+from rlhf.rollout.reward_shaping import postprocess_scores
 
 if TYPE_CHECKING:  # hints only
     from accelerate import Accelerator

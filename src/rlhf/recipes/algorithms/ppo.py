@@ -10,7 +10,7 @@ import torch
 from rlhf.recipes.algorithms.base import Algorithm
 from rlhf.rollout.advantages import gae, whiten
 from rlhf.rollout.experience import Experience
-from rlhf.rollout.rewards import shape_rewards
+from rlhf.rollout.reward_shaping import shape_rewards
 
 if TYPE_CHECKING:  # the recipe's config, for hints only (it imports the registry)
     from rlhf.recipes.ppo_config import AlgoSection
