@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from rlhf.recipes.loop import TrainingError
 
+    if args.verb in CONFIG_VERBS or args.verb in CONFIG_SUBVERBS or args.verb == "demo":
+        from rlhf.progress import quiet_third_party_bars
+
+        quiet_third_party_bars()
     try:
         if args.verb in CONFIG_VERBS or args.verb in CONFIG_SUBVERBS:
             module, entry, _ = (

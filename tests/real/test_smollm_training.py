@@ -17,6 +17,7 @@ COMMON = [
     "model.dtype=bfloat16",
     "model.lora_r=8",
     "model.lora_alpha=16",
+    "model.lora_target_modules=q_proj,v_proj",  # fewer adapters: a cheaper step and merge
     "train.max_steps=1",
     "train.batch_size=2",
     "train.lr=1e-2",
@@ -53,9 +54,9 @@ def check_run(out, smollm_dir, name: str = WATCHED):
 @pytest.mark.parametrize(
     "verb,args",
     [
-        ("sft", ["data.train={d}/demos.jsonl", "data.max_length=32"]),
-        ("reward", ["data.train={d}/rankings.jsonl", "data.max_length=32"]),
-        ("dpo", ["data.train={d}/pairs.jsonl", "data.max_length=32"]),
+        ("sft", ["data.train={d}/demos.jsonl", "data.max_length=24"]),
+        ("reward", ["data.train={d}/rankings.jsonl", "data.max_length=24"]),
+        ("dpo", ["data.train={d}/pairs.jsonl", "data.max_length=24"]),
         (
             "ppo",
             [

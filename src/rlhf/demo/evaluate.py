@@ -100,9 +100,23 @@ def reward_model_accuracy(
 ) -> float:
     """Pairwise agreement of the reward model with the gold ordering on K responses sampled from
     ``policy`` for each held-out prompt (pairs with equal gold scores are left out)."""
+    return reward_model_accuracies(reward_model, policy, tokenizer, tasks, k, max_new_tokens, seed)[0]
+
+
+def reward_model_accuracies(
+    reward_model, policy, tokenizer, tasks: list[Task], k: int, max_new_tokens: int, seed: int
+) -> tuple[float, dict[str, float]]:
+    """``reward_model_accuracy`` over every prompt, and over each family's prompts alone
+    ({family: accuracy}; a family whose samples all tie on gold has none)."""
     groups, predicted = _sample_and_score(policy, reward_model, tokenizer, tasks, k, max_new_tokens, seed)
     gold = [[gold_score(t, g.text) for g in gs] for t, gs in zip(tasks, groups)]
-    return ordering_accuracy(predicted, gold)
+    by_family = {}
+    for family in dict.fromkeys(t.family for t in tasks):
+        rows = [i for i, t in enumerate(tasks) if t.family == family]
+        acc = ordering_accuracy([predicted[i] for i in rows], [gold[i] for i in rows])
+        if acc == acc:  # NaN: no pair with different gold scores
+            by_family[family] = acc
+    return ordering_accuracy(predicted, gold), by_family
 
 
 def evaluate_best_of_n(
@@ -133,12 +147,19 @@ def best_of_n_curve(
 ) -> list[dict[str, float]]:
     """Best-of-k for k = 1, 2, 4, ... n from the best-of-n rows' own samples (rlhf.eval.metrics.best_of_k):
     KL to the sampling policy; the gold reward and the gold win rate against ``baseline`` (SFT's
-    greedy gold per task) of the reward model's pick (and its own score); and the win rate of
-    gold's own pick, the ceiling. Where the two win rates part shows what the reward model leaves on
-    the table."""
+    greedy gold per task) of the reward model's pick (and its own score); and the win rate and
+    gold reward of gold's own pick, the ceiling. Where the two win rates part shows what the reward
+    model leaves on the table."""
     from rlhf.eval.metrics import mean_best_of_k, outcome
     from rlhf.recipes.best_of_n import curve
 
     wins = [[outcome(g, b) for g in gs] for gs, b in zip(gold, baseline)]
     rows = curve(scores, {"gold": gold, "win_vs_sft": wins})
-    return [row | {"gold_pick_win_vs_sft": mean_best_of_k(gold, wins, row["n"])} for row in rows]
+    return [
+        row
+        | {
+            "gold_pick_win_vs_sft": mean_best_of_k(gold, wins, row["n"]),
+            "gold_pick_gold": mean_best_of_k(gold, gold, row["n"]),
+        }
+        for row in rows
+    ]

@@ -28,7 +28,7 @@ import torch
 
 from rlhf.config import load_config
 from rlhf.demo import report
-from rlhf.demo.evaluate import best_of_n_curve, evaluate_best_of_n, evaluate_policy, reward_model_accuracy
+from rlhf.demo.evaluate import best_of_n_curve, evaluate_best_of_n, evaluate_policy, reward_model_accuracies
 from rlhf.demo.hacking import HACKED, proxy_vs_gold
 from rlhf.demo.presets import PRESETS, Preset
 from rlhf.demo.stages import (
@@ -250,13 +250,15 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         s["gold_win_rate_vs_sft"] = w.rate
         s["gold_win_interval"] = [w.low, w.high]  # 95%, over prompts
         s["gold_wins_ties_losses"] = [w.wins, w.ties, w.losses]
-    rm_acc = reward_model_accuracy(rm, sft_model, tok, tasks, preset.k, preset.max_new_tokens, seed + 1)
+    rm_acc, rm_by_family = reward_model_accuracies(
+        rm, sft_model, tok, tasks, preset.k, preset.max_new_tokens, seed + 1
+    )
     done("evaluation")
 
     seconds["total"] = round(time.perf_counter() - t_all, 1)
     results = {
         "stages": stages,
-        "reward_model": {"heldout_accuracy_vs_gold": rm_acc},
+        "reward_model": {"heldout_accuracy_vs_gold": rm_acc, "heldout_accuracy_by_family": rm_by_family},
         "best_of_n_curve": bon_curve,
         "web_text": {"documents": len(web), "file": str(web_text_file(root).relative_to(root))},
         "proxy_vs_gold": {
@@ -275,5 +277,5 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             print(f"    {ex['prompt'].strip()!r} -> {ex['response']!r}  (gold {ex['gold']:+.2f})")
     print()
     print(report.table(results))
-    print(f"\n[demo] wrote {root / 'results.json'} and {root / 'results.md'} in {seconds['total']:.0f} s")
+    print(f"\n[demo] wrote {root / 'results.json'}, results.md and report.html in {seconds['total']:.0f} s")
     return results

@@ -147,5 +147,9 @@ def proxy_vs_gold(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def write(results: dict[str, Any], root: Path) -> None:
+    """results.json, results.md and report.html (figures, fits, examples) in ``root``."""
+    from rlhf.demo.html_report import write_html
+
     (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (root / "results.md").write_text("# rlhf demo results\n\n" + table(results) + "\n")
+    write_html(results, root, table(results), "rlhf demo results")

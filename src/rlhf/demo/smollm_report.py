@@ -61,8 +61,11 @@ def write(results: dict[str, Any], root: Path) -> None:
     (root / "results.md").write_text(
         "# rlhf demo results (SmolLM2-135M-Instruct)\n\n" + text + "\n\n```\n" + examples(results) + "\n```\n"
     )
+    from rlhf.demo.html_report import write_html
+
+    write_html(results, root, text, "rlhf demo results (SmolLM2-135M-Instruct)")
     print("\n" + examples(results) + "\n\n" + text)
     print(
-        f"\n[demo] wrote {root / 'results.json'} and {root / 'results.md'} in "
+        f"\n[demo] wrote {root / 'results.json'}, results.md and report.html in "
         f"{results['seconds']['total']:.0f} s"
     )

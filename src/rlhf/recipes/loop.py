@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     from rlhf.recipes.run_dir import RunDir
 
@@ -155,10 +154,11 @@ def check_finite(value: float, step: int, what: str, last_checkpoint: Path | Non
         )
 
 
-def progress(total: int, initial: int, disable: bool, desc: str) -> tqdm:
-    from tqdm.auto import tqdm
+def progress(total: int, initial: int, disable: bool, desc: str):
+    """tqdm on a terminal, a plain line every tenth of the run in a log file (rlhf/progress.py)."""
+    from rlhf.progress import progress as make
 
-    return tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True)
+    return make(total, initial, disable, desc)
 
 
 def optimizer_step(
