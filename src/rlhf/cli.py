@@ -18,7 +18,7 @@ CONFIG_VERBS = {
     "sft": ("rlhf.recipes.sft", "train", "supervised fine-tuning on demonstrations"),
     "reward": ("rlhf.recipes.reward", "train", "train a reward model from rankings or pairs (Bradley-Terry)"),
     "ppo": ("rlhf.recipes.ppo", "train", None),  # its SUMMARY lists the registered algorithms
-    "dpo": ("rlhf.recipes.dpo", "train", "direct preference optimisation (DPO, IPO, cDPO, hinge)"),
+    "dpo": ("rlhf.recipes.dpo", "train", None),  # its SUMMARY lists the registered losses
     "sample": (
         "rlhf.recipes.sample",
         "sample",
@@ -67,6 +67,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DataError, ModelError, JudgeError, PlotError)
 
 
+def _demo_presets() -> list[str]:
+    """`rlhf demo --preset` choices: the toy demo's registered presets, then SmolLM2's."""
+    from rlhf.demo.presets import PRESETS
+
+    return [*PRESETS, "smollm"]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlhf", description="Reinforcement learning from human feedback.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -88,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--preset",
         default="default",
-        choices=["default", "fast", "smollm"],
+        choices=[*_demo_presets()],
         help=(
             "size of the toy demo (default, fast), or smollm: harmless and still helpful on "
             "SmolLM2-135M-Instruct"

@@ -64,3 +64,19 @@ def test_config_file_plus_override_and_the_override_wins(nano_model, data_dir, t
     assert resolved["train"]["schedule"] == "cosine"  # a default
     assert [m["step"] for m in read_metrics(out)] == [1, 2, 3]
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def test_top_level_help_lists_come_from_the_registries(capsys):
+    """`rlhf --help` names every registered RL algorithm and DPO loss; `rlhf demo --help` every preset."""
+    from rlhf.demo.presets import PRESETS
+    from rlhf.losses.dpo import DPO_LOSSES
+    from rlhf.recipes.algorithms import ALGORITHMS
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps long lines
+    assert f"algo.name={'|'.join(ALGORITHMS)}" in text and "online_dpo" in ALGORITHMS
+    assert f"dpo.loss={'|'.join(DPO_LOSSES)}" in text and "simpo" in DPO_LOSSES
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    assert "{" + ",".join([*PRESETS, "smollm"]) + "}" in capsys.readouterr().out

@@ -62,6 +62,9 @@ from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
+SUMMARY = f"direct preference optimisation (dpo.loss={'|'.join(DPO_LOSSES)})"
+"""the line `rlhf --help` shows, from the loss registry"""
+
 
 @dataclass
 class DPOSection:
