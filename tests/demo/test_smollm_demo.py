@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlhf.demo.smollm import run_smollm_demo
-from rlhf.demo.smollm_preset import SMOL_PRESETS
+from rlhf.demo.smollm_preset import SMOL_PRESETS, SmolPreset
 from rlhf.models.tiny import make_tiny_checkpoint
 from rlhf.realtask.demonstrations import REFUSAL
 from rlhf.realtask.general import HELDOUT_TEXT
@@ -77,3 +77,16 @@ def test_results_list_every_row_with_its_model_and_figures(smoke):
     rows = (out / "data" / "heldout_prompts.jsonl").read_text().splitlines()
     assert h["prompts"] == h["harmful"] + h["benign"] == len(rows)
     assert "declines harmful" in (out / "results.md").read_text()
+
+
+def test_a_rerun_on_the_same_directory_reuses_every_stage_and_row(smoke):
+    out, results = smoke
+    fields = {k: v for k, v in results["config"].items() if k not in ("preset", "seed")}
+    again = run_smollm_demo(str(out), SmolPreset(**fields))
+    reused = {
+        k: v
+        for k, v in again["seconds"].items()
+        if k not in ("total", "evaluation") and not k.startswith("base")
+    }
+    assert reused and set(reused.values()) == {0.0}, reused
+    assert again["stages"] == results["stages"]

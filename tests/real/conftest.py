@@ -35,3 +35,11 @@ def smollm(smollm_dir):
 
     tok = load_tokenizer(str(smollm_dir))
     return load_policy(ModelConfig(path=str(smollm_dir)), tok).eval(), tok
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test here `real` (`pytest -m "not real"` leaves out the ~2 minutes they take)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.real)

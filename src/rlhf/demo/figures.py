@@ -90,6 +90,18 @@ def _draw_fit(ax, fit: GaoFit | None, top: float, color: str, mark_peak: bool) -
         )
 
 
+def windows(x: list[float], y: list[float], k: int = 6) -> tuple[list[float], list[float]]:
+    """Means of ``x`` and ``y`` over ``k`` consecutive spans of (nearly) equal length: the trend
+    through noisy per-step points (as the results table's proxy-vs-gold windows)."""
+    k = min(k, len(x))
+    bounds = [round(i * len(x) / k) for i in range(k + 1)]
+    spans = [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+    return (
+        [sum(x[lo:hi]) / (hi - lo) for lo, hi in spans],
+        [sum(y[lo:hi]) / (hi - lo) for lo, hi in spans],
+    )
+
+
 def rl_run(name: str, steps: list[dict[str, float]]) -> tuple[bytes, list[Fitted]]:
     """Proxy and gold against KL to SFT for one RL run, per step, with the RL form fitted to each."""
     plt = _pyplot()
@@ -101,7 +113,9 @@ def rl_run(name: str, steps: list[dict[str, float]]) -> tuple[bytes, list[Fitted
         (axes[1], GOLD, "gold reward of the same samples", "C3"),
     ):
         y = [s[key] for s in steps]
-        ax.scatter(kl, y, s=12, alpha=0.6, color=color, label="RL step")
+        ax.scatter(kl, y, s=12, alpha=0.5, color=color, label="RL step")
+        wx, wy = windows(kl, y)
+        ax.plot(wx, wy, "o-", color=color, lw=1.5, ms=6, label="mean of a sixth of the steps")
         fit = _try_fit(kl, y, "rl")
         # the proxy's fitted peak is no stopping point: only gold's is marked
         _draw_fit(ax, fit, max(kl) * 1.15, "black", key == GOLD)

@@ -67,9 +67,50 @@ def _generate(model_dir: Path, prompts: list, params: SamplingParams, p: SmolPre
         return engine_for(model, tok, p.mixed_precision).generate(prompts, params)
 
 
-def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: int = 0) -> dict[str, Any]:
+def evaluation_rows(
+    root: Path,
+    p: SmolPreset,
+    seed: int,
+    heldout: list,
+    dirs: dict[str, Path],
+    rm_dir: Path,
+    only: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
+    """Every row on the held-out prompts: ``dirs`` ({"base", "sft", ...}: model directories),
+    then best-of-n from SFT picked by the reward model. Each row is kept in
+    ``<root>/eval/<name>.json`` and read back by a rerun (``only``: just these rows)."""
+    import json
+
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    # the trained stages' tokenizer has a pad token the base's vocabulary lacks (loading.py adds
+    # one distinct from EOS), so the base model reads through its own
+    tok, base_tok = AutoTokenizer.from_pretrained(dirs["sft"]), AutoTokenizer.from_pretrained(dirs["base"])
+    load = lambda d: AutoModelForCausalLM.from_pretrained(d).eval()  # noqa: E731
+    models: dict[str, Any] = {}
+    refs = lambda: {k: models.setdefault(k, load(dirs[k])) for k in ("sft", "base")}  # noqa: E731
+    names = [*dirs, f"best-of-{p.best_of}"]
+    rows = []
+    for name in names if only is None else [n for n in names if n in only]:
+        cache = root / "eval" / f"{name}.json"
+        if cache.is_file():
+            rows.append(json.loads(cache.read_text()))
+            continue
+        if name in dirs:
+            model = refs()[name] if name in ("sft", "base") else load(dirs[name])
+            t = base_tok if name == "base" else tok
+            row = {**evaluate_model(name, model, t, heldout, refs(), p, seed), "model_dir": str(dirs[name])}
+        else:
+            rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
+            row = evaluate_best_of_n(name, refs()["sft"], rm, tok, heldout, p, seed)
+            row.update(model_dir=str(dirs["sft"]), reward_model_dir=str(rm_dir))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: int = 0) -> dict[str, Any]:
     torch.manual_seed(seed)
     p = preset if isinstance(preset, SmolPreset) else SMOL_PRESETS[preset]
     root = Path(output_dir)
@@ -77,8 +118,14 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
     seconds: dict[str, float] = {}
     t_all = time.perf_counter()
 
-    def timed(name: str, fn):
+    def timed(name: str, fn, reuse: Path | None = None):
+        """Run stage ``name``, unless ``reuse`` (a data file, or a run's final/) is already there:
+        a rerun of the demo on its output directory picks up where an interrupted one stopped."""
         banner(name)
+        if reuse is not None and (reuse / "config.json" if reuse.suffix == "" else reuse).is_file():
+            print(f"[demo] {name}: reusing {reuse}", flush=True)
+            seconds[name] = 0.0
+            return reuse
         t = time.perf_counter()
         out = fn()
         seconds[name] = round(time.perf_counter() - t, 1)
@@ -106,7 +153,7 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
         )
         return write_jsonl(data / "demonstrations.jsonl", records)
 
-    demos = timed("demonstrations", demonstrations)
+    demos = timed("demonstrations", demonstrations, data / "demonstrations.jsonl")
     sft_dir = timed(
         "sft",
         lambda: train_recipe(
@@ -123,6 +170,7 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
                 **_common(p, seed),
             },
         ),
+        root / "sft" / "final",
     )
 
     # 3. K samples per rating prompt, ranked by the simulated raters (truth: the gold rule)
@@ -141,7 +189,7 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
         )
         return write_jsonl(data / "rankings.jsonl", records)
 
-    rankings = timed("sample and rank", sample_and_rank)
+    rankings = timed("sample and rank", sample_and_rank, data / "rankings.jsonl")
 
     # 4. reward model on the SFT backbone
     rm_dir = timed(
@@ -160,6 +208,7 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
                 **_common(p, seed),
             },
         ),
+        root / "reward" / "final",
     )
 
     # 5. PPO from SFT against the reward model, per-token KL penalty to SFT; gold logged beside
@@ -193,7 +242,7 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
         cfg = load_config(ppo.Config, None, [f"{k}={v}" for k, v in overrides.items()])
         return ppo.train(cfg, sample_metrics=gold_metric)
 
-    ppo_dir = timed("ppo", run_ppo)
+    ppo_dir = timed("ppo", run_ppo, root / "ppo" / "final")
 
     # 6. DPO on the same rankings (expanded to pairs)
     dpo_dir = timed(
@@ -213,29 +262,12 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
                 **_common(p, seed),
             },
         ),
+        root / "dpo" / "final",
     )
 
     # 7. every row on the held-out prompts
-    def evaluation() -> list[dict[str, Any]]:
-        tok = AutoTokenizer.from_pretrained(sft_dir)
-        load = lambda d: AutoModelForCausalLM.from_pretrained(d).eval()  # noqa: E731
-        base, sft_model = load(base_dir), load(sft_dir)
-        refs = {"sft": sft_model, "base": base}
-        rows = []
-        for name, d, m in (
-            ("base", base_dir, base),
-            ("sft", sft_dir, sft_model),
-            ("ppo", ppo_dir, None),
-            ("dpo", dpo_dir, None),
-        ):
-            row = evaluate_model(name, m if m is not None else load(d), tok, heldout, refs, p, seed)
-            rows.append({**row, "model_dir": str(d)})
-        rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
-        bon = evaluate_best_of_n(f"best-of-{p.best_of}", sft_model, rm, tok, heldout, p, seed)
-        rows.append({**bon, "model_dir": str(sft_dir), "reward_model_dir": str(rm_dir)})
-        return rows
-
-    rows = timed("evaluation", evaluation)
+    dirs = {"base": base_dir, "sft": sft_dir, "ppo": ppo_dir, "dpo": dpo_dir}
+    rows = timed("evaluation", lambda: evaluation_rows(root, p, seed, heldout, dirs, rm_dir))
     base_right = rows[0]["_general_right"]
     sft_gold = rows[1]["_gold_scores"]
     for row in rows:

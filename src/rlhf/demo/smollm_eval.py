@@ -130,7 +130,8 @@ def evaluate_model(
                     ids,
                     preset.kl_samples,
                     preset.max_new_tokens,
-                    tokenizer.pad_token_id,
+                    # EOS pads the reference forwards: masked out, and in every model's vocabulary
+                    tokenizer.eos_token_id,
                     seed,
                 )
             )

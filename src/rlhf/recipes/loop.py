@@ -12,20 +12,12 @@ import functools
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from rlhf.config import ConfigError
 from rlhf.recipes import trackers
 from rlhf.sections import TrainConfig
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from accelerate import Accelerator
-
-    from rlhf.recipes.run_dir import RunDir
 
 
 class TrainingError(RuntimeError):
@@ -98,10 +90,15 @@ class BatchPlan:
         return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.grad_accum)]
 
 
-def make_accelerator(cfg: TrainConfig) -> Accelerator:
+def make_accelerator(cfg: TrainConfig, lora: bool = False):
+    """The run's Accelerator, on the engine `accelerate launch` chose (recipes/engines.py), with
+    DeepSpeed's settings filled from ``cfg``; a launch that runs fewer processes than it asked
+    for, or an engine setting the project does not run, is an error here, before any work."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
+
+    from rlhf.recipes.engines import check_process_count, check_supported, fill_deepspeed_config
 
     # accelerate keeps its settings process-wide and refuses a second Accelerator with another
     # mixed_precision; a second run in one process (sft then reward, or tests) must start fresh.
@@ -112,6 +109,12 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
         gradient_accumulation_steps=cfg.grad_accum,
         **trackers.accelerator_kwargs(cfg.report_to, cfg.output_dir),
     )
+    check_process_count(accelerator.num_processes)
+    check_supported(accelerator, lora)
+    if accelerator.state.deepspeed_plugin is not None:
+        fill_deepspeed_config(
+            accelerator.state.deepspeed_plugin.deepspeed_config, cfg, accelerator.num_processes
+        )
     set_seed(cfg.seed)
     return accelerator
 
@@ -132,16 +135,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), fused=fused)
 
 
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
     from transformers import get_scheduler
 
     name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.schedule]
     return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps)
 
 
-def check_finite(value: float, step: int, what: str, last_checkpoint: Path | None) -> None:
+def check_finite(value: float, step: int, what: str, last_checkpoint) -> None:
     if not math.isfinite(value):
         where = (
             f"the last good checkpoint is {last_checkpoint}"
@@ -162,14 +163,7 @@ def progress(total: int, initial: int, disable: bool, desc: str):
 
 
 def optimizer_step(
-    accelerator: Accelerator,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    cfg: TrainConfig,
-    step: int,
-    loss: float,
-    last_checkpoint: Path | None,
+    accelerator, model, optimizer, scheduler, cfg: TrainConfig, step: int, loss: float, last_checkpoint
 ) -> float:
     """Clip, then step the optimizer and schedule, after the gradients of one global batch.
 
@@ -185,9 +179,7 @@ def optimizer_step(
     return grad_norm
 
 
-def maybe_checkpoint(
-    run: RunDir, accelerator: Accelerator, plan: BatchPlan, cfg: TrainConfig, done: int
-) -> Path | None:
+def maybe_checkpoint(run, accelerator, plan: BatchPlan, cfg: TrainConfig, done: int):
     """Save a checkpoint after step ``done`` if one is due (never after the last step: final/ is)."""
     if cfg.save_every and done % cfg.save_every == 0 and done < plan.total_steps:
         return run.save_checkpoint(accelerator, done, {"epoch": plan.epoch_of(done)}, cfg.keep_checkpoints)

@@ -216,7 +216,7 @@ def _minibatch(
                 with accelerator.autocast():
                     v = live.values if live is not None else models.critic_values(part)
                     vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
-                    accelerator.backward((vl * pm).sum() * scale)
+                    models.critic_accelerator(accelerator).backward((vl * pm).sum() * scale)
             add(stats, "value_loss", (vl.detach() * pm).sum())
             add(stats, "value_clipfrac", (vclip * pm).sum())
         add(stats, "tokens", pm.sum())

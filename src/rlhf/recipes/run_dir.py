@@ -18,13 +18,10 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rlhf.config import save_config
 from rlhf.recipes import trackers
-
-if TYPE_CHECKING:  # hints only
-    from accelerate import Accelerator
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -42,7 +39,7 @@ class RunDir:
             for d in (self.root, self.checkpoints, self.samples):
                 d.mkdir(parents=True, exist_ok=True)
 
-    def write_config(self, cfg: Any, accelerator: Accelerator = None) -> None:
+    def write_config(self, cfg: Any, accelerator=None) -> None:
         """Write config.yaml and, if ``accelerator`` has trackers (train.report_to), start them with
         ``cfg`` as hyperparameters: from then on ``log`` reports to them too."""
         if self.is_main:
@@ -87,14 +84,19 @@ class RunDir:
         steps = self.checkpoint_steps()
         return self.checkpoints / f"step-{steps[-1]}" if steps else None
 
-    def save_checkpoint(self, accelerator: Accelerator, step: int, state: dict[str, Any], keep: int) -> Path:
-        """Save accelerate's full state plus ``state`` (step, data position) atomically."""
+    def save_checkpoint(
+        self, accelerator, step: int, state: dict[str, Any], keep: int, extra: dict | None = None
+    ) -> Path:
+        """Save accelerate's full state plus ``state`` (step, data position) atomically. ``extra``:
+        more Accelerators (name -> one; a second DeepSpeed engine), each saved in its subdirectory."""
         final = self.checkpoints / f"step-{step}"
         tmp = self.checkpoints / f".tmp-step-{step}"
         if accelerator.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp))
+        for name, other in (extra or {}).items():
+            other.save_state(str(tmp / name))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             (tmp / "state.json").write_text(json.dumps({"step": step, **state}) + "\n")
@@ -106,11 +108,13 @@ class RunDir:
         accelerator.wait_for_everyone()
         return final
 
-    def load_checkpoint(self, accelerator: Accelerator, path: Path) -> dict[str, Any]:
+    def load_checkpoint(self, accelerator, path: Path, extra: dict | None = None) -> dict[str, Any]:
         accelerator.load_state(str(path))
+        for name, other in (extra or {}).items():
+            other.load_state(str(path / name))
         return json.loads((path / "state.json").read_text())
 
-    def resume(self, accelerator: Accelerator, enabled: bool) -> tuple[int, Path | None]:
+    def resume(self, accelerator, enabled: bool, extra: dict | None = None) -> tuple[int, Path | None]:
         """Load the newest checkpoint if ``enabled``; returns (step to start from, checkpoint).
 
         Starting over (``enabled`` false) moves earlier checkpoints to ``checkpoints.old-N/``
@@ -120,7 +124,7 @@ class RunDir:
         latest = self.latest_checkpoint()
         start = 0
         if latest is not None and enabled:
-            start = self.load_checkpoint(accelerator, latest)["step"]
+            start = self.load_checkpoint(accelerator, latest, extra)["step"]
             accelerator.print(f"resumed from {latest} at step {start}")
         elif latest is not None and accelerator.is_main_process:
             n = 0
@@ -133,15 +137,23 @@ class RunDir:
         self.truncate_metrics(start)
         return start, (latest if start else None)
 
-    def save_final(self, accelerator: Accelerator, save_fn) -> Path:
-        """Call ``save_fn(directory)`` on the main process into a temp dir, then rename to final/."""
-        accelerator.wait_for_everyone()
+    def save_final(self, accelerator, model, tokenizer, config_updates: dict[str, Any] | None = None) -> Path:
+        """Write ``model`` whole into a temp dir, check it, then rename it to final/.
+
+        Collective: every process enters (under FSDP2/ZeRO-3 the weights are gathered from all of
+        them); the main process writes. A model that is not whole raises SaveError on every
+        process and final/ is left as it was.
+        """
+        from rlhf.recipes.saving import save_model
+
+        tmp = self.root / ".tmp-final"
         if accelerator.is_main_process:
-            tmp = self.root / ".tmp-final"
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            save_fn(tmp)
+        accelerator.wait_for_everyone()
+        save_model(accelerator, model, tokenizer, tmp, config_updates)
+        if accelerator.is_main_process:
             if self.final.exists():
                 shutil.rmtree(self.final)
             tmp.rename(self.final)

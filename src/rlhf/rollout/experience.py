@@ -201,6 +201,11 @@ class TokenValueModel(nn.Module):
                 "use critic.init=policy or another reward model class"
             )
 
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """the wrapped model's transformer blocks: FSDP2 shards the critic block by block"""
+        return list(getattr(self.model, "_no_split_modules", None) or [])
+
     def forward(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
         """Shape: (B, T) -> (B, T)"""
         hidden = self.body(
