@@ -110,7 +110,7 @@ def run_case(engine: str, algo: str, procs: int, model: Path, prompts: Path, tmp
     if algo == "ppo":
         args.append("critic.init=policy")
     launch = (
-        ["--multi_gpu"]
+        (["--multi_gpu"] if procs > 1 else [])
         if engine == "ddp"
         else ["--config_file", str(REPO / "configs/accelerate" / f"{engine}.yaml")]
     )
