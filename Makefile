@@ -49,7 +49,8 @@ lint: install
 	$(BIN)/ruff format --check .
 
 
-bench: install
+bench: install model bench-peers
+	$(BIN)/python bench/bench_real.py $(REAL_ARGS)
 	$(BIN)/python bench/bench_sft.py
 	$(BIN)/python bench/bench_reward.py
 	$(BIN)/python bench/bench_dpo.py
