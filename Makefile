@@ -49,12 +49,14 @@ lint: install
 	$(BIN)/ruff format --check .
 
 
-bench: install
+bench: install model bench-peers
+	$(BIN)/python bench/bench_real.py $(REAL_ARGS)
 	$(BIN)/python bench/bench_sft.py
 	$(BIN)/python bench/bench_reward.py
 	$(BIN)/python bench/bench_dpo.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ppo.py
+	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_label.py
 
 # The peers the real-model benchmark compares with, each in its own venv so that the project's pins

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rlhf.data.collators import pad
+from rlhf.models.head import last_positions
 from rlhf.rollout.groups import Groups
 
 
@@ -142,13 +143,14 @@ def response_logits(model: nn.Module, exp: Experience, head: nn.Module | None = 
     """
     R, g = exp.response_mask.shape[1], exp.groups
     kwargs = {"use_cache": False}  # a scoring/training forward: building a KV cache is wasted work
+    input_ids, attention_mask, position_ids, read = _inputs(exp, model)
     if _accepts(model, "logits_to_keep"):  # the LM head runs on the columns read only
-        kwargs["logits_to_keep"] = g.keep if g is not None else R + 1
+        keep = g.keep if g is not None else R + 1
+        kwargs["logits_to_keep"] = last_positions(input_ids.shape[1], keep, input_ids.device)
     caught: list[torch.Tensor] = []
     if head is not None:
         lm_head = getattr(model, "module", model).get_output_embeddings()
         hook = lm_head.register_forward_pre_hook(lambda _module, args: caught.append(args[0]))
-    input_ids, attention_mask, position_ids, read = _inputs(exp, model)
     try:
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
     finally:
