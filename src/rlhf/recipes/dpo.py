@@ -46,9 +46,10 @@ from rlhf.losses.dpo import (
     pair_stats,
     summarize,
 )
-from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, save_pretrained
+from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
 from rlhf.recipes.dpo_reference import REFERENCES, ReferenceSpec, RefFn
 from rlhf.recipes.dpo_rows import PairCollator, forward_logps, make_collator, split_pairs, to_device
+from rlhf.recipes.engines import even_batches
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,
@@ -207,14 +208,15 @@ def evaluate(model, accelerator, pairs, ref_fn: RefFn, loss_fn, cfg: Config, col
     """eval_* metrics over every pair of ``pairs``, split across processes."""
     model.eval()
     sums = torch.zeros(len(STAT_NAMES), device=accelerator.device)
-    mine = pairs[accelerator.process_index :: accelerator.num_processes]
-    for i in range(0, len(mine), cfg.train.batch_size):
-        batch = to_device(collate(mine[i : i + cfg.train.batch_size]), accelerator.device)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    for items, real in even_batches(pairs, rank, world, cfg.train.batch_size):
+        batch = to_device(collate(items), accelerator.device)
         with accelerator.autocast():
             logps, counts = forward_logps(model, batch)
             lp = split_pairs(logps, ref_fn(batch).float(), counts, batch.get("desirable"))
             out = loss_fn(lp)
-        sums += pair_stats(out, lp, batch["weight"])
+        if real:
+            sums += pair_stats(out, lp, batch["weight"])
     model.train()
     return summarize(accelerator.reduce(sums, "sum"), "eval_")
 
@@ -224,7 +226,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     each step."""
     check_config(cfg)
     check_model_path(cfg.model.path)  # fail on a bad path before any work
-    accelerator = make_accelerator(cfg.train)
+    accelerator = make_accelerator(cfg.train, lora=cfg.model.lora_r > 0)
     say = accelerator.print
     d = cfg.dpo
 
@@ -316,9 +318,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
             f"margin {result['eval_margin']:.3f}")  # fmt: skip
         run.log({"step": plan.total_steps, **result})
     save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it
-    final = run.save_final(
-        accelerator, lambda d: save_pretrained(accelerator.unwrap_model(model), tokenizer, d)
-    )
+    final = run.save_final(accelerator, model, tokenizer)
     say(f"[dpo] saved {final}")
     return final
 

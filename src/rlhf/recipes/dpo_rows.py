@@ -12,6 +12,7 @@ from rlhf.data.collators import pad
 from rlhf.data.tokenize import IGNORE
 from rlhf.losses.dpo import PairLogps, sequence_logps
 from rlhf.models import shared_prompt
+from rlhf.models.head import last_positions
 from rlhf.models.shared_prompt import segment_mask
 
 
@@ -88,7 +89,7 @@ class PairCollator:
         return segment_mask(seg, self.float_mask)
 
 
-def make_collator(share_prompt: bool, model, pad_id: int, longest: int) -> PairCollator:
+def make_collator(share_prompt: bool, model: torch.nn.Module, pad_id: int, longest: int) -> PairCollator:
     """The collator for ``model`` (unwrapped): mask kind from its attention, whether it takes
     logits_to_keep; a shared-prompt row must not outgrow a sliding attention window, which a
     custom mask would bypass."""
@@ -103,18 +104,19 @@ def make_collator(share_prompt: bool, model, pad_id: int, longest: int) -> PairC
     )
 
 
-def to_device(batch: dict, device) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def forward_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_logps(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs and response token counts, the B chosen then the B rejected.
 
     Shape: (2B,), (2B,)
     """
-    keep = {"logits_to_keep": batch["logits_to_keep"]} if batch["logits_to_keep"] else {}
+    ids, k = batch["input_ids"], batch["logits_to_keep"]
+    keep = {"logits_to_keep": last_positions(ids.shape[1], k, ids.device)} if k else {}
     logits = model(
-        input_ids=batch["input_ids"],
+        input_ids=ids,
         attention_mask=batch["attention_mask"],
         position_ids=batch["position_ids"],
         use_cache=False,  # a training forward: building a KV cache is wasted work

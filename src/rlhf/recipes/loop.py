@@ -90,10 +90,15 @@ class BatchPlan:
         return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.grad_accum)]
 
 
-def make_accelerator(cfg: TrainConfig):
+def make_accelerator(cfg: TrainConfig, lora: bool = False):
+    """The run's Accelerator, on the engine `accelerate launch` chose (recipes/engines.py), with
+    DeepSpeed's settings filled from ``cfg``; a launch that runs fewer processes than it asked
+    for, or an engine setting the project does not run, is an error here, before any work."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
+
+    from rlhf.recipes.engines import check_process_count, check_supported, fill_deepspeed_config
 
     # accelerate keeps its settings process-wide and refuses a second Accelerator with another
     # mixed_precision; a second run in one process (sft then reward, or tests) must start fresh.
@@ -104,6 +109,12 @@ def make_accelerator(cfg: TrainConfig):
         gradient_accumulation_steps=cfg.grad_accum,
         **trackers.accelerator_kwargs(cfg.report_to, cfg.output_dir),
     )
+    check_process_count(accelerator.num_processes)
+    check_supported(accelerator, lora)
+    if accelerator.state.deepspeed_plugin is not None:
+        fill_deepspeed_config(
+            accelerator.state.deepspeed_plugin.deepspeed_config, cfg, accelerator.num_processes
+        )
     set_seed(cfg.seed)
     return accelerator
 

@@ -44,23 +44,25 @@ import torch
 from rlhf.data.prompts import load_prompts
 from rlhf.losses.kl import sequence_kl
 from rlhf.models import shared_prompt
-from rlhf.models.loading import DTYPES, load_tokenizer, save_pretrained
+from rlhf.models.loading import DTYPES, load_tokenizer
 from rlhf.recipes.algorithms import ALGORITHMS
 from rlhf.recipes.loop import BatchPlan, make_accelerator, progress
 from rlhf.recipes.ppo_config import Config, check
 from rlhf.recipes.ppo_eval import HeldOutEval, load_held_out
 from rlhf.recipes.ppo_log import batch_metrics, gather_rows, step_metrics, write_samples
 from rlhf.recipes.ppo_models import build_models, check_critic_init
-from rlhf.recipes.ppo_rollout import Prompts, generate, pack, sampling_params
+from rlhf.recipes.ppo_rollout import Prompts, generate, pack
 from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.ppo_update import Ptx, batch_scores_std, optimise, rollout_forwards
+from rlhf.recipes.rl_sharding import RolloutCopy
 from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.engine import make_engine
+from rlhf.rollout.generate import sampling_params
 from rlhf.rollout.kl_control import make_kl_controller
 from rlhf.rollout.reward_fn import RewardFn
-from rlhf.rollout.rewards import postprocess_scores
+from rlhf.rollout.reward_shaping import postprocess_scores
 
 __all__ = ["Config", "train"]
 SUMMARY = f"RL against a reward model or function (algo.name={'|'.join(ALGORITHMS)})"
@@ -79,7 +81,7 @@ def train(
     resumed run needs the same one passed again."""
     reward_fn = check(cfg, reward_fn)  # every config error before any work
     a, r, algorithm = cfg.algo, cfg.rollout, ALGORITHMS[cfg.algo.name]
-    accelerator = make_accelerator(cfg.train)
+    accelerator = make_accelerator(cfg.train, lora=cfg.model.lora_r > 0)
     say, device, n = accelerator.print, accelerator.device, r.samples_per_prompt
 
     # 0. data, models, optimizers
@@ -105,11 +107,13 @@ def train(
     opt_steps = plan.total_steps * a.epochs * a.minibatches
     scorers = [scorer.model, watcher and watcher.model]
     models = build_models(cfg, tokenizer, accelerator, algorithm.critic, scorers, opt_steps)
-    start, last_ckpt = run.resume(accelerator, cfg.train.resume)
+    start, last_ckpt = run.resume(accelerator, cfg.train.resume, models.extra_accelerators)
     kl_ctl = make_kl_controller(a.kl_coef, a.kl_target, a.kl_horizon)
     if last_ckpt is not None:
         kl_ctl.load_state_dict(json.loads((last_ckpt / "state.json").read_text())["kl_controller"])
-    engine = make_engine(r.engine, models.unwrapped, tokenizer, r.batch_size, DTYPES.get(r.dtype))
+    # the rollout engine reads a whole policy: under FSDP2/ZeRO-3 a copy refreshed once a step
+    rollout_copy = RolloutCopy(accelerator, models.unwrapped)
+    engine = make_engine(r.engine, rollout_copy.model, tokenizer, r.batch_size, DTYPES.get(r.dtype))
     share = r.share_prompt and n > 1
     if share:  # every model must take the 4D mask, before any work
         models.check_shared_prompt(max(len(p) for p in prompt_ids) + n * r.max_new_tokens, scorers)
@@ -117,7 +121,7 @@ def train(
         shared_prompt.base_model(models.unwrapped).config, "hidden_size", None
     )  # None: no packing
     ptx_data = Ptx.build(ptx, cfg, accelerator.num_processes, opt_steps, tokenizer.pad_token_id)
-    sampling = sampling_params(r)
+    sampling = sampling_params(r, n=n, min_new_tokens=r.min_new_tokens)
     eval_params = replace(sampling, n=1, seed=cfg.train.seed * 1_000_003 - 1)  # one seed for every evaluation
     pad = tokenizer.pad_token_id
     evaluate = HeldOutEval(
@@ -156,7 +160,7 @@ def train(
         stats_sum = optimise(
             models, algorithm, exp, live, cfg, accelerator, step, kl_ctl.value, ptx_data, last_ckpt
         )
-        engine.sync_weights(models.unwrapped)
+        engine.sync_weights(rollout_copy.refresh())
         t3 = time.perf_counter()
 
         # 6. log, adapt the KL coefficient, checkpoint
@@ -194,16 +198,16 @@ def train(
             eval_seconds += evaluate(done)
         if cfg.train.save_every and done % cfg.train.save_every == 0 and done < plan.total_steps:
             state = {"epoch": plan.epoch_of(done), "kl_controller": kl_ctl.state_dict()}
-            last_ckpt = run.save_checkpoint(accelerator, done, state, cfg.train.keep_checkpoints)
+            last_ckpt = run.save_checkpoint(
+                accelerator, done, state, cfg.train.keep_checkpoints, models.extra_accelerators
+            )
         for cb in callbacks or []:
             cb(done)
     bar.close()
     save_adapter(
         run, accelerator, models.policy, tokenizer, cfg.model.path
     )  # before the final save merges it
-    final = run.save_final(
-        accelerator, lambda d: save_pretrained(accelerator.unwrap_model(models.policy), tokenizer, d)
-    )
+    final = run.save_final(accelerator, models.policy, tokenizer)
     say(f"[{a.name}] saved {final}")
     return final
 

@@ -10,14 +10,17 @@ their optimizers; frozen ones keep bf16 weights under bf16 mixed precision.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from rlhf.config import ConfigError
 from rlhf.models import shared_prompt
 from rlhf.models.loading import load_policy, load_scalar_model
+from rlhf.recipes.engines import engine_of
 from rlhf.recipes.loop import make_optimizer, make_scheduler, optimizer_step
 from rlhf.recipes.ppo_config import Config
+from rlhf.recipes.rl_sharding import check_rl_engine, shard_frozen, whole_load
 from rlhf.rollout.experience import (
     Experience,
     TokenValueModel,
@@ -25,7 +28,13 @@ from rlhf.rollout.experience import (
     response_logits,
     response_values,
 )
-from rlhf.rollout.reward_model import frozen
+from rlhf.rollout.reward_model import RewardModel, frozen
+
+if TYPE_CHECKING:  # hints only
+    from pathlib import Path
+
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -44,6 +53,17 @@ class RLModels:
     scheduler: object
     c_optimizer: torch.optim.Optimizer | None = None
     c_scheduler: object | None = None
+    c_accelerator: object | None = None
+    """under DeepSpeed, the critic's own Accelerator (one DeepSpeed engine each, as OpenRLHF has)"""
+
+    @property
+    def extra_accelerators(self) -> dict:
+        """Accelerators besides the run's, by checkpoint subdirectory."""
+        return {"critic": self.c_accelerator} if self.c_accelerator is not None else {}
+
+    def critic_accelerator(self, accelerator):
+        """The Accelerator whose backward and step serve the critic."""
+        return self.c_accelerator or accelerator
 
     def forward(self, part: Experience, values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The policy's logits and, with a critic (and ``values``), its values; one forward with
@@ -70,23 +90,38 @@ class RLModels:
             if model is not None:
                 shared_prompt.check(model, longest, "rollout.share_prompt")
 
-    def step(self, accelerator, cfg: Config, step: int, loss: float, last_ckpt) -> None:
+    def step(
+        self, accelerator: Accelerator, cfg: Config, step: int, loss: float, last_ckpt: Path | None
+    ) -> None:
         """One optimizer step of the policy, then of a critic."""
         optimizer_step(
             accelerator, self.policy, self.optimizer, self.scheduler, cfg.train, step, loss, last_ckpt
         )
         if self.critic is not None:
             optimizer_step(
-                accelerator, self.critic, self.c_optimizer, self.c_scheduler, cfg.train, step, loss, last_ckpt
+                self.critic_accelerator(accelerator),
+                self.critic,
+                self.c_optimizer,
+                self.c_scheduler,
+                cfg.train,
+                step,
+                loss,
+                last_ckpt,
             )
 
 
 def build_models(
-    cfg: Config, tokenizer, accelerator, critic: bool, scorers: list, opt_steps: int
+    cfg: Config,
+    tokenizer: PreTrainedTokenizerBase,
+    accelerator: Accelerator,
+    critic: bool,
+    scorers: list,
+    opt_steps: int,
 ) -> RLModels:
     """Load the policy, the reference and (``critic``) the critic, make the optimizers and prepare
     them; ``scorers`` (reward models, None for a function) join the frozen models' bf16 cast."""
     a, device = cfg.algo, accelerator.device
+    check_rl_engine(accelerator, cfg)
     policy = load_policy(cfg.model, tokenizer).eval()
     lora = cfg.model.lora_r > 0
     # with LoRA the reference is the policy with its adapters switched off: no second copy
@@ -111,9 +146,10 @@ def build_models(
         value_model = ValueHead(lm_head.in_features)
     elif critic:
         init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
-        body = load_scalar_model(
-            replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}"
-        )
+        with whole_load(accelerator):  # its new value head drawn as on every other engine
+            body = load_scalar_model(
+                replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}"
+            )
         value_model = TokenValueModel(body.eval())
     optimizer = make_optimizer(policy, cfg.train)
     scheduler = make_scheduler(optimizer, cfg.train, opt_steps)
@@ -123,18 +159,35 @@ def build_models(
         c_optimizer = make_optimizer(value_model, critic_train)
         c_scheduler = make_scheduler(c_optimizer, critic_train, opt_steps)
         trained += [value_model, c_optimizer]
-    prepared = accelerator.prepare(*trained)
+    c_accelerator = None
+    if engine_of(accelerator) == "fsdp2" and value_model is not None:  # accelerate: one model a call
+        prepared = [*accelerator.prepare(*trained[:2]), *accelerator.prepare(*trained[2:])]
+    elif engine_of(accelerator).startswith("zero") and value_model is not None:
+        # accelerate sends every backward to the one DeepSpeed engine an Accelerator holds: the
+        # critic gets a second Accelerator (same process-wide state and DeepSpeed settings)
+        from accelerate import Accelerator
+
+        c_accelerator = Accelerator(gradient_accumulation_steps=cfg.train.grad_accum)
+        prepared = [*accelerator.prepare(*trained[:2]), *c_accelerator.prepare(*trained[2:])]
+    else:
+        prepared = accelerator.prepare(*trained)
     accelerator.register_for_checkpointing(scheduler)
+    # frozen models sharded for inference under FSDP2/ZeRO-3 (whole elsewhere); after the critic's
+    # head is drawn, since DeepSpeed's engine set-up draws random numbers too
+    ref = shard_frozen(accelerator, ref)
+    for model in scorers:
+        shard_frozen(accelerator, model)  # in place: the scorers keep their handle
     out = RLModels(
         prepared[0], accelerator.unwrap_model(prepared[0]), ref, None, shared, prepared[1], scheduler
     )
     if value_model is not None:
         out.critic, out.c_optimizer, out.c_scheduler = prepared[2], prepared[3], c_scheduler
+        out.c_accelerator = c_accelerator
         accelerator.register_for_checkpointing(c_scheduler)
     return out
 
 
-def check_critic_init(cfg: Config, critic: bool, reward_model) -> None:
+def check_critic_init(cfg: Config, critic: bool, reward_model: RewardModel | None) -> None:
     """critic.init=reward copies the reward model, which must read the policy's tokens."""
     if critic and cfg.critic.init == "reward" and not reward_model.same_vocab:
         raise ConfigError(

@@ -24,7 +24,8 @@ from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.data.tokenize import tokenize_groups
 from rlhf.losses.bradley_terry import group_losses, pairwise_accuracy
-from rlhf.models.loading import check_model_path, load_scalar_model, load_tokenizer, save_pretrained
+from rlhf.models.loading import check_model_path, load_scalar_model, load_tokenizer
+from rlhf.recipes.engines import even_batches
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,
@@ -78,13 +79,12 @@ def evaluate(model, accelerator, groups, pad_id: int, batch_size: int) -> dict[s
     """Pairwise accuracy and mean margin (r_better - r_worse) over every comparison of ``groups``."""
     model.eval()
     sums = torch.zeros(3, device=accelerator.device)  # correct, margin sum, pairs
-    mine = groups[accelerator.process_index :: accelerator.num_processes]
-    for i in range(0, len(mine), batch_size):
-        batch = {
-            k: v.to(accelerator.device) for k, v in collate_groups(mine[i : i + batch_size], pad_id).items()
-        }
+    for items, real in even_batches(groups, accelerator.process_index, accelerator.num_processes, batch_size):
+        batch = {k: v.to(accelerator.device) for k, v in collate_groups(items, pad_id).items()}
         with accelerator.autocast():
             r = score(model, batch).float()
+        if not real:
+            continue
         n = batch["better"].numel()
         sums += torch.stack(
             [
@@ -103,13 +103,12 @@ def reward_stats(model, accelerator, groups, pad_id: int, batch_size: int) -> tu
     """Mean and std of the model's scores over every response of ``groups``."""
     model.eval()
     scores = []
-    mine = groups[accelerator.process_index :: accelerator.num_processes]
-    for i in range(0, len(mine), batch_size):
-        batch = {
-            k: v.to(accelerator.device) for k, v in collate_groups(mine[i : i + batch_size], pad_id).items()
-        }
+    for items, real in even_batches(groups, accelerator.process_index, accelerator.num_processes, batch_size):
+        batch = {k: v.to(accelerator.device) for k, v in collate_groups(items, pad_id).items()}
         with accelerator.autocast():
-            scores.append(score(model, batch).float())
+            r = score(model, batch).float()
+        if real:
+            scores.append(r)
     local = torch.cat(scores) if scores else torch.zeros(0, device=accelerator.device)
     sums = torch.stack(
         [local.sum(), (local**2).sum(), torch.tensor(float(local.numel()), device=local.device)]
@@ -122,7 +121,7 @@ def reward_stats(model, accelerator, groups, pad_id: int, batch_size: int) -> tu
 def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> Path:
     """Train a reward model; returns the path of ``final/``. ``callbacks`` run after each step."""
     check_model_path(cfg.model.path)  # fail on a bad path before any work
-    accelerator = make_accelerator(cfg.train)
+    accelerator = make_accelerator(cfg.train, lora=cfg.model.lora_r > 0)
     say = accelerator.print
 
     # 1. data: rankings/pairs -> groups of comparisons
@@ -232,14 +231,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     subset = groups[: cfg.reward.stats_records] if cfg.reward.stats_records > 0 else groups
     mean, std = reward_stats(model, accelerator, subset, tokenizer.pad_token_id, cfg.train.batch_size)
     say(f"[reward] training-response reward: mean {mean:.4f}, std {std:.4f}")
-
-    def save(directory: Path) -> None:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.config.reward_mean = mean
-        unwrapped.config.reward_std = std
-        save_pretrained(unwrapped, tokenizer, directory)
-
     save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it
-    final = run.save_final(accelerator, save)
+    final = run.save_final(accelerator, model, tokenizer, {"reward_mean": mean, "reward_std": std})
     say(f"[reward] saved {final}")
     return final

@@ -84,14 +84,19 @@ class RunDir:
         steps = self.checkpoint_steps()
         return self.checkpoints / f"step-{steps[-1]}" if steps else None
 
-    def save_checkpoint(self, accelerator, step: int, state: dict[str, Any], keep: int) -> Path:
-        """Save accelerate's full state plus ``state`` (step, data position) atomically."""
+    def save_checkpoint(
+        self, accelerator, step: int, state: dict[str, Any], keep: int, extra: dict | None = None
+    ) -> Path:
+        """Save accelerate's full state plus ``state`` (step, data position) atomically. ``extra``:
+        more Accelerators (name -> one; a second DeepSpeed engine), each saved in its subdirectory."""
         final = self.checkpoints / f"step-{step}"
         tmp = self.checkpoints / f".tmp-step-{step}"
         if accelerator.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp))
+        for name, other in (extra or {}).items():
+            other.save_state(str(tmp / name))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             (tmp / "state.json").write_text(json.dumps({"step": step, **state}) + "\n")
@@ -103,11 +108,13 @@ class RunDir:
         accelerator.wait_for_everyone()
         return final
 
-    def load_checkpoint(self, accelerator, path: Path) -> dict[str, Any]:
+    def load_checkpoint(self, accelerator, path: Path, extra: dict | None = None) -> dict[str, Any]:
         accelerator.load_state(str(path))
+        for name, other in (extra or {}).items():
+            other.load_state(str(path / name))
         return json.loads((path / "state.json").read_text())
 
-    def resume(self, accelerator, enabled: bool) -> tuple[int, Path | None]:
+    def resume(self, accelerator, enabled: bool, extra: dict | None = None) -> tuple[int, Path | None]:
         """Load the newest checkpoint if ``enabled``; returns (step to start from, checkpoint).
 
         Starting over (``enabled`` false) moves earlier checkpoints to ``checkpoints.old-N/``
@@ -117,7 +124,7 @@ class RunDir:
         latest = self.latest_checkpoint()
         start = 0
         if latest is not None and enabled:
-            start = self.load_checkpoint(accelerator, latest)["step"]
+            start = self.load_checkpoint(accelerator, latest, extra)["step"]
             accelerator.print(f"resumed from {latest} at step {start}")
         elif latest is not None and accelerator.is_main_process:
             n = 0
@@ -130,15 +137,23 @@ class RunDir:
         self.truncate_metrics(start)
         return start, (latest if start else None)
 
-    def save_final(self, accelerator, save_fn) -> Path:
-        """Call ``save_fn(directory)`` on the main process into a temp dir, then rename to final/."""
-        accelerator.wait_for_everyone()
+    def save_final(self, accelerator, model, tokenizer, config_updates: dict[str, Any] | None = None) -> Path:
+        """Write ``model`` whole into a temp dir, check it, then rename it to final/.
+
+        Collective: every process enters (under FSDP2/ZeRO-3 the weights are gathered from all of
+        them); the main process writes. A model that is not whole raises SaveError on every
+        process and final/ is left as it was.
+        """
+        from rlhf.recipes.saving import save_model
+
+        tmp = self.root / ".tmp-final"
         if accelerator.is_main_process:
-            tmp = self.root / ".tmp-final"
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            save_fn(tmp)
+        accelerator.wait_for_everyone()
+        save_model(accelerator, model, tokenizer, tmp, config_updates)
+        if accelerator.is_main_process:
             if self.final.exists():
                 shutil.rmtree(self.final)
             tmp.rename(self.final)

@@ -19,7 +19,8 @@ from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.data.tokenize import IGNORE, tokenize_demonstrations
 from rlhf.losses.sft import masked_nll
-from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, save_pretrained
+from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
+from rlhf.recipes.engines import even_batches
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,
@@ -66,18 +67,17 @@ def evaluate(model, accelerator, examples, pad_id: int, batch_size: int) -> dict
     model.eval()
     nll = torch.zeros((), device=accelerator.device)
     count = torch.zeros((), device=accelerator.device)
-    mine = examples[accelerator.process_index :: accelerator.num_processes]
-    for i in range(0, len(mine), batch_size):
-        batch = {
-            k: v.to(accelerator.device) for k, v in collate_sft(mine[i : i + batch_size], pad_id).items()
-        }
+    rank, world = accelerator.process_index, accelerator.num_processes
+    for items, real in even_batches(examples, rank, world, batch_size):
+        batch = {k: v.to(accelerator.device) for k, v in collate_sft(items, pad_id).items()}
         with accelerator.autocast():
             logits = model(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
             ).logits
         s, c = masked_nll(logits, batch["labels"])
-        nll += s
-        count += c
+        if real:
+            nll += s
+            count += c
     nll, count = accelerator.reduce(nll, "sum"), accelerator.reduce(count, "sum")
     model.train(was_training)
     loss = (nll / count.clamp(min=1)).item()
@@ -87,7 +87,7 @@ def evaluate(model, accelerator, examples, pad_id: int, batch_size: int) -> dict
 def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> Path:
     """Run SFT; returns the path of ``final/``. ``callbacks`` are called after each step."""
     check_model_path(cfg.model.path)  # fail on a bad path before any work
-    accelerator = make_accelerator(cfg.train)
+    accelerator = make_accelerator(cfg.train, lora=cfg.model.lora_r > 0)
     say = accelerator.print
 
     # 1. data
@@ -172,8 +172,6 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
         say(f"[sft] eval: loss {result['eval_loss']:.4f}, ppl {result['eval_ppl']:.2f}")
         run.log({"step": plan.total_steps, **result})
     save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it
-    final = run.save_final(
-        accelerator, lambda d: save_pretrained(accelerator.unwrap_model(model), tokenizer, d)
-    )
+    final = run.save_final(accelerator, model, tokenizer)
     say(f"[sft] saved {final}")
     return final

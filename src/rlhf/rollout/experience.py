@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rlhf.data.collators import pad
+from rlhf.models.head import last_positions
 from rlhf.rollout.groups import Groups
 
 
@@ -142,13 +143,14 @@ def response_logits(model: nn.Module, exp: Experience, head: nn.Module | None = 
     """
     R, g = exp.response_mask.shape[1], exp.groups
     kwargs = {"use_cache": False}  # a scoring/training forward: building a KV cache is wasted work
+    input_ids, attention_mask, position_ids, read = _inputs(exp, model)
     if _accepts(model, "logits_to_keep"):  # the LM head runs on the columns read only
-        kwargs["logits_to_keep"] = g.keep if g is not None else R + 1
+        keep = g.keep if g is not None else R + 1
+        kwargs["logits_to_keep"] = last_positions(input_ids.shape[1], keep, input_ids.device)
     caught: list[torch.Tensor] = []
     if head is not None:
         lm_head = getattr(model, "module", model).get_output_embeddings()
         hook = lm_head.register_forward_pre_hook(lambda _module, args: caught.append(args[0]))
-    input_ids, attention_mask, position_ids, read = _inputs(exp, model)
     try:
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
     finally:
@@ -173,15 +175,6 @@ def _inputs(exp: Experience, model: nn.Module):
         return x[:, start : start + R]
 
     return exp.input_ids, exp.attention_mask, exp.position_ids, read
-
-
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log softmax(logits / temperature) at ``tokens``, in float32.  Shape: (B, R, V), (B, R) -> (B, R)"""
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
 
 
 def response_tokens(exp: Experience) -> torch.Tensor:
@@ -209,6 +202,11 @@ class TokenValueModel(nn.Module):
                 f"{type(inner).__name__} has no transformer body + linear `score` head; "
                 "use critic.init=policy or another reward model class"
             )
+
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """the wrapped model's transformer blocks: FSDP2 shards the critic block by block"""
+        return list(getattr(self.model, "_no_split_modules", None) or [])
 
     def forward(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
         """Shape: (B, T) -> (B, T)"""

@@ -1,0 +1,127 @@
+"""The several models of `rlhf ppo` on a sharding engine.
+
+As OpenRLHF does with one DeepSpeed engine per model: each trained model (policy, critic) is
+sharded with its own optimizer (under FSDP2, one ``accelerator.prepare`` call each: accelerate
+takes one model a call), and each frozen model (reference, reward models) is sharded for
+inference only (``fully_shard`` with no optimizer), so no process holds a whole copy of any of
+them. The rollout engine samples from a whole copy of the policy (the "sampler's copy", as a
+vLLM engine would hold), refreshed once per step from one collective gather, never per token:
+generation itself has no collectives, so processes whose rows stop early wait for nobody.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from rlhf.config import ConfigError
+from rlhf.recipes.engines import engine_of, is_sharded
+
+
+def check_rl_engine(accelerator, cfg) -> None:
+    """Under DeepSpeed each trained model is its own engine, stepped once per backward: the
+    shared critic (one backward through two engines' parameters), micro-batches and PPO-ptx (more
+    than one backward per optimizer step) are refused."""
+    engine = engine_of(accelerator)
+    if not engine.startswith("zero"):
+        return
+    if cfg.algo.name == "ppo" and cfg.critic.init == "shared":
+        raise ConfigError(
+            f"critic.init=shared under DeepSpeed {engine} is not supported (one backward through two "
+            "DeepSpeed engines); use critic.init=policy or reward, or FSDP2 (configs/accelerate/fsdp2.yaml)"
+        )
+    if cfg.algo.micro_batch or cfg.ptx.coef > 0:
+        raise ConfigError(
+            f"algo.micro_batch and ptx.coef under DeepSpeed {engine} are not supported (DeepSpeed steps "
+            "after every backward); use FSDP2 (configs/accelerate/fsdp2.yaml) or leave them unset"
+        )
+
+
+def whole_load(accelerator):
+    """A context in which from_pretrained builds a whole model even under ZeRO-3's zero.Init
+    (partitioned at load): a newly initialised head (the critic's) then draws the same random
+    numbers as under DDP or FSDP2, so a run does not depend on the engine. The cost: the model is
+    whole in every process until DeepSpeed partitions it."""
+    plugin = accelerator.state.deepspeed_plugin
+    return plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
+
+
+def block_classes(model) -> set[str]:
+    """Names of the transformer-block classes of ``model`` (Hugging Face's ``_no_split_modules``)."""
+    names: set[str] = set()
+    for module in model.modules():
+        names |= set(getattr(module, "_no_split_modules", None) or [])
+    return names
+
+
+def shard_frozen(accelerator, model):
+    """Shard a frozen model for inference (in place; returned). FSDP2: every transformer block
+    and the root are ``fully_shard`` units, gathered layer by layer in each forward; under ZeRO-3
+    an inference-only DeepSpeed engine (no optimizer) partitions it. Other engines keep it whole."""
+    if model is None:
+        return None
+    engine = engine_of(accelerator)
+    if engine == "fsdp2":
+        from torch.distributed.fsdp import fully_shard
+
+        blocks = block_classes(model)
+        for module in list(model.modules()):
+            if type(module).__name__ in blocks:
+                fully_shard(module)
+        fully_shard(model)
+    elif engine == "zero3":
+        import deepspeed
+
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        config = {
+            "train_micro_batch_size_per_gpu": ds["train_micro_batch_size_per_gpu"],
+            "zero_optimization": {
+                k: v for k, v in ds["zero_optimization"].items() if not k.startswith("offload_optimizer")
+            },
+            "bf16": ds.get("bf16", {"enabled": False}),
+        }
+        model = deepspeed.initialize(model=model, config=config)[0].module
+    return model
+
+
+class RolloutCopy:
+    """The whole policy the rollout engine reads. Under DDP and ZeRO-2 it is the policy itself;
+    under FSDP2 and ZeRO-3 a copy of the policy's class, into which ``refresh`` gathers the
+    sharded weights (collective: every process calls it, once per step)."""
+
+    def __init__(self, accelerator, policy):
+        self.accelerator, self.policy = accelerator, policy
+        self.sharded = is_sharded(accelerator)
+        if not self.sharded:
+            self.model = policy
+            return
+        from rlhf.recipes.saving import model_class
+
+        with torch.device(accelerator.device):
+            self.model = model_class(policy)(policy.config).eval().requires_grad_(False)
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self):
+        """Gather the policy's current weights into the copy; returns the model to sync from."""
+        if not self.sharded:
+            return self.model
+        mine = dict(self.model.named_parameters())
+        engine = engine_of(self.accelerator)
+        if engine == "fsdp2":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            # full_state_dict without cpu_offload: every process receives the whole tensors
+            state = get_model_state_dict(self.policy, options=StateDictOptions(full_state_dict=True))
+            for name, value in state.items():
+                if name in mine:
+                    mine[name].copy_(value)
+        else:  # zero3: each partitioned parameter gathered in turn, on every process
+            import deepspeed
+
+            for name, p in self.policy.named_parameters():
+                with deepspeed.zero.GatheredParameters([p]):
+                    if name in mine:
+                        mine[name].copy_(p.data)
+        return self.model
