@@ -56,6 +56,7 @@ bench: install model bench-peers
 	$(BIN)/python bench/bench_dpo.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_ppo.py
+	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_label.py
 
 # The peers the real-model benchmark compares with, each in its own venv so that the project's pins

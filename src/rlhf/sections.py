@@ -1,6 +1,10 @@
-"""Config sections shared by the training verbs: ``model``, ``data``, ``train``.
+"""Config sections shared by the verbs: ``model``, ``data``, ``train``, and the sampling options.
 
-Each verb's config (``rlhf.recipes.<verb>.Config``) composes these with its own section.
+Each verb's config (``rlhf.recipes.<verb>.Config``) composes these with its own section. A section
+that generates (``rollout``, ``sample``, ``best_of_n``'s ``sample``, ``eval``, ``constitution``)
+extends ``SamplingSection``, so its sampling keys are written and documented once and read the same
+in every verb (``rollout.temperature``, ``sample.temperature``, ...); rlhf.rollout.generate's
+``sampling_params`` turns one into the engines' ``SamplingParams``.
 """
 
 from __future__ import annotations
@@ -97,3 +101,24 @@ class TrainConfig:
     )
     """experiment trackers that get the config and every metrics.jsonl line (several: tensorboard,wandb);
     offline: TensorBoard files in output_dir/tensorboard, W&B in offline mode (docs/tracking.md)"""
+
+
+@dataclass
+class SamplingSection:
+    """How responses are sampled: the keys every generating section shares (a subclass may change a
+    default, or add what only it needs)."""
+
+    max_new_tokens: int = 128
+    """longest response in tokens"""
+    temperature: float = 1.0
+    """sampling temperature (0: greedy)"""
+    top_p: float = 1.0
+    """nucleus sampling mass (1: off)"""
+    top_k: int = 0
+    """sample among the k most likely tokens (0: off)"""
+    stop: list[str] = field(default_factory=list)
+    """stop strings: a response ends after the first one (besides EOS)"""
+    engine: Literal["kv_cache", "hf"] = "kv_cache"
+    """kv_cache: rlhf's engine; hf: transformers' generate (the reference)"""
+    batch_size: int = 64
+    """sequences the engine decodes at once"""

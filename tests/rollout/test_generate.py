@@ -6,7 +6,7 @@ import torch
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
 from rlhf.rollout.logprobs import gather_logprobs, sequence_logprobs
-from rlhf.rollout.scoring import score_sequences
+from rlhf.rollout.reward_model import score_sequences
 
 TEXTS = [f"question {i} answer {i * 7 % 10} and more words here" for i in range(200)]
 

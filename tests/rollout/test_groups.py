@@ -10,7 +10,7 @@ from rlhf.models import shared_prompt
 from rlhf.models.tiny import tiny_config, train_tokenizer
 from rlhf.rollout.experience import TokenValueModel, pack_rollouts, response_logits, response_values
 from rlhf.rollout.groups import pack_groups, packing_saves
-from rlhf.rollout.scoring import score_sequences
+from rlhf.rollout.reward_model import score_sequences
 
 TEXTS = [f"question {i} answer {i * 7 % 10} and more words here" for i in range(200)]
 
@@ -111,7 +111,7 @@ def test_models_that_cannot_take_a_4d_mask_are_named(tok):
 def test_score_groups_reads_each_prompt_once_and_scores_like_rows(tok, batch_size, monkeypatch):
     """Packed scoring (up to batch_size rows of whole groups a forward) gives score_sequences'
     scores; rows that do not share their prompt n by n are scored row by row."""
-    from rlhf.rollout import scoring
+    from rlhf.rollout import reward_model as scoring
 
     rm = build(tok, "gpt2", "eager", "score")
     prompts, responses = rollout(tok)

@@ -11,7 +11,7 @@ import rlhf
 
 ROOT = Path(rlhf.__file__).parent
 LAYERS = [
-    ("__init__", "__main__", "config", "sections"),
+    ("__init__", "config", "sections", "progress"),
     ("data",),
     ("models",),
     ("losses",),
@@ -19,9 +19,9 @@ LAYERS = [
     ("eval",),
     ("recipes",),
     ("feedback",),
-    ("toyworld",),
+    ("toyworld", "realtask"),
     ("demo", "serve"),
-    ("cli",),
+    ("cli", "__main__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

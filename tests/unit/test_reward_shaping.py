@@ -1,4 +1,4 @@
-"""rlhf.rollout.rewards: score post-processing and KL-shaped per-token rewards, by hand."""
+"""rlhf.rollout.reward_shaping: score post-processing and KL-shaped per-token rewards, by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from rlhf.rollout.rewards import postprocess_scores, shape_rewards
+from rlhf.rollout.reward_shaping import postprocess_scores, shape_rewards
 
 
 def test_postprocess_order_normalise_then_penalty_then_clip():

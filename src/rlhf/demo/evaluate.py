@@ -14,7 +14,7 @@ from typing import Any
 from rlhf.eval.metrics import ordering_accuracy
 from rlhf.recipes.evaluate import sampled_kl, text_nll
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
-from rlhf.rollout.scoring import score_groups
+from rlhf.rollout.reward_model import score_groups
 from rlhf.toyworld import Task, family_accuracy, gold_score
 
 

@@ -24,7 +24,7 @@ from rlhf.recipes.evaluate import kl_summary
 from rlhf.rollout.engine import KVCacheEngine
 from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.logprobs import sequence_logprobs
-from rlhf.rollout.scoring import score_groups
+from rlhf.rollout.reward_model import score_groups
 
 
 def autocast(mixed_precision: str):

@@ -32,13 +32,16 @@ from rlhf.data.readers import DataError, read_records
 from rlhf.data.records import Prompt, parse_prompt
 from rlhf.feedback.constitution import Constitution, Example, Principle, load_constitution
 from rlhf.feedback.judge.template import prompt_text
-from rlhf.sections import ModelConfig
+from rlhf.sections import ModelConfig, SamplingSection
 
 TEXT_STOPS = ["\n\nHuman:", "\n\nCritique request:", "\n\nRevision request:", "\n\n---"]
 
 
 @dataclass
-class ReviseSection:
+class ReviseSection(SamplingSection):
+    """The sampling keys of rlhf.sections.SamplingSection, for responses, critiques and revisions
+    alike (stop strings add to the text format's own), and:"""
+
     prompts: str = ""
     """prompt records (JSONL / parquet / datasets); a record with 'response' (or 'completion') is
     revised as it is, otherwise the model first samples a response"""
@@ -54,18 +57,8 @@ class ReviseSection:
     """examples from the constitution placed before each request (0: none)"""
     format: Literal["auto", "chat", "text"] = "auto"
     """auto: chat if the tokenizer has a chat template, else the paper's text transcript"""
-    max_new_tokens: int = 128
-    """longest response, critique or revision"""
-    temperature: float = 1.0
-    """sampling temperature (0: greedy)"""
-    top_p: float = 1.0
-    """nucleus sampling mass"""
     seed: int = 0
     """seed of the sampling and of the principle draws"""
-    engine: Literal["kv_cache", "hf"] = "kv_cache"
-    """kv_cache: rlhf's engine; hf: transformers' generate"""
-    batch_size: int = 64
-    """sequences decoded at once"""
 
 
 @dataclass
@@ -171,18 +164,16 @@ def revise(
     than ``context - max_new_tokens`` is cut from the left: the few-shot examples, which come
     first, go before the conversation being revised does."""
     from rlhf.data.tokenize import encode_prompt
-    from rlhf.rollout.generate import SamplingParams
+    from rlhf.rollout.generate import sampling_params
 
     chat = cfg.format == "chat" or (cfg.format == "auto" and bool(getattr(tokenizer, "chat_template", None)))
     reviser = Reviser(constitution, chat, cfg.few_shot)
-    stops = [] if chat else TEXT_STOPS
+    stops = list(cfg.stop) + ([] if chat else TEXT_STOPS)
     step = iter(range(1 << 30))
 
     def sample(batch: list[Prompt]) -> list[str]:
         # a fresh seed per step: the same seed for every step would correlate critiques and revisions
-        params = SamplingParams(
-            cfg.max_new_tokens, cfg.temperature, cfg.top_p, seed=cfg.seed * 1000 + next(step), stop=stops
-        )
+        params = sampling_params(cfg, seed=cfg.seed * 1000 + next(step), stop=stops)
         if not batch:
             return []
         if context is None:

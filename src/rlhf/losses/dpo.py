@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhf.data.tokenize import IGNORE
+from rlhf.losses.logprobs import at_least_f32, gathered_logprobs
 
 
 class PairLogps(NamedTuple):
@@ -84,14 +85,11 @@ class DPOOutput(NamedTuple):
     """(P,) beta * (log pi(y_r) - log pi_ref(y_r)), detached"""
 
 
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    """At least float32 (float64 stays float64, for exactness tests)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
 def _ratios(lp: PairLogps) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-ratios log pi/pi_ref of chosen and rejected.  Shape: (P,), (P,)"""
-    return _f32(lp.policy_chosen) - _f32(lp.ref_chosen), _f32(lp.policy_rejected) - _f32(lp.ref_rejected)
+    return at_least_f32(lp.policy_chosen) - at_least_f32(lp.ref_chosen), at_least_f32(
+        lp.policy_rejected
+    ) - at_least_f32(lp.ref_rejected)
 
 
 def _output(losses: torch.Tensor, lp: PairLogps, beta: float) -> DPOOutput:
@@ -120,7 +118,7 @@ def ipo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0, gamma: fl
 
     Shape: (P,) each
     """
-    n_c, n_r = _f32(lp.chosen_tokens).clamp(min=1), _f32(lp.rejected_tokens).clamp(min=1)
+    n_c, n_r = at_least_f32(lp.chosen_tokens).clamp(min=1), at_least_f32(lp.rejected_tokens).clamp(min=1)
     chosen, rejected = _ratios(lp)
     h_mean = chosen / n_c - rejected / n_r
     return _output((h_mean - 1 / (2 * beta)) ** 2, lp, beta)
@@ -137,8 +135,8 @@ def simpo_loss(lp: PairLogps, beta: float, label_smoothing: float = 0.0, gamma: 
     """SimPO (Meng et al. 2024, eq. 6): -log sigmoid(r_c - r_r - gamma) with the length-normalised
     rewards r = beta * log pi(y)/|y| (eq. 4) of the policy alone; gamma is the target reward
     margin. Reads no reference log-probs.  Shape: (P,) each"""
-    n_c, n_r = _f32(lp.chosen_tokens).clamp(min=1), _f32(lp.rejected_tokens).clamp(min=1)
-    r_c, r_r = beta * _f32(lp.policy_chosen) / n_c, beta * _f32(lp.policy_rejected) / n_r
+    n_c, n_r = at_least_f32(lp.chosen_tokens).clamp(min=1), at_least_f32(lp.rejected_tokens).clamp(min=1)
+    r_c, r_r = beta * at_least_f32(lp.policy_chosen) / n_c, beta * at_least_f32(lp.policy_rejected) / n_r
     return DPOOutput(-F.logsigmoid(r_c - r_r - gamma), r_c.detach(), r_r.detach())
 
 
@@ -182,7 +180,7 @@ def add_nll(out: DPOOutput, lp: PairLogps, alpha: float) -> DPOOutput:
     (RPO, Pang et al. 2024, eq. 1). alpha = 0 returns ``out`` unchanged.  Shape: (P,) each"""
     if not alpha:
         return out
-    nll = -_f32(lp.policy_chosen) / _f32(lp.chosen_tokens).clamp(min=1)
+    nll = -at_least_f32(lp.policy_chosen) / at_least_f32(lp.chosen_tokens).clamp(min=1)
     return out._replace(losses=out.losses + alpha * nll)
 
 
@@ -213,10 +211,8 @@ def sequence_logps(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.T
 
     Shape: logits (R, K, V), targets (R, K, S) -> sums (R, S), counts (R, S)
     """
-    logits = _f32(logits)
     mask = targets != IGNORE
-    picked = logits.gather(-1, targets.clamp(min=0))  # (R, K, S)
-    logp = torch.where(mask, picked - torch.logsumexp(logits, dim=-1, keepdim=True), 0.0)
+    logp = torch.where(mask, gathered_logprobs(logits, targets.clamp(min=0)), 0.0)  # (R, K, S)
     return logp.sum(1), mask.sum(1).to(logp.dtype)
 
 

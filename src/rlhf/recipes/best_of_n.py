@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -46,6 +46,9 @@ from rlhf.rollout.generate import Generation
 from rlhf.rollout.reward_fn import RewardFn, call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
 from rlhf.sections import ModelConfig
+
+if TYPE_CHECKING:  # hints only
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -83,7 +86,7 @@ def best_of_n_kl(n: int) -> float:
 def score_generations(
     scorer: RewardModel | RewardFn,
     prompts: list[Prompt],
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     gens: list[list[Generation]],
     batch_size: int,
     spec: str = "",

@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -16,6 +16,10 @@ from rlhf.models.loading import load_policy
 from rlhf.recipes.dpo_rows import PairCollator, forward_logps, to_device
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import ModelConfig
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 REF_CACHE = "reference_logps.safetensors"
 RefFn = Callable[[dict], torch.Tensor]
@@ -43,7 +47,13 @@ def _load_ref(spec: ReferenceSpec, tokenizer, accelerator):
 
 
 @torch.no_grad()
-def all_logps(model, accelerator, pairs: list[dict], collate: PairCollator, batch_size: int) -> torch.Tensor:
+def all_logps(
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    pairs: list[dict],
+    collate: PairCollator,
+    batch_size: int,
+) -> torch.Tensor:
     """(chosen, rejected) log-probs of every pair; each process scores a contiguous share.  Shape: (N, 2)"""
     n, per = len(pairs), math.ceil(len(pairs) / accelerator.num_processes)
     # the last share is padded with copies of the last pair, so that every process gathers as much
@@ -60,7 +70,13 @@ def all_logps(model, accelerator, pairs: list[dict], collate: PairCollator, batc
 
 
 def precomputed_reference(
-    spec: ReferenceSpec, accelerator, model, tokenizer, run: RunDir, splits: dict, collate: PairCollator
+    spec: ReferenceSpec,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    run: RunDir,
+    splits: dict,
+    collate: PairCollator,
 ) -> RefFn:
     """Reference log-probs of every split, computed once and cached in the run directory; a
     resumed run (same data, reference and precision) reads them back instead of redoing them."""
@@ -98,7 +114,13 @@ def precomputed_reference(
 
 
 def frozen_reference(
-    spec: ReferenceSpec, accelerator, model, tokenizer, run: RunDir, splits: dict, collate: PairCollator
+    spec: ReferenceSpec,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    run: RunDir,
+    splits: dict,
+    collate: PairCollator,
 ) -> RefFn:
     """A frozen copy of the reference model held in memory, run on every batch."""
     ref = _load_ref(spec, tokenizer, accelerator)
@@ -106,7 +128,13 @@ def frozen_reference(
 
 
 def adapters_off_reference(
-    spec: ReferenceSpec, accelerator, model, tokenizer, run: RunDir, splits: dict, collate: PairCollator
+    spec: ReferenceSpec,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    run: RunDir,
+    splits: dict,
+    collate: PairCollator,
 ) -> RefFn:
     """The LoRA policy itself with its adapters disabled (peft): the base model, no second copy."""
     peft_model = accelerator.unwrap_model(model)
@@ -124,7 +152,13 @@ def adapters_off_reference(
 
 
 def no_reference(
-    spec: ReferenceSpec, accelerator, model, tokenizer, run: RunDir, splits: dict, collate: PairCollator
+    spec: ReferenceSpec,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    run: RunDir,
+    splits: dict,
+    collate: PairCollator,
 ) -> RefFn:
     """Reference-free losses (SimPO): zeros in the reference's place, which they never read."""
     return lambda batch: torch.zeros(2 * len(batch["weight"]), device=batch["weight"].device)

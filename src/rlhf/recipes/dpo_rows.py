@@ -89,7 +89,7 @@ class PairCollator:
         return segment_mask(seg, self.float_mask)
 
 
-def make_collator(share_prompt: bool, model, pad_id: int, longest: int) -> PairCollator:
+def make_collator(share_prompt: bool, model: torch.nn.Module, pad_id: int, longest: int) -> PairCollator:
     """The collator for ``model`` (unwrapped): mask kind from its attention, whether it takes
     logits_to_keep; a shared-prompt row must not outgrow a sliding attention window, which a
     custom mask would bypass."""
@@ -104,11 +104,11 @@ def make_collator(share_prompt: bool, model, pad_id: int, longest: int) -> PairC
     )
 
 
-def to_device(batch: dict, device) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def forward_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_logps(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs and response token counts, the B chosen then the B rejected.
 
     Shape: (2B,), (2B,)

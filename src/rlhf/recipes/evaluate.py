@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from accelerate.utils import gather_object
@@ -40,15 +40,26 @@ from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sample import gather_in_order, sampling_accelerator
 from rlhf.rollout.engine import make_engine
-from rlhf.rollout.generate import Generation, SamplingParams
+from rlhf.rollout.generate import Generation, SamplingParams, sampling_params
 from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
-from rlhf.sections import ModelConfig
+from rlhf.sections import ModelConfig, SamplingSection
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+
+    from rlhf.rollout.engine import RolloutEngine
 
 
 @dataclass
-class EvalSection:
+class EvalSection(SamplingSection):
+    """The sampling keys of rlhf.sections.SamplingSection, for the compared responses (greedy by
+    default: what a user of the model sees), and:"""
+
+    temperature: float = 0.0
+    batch_size: int = 32
+    """sequences decoded or scored at once"""
     prompts: str = ""
     """held-out prompt records (JSONL, parquet or a saved `datasets` directory)"""
     baseline: str = ""
@@ -67,24 +78,12 @@ class EvalSection:
     """a trusted scorer 'module:function', same signature (the toy task: rlhf.toyworld.reward:gold)"""
     text: str = ""
     """held-out text for NLL / perplexity: demonstration records, or {"prompt": "", "completion": text}"""
-    max_new_tokens: int = 128
-    """longest response"""
-    temperature: float = 0.0
-    """decoding temperature of the compared responses (0: greedy, what a user of the model sees)"""
-    top_p: float = 1.0
-    """nucleus sampling mass of the compared responses (1: off)"""
-    stop: list[str] = field(default_factory=list)
-    """stop strings: a response ends after the first one (besides EOS)"""
     kl_samples: int = 4
     """responses per prompt sampled at temperature 1 for the KL estimate (0: no KL)"""
     max_length: int = 512
     """longest eval.text record in tokens (longer ones are cut)"""
     seed: int = 0
     """sampling seed"""
-    engine: Literal["kv_cache", "hf"] = "kv_cache"
-    """kv_cache: rlhf's engine; hf: transformers' generate"""
-    batch_size: int = 32
-    """sequences decoded or scored at once"""
     output_dir: str = "runs/eval"
     """where config.yaml, report.json and samples.jsonl go"""
 
@@ -154,7 +153,12 @@ def response_stats(gens: list[Generation]) -> dict[str, float]:
 
 
 def sampled_kl(
-    engine, reference, prompt_ids: list[list[int]], params: SamplingParams, pad_id: int, batch_size: int = 32
+    engine: RolloutEngine,
+    reference: torch.nn.Module,
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    pad_id: int,
+    batch_size: int = 32,
 ) -> dict[str, float]:
     """KL(policy || reference) per response, the policy being ``engine``'s model: the mean over
     responses sampled at ``params`` (temperature 1: the only responses on which the estimate is
@@ -164,7 +168,12 @@ def sampled_kl(
 
 
 def sampled_kl_terms(
-    engine, reference, prompt_ids: list[list[int]], params: SamplingParams, pad_id: int, batch_size: int = 32
+    engine: RolloutEngine,
+    reference: torch.nn.Module,
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    pad_id: int,
+    batch_size: int = 32,
 ) -> list[tuple[float, float]]:
     """(log pi(y|x), log ref(y|x)) of each response sampled at ``params`` (see ``sampled_kl``)."""
     gens = [g for gs in engine.generate_ids(prompt_ids, params) for g in gs]
@@ -204,7 +213,13 @@ def score(
     return out
 
 
-def text_nll(model, examples, pad_id: int, batch_size: int = 16, accelerator=None) -> dict[str, float]:
+def text_nll(
+    model: torch.nn.Module,
+    examples: list[dict],
+    pad_id: int,
+    batch_size: int = 16,
+    accelerator: Accelerator | None = None,
+) -> dict[str, float]:
     """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples`` (split
     across ``accelerator``'s processes when given)."""
     from rlhf.recipes.sft import evaluate as sft_evaluate
@@ -270,7 +285,7 @@ def evaluate(cfg: Config) -> Path:
         mine = list(range(rank, len(records), world))
         texts = [render_prompt(tokenizer, records[i].prompt) for i in mine]
         ids = [encode_prompt(tokenizer, records[i].prompt) for i in mine]
-        params = SamplingParams(e.max_new_tokens, e.temperature, e.top_p, n=1, seed=e.seed, stop=list(e.stop))
+        params = sampling_params(e, n=1, seed=e.seed)
         gens, kl_terms = {}, []
         for name, model in models.items():
             engine = make_engine(e.engine, model, tokenizer, e.batch_size)

@@ -51,7 +51,7 @@ from rlhf.recipes.ppo_config import Config, check
 from rlhf.recipes.ppo_eval import HeldOutEval, load_held_out
 from rlhf.recipes.ppo_log import batch_metrics, gather_rows, step_metrics, write_samples
 from rlhf.recipes.ppo_models import build_models, check_critic_init
-from rlhf.recipes.ppo_rollout import Prompts, generate, pack, sampling_params
+from rlhf.recipes.ppo_rollout import Prompts, generate, pack
 from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.ppo_update import Ptx, batch_scores_std, optimise, rollout_forwards
 from rlhf.recipes.rl_sharding import RolloutCopy
@@ -59,9 +59,10 @@ from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.engine import make_engine
+from rlhf.rollout.generate import sampling_params
 from rlhf.rollout.kl_control import make_kl_controller
 from rlhf.rollout.reward_fn import RewardFn
-from rlhf.rollout.rewards import postprocess_scores
+from rlhf.rollout.reward_shaping import postprocess_scores
 
 __all__ = ["Config", "train"]
 SUMMARY = f"RL against a reward model or function (algo.name={'|'.join(ALGORITHMS)})"
@@ -120,7 +121,7 @@ def train(
         shared_prompt.base_model(models.unwrapped).config, "hidden_size", None
     )  # None: no packing
     ptx_data = Ptx.build(ptx, cfg, accelerator.num_processes, opt_steps, tokenizer.pad_token_id)
-    sampling = sampling_params(r)
+    sampling = sampling_params(r, n=n, min_new_tokens=r.min_new_tokens)
     eval_params = replace(sampling, n=1, seed=cfg.train.seed * 1_000_003 - 1)  # one seed for every evaluation
     pad = tokenizer.pad_token_id
     evaluate = HeldOutEval(

@@ -9,7 +9,8 @@ from typing import Literal
 from rlhf.config import ConfigError
 from rlhf.models.loading import check_model_path
 from rlhf.recipes.algorithms import ALGORITHMS, get_algorithm
-from rlhf.sections import DataConfig, ModelConfig, TrainConfig
+from rlhf.rollout.reward_fn import RewardFn
+from rlhf.sections import DataConfig, ModelConfig, SamplingSection, TrainConfig
 
 AlgoName = Literal[tuple(ALGORITHMS)]  # the registry's names: a new algorithm is a valid algo.name
 
@@ -69,27 +70,17 @@ class AlgoSection:
 
 
 @dataclass
-class RolloutSection:
+class RolloutSection(SamplingSection):
+    """The sampling keys of rlhf.sections.SamplingSection (temperature > 0: the training log-probs
+    use the same temperature; top_p < 1 or top_k > 0 make the rollouts off-policy for the loss), and:"""
+
+    max_new_tokens: int = 64
     samples_per_prompt: int = 1
     """responses per prompt; grpo and rloo need >= 2 (their baseline is the group)"""
-    max_new_tokens: int = 64
-    """longest response"""
     min_new_tokens: int = 0
     """EOS is masked until this many tokens were generated (benchmarks use it for fixed lengths)"""
-    temperature: float = 1.0
-    """sampling temperature; training log-probs use the same temperature"""
-    top_p: float = 1.0
-    """nucleus sampling mass (1: off; < 1 makes the rollouts off-policy for the loss)"""
-    top_k: int = 0
-    """sample among the k most likely tokens (0: off)"""
-    stop: list[str] = field(default_factory=list)
-    """stop strings: a response ends after the first one (besides EOS)"""
-    engine: Literal["kv_cache", "hf"] = "kv_cache"
-    """kv_cache: rlhf's engine; hf: transformers' generate (the reference)"""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """weights the engine samples with (auto: the policy's; bfloat16: a bf16 copy, synced each step)"""
-    batch_size: int = 64
-    """sequences the engine decodes at once"""
     share_prompt: bool = True
     """with samples_per_prompt > 1, run each prompt once for all its responses in the forwards after
     generation (one row, 4D attention mask; needs eager or sdpa attention), when that costs less"""
@@ -159,7 +150,7 @@ class Config:
     ptx: PtxSection = field(default_factory=PtxSection)
 
 
-def check(cfg: Config, reward_fn=None):
+def check(cfg: Config, reward_fn: RewardFn | None = None) -> RewardFn | None:
     """Reject a config that cannot run, before any work; returns the reward callable if one is set
     (``reward_fn``, a callable given to ``ppo.train`` from Python, or rewards.function imported)."""
     from rlhf.recipes.loop import exact_div

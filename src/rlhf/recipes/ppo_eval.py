@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate.utils import gather_object
@@ -27,13 +28,22 @@ from accelerate.utils import gather_object
 from rlhf.data.prompts import load_prompts
 from rlhf.eval.metrics import repetition
 from rlhf.losses.kl import kl_penalty
+from rlhf.losses.logprobs import token_logprobs
+from rlhf.recipes.ppo_config import Config
 from rlhf.recipes.ppo_models import RLModels
+from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import evaluate as text_nll
 from rlhf.recipes.sft import load_examples
-from rlhf.rollout.experience import pack_rollouts, response_logits, response_tokens, token_logprobs
+from rlhf.rollout.experience import pack_rollouts, response_logits, response_tokens
 from rlhf.rollout.generate import SamplingParams
-from rlhf.rollout.rewards import postprocess_scores
+from rlhf.rollout.reward_shaping import postprocess_scores
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
+
+    from rlhf.rollout.engine import RolloutEngine
 
 
 @dataclass
@@ -51,7 +61,7 @@ class HeldOut:
         return bool(self.prompt_ids or self.text)
 
 
-def load_held_out(cfg, tokenizer) -> HeldOut:
+def load_held_out(cfg: Config, tokenizer: PreTrainedTokenizerBase) -> HeldOut:
     """Read data.eval (as data.train is read) and ptx.eval (as ptx.data is); a bad file fails here,
     before any model is loaded."""
     held = HeldOut()
@@ -69,13 +79,13 @@ def load_held_out(cfg, tokenizer) -> HeldOut:
 def evaluate_held_out(
     held: HeldOut,
     *,
-    policy,
-    engine,
-    scorer,
+    policy: torch.nn.Module,
+    engine: RolloutEngine,
+    scorer: Scorer,
     reference_logits: Callable | None,
     params: SamplingParams,
-    cfg,
-    accelerator,
+    cfg: Config,
+    accelerator: Accelerator,
     pad_id: int,
     sample_metrics: Callable | None = None,
 ) -> dict[str, float]:

@@ -9,6 +9,7 @@ reward hacking that need no gold (answers that loop, answers that all look alike
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate.utils import gather_object
@@ -21,7 +22,10 @@ from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.run_dir import RunDir
 from rlhf.rollout.advantages import explained_variance, uniform_groups
 from rlhf.rollout.experience import Experience
-from rlhf.rollout.rewards import postprocess_scores
+from rlhf.rollout.reward_shaping import postprocess_scores
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
 
 
 def step_metrics(
@@ -33,7 +37,7 @@ def step_metrics(
     watcher: Scorer | None,
     cfg: Config,
     algorithm: Algorithm,
-    accelerator,
+    accelerator: Accelerator,
 ) -> dict[str, float]:
     """The step's means over every process (``stats``: the update's sums, consumed; ``watcher``: a
     reward model that only watches, read here since it trains nothing)."""
@@ -79,7 +83,7 @@ def batch_metrics(
     return out
 
 
-def gather_rows(accelerator, *columns: list) -> tuple[list, ...]:
+def gather_rows(accelerator: Accelerator, *columns: list) -> tuple[list, ...]:
     """Each column's rows from every process, in process order (as they are on one process)."""
     if accelerator.num_processes == 1:
         return columns

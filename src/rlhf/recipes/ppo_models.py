@@ -10,6 +10,7 @@ their optimizers; frozen ones keep bf16 weights under bf16 mixed precision.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,7 +28,13 @@ from rlhf.rollout.experience import (
     response_logits,
     response_values,
 )
-from rlhf.rollout.reward_model import frozen
+from rlhf.rollout.reward_model import RewardModel, frozen
+
+if TYPE_CHECKING:  # hints only
+    from pathlib import Path
+
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -83,7 +90,9 @@ class RLModels:
             if model is not None:
                 shared_prompt.check(model, longest, "rollout.share_prompt")
 
-    def step(self, accelerator, cfg: Config, step: int, loss: float, last_ckpt) -> None:
+    def step(
+        self, accelerator: Accelerator, cfg: Config, step: int, loss: float, last_ckpt: Path | None
+    ) -> None:
         """One optimizer step of the policy, then of a critic."""
         optimizer_step(
             accelerator, self.policy, self.optimizer, self.scheduler, cfg.train, step, loss, last_ckpt
@@ -102,7 +111,12 @@ class RLModels:
 
 
 def build_models(
-    cfg: Config, tokenizer, accelerator, critic: bool, scorers: list, opt_steps: int
+    cfg: Config,
+    tokenizer: PreTrainedTokenizerBase,
+    accelerator: Accelerator,
+    critic: bool,
+    scorers: list,
+    opt_steps: int,
 ) -> RLModels:
     """Load the policy, the reference and (``critic``) the critic, make the optimizers and prepare
     them; ``scorers`` (reward models, None for a function) join the frozen models' bf16 cast."""
@@ -173,7 +187,7 @@ def build_models(
     return out
 
 
-def check_critic_init(cfg: Config, critic: bool, reward_model) -> None:
+def check_critic_init(cfg: Config, critic: bool, reward_model: RewardModel | None) -> None:
     """critic.init=reward copies the reward model, which must read the policy's tokens."""
     if critic and cfg.critic.init == "reward" and not reward_model.same_vocab:
         raise ConfigError(

@@ -3,16 +3,21 @@ Experience batch, and score them (the training reward, or a reward model that on
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from rlhf.data.records import Prompt
-from rlhf.recipes.ppo_config import RolloutSection
 from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.rollout.experience import Experience, pack_rollouts
 from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.groups import pack_groups, packing_saves
+
+if TYPE_CHECKING:  # hints only
+    from transformers import PreTrainedTokenizerBase
+
+    from rlhf.rollout.engine import RolloutEngine
 
 
 class Prompts(NamedTuple):
@@ -36,27 +41,21 @@ class Rollout(NamedTuple):
     shared: bool
     """the forwards read each prompt once for its n responses (rollout.share_prompt)"""
 
-    def scores(self, scorer: Scorer, autocast) -> torch.Tensor:
+    def scores(self, scorer: Scorer, autocast: Callable) -> torch.Tensor:
         """``scorer``'s raw scores of the rows (N,); a reward model reads each prompt once when shared."""
         return scorer(
             self.prompts, self.texts, self.prompt_ids, self.gens, autocast, self.n if self.shared else 1
         )
 
 
-def sampling_params(r: RolloutSection) -> SamplingParams:
-    """The rollout section's sampling options (n: samples_per_prompt)."""
-    return SamplingParams(
-        r.max_new_tokens,
-        r.temperature,
-        r.top_p,
-        r.top_k,
-        n=r.samples_per_prompt,
-        stop=list(r.stop),
-        min_new_tokens=r.min_new_tokens,
-    )
-
-
-def generate(engine, params: SamplingParams, data: Prompts, idx: list[int], shared: bool, device) -> Rollout:
+def generate(
+    engine: RolloutEngine,
+    params: SamplingParams,
+    data: Prompts,
+    idx: list[int],
+    shared: bool,
+    device: torch.device,
+) -> Rollout:
     """``params.n`` responses to each prompt ``idx`` of ``data``, sampled by ``engine``."""
     n = params.n
     gens = [g for gs in engine.generate_ids([data.ids[i] for i in idx], params) for g in gs]
@@ -65,7 +64,9 @@ def generate(engine, params: SamplingParams, data: Prompts, idx: list[int], shar
     return Rollout(raw, texts, ids, gens, finished, n, shared)
 
 
-def pack(rollout: Rollout, tokenizer, hidden: int | None, device) -> Experience:
+def pack(
+    rollout: Rollout, tokenizer: PreTrainedTokenizerBase, hidden: int | None, device: torch.device
+) -> Experience:
     """The rows as an Experience (an empty response reads as EOS); packed one prompt to n
     responses when shared and that costs fewer FLOPs (``hidden``: the model's width, None: never)."""
     prompts, n, pad = rollout.prompt_ids, rollout.n, tokenizer.pad_token_id

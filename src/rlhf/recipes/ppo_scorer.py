@@ -37,7 +37,7 @@ class Scorer:
                     self.mean, self.std = self.rm.statistics
 
     @property
-    def model(self):
+    def model(self) -> torch.nn.Module | None:
         """the reward model's network (None with a reward function)"""
         return self.rm.model if self.rm is not None else None
 

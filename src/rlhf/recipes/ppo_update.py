@@ -10,18 +10,24 @@ policy's forward: it runs once, with grad, in step 3, and step 5 reuses it (``Li
 from __future__ import annotations
 
 import random
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from rlhf.data.collators import collate_sft
+from rlhf.losses.logprobs import token_logprobs
 from rlhf.losses.ppo import aggregation_weights, approx_kl, entropy_from_logits, policy_loss, value_loss
 from rlhf.losses.sft import masked_nll
 from rlhf.recipes.algorithms import Algorithm
 from rlhf.recipes.loop import BatchPlan
 from rlhf.recipes.ppo_config import Config
 from rlhf.recipes.ppo_models import RLModels
-from rlhf.rollout.experience import Experience, response_tokens, token_logprobs
+from rlhf.rollout.experience import Experience, response_tokens
+
+if TYPE_CHECKING:  # hints only
+    from pathlib import Path
+
+    from accelerate import Accelerator
 
 
 class Live(NamedTuple):
@@ -62,13 +68,13 @@ def add(acc: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
     acc[key] = acc.get(key, 0) + value.detach().float()
 
 
-def batch_scores_std(accelerator, scores: torch.Tensor) -> torch.Tensor:
+def batch_scores_std(accelerator: Accelerator, scores: torch.Tensor) -> torch.Tensor:
     """The unbiased std of every process's scores together (algo.scale_rewards=batch)."""
     return accelerator.gather(scores.detach().float()).std()
 
 
 def rollout_forwards(
-    models: RLModels, exp: Experience, cfg: Config, accelerator
+    models: RLModels, exp: Experience, cfg: Config, accelerator: Accelerator
 ) -> tuple[Live | None, list[torch.Tensor]]:
     """Fill ``exp.logprobs`` and ``exp.ref_logprobs`` (micro-batched, no grad); returns the fused
     path's live forward (or None) and the critic's values, one tensor per micro-batch."""
@@ -122,11 +128,11 @@ def optimise(
     exp: Experience,
     live: Live | None,
     cfg: Config,
-    accelerator,
+    accelerator: Accelerator,
     step: int,
     kl_coef: float,
     ptx: Ptx | None,
-    last_ckpt,
+    last_ckpt: Path | None,
 ) -> dict[str, torch.Tensor]:
     """algo.epochs passes of algo.minibatches optimizer steps over the rollout batch ``exp`` (step
     ``step``, 0-based); returns the statistics summed over every micro-batch."""

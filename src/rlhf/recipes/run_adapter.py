@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlhf.recipes.run_dir import RunDir
+
+if TYPE_CHECKING:  # hints only
+    import torch
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 ADAPTER_DIR = "adapter"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def save_adapter(run: RunDir, accelerator, model, tokenizer, start: str) -> Path | None:
+def save_adapter(
+    run: RunDir,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    start: str,
+) -> Path | None:
     """Write the LoRA adapter of ``model`` (prepared or not) to ``<output_dir>/adapter/``
     atomically (temp dir, then rename); None, writing nothing, for a model without LoRA. Every
     process must call it (a sharded model's state is gathered collectively).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,34 +22,27 @@ from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
-from rlhf.rollout.generate import SamplingParams
-from rlhf.sections import ModelConfig
+from rlhf.rollout.generate import Generation, sampling_params
+from rlhf.sections import ModelConfig, SamplingSection
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
-class SampleSection:
+class SampleSection(SamplingSection):
+    """The sampling keys of rlhf.sections.SamplingSection (temperature 0 makes every response the
+    same), and:"""
+
     prompts: str = ""
     """prompt records: JSONL file, parquet file, or a saved `datasets` directory"""
     output: str = "samples.jsonl"
     """where the candidate sets are written (JSONL)"""
     n: int = 4
     """responses per prompt (K)"""
-    max_new_tokens: int = 128
-    """longest response"""
-    temperature: float = 1.0
-    """sampling temperature (0: greedy, which makes every response the same)"""
-    top_p: float = 1.0
-    """nucleus sampling mass (1: off)"""
-    top_k: int = 0
-    """sample among the k most likely tokens (0: off)"""
-    stop: list[str] = field(default_factory=list)
-    """stop strings: a response ends after the first one (besides EOS)"""
     seed: int = 0
     """sampling seed"""
-    engine: Literal["kv_cache", "hf"] = "kv_cache"
-    """kv_cache: rlhf's engine; hf: transformers' generate"""
-    batch_size: int = 64
-    """sequences decoded at once"""
 
 
 @dataclass
@@ -68,7 +61,13 @@ def check(model: ModelConfig, s: SampleSection) -> None:
         raise ConfigError("sample.temperature must be >= 0 and sample.top_p in (0, 1]")
 
 
-def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, tokenizer, what: str = "sample.prompts"):
+def generate(
+    model_cfg: ModelConfig,
+    s: SampleSection,
+    accelerator: Accelerator,
+    tokenizer: PreTrainedTokenizerBase,
+    what: str = "sample.prompts",
+) -> tuple[list, list[list[Generation]], list[int]]:
     """Load the model and prompts, sample this process's share of the prompts (every n-th, from
     its index); returns (all prompt records, generations of the share, the share's record indices)."""
     records = load_records(s.prompts, "prompt", what)
@@ -76,9 +75,7 @@ def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, tokenizer, w
     from rlhf.rollout.engine import make_engine
 
     engine = make_engine(s.engine, model, tokenizer, s.batch_size)
-    params = SamplingParams(
-        s.max_new_tokens, s.temperature, s.top_p, s.top_k, n=s.n, seed=s.seed, stop=list(s.stop)
-    )
+    params = sampling_params(s, n=s.n, seed=s.seed)
     mine = list(range(accelerator.process_index, len(records), accelerator.num_processes))
     try:
         gens = engine.generate([records[i].prompt for i in mine], params) if mine else []
@@ -87,7 +84,7 @@ def generate(model_cfg: ModelConfig, s: SampleSection, accelerator, tokenizer, w
     return records, gens, mine
 
 
-def sampling_accelerator(seed: int):
+def sampling_accelerator(seed: int) -> Accelerator:
     """accelerate's process and device, for commands that only sample and score."""
     from rlhf.recipes.loop import make_accelerator
     from rlhf.sections import TrainConfig
@@ -95,7 +92,7 @@ def sampling_accelerator(seed: int):
     return make_accelerator(TrainConfig(output_dir="unused", seed=seed))
 
 
-def gather_in_order(accelerator, rows: list[dict]) -> list[dict]:
+def gather_in_order(accelerator: Accelerator, rows: list[dict]) -> list[dict]:
     """Every process's rows (each with its record's ``index``), in record order."""
     if accelerator.num_processes == 1:
         return rows

@@ -19,9 +19,12 @@ import importlib.util
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlhf.config import ConfigError
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
 
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
 """tracker -> the package it needs (extra `track`: pip install 'rlhf[track]')"""
@@ -104,7 +107,7 @@ def init_kwargs(output_dir: str | Path) -> dict[str, dict[str, Any]]:
     return {"wandb": {"name": root.name, "dir": str(root)}, "trackio": {"name": root.name}}
 
 
-def start(accelerator, cfg: Any, output_dir: str | Path) -> bool:
+def start(accelerator: Accelerator, cfg: Any, output_dir: str | Path) -> bool:
     """Start the accelerator's trackers with ``cfg`` as hyperparameters; False when there are none."""
     if not getattr(accelerator, "log_with", None):
         return False
@@ -112,7 +115,7 @@ def start(accelerator, cfg: Any, output_dir: str | Path) -> bool:
     return True
 
 
-def finish(accelerator) -> None:
+def finish(accelerator: Accelerator) -> None:
     """Close every tracker (flush TensorBoard, finish the W&B and trackio runs).
 
     Not ``accelerator.end_training()``: that also destroys the process group, which the CLI closes

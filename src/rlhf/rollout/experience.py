@@ -177,15 +177,6 @@ def _inputs(exp: Experience, model: nn.Module):
     return exp.input_ids, exp.attention_mask, exp.position_ids, read
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log softmax(logits / temperature) at ``tokens``, in float32.  Shape: (B, R, V), (B, R) -> (B, R)"""
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
-
-
 def response_tokens(exp: Experience) -> torch.Tensor:
     """The response token ids.  Shape: (B, R)"""
     R = exp.response_mask.shape[1]

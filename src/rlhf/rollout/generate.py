@@ -23,6 +23,7 @@ import torch
 from rlhf.data.collators import pad
 from rlhf.data.records import Prompt
 from rlhf.data.tokenize import encode_prompt
+from rlhf.sections import SamplingSection
 
 
 @dataclass
@@ -43,6 +44,13 @@ class SamplingParams:
     """stop strings: the response text is cut after the first occurrence and the row finishes"""
     min_new_tokens: int = 0
     """EOS is masked out until this many tokens were generated (stop strings still apply)"""
+
+
+def sampling_params(s: SamplingSection, n: int = 1, seed: int = 0, **extra) -> SamplingParams:
+    """The engines' parameters from a config's sampling section (rlhf.sections.SamplingSection);
+    ``extra``: SamplingParams fields a section adds (min_new_tokens) or a call overrides (stop)."""
+    extra.setdefault("stop", list(s.stop))
+    return SamplingParams(s.max_new_tokens, s.temperature, s.top_p, s.top_k, n=n, seed=seed, **extra)
 
 
 @dataclass

@@ -12,6 +12,10 @@ they are; with a tokenizer of its own (another family) the text is tokenized aga
 models on the Hub): the conversation, with the response as the assistant's turn, rendered by the
 reward model's chat template. A string prompt is the user's message. The template closes the
 turn whether or not the policy did; rewards.missing_eos_penalty is the way to mark those.
+
+The one home of scoring with a reward model (``score_sequences``, ``score_groups``: its scalar at
+each sequence's last token). Scoring with a Python function is rollout/reward_fn.py; turning scores
+into the per-token rewards RL optimises is rollout/reward_shaping.py.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from dataclasses import replace
 import torch
 
 from rlhf.config import ConfigError
+from rlhf.data.collators import pad
 from rlhf.data.records import Prompt
 from rlhf.data.tokenize import encode_prompt
+from rlhf.models import shared_prompt
 from rlhf.models.loading import load_scalar_model, load_tokenizer
+from rlhf.rollout.experience import TokenValueModel
 from rlhf.rollout.generate import Generation
-from rlhf.rollout.scoring import score_groups, score_sequences
+from rlhf.rollout.groups import pack_groups, packing_saves
 from rlhf.sections import ModelConfig
 
 FORMATS = ("pair", "chat")
@@ -120,3 +127,68 @@ class RewardModel:
         if self.fmt == "chat":  # each conversation is its own row: no prompt to share
             return score_sequences(self.model, p, r, self.tokenizer.pad_token_id, batch_size)
         return score_groups(self.model, p, r, n, self.tokenizer.pad_token_id, batch_size)
+
+
+@torch.no_grad()
+def score_sequences(
+    reward_model, prompts: list[list[int]], responses: list[list[int]], pad_id: int, batch_size: int = 64
+) -> torch.Tensor:
+    """The reward model's scalar for each prompt + response, read at its last token.  Shape: (N,)"""
+    was_training = reward_model.training
+    reward_model.eval()
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        seqs = [
+            a + b for a, b in zip(prompts[start : start + batch_size], responses[start : start + batch_size])
+        ]
+        ids = pad(seqs, pad_id).to(reward_model.device)
+        mask = pad([[1] * len(s) for s in seqs], 0).to(reward_model.device)
+        out.append(
+            reward_model(input_ids=ids, attention_mask=mask, use_cache=False).logits.squeeze(-1).float().cpu()
+        )
+    reward_model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+@torch.no_grad()
+def score_groups(
+    reward_model,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    n: int,
+    pad_id: int,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """As ``score_sequences``, for rows that come n to a prompt (rows g*n .. g*n+n-1 share one):
+    each prompt is read once for its n responses (rollout/groups.py) when the reward model can
+    take the 4D mask and that costs fewer FLOPs; otherwise row by row. Up to ``batch_size`` rows
+    (whole groups) a forward.  Shape: (N,)"""
+    base = shared_prompt.base_model(reward_model)
+    longest = max((len(p) for p in prompts), default=0) + n * max((len(r) for r in responses), default=0)
+    try:
+        per_token = TokenValueModel(reward_model)
+    except ValueError:  # no body + linear score head to run per position
+        per_token = None
+    if (
+        n < 2
+        or per_token is None
+        or shared_prompt.unsupported(reward_model, longest)
+        or not getattr(base.config, "hidden_size", None)
+        or not packing_saves(prompts, responses, n, base.config.hidden_size)
+    ):
+        return score_sequences(reward_model, prompts, responses, pad_id, batch_size)
+    size = max(n, batch_size // n * n)
+    was_training = reward_model.training
+    reward_model.eval()
+    out = []
+    for start in range(0, len(prompts), size):
+        sl = slice(start, start + size)
+        g = pack_groups(prompts[sl], responses[sl], n, pad_id, base.config.pad_token_id)
+        if g is None:  # these rows do not share their prompts n by n
+            out.append(score_sequences(reward_model, prompts[sl], responses[sl], pad_id, batch_size))
+            continue
+        g = g.to(base.device)
+        values = per_token(g.input_ids, g.attention_mask(reward_model), g.position_ids)  # (G, T)
+        out.append(values[g.group, g.last].float().cpu())
+    reward_model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)

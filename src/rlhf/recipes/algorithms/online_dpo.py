@@ -4,6 +4,8 @@ advantages: the clipped surrogate sees zeros, so only its entropy bonus (algo.en
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from rlhf.config import ConfigError
@@ -11,6 +13,9 @@ from rlhf.losses.groups import group_pairs
 from rlhf.losses.online_dpo import online_dpo_loss
 from rlhf.recipes.algorithms.base import Algorithm, UpdateTerm
 from rlhf.rollout.experience import Experience
+
+if TYPE_CHECKING:  # the recipe's config, for hints only (it imports the registry)
+    from rlhf.recipes.ppo_config import AlgoSection, Config
 
 
 class OnlineDPO(Algorithm):
@@ -20,7 +25,7 @@ class OnlineDPO(Algorithm):
     scale_rewards_note = "online_dpo has no advantages to scale"
     clipped_surrogate = False
 
-    def check(self, cfg) -> None:
+    def check(self, cfg: Config) -> None:
         """No ratio to clip and no token losses to aggregate: the keys of those are errors."""
         a, r = cfg.algo, cfg.rollout
         if not a.reference or a.kl_coef <= 0:
@@ -42,7 +47,7 @@ class OnlineDPO(Algorithm):
             )
 
     def advantages(
-        self, exp: Experience, a, n: int, kl_coef: float, batch_std: torch.Tensor | None
+        self, exp: Experience, a: AlgoSection, n: int, kl_coef: float, batch_std: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return torch.zeros_like(exp.response_mask, dtype=exp.logprobs.dtype), None
 

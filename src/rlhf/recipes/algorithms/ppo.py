@@ -3,12 +3,17 @@ rewards (eq. 2), a learned critic, GAE (Schulman et al. 2016), advantages whiten
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from rlhf.recipes.algorithms.base import Algorithm
 from rlhf.rollout.advantages import gae, whiten
 from rlhf.rollout.experience import Experience
-from rlhf.rollout.rewards import shape_rewards
+from rlhf.rollout.reward_shaping import shape_rewards
+
+if TYPE_CHECKING:  # the recipe's config, for hints only (it imports the registry)
+    from rlhf.recipes.ppo_config import AlgoSection
 
 
 class PPO(Algorithm):
@@ -17,7 +22,7 @@ class PPO(Algorithm):
     scale_rewards_note = "algo.whiten_advantages scales ppo's"
 
     def advantages(
-        self, exp: Experience, a, n: int, kl_coef: float, batch_std: torch.Tensor | None
+        self, exp: Experience, a: AlgoSection, n: int, kl_coef: float, batch_std: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         mask = exp.response_mask
         rewards, _ = shape_rewards(exp.scores, exp.logprobs, exp.ref_logprobs, mask, kl_coef, a.kl_estimator)

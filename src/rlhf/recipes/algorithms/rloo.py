@@ -3,12 +3,17 @@ the response's KL) of each sample, minus the mean of the other samples of its pr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from rlhf.losses.kl import sequence_kl
 from rlhf.recipes.algorithms.base import Algorithm
 from rlhf.rollout.advantages import rloo_advantages
 from rlhf.rollout.experience import Experience
+
+if TYPE_CHECKING:  # the recipe's config, for hints only (it imports the registry)
+    from rlhf.recipes.ppo_config import AlgoSection
 
 
 class RLOO(Algorithm):
@@ -18,7 +23,7 @@ class RLOO(Algorithm):
     scale_rewards_note = "rloo's baseline is not scaled"
 
     def advantages(
-        self, exp: Experience, a, n: int, kl_coef: float, batch_std: torch.Tensor | None
+        self, exp: Experience, a: AlgoSection, n: int, kl_coef: float, batch_std: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         mask = exp.response_mask
         reward = exp.scores - kl_coef * sequence_kl(exp.logprobs, exp.ref_logprobs, mask, a.kl_estimator)
