@@ -12,14 +12,21 @@ generation itself has no collectives, so processes whose rows stop early wait fo
 from __future__ import annotations
 
 import contextlib
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import torch
 
 from rlhf.config import ConfigError
 from rlhf.recipes.engines import engine_of, is_sharded
 
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
 
-def check_rl_engine(accelerator, cfg) -> None:
+    from rlhf.recipes.ppo_config import Config
+
+
+def check_rl_engine(accelerator: Accelerator, cfg: Config) -> None:
     """Under DeepSpeed each trained model is its own engine, stepped once per backward: the
     shared critic (one backward through two engines' parameters), micro-batches and PPO-ptx (more
     than one backward per optimizer step) are refused."""
@@ -38,7 +45,7 @@ def check_rl_engine(accelerator, cfg) -> None:
         )
 
 
-def whole_load(accelerator):
+def whole_load(accelerator: Accelerator) -> AbstractContextManager:
     """A context in which from_pretrained builds a whole model even under ZeRO-3's zero.Init
     (partitioned at load): a newly initialised head (the critic's) then draws the same random
     numbers as under DDP or FSDP2, so a run does not depend on the engine. The cost: the model is
@@ -47,7 +54,7 @@ def whole_load(accelerator):
     return plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
 
 
-def block_classes(model) -> set[str]:
+def block_classes(model: torch.nn.Module) -> set[str]:
     """Names of the transformer-block classes of ``model`` (Hugging Face's ``_no_split_modules``)."""
     names: set[str] = set()
     for module in model.modules():
@@ -55,7 +62,7 @@ def block_classes(model) -> set[str]:
     return names
 
 
-def shard_frozen(accelerator, model):
+def shard_frozen(accelerator: Accelerator, model: torch.nn.Module | None) -> torch.nn.Module | None:
     """Shard a frozen model for inference (in place; returned). FSDP2: every transformer block
     and the root are ``fully_shard`` units, gathered layer by layer in each forward; under ZeRO-3
     an inference-only DeepSpeed engine (no optimizer) partitions it. Other engines keep it whole."""
@@ -90,7 +97,7 @@ class RolloutCopy:
     under FSDP2 and ZeRO-3 a copy of the policy's class, into which ``refresh`` gathers the
     sharded weights (collective: every process calls it, once per step)."""
 
-    def __init__(self, accelerator, policy):
+    def __init__(self, accelerator: Accelerator, policy: torch.nn.Module) -> None:
         self.accelerator, self.policy = accelerator, policy
         self.sharded = is_sharded(accelerator)
         if not self.sharded:
@@ -103,7 +110,7 @@ class RolloutCopy:
         self.refresh()
 
     @torch.no_grad()
-    def refresh(self):
+    def refresh(self) -> torch.nn.Module:
         """Gather the policy's current weights into the copy; returns the model to sync from."""
         if not self.sharded:
             return self.model
