@@ -51,9 +51,8 @@ from rlhf.recipes.loop import BatchPlan, make_accelerator, progress
 from rlhf.recipes.ppo_config import Config, check
 from rlhf.recipes.ppo_eval import HeldOutEval, load_held_out
 from rlhf.recipes.ppo_log import batch_metrics, gather_rows, step_metrics, write_samples
-from rlhf.recipes.ppo_models import build_models, check_critic_init
+from rlhf.recipes.ppo_models import build_models, check_critic_init, make_scorer
 from rlhf.recipes.ppo_rollout import Prompts, generate, pack
-from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.ppo_update import Ptx, batch_scores_std, optimise, rollout_forwards
 from rlhf.recipes.rl_sharding import RolloutCopy
 from rlhf.recipes.run_adapter import save_adapter
@@ -96,9 +95,11 @@ def train(
     ptx = load_examples(cfg.ptx.data, "ptx.data", tokenizer, cfg)[0] if cfg.ptx.coef > 0 else []
     held_out = load_held_out(cfg, tokenizer)
     # reward models before the run directory is touched: a wrong one (a causal LM) fails here
-    scorer = Scorer(cfg, tokenizer, reward_fn, device)
+    scorer = make_scorer(cfg, tokenizer, reward_fn, device)
     held_path = cfg.rewards.heldout_model  # a second reward model that only watches
-    watcher = Scorer(cfg, tokenizer, None, device, held_path, "rewards.heldout_model") if held_path else None
+    watcher = (
+        make_scorer(cfg, tokenizer, None, device, held_path, "rewards.heldout_model") if held_path else None
+    )
     check_critic_init(cfg, algorithm.critic, scorer.rm)
     run = RunDir(cfg.train.output_dir, accelerator.is_main_process)
     run.write_config(cfg, accelerator)

@@ -31,12 +31,12 @@ from rlhf.losses.kl import kl_penalty
 from rlhf.losses.logprobs import token_logprobs
 from rlhf.recipes.ppo_config import Config
 from rlhf.recipes.ppo_models import RLModels
-from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.run_dir import RunDir
 from rlhf.recipes.sft import evaluate as text_nll
 from rlhf.recipes.sft import load_examples
 from rlhf.rollout.experience import pack_rollouts, response_logits, response_tokens
 from rlhf.rollout.generate import SamplingParams
+from rlhf.rollout.reward_model import Scorer
 from rlhf.rollout.reward_shaping import postprocess_scores
 
 if TYPE_CHECKING:  # hints only

@@ -18,10 +18,10 @@ from rlhf.eval.metrics import repetition
 from rlhf.recipes.algorithms import Algorithm
 from rlhf.recipes.ppo_config import Config
 from rlhf.recipes.ppo_rollout import Rollout
-from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.recipes.run_dir import RunDir
 from rlhf.rollout.advantages import explained_variance, uniform_groups
 from rlhf.rollout.experience import Experience
+from rlhf.rollout.reward_model import Scorer
 from rlhf.rollout.reward_shaping import postprocess_scores
 
 if TYPE_CHECKING:  # hints only

@@ -9,6 +9,7 @@ their optimizers; frozen ones keep bf16 weights under bf16 mixed precision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from rlhf.rollout.experience import (
     response_logits,
     response_values,
 )
-from rlhf.rollout.reward_model import RewardModel, frozen
+from rlhf.rollout.reward_model import RewardModel, Scorer, frozen
 
 if TYPE_CHECKING:  # hints only
     from pathlib import Path
@@ -194,3 +195,28 @@ def check_critic_init(cfg: Config, critic: bool, reward_model: RewardModel | Non
             "critic.init=reward: rewards.model uses another tokenizer than model.path, so it cannot read "
             "the policy's tokens as a critic; use critic.init=policy or critic.init=shared"
         )
+
+
+def make_scorer(
+    cfg: Config,
+    tokenizer: PreTrainedTokenizerBase,
+    reward_fn: Callable | None,
+    device: torch.device | str,
+    path: str | None = None,
+    key: str = "rewards.model",
+) -> Scorer:
+    """The run's sequence rewards (rollout/reward_model.py: Scorer) from ``rewards.*``: the reward
+    function, or the reward model at ``path`` (rewards.model when None). ``key``: the config key
+    that named the model (rewards.model, or rewards.heldout_model for the one that only watches)."""
+    path = cfg.rewards.model if path is None else path
+    rm = None
+    if path:
+        rm = RewardModel(path, cfg.model, tokenizer, key, device, cfg.rewards.format, "rewards.format")
+    return Scorer(
+        rm,
+        reward_fn,
+        fn_spec=cfg.rewards.function,
+        normalize=cfg.rewards.normalize,
+        batch_size=cfg.rollout.batch_size,
+        say=lambda message: print(f"[ppo] rewards.normalize: {message}"),
+    )

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from rlhf.data.records import Prompt
-from rlhf.recipes.ppo_scorer import Scorer
 from rlhf.rollout.experience import Experience, pack_rollouts
 from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.groups import pack_groups, packing_saves
+from rlhf.rollout.reward_model import Scorer
 
 if TYPE_CHECKING:  # hints only
     from transformers import PreTrainedTokenizerBase

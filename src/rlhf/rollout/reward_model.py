@@ -14,12 +14,15 @@ reward model's chat template. A string prompt is the user's message. The templat
 turn whether or not the policy did; rewards.missing_eos_penalty is the way to mark those.
 
 The one home of scoring with a reward model (``score_sequences``, ``score_groups``: its scalar at
-each sequence's last token). Scoring with a Python function is rollout/reward_fn.py; turning scores
-into the per-token rewards RL optimises is rollout/reward_shaping.py.
+each sequence's last token), and of a run's sequence rewards (``Scorer``: the reward model,
+normalised, or a Python function). Calling a Python function is rollout/reward_fn.py; turning
+scores into the per-token rewards RL optimises is rollout/reward_shaping.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 import torch
@@ -33,6 +36,7 @@ from rlhf.models.loading import load_scalar_model, load_tokenizer
 from rlhf.rollout.experience import TokenValueModel
 from rlhf.rollout.generate import Generation
 from rlhf.rollout.groups import pack_groups, packing_saves
+from rlhf.rollout.reward_fn import call_reward_fn
 from rlhf.sections import ModelConfig
 
 FORMATS = ("pair", "chat")
@@ -192,3 +196,59 @@ def score_groups(
         out.append(values[g.group, g.last].float().cpu())
     reward_model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
+
+
+class Scorer:
+    """The raw sequence rewards of a run, from one source: a Python function (``fn``, called as
+    rollout/reward_fn.py does; ``fn_spec`` is the config's ``module:function`` naming it, empty
+    for a callable passed from Python) or else the reward model ``rm``. ``mean`` and ``std``: the
+    statistics ``rm`` stores, with which its scores are normalised when ``normalize`` asks for it
+    (None otherwise; a model without them is said through ``say`` and left unnormalised)."""
+
+    def __init__(
+        self,
+        rm: RewardModel | None,
+        fn: Callable | None = None,
+        *,
+        fn_spec: str = "",
+        normalize: bool = True,
+        batch_size: int = 64,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.rm, self.fn, self.fn_spec, self.batch_size = rm, fn, fn_spec, batch_size
+        self.mean: float | None = None
+        self.std: float | None = None
+        if rm is not None and normalize:
+            if rm.statistics is None:
+                say(f"{rm.key} stores no reward_mean/reward_std; not normalising it")
+            else:
+                self.mean, self.std = rm.statistics
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """the reward model's network (None with a reward function)"""
+        return self.rm.model if self.rm is not None else None
+
+    def __call__(
+        self,
+        prompts: list[Prompt],
+        prompt_texts: list[str],
+        prompt_ids: list[list[int]],
+        gens: list[Generation],
+        autocast: Callable[[], AbstractContextManager],
+        n: int = 1,
+    ) -> torch.Tensor:
+        """Raw scores; ``prompts`` are the records' prompts, ``prompt_texts`` them rendered for the
+        policy. Rows come ``n`` to a prompt (the reward model reads each prompt once when the
+        format allows).  Shape: (N,)"""
+        if self.fn is not None:
+            return call_reward_fn(
+                self.fn,
+                prompt_texts,
+                [g.text for g in gens],
+                [g.finished for g in gens],
+                self.fn_spec or getattr(self.fn, "__qualname__", repr(self.fn)),
+                "rewards.function" if self.fn_spec else "the reward function",
+            )
+        with autocast():
+            return self.rm(prompts, prompt_ids, gens, n, self.batch_size)
