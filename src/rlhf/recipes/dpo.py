@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -62,6 +62,12 @@ from rlhf.recipes.loop import (
 from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
+
+    from rlhf.losses.dpo import DPOOutput, PairLogps
 
 SUMMARY = f"direct preference optimisation (dpo.loss={'|'.join(DPO_LOSSES)})"
 """the line `rlhf --help` shows, from the loss registry"""
@@ -161,7 +167,9 @@ def check_config(cfg: Config) -> None:
 # ---------------------------------------------------------------- data
 
 
-def load_unpaired(path: str, what: str, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
+def load_unpaired(
+    path: str, what: str, tokenizer: PreTrainedTokenizerBase, cfg: Config
+) -> tuple[list[dict], dict]:
     """Unpaired feedback records -> rows laid out as pairs (rlhf.data.unpaired), for KTO."""
     records = load_records(path, "unpaired", what)
     rows, stats = tokenize_unpaired(records, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length)
@@ -172,7 +180,9 @@ def load_unpaired(path: str, what: str, tokenizer, cfg: Config) -> tuple[list[di
                   "desirable": liked, "undesirable": len(rows) - liked}  # fmt: skip
 
 
-def load_pairs(path: str, what: str, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
+def load_pairs(
+    path: str, what: str, tokenizer: PreTrainedTokenizerBase, cfg: Config
+) -> tuple[list[dict], dict]:
     """Pair and ranking records -> tokenized pairs ``{prompt_ids, chosen_ids, rejected_ids, weight}``.
 
     Each record is tokenized once (a ranking's prompt and responses are shared by its pairs) with
@@ -204,7 +214,15 @@ def load_pairs(path: str, what: str, tokenizer, cfg: Config) -> tuple[list[dict]
 
 
 @torch.no_grad()
-def evaluate(model, accelerator, pairs, ref_fn: RefFn, loss_fn, cfg: Config, collate: PairCollator) -> dict:
+def evaluate(
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    pairs: list[dict],
+    ref_fn: RefFn,
+    loss_fn: Callable[[PairLogps], DPOOutput],
+    cfg: Config,
+    collate: PairCollator,
+) -> dict:
     """eval_* metrics over every pair of ``pairs``, split across processes."""
     model.eval()
     sums = torch.zeros(len(STAT_NAMES), device=accelerator.device)
@@ -234,7 +252,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     if d.loss in UNPAIRED_LOSSES:
         params.update(desirable_weight=d.desirable_weight, undesirable_weight=d.undesirable_weight)
 
-    def loss_fn(lp):
+    def loss_fn(lp: PairLogps) -> DPOOutput:
         return add_nll(DPO_LOSSES[d.loss](lp, **params), lp, d.nll_coef)
 
     # 1. data: pairs and rankings -> tokenized pairs

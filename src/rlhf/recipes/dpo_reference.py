@@ -41,7 +41,9 @@ class ReferenceSpec(NamedTuple):
     """train.mixed_precision: part of the precomputed cache's fingerprint"""
 
 
-def _load_ref(spec: ReferenceSpec, tokenizer, accelerator):
+def _load_ref(
+    spec: ReferenceSpec, tokenizer: PreTrainedTokenizerBase, accelerator: Accelerator
+) -> torch.nn.Module:
     model = load_policy(spec.model, tokenizer, spec.key).to(accelerator.device).eval()
     return model.requires_grad_(False)
 

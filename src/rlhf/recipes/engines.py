@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
 from rlhf.config import ConfigError
 from rlhf.sections import TrainConfig
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
 
 SHARDED = ("fsdp2", "zero3")
 """engines under which no process holds the whole model: saving gathers it collectively"""
 
 
-def engine_of(accelerator) -> str:
+def engine_of(accelerator: Accelerator) -> str:
     """``single``, ``ddp``, ``fsdp2``, ``zero2`` or ``zero3`` (FSDP1 and ZeRO-0/1 are named too)."""
     from accelerate.utils import DistributedType
 
@@ -38,7 +42,7 @@ def engine_of(accelerator) -> str:
     return "single" if accelerator.num_processes == 1 else "ddp"
 
 
-def is_sharded(accelerator) -> bool:
+def is_sharded(accelerator: Accelerator) -> bool:
     """True when parameters are split across processes (every forward and save is collective)."""
     return engine_of(accelerator) in SHARDED
 
@@ -88,7 +92,7 @@ def fill_deepspeed_config(ds: dict, cfg: TrainConfig, num_processes: int) -> dic
     return ds
 
 
-def check_supported(accelerator, lora: bool) -> None:
+def check_supported(accelerator: Accelerator, lora: bool) -> None:
     """Combinations the project does not run; a clear error before any work."""
     engine = engine_of(accelerator)
     if engine == "fsdp1":

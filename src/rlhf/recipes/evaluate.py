@@ -48,6 +48,7 @@ from rlhf.sections import ModelConfig, SamplingSection
 
 if TYPE_CHECKING:  # hints only
     from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
     from rlhf.rollout.engine import RolloutEngine
 
@@ -131,7 +132,7 @@ def check(cfg: Config) -> dict[str, Any]:
     }
 
 
-def _load(cfg: Config, path: str, key: str, tokenizer):
+def _load(cfg: Config, path: str, key: str, tokenizer: PreTrainedTokenizerBase) -> torch.nn.Module:
     """A policy to compare or measure KL to; it must read token ids as model.path's tokenizer does."""
     if load_tokenizer(path, key).get_vocab() != tokenizer.get_vocab():
         raise ConfigError(

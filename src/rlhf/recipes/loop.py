@@ -12,12 +12,21 @@ import functools
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from rlhf.config import ConfigError
 from rlhf.recipes import trackers
 from rlhf.sections import TrainConfig
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    from rlhf.progress import PlainProgress
+    from rlhf.recipes.run_dir import RunDir
 
 
 class TrainingError(RuntimeError):
@@ -90,7 +99,7 @@ class BatchPlan:
         return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.grad_accum)]
 
 
-def make_accelerator(cfg: TrainConfig, lora: bool = False):
+def make_accelerator(cfg: TrainConfig, lora: bool = False) -> Accelerator:
     """The run's Accelerator, on the engine `accelerate launch` chose (recipes/engines.py), with
     DeepSpeed's settings filled from ``cfg``; a launch that runs fewer processes than it asked
     for, or an engine setting the project does not run, is an error here, before any work."""
@@ -135,14 +144,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), fused=fused)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     from transformers import get_scheduler
 
     name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.schedule]
     return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps)
 
 
-def check_finite(value: float, step: int, what: str, last_checkpoint) -> None:
+def check_finite(value: float, step: int, what: str, last_checkpoint: Path | None) -> None:
     if not math.isfinite(value):
         where = (
             f"the last good checkpoint is {last_checkpoint}"
@@ -155,7 +166,7 @@ def check_finite(value: float, step: int, what: str, last_checkpoint) -> None:
         )
 
 
-def progress(total: int, initial: int, disable: bool, desc: str):
+def progress(total: int, initial: int, disable: bool, desc: str) -> PlainProgress | tqdm:
     """tqdm on a terminal, a plain line every tenth of the run in a log file (rlhf/progress.py)."""
     from rlhf.progress import progress as make
 
@@ -163,7 +174,14 @@ def progress(total: int, initial: int, disable: bool, desc: str):
 
 
 def optimizer_step(
-    accelerator, model, optimizer, scheduler, cfg: TrainConfig, step: int, loss: float, last_checkpoint
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    cfg: TrainConfig,
+    step: int,
+    loss: float,
+    last_checkpoint: Path | None,
 ) -> float:
     """Clip, then step the optimizer and schedule, after the gradients of one global batch.
 
@@ -179,7 +197,9 @@ def optimizer_step(
     return grad_norm
 
 
-def maybe_checkpoint(run, accelerator, plan: BatchPlan, cfg: TrainConfig, done: int):
+def maybe_checkpoint(
+    run: RunDir, accelerator: Accelerator, plan: BatchPlan, cfg: TrainConfig, done: int
+) -> Path | None:
     """Save a checkpoint after step ``done`` if one is due (never after the last step: final/ is)."""
     if cfg.save_every and done % cfg.save_every == 0 and done < plan.total_steps:
         return run.save_checkpoint(accelerator, done, {"epoch": plan.epoch_of(done)}, cfg.keep_checkpoints)

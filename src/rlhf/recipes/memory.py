@@ -7,6 +7,8 @@ under ZeRO, the whole tensor otherwise. bench/bench_memory.py reports them per e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 
@@ -18,7 +20,7 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def tensor_bytes(tensors) -> int:
+def tensor_bytes(tensors: Iterable[torch.Tensor | None]) -> int:
     seen, total = set(), 0
     for t in tensors:
         if t is None:
@@ -36,7 +38,7 @@ def parameter_bytes(model: torch.nn.Module | None) -> int:
     return 0 if model is None else tensor_bytes(model.parameters())
 
 
-def gradient_bytes(model: torch.nn.Module | None, optimizer=None) -> int:
+def gradient_bytes(model: torch.nn.Module | None, optimizer: torch.optim.Optimizer | None = None) -> int:
     """Gradients held now (call between backward and the optimizer step). ZeRO keeps them in
     its own partitioned buffers, which the optimizer wrapper exposes."""
     if model is None:
@@ -55,7 +57,7 @@ def gradient_bytes(model: torch.nn.Module | None, optimizer=None) -> int:
     return tensor_bytes(grads)
 
 
-def _deepspeed_optimizer(optimizer):
+def _deepspeed_optimizer(optimizer: torch.optim.Optimizer) -> object | None:
     """DeepSpeed's ZeRO optimizer under accelerate's wrapper (None for a torch optimizer)."""
     opt = getattr(optimizer, "optimizer", None)  # accelerate's wrapper
     if opt is not None and type(opt).__module__.startswith("deepspeed"):
@@ -63,7 +65,7 @@ def _deepspeed_optimizer(optimizer):
     return None
 
 
-def optimizer_bytes(optimizer) -> int:
+def optimizer_bytes(optimizer: torch.optim.Optimizer | None) -> int:
     """Adam moments and, under ZeRO, the fp32 master partitions."""
     if optimizer is None:
         return 0

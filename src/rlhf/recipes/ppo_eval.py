@@ -113,8 +113,17 @@ def evaluate_held_out(
 
 
 def _prompts(
-    held, policy, engine, scorer, reference_logits, params, cfg, accelerator, pad_id, sample_metrics
-):
+    held: HeldOut,
+    policy: torch.nn.Module,
+    engine: RolloutEngine,
+    scorer: Scorer,
+    reference_logits: Callable | None,
+    params: SamplingParams,
+    cfg: Config,
+    accelerator: Accelerator,
+    pad_id: int,
+    sample_metrics: Callable | None,
+) -> dict[str, float]:
     r, rank, world = cfg.rollout, accelerator.process_index, accelerator.num_processes
     raw_prompts, texts, ids = (
         held.prompts[rank::world],
@@ -177,7 +186,13 @@ def _prompts(
 
 
 def _seq_kl(
-    policy, reference_logits, prompt_ids, response_ids, pad_id, temperature, accelerator
+    policy: torch.nn.Module,
+    reference_logits: Callable,
+    prompt_ids: list[list[int]],
+    response_ids: list[list[int]],
+    pad_id: int,
+    temperature: float,
+    accelerator: Accelerator,
 ) -> torch.Tensor:
     """Sum over each response's tokens of log pi - log ref (the k1 estimate of the training `kl`)."""
     device = accelerator.device

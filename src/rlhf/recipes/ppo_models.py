@@ -61,7 +61,7 @@ class RLModels:
         """Accelerators besides the run's, by checkpoint subdirectory."""
         return {"critic": self.c_accelerator} if self.c_accelerator is not None else {}
 
-    def critic_accelerator(self, accelerator):
+    def critic_accelerator(self, accelerator: Accelerator) -> Accelerator:
         """The Accelerator whose backward and step serve the critic."""
         return self.c_accelerator or accelerator
 

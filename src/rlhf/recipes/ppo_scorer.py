@@ -3,12 +3,21 @@ or a Python reward function."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
 import torch
 
 from rlhf.data.records import Prompt
 from rlhf.recipes.ppo_config import Config
 from rlhf.rollout.reward_fn import call_reward_fn
 from rlhf.rollout.reward_model import RewardModel
+
+if TYPE_CHECKING:  # hints only
+    from transformers import PreTrainedTokenizerBase
+
+    from rlhf.rollout.generate import Generation
 
 
 class Scorer:
@@ -19,8 +28,14 @@ class Scorer:
     """
 
     def __init__(
-        self, cfg: Config, tokenizer, reward_fn, device, path: str | None = None, key: str = "rewards.model"
-    ):
+        self,
+        cfg: Config,
+        tokenizer: PreTrainedTokenizerBase,
+        reward_fn: Callable | None,
+        device: torch.device | str,
+        path: str | None = None,
+        key: str = "rewards.model",
+    ) -> None:
         self.cfg, self.fn = cfg, reward_fn
         self.rm, self.mean, self.std = None, None, None
         path = cfg.rewards.model if path is None else path
@@ -42,7 +57,13 @@ class Scorer:
         return self.rm.model if self.rm is not None else None
 
     def __call__(
-        self, prompts: list[Prompt], prompt_texts: list[str], prompt_ids, gens, autocast, n: int = 1
+        self,
+        prompts: list[Prompt],
+        prompt_texts: list[str],
+        prompt_ids: list[list[int]],
+        gens: list[Generation],
+        autocast: Callable[[], AbstractContextManager],
+        n: int = 1,
     ) -> torch.Tensor:
         """Raw scores; ``prompts`` are the records' prompts, ``prompt_texts`` them rendered for the
         policy. Rows come ``n`` to a prompt (the reward model reads each prompt once when

@@ -157,7 +157,7 @@ def _minibatch(
     mb: Experience,
     live: Live | None,
     cfg: Config,
-    accelerator,
+    accelerator: Accelerator,
     kl_coef: float,
     stats: dict[str, torch.Tensor],
 ) -> None:
@@ -225,7 +225,12 @@ def _minibatch(
 
 
 def _ptx_step(
-    models: RLModels, ptx: Ptx, opt_index: int, coef: float, accelerator, stats: dict[str, torch.Tensor]
+    models: RLModels,
+    ptx: Ptx,
+    opt_index: int,
+    coef: float,
+    accelerator: Accelerator,
+    stats: dict[str, torch.Tensor],
 ) -> None:
     """The PPO-ptx NLL of one batch of demonstrations, added to this optimizer step's gradient."""
     idx = ptx.plan.micro_batches(opt_index, accelerator.process_index)[0]

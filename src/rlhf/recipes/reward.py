@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -39,6 +40,12 @@ from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
+
+    from rlhf.data.tokenize import TruncationStats
+
 
 @dataclass
 class RewardSection:
@@ -56,7 +63,9 @@ class Config:
     reward: RewardSection = field(default_factory=RewardSection)
 
 
-def load_groups(path: str, what: str, tokenizer, cfg: Config):
+def load_groups(
+    path: str, what: str, tokenizer: PreTrainedTokenizerBase, cfg: Config
+) -> tuple[list[dict], TruncationStats, dict[str, int]]:
     records = load_records(path, "preference", what)
     groups = [to_group(r) for r in records]
     ties = sum(g.n_ties for g in groups)
@@ -67,7 +76,7 @@ def load_groups(path: str, what: str, tokenizer, cfg: Config):
     return tokenized, stats, {"records": len(records), "comparisons": n_pairs, "tied_pairs_skipped": ties}
 
 
-def score(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def score(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """One scalar per sequence, read at its last non-pad token.  Shape: (N,)"""
     return model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
@@ -75,7 +84,9 @@ def score(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, accelerator, groups, pad_id: int, batch_size: int) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module, accelerator: Accelerator, groups: list[dict], pad_id: int, batch_size: int
+) -> dict[str, float]:
     """Pairwise accuracy and mean margin (r_better - r_worse) over every comparison of ``groups``."""
     model.eval()
     sums = torch.zeros(3, device=accelerator.device)  # correct, margin sum, pairs
@@ -99,7 +110,9 @@ def evaluate(model, accelerator, groups, pad_id: int, batch_size: int) -> dict[s
 
 
 @torch.no_grad()
-def reward_stats(model, accelerator, groups, pad_id: int, batch_size: int) -> tuple[float, float]:
+def reward_stats(
+    model: torch.nn.Module, accelerator: Accelerator, groups: list[dict], pad_id: int, batch_size: int
+) -> tuple[float, float]:
     """Mean and std of the model's scores over every response of ``groups``."""
     model.eval()
     scores = []

@@ -12,14 +12,22 @@ generation itself has no collectives, so processes whose rows stop early wait fo
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
 
 from rlhf.config import ConfigError
 from rlhf.recipes.engines import engine_of, is_sharded
 
+if TYPE_CHECKING:  # hints only
+    from collections.abc import Iterator
 
-def check_rl_engine(accelerator, cfg) -> None:
+    from accelerate import Accelerator
+
+    from rlhf.recipes.ppo_config import Config
+
+
+def check_rl_engine(accelerator: Accelerator, cfg: Config) -> None:
     """Under DeepSpeed each trained model is its own engine, stepped once per backward: the
     shared critic (one backward through two engines' parameters), micro-batches and PPO-ptx (more
     than one backward per optimizer step) are refused."""
@@ -39,7 +47,7 @@ def check_rl_engine(accelerator, cfg) -> None:
 
 
 @contextlib.contextmanager
-def whole_load(seed: int):
+def whole_load(seed: int) -> Iterator[None]:
     """A context in which from_pretrained builds a whole model even under ZeRO-3, with the
     random numbers of a fresh ``seed``: a newly initialised head (the critic's) is then the same
     tensor under DDP, FSDP2 and ZeRO-3, so a run does not depend on the engine. The cost: the
@@ -66,7 +74,7 @@ def whole_load(seed: int):
             hf_deepspeed.set_hf_deepspeed_config(registered)
 
 
-def block_classes(model) -> set[str]:
+def block_classes(model: torch.nn.Module) -> set[str]:
     """Names of the transformer-block classes of ``model`` (Hugging Face's ``_no_split_modules``)."""
     names: set[str] = set()
     for module in model.modules():
@@ -74,7 +82,7 @@ def block_classes(model) -> set[str]:
     return names
 
 
-def shard_frozen(accelerator, model):
+def shard_frozen(accelerator: Accelerator, model: torch.nn.Module | None) -> torch.nn.Module | None:
     """Shard a frozen model for inference (in place; returned). FSDP2: every transformer block
     and the root are ``fully_shard`` units, gathered layer by layer in each forward; under ZeRO-3
     an inference-only DeepSpeed engine (no optimizer) partitions it. Other engines keep it whole."""
@@ -109,7 +117,7 @@ class RolloutCopy:
     under FSDP2 and ZeRO-3 a copy of the policy's class, into which ``refresh`` gathers the
     sharded weights (collective: every process calls it, once per step)."""
 
-    def __init__(self, accelerator, policy):
+    def __init__(self, accelerator: Accelerator, policy: torch.nn.Module) -> None:
         self.accelerator, self.policy = accelerator, policy
         self.sharded = is_sharded(accelerator)
         if not self.sharded:
@@ -122,7 +130,7 @@ class RolloutCopy:
         self.refresh()
 
     @torch.no_grad()
-    def refresh(self):
+    def refresh(self) -> torch.nn.Module:
         """Gather the policy's current weights into the copy; returns the model to sync from."""
         if not self.sharded:
             return self.model

@@ -18,10 +18,15 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlhf.config import save_config
 from rlhf.recipes import trackers
+
+if TYPE_CHECKING:  # hints only
+    import torch
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -39,7 +44,7 @@ class RunDir:
             for d in (self.root, self.checkpoints, self.samples):
                 d.mkdir(parents=True, exist_ok=True)
 
-    def write_config(self, cfg: Any, accelerator=None) -> None:
+    def write_config(self, cfg: Any, accelerator: Accelerator | None = None) -> None:
         """Write config.yaml and, if ``accelerator`` has trackers (train.report_to), start them with
         ``cfg`` as hyperparameters: from then on ``log`` reports to them too."""
         if self.is_main:
@@ -85,7 +90,7 @@ class RunDir:
         return self.checkpoints / f"step-{steps[-1]}" if steps else None
 
     def save_checkpoint(
-        self, accelerator, step: int, state: dict[str, Any], keep: int, extra: dict | None = None
+        self, accelerator: Accelerator, step: int, state: dict[str, Any], keep: int, extra: dict | None = None
     ) -> Path:
         """Save accelerate's full state plus ``state`` (step, data position) atomically. ``extra``:
         more Accelerators (name -> one; a second DeepSpeed engine), each saved in its subdirectory."""
@@ -108,13 +113,17 @@ class RunDir:
         accelerator.wait_for_everyone()
         return final
 
-    def load_checkpoint(self, accelerator, path: Path, extra: dict | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, accelerator: Accelerator, path: Path, extra: dict | None = None
+    ) -> dict[str, Any]:
         accelerator.load_state(str(path))
         for name, other in (extra or {}).items():
             other.load_state(str(path / name))
         return json.loads((path / "state.json").read_text())
 
-    def resume(self, accelerator, enabled: bool, extra: dict | None = None) -> tuple[int, Path | None]:
+    def resume(
+        self, accelerator: Accelerator, enabled: bool, extra: dict | None = None
+    ) -> tuple[int, Path | None]:
         """Load the newest checkpoint if ``enabled``; returns (step to start from, checkpoint).
 
         Starting over (``enabled`` false) moves earlier checkpoints to ``checkpoints.old-N/``
@@ -137,7 +146,13 @@ class RunDir:
         self.truncate_metrics(start)
         return start, (latest if start else None)
 
-    def save_final(self, accelerator, model, tokenizer, config_updates: dict[str, Any] | None = None) -> Path:
+    def save_final(
+        self,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        config_updates: dict[str, Any] | None = None,
+    ) -> Path:
         """Write ``model`` whole into a temp dir, check it, then rename it to final/.
 
         Collective: every process enters (under FSDP2/ZeRO-3 the weights are gathered from all of

@@ -11,16 +11,20 @@ model that does not load.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 
 class SaveError(RuntimeError):
     """What was written is not a whole model; the run must not report success."""
 
 
-def gather_state_dict(accelerator, model) -> dict[str, torch.Tensor] | None:
+def gather_state_dict(accelerator: Accelerator, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     """The whole model's state dict on the main process (None elsewhere, and when the model is
     whole in every process: it is then saved straight from the module). Collective: every process
     must call it."""
@@ -35,7 +39,7 @@ def gather_state_dict(accelerator, model) -> dict[str, torch.Tensor] | None:
     return {k: v.detach().cpu() for k, v in state.items()} if accelerator.is_main_process else None
 
 
-def model_class(model) -> type:
+def model_class(model: torch.nn.Module) -> type:
     """The Hugging Face class of ``model``, under FSDP2's generated subclass or peft's wrapper."""
     from transformers import PreTrainedModel
 
@@ -47,7 +51,7 @@ def model_class(model) -> type:
     raise SaveError(f"{type(model).__name__} is not a Hugging Face model")
 
 
-def tied_groups(cls: type, config) -> tuple[dict[str, tuple[int, ...]], list[list[str]]]:
+def tied_groups(cls: type, config: PretrainedConfig) -> tuple[dict[str, tuple[int, ...]], list[list[str]]]:
     """Tensor names and shapes of a ``cls`` model built from ``config`` on the meta device (no
     memory), and its names grouped by tensor, in state-dict order (tied weights share one)."""
     with torch.device("meta"):
@@ -64,7 +68,9 @@ def expected_shapes(directory: Path, cls: type) -> tuple[dict[str, tuple[int, ..
     return tied_groups(cls, cls.config_class.from_pretrained(str(directory)))
 
 
-def drop_tied_copies(state: dict[str, torch.Tensor], cls: type, config) -> dict[str, torch.Tensor]:
+def drop_tied_copies(
+    state: dict[str, torch.Tensor], cls: type, config: PretrainedConfig
+) -> dict[str, torch.Tensor]:
     """A gathered state dict holds a tied weight once per name (separate copies after the
     gather); keep the first name, as a save of the whole model does."""
     _, groups = tied_groups(cls, config)
@@ -106,7 +112,11 @@ def check_whole(directory: Path, cls: type) -> None:
 
 
 def save_model(
-    accelerator, model, tokenizer, directory: Path, config_updates: dict[str, Any] | None = None
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    directory: Path,
+    config_updates: dict[str, Any] | None = None,
 ) -> None:
     """Gather (every process), write (main process) and check ``model`` as a plain Hugging Face
     model with LoRA adapters merged in, plus the tokenizer. Collective; raises SaveError on
@@ -130,7 +140,13 @@ def save_model(
         raise SaveError(f"saving the model to {directory} failed: {error[0]}")
 
 
-def write_model(model, tokenizer, directory: Path, state: dict | None, config_updates: dict | None) -> None:
+def write_model(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    directory: Path,
+    state: dict | None,
+    config_updates: dict | None,
+) -> None:
     """``save_pretrained`` of ``model`` (or of ``state``, its gathered weights), merging LoRA."""
     for key, value in (config_updates or {}).items():
         setattr(model.config, key, value)

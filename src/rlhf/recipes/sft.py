@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -34,6 +35,12 @@ from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
+if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
+
+    from rlhf.data.tokenize import TruncationStats
+
 
 @dataclass
 class SFTSection:
@@ -49,7 +56,9 @@ class Config:
     sft: SFTSection = field(default_factory=SFTSection)
 
 
-def load_examples(path: str, what: str, tokenizer, cfg: Config):
+def load_examples(
+    path: str, what: str, tokenizer: PreTrainedTokenizerBase, cfg: Config
+) -> tuple[list[dict[str, list[int]]], TruncationStats]:
     records = load_records(path, "demonstration", what)
     examples, stats = tokenize_demonstrations(
         records, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length
@@ -60,7 +69,13 @@ def load_examples(path: str, what: str, tokenizer, cfg: Config):
 
 
 @torch.no_grad()
-def evaluate(model, accelerator, examples, pad_id: int, batch_size: int) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    examples: list[dict[str, list[int]]],
+    pad_id: int,
+    batch_size: int,
+) -> dict[str, float]:
     """Token-mean NLL and perplexity of ``examples``, split across processes; ``model`` is left in
     the mode (train or eval) it came in."""
     was_training = model.training

@@ -1,0 +1,65 @@
+"""How far SFT alone gets on the smollm demo's task with more demonstrations.
+
+The smollm preset's demonstrations and SFT stage with ``--n-sft`` prompts and ``--sft-steps``
+steps (everything else as the preset), then the base and SFT rows of its evaluation on the same
+held-out prompts; prints both rows and writes them under ``<output>/eval/``.
+
+    python bench/smollm_sft_data.py --output runs/smollm-sft240 --n-sft 240 --sft-steps 60
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from rlhf.demo.smollm import _common, _generate, base_model, evaluation_rows
+from rlhf.demo.smollm_preset import SMOL_PRESETS
+from rlhf.demo.stages import train_recipe, write_jsonl
+from rlhf.realtask import general
+from rlhf.realtask.demonstrations import build
+from rlhf.realtask.prompts import chat, heldout_sample, stage_sets
+from rlhf.recipes import sft
+from rlhf.rollout.generate import SamplingParams
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--n-sft", type=int, default=240)
+    ap.add_argument("--sft-steps", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    p = replace(SMOL_PRESETS["smollm"], n_sft=args.n_sft, sft_steps=args.sft_steps)
+    seed, root, base = args.seed, Path(args.output), base_model(p)
+    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, seed)
+    benign = [t for t in sets["sft"] if not t.harmful]
+    gens = _generate(base, [chat(t) for t in benign], SamplingParams(p.demo_tokens, temperature=0.0), p)
+    records, left = build(
+        sets["sft"], {t.prompt: g[0].text for t, g in zip(benign, gens)}, p.demo_words, seed
+    )
+    print(f"{len(records)} demonstrations, {left} base answers left out", flush=True)
+    demos = write_jsonl(root / "data" / "demonstrations.jsonl", records)
+    overrides = {
+        "model.path": base,
+        "data.train": demos,
+        "data.max_length": p.max_length,
+        "train.output_dir": root / "sft",
+        "train.max_steps": p.sft_steps,
+        "train.batch_size": p.batch_size,
+        "train.lr": p.sft_lr,
+        "train.log_every": 10,
+        **_common(p, seed),
+    }
+    sft_dir = train_recipe(sft, overrides)
+    heldout = heldout_sample(p.heldout_per_family, seed)
+    dirs = {"base": base, "sft": sft_dir}
+    rows = evaluation_rows(root, p, seed, heldout, dirs, sft_dir, only=("base", "sft"))
+    base_right = rows[0]["_general_right"]
+    for row in rows:
+        shown = {k: v for k, v in row.items() if not k.startswith("_") and k != "examples"}
+        print(row["name"], shown, "general kept", general.kept(base_right, row["_general_right"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
