@@ -38,7 +38,7 @@ class Preset:
     kl_samples: int = 2
     """sampled responses per eval prompt for the KL-to-SFT estimate"""
     ppo_algo: str = "ppo"
-    """algo.name of the RL stage: ppo, grpo or rloo"""
+    """algo.name of the RL stage: an algorithm of recipes/algorithms/ (ppo, grpo, rloo, online_dpo)"""
     ppo_steps: int = 80
     """RL iterations against the reward model"""
     ppo_batch: int = 8

@@ -1,4 +1,5 @@
-"""RL against a reward: `rlhf ppo` with ``algo.name`` ppo (default), grpo, rloo or online_dpo.
+"""RL against a reward: `rlhf ppo` runs the algorithm ``algo.name`` names in recipes/algorithms/
+(ppo, the default; grpo, rloo, online_dpo).
 
 One step of the loop (``train.max_steps`` of them, or ``train.epochs`` passes over the prompts):
 
