@@ -98,3 +98,34 @@ def test_tied_copies_are_saved_once(written):
     state["lm_head.weight"] = state["transformer.wte.weight"].clone()  # as a gather returns them
     config = cls.config_class.from_pretrained(directory)
     assert "lm_head.weight" not in drop_tied_copies(state, cls, config)
+
+
+def test_whole_load_lifts_zero3_and_draws_from_the_seed(nano_model):
+    """The critic's new head: built whole although a stage-3 DeepSpeed config is registered (as
+    accelerate registers one under ZeRO-3), and the same tensor whatever the loads before it drew;
+    the registration comes back afterwards."""
+    from transformers.integrations import HfDeepSpeedConfig, is_deepspeed_zero3_enabled
+
+    from rlhf.models.loading import load_scalar_model, load_tokenizer
+    from rlhf.recipes.rl_sharding import whole_load
+    from rlhf.sections import ModelConfig
+
+    tokenizer = load_tokenizer(str(nano_model))
+    heads = []
+    # registers itself with transformers through a weak reference: kept alive until the end
+    registered = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
+    try:
+        for draws_before in (0, 7):
+            torch.rand(draws_before)  # what a partitioned load of the policy would leave behind
+            with whole_load(seed=3):
+                assert not is_deepspeed_zero3_enabled()
+                model = load_scalar_model(ModelConfig(path=str(nano_model)), tokenizer)
+            assert is_deepspeed_zero3_enabled()
+            assert not hasattr(model.score.weight, "ds_id")  # whole, not a ZeRO-3 partition
+            heads.append(model.score.weight.detach().clone())
+    finally:
+        from transformers.integrations import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+    del registered
+    torch.testing.assert_close(heads[0], heads[1], rtol=0, atol=0)

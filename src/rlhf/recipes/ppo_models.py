@@ -147,7 +147,7 @@ def build_models(
         value_model = ValueHead(lm_head.in_features)
     elif critic:
         init = cfg.rewards.model if cfg.critic.init == "reward" else cfg.model.path
-        with whole_load(accelerator):  # its new value head drawn as on every other engine
+        with whole_load(cfg.train.seed):  # its new value head drawn as on every other engine
             body = load_scalar_model(
                 replace(cfg.model, path=init, lora_r=0), tokenizer, f"critic.init={cfg.critic.init}"
             )

@@ -12,7 +12,6 @@ generation itself has no collectives, so processes whose rows stop early wait fo
 from __future__ import annotations
 
 import contextlib
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,6 +20,8 @@ from rlhf.config import ConfigError
 from rlhf.recipes.engines import engine_of, is_sharded
 
 if TYPE_CHECKING:  # hints only
+    from collections.abc import Iterator
+
     from accelerate import Accelerator
 
     from rlhf.recipes.ppo_config import Config
@@ -45,13 +46,32 @@ def check_rl_engine(accelerator: Accelerator, cfg: Config) -> None:
         )
 
 
-def whole_load(accelerator: Accelerator) -> AbstractContextManager:
-    """A context in which from_pretrained builds a whole model even under ZeRO-3's zero.Init
-    (partitioned at load): a newly initialised head (the critic's) then draws the same random
-    numbers as under DDP or FSDP2, so a run does not depend on the engine. The cost: the model is
-    whole in every process until DeepSpeed partitions it."""
-    plugin = accelerator.state.deepspeed_plugin
-    return plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
+@contextlib.contextmanager
+def whole_load(seed: int) -> Iterator[None]:
+    """A context in which from_pretrained builds a whole model even under ZeRO-3, with the
+    random numbers of a fresh ``seed``: a newly initialised head (the critic's) is then the same
+    tensor under DDP, FSDP2 and ZeRO-3, so a run does not depend on the engine. The cost: the
+    model is whole in every process until DeepSpeed partitions it (which broadcasts rank 0's).
+
+    Two things make the draw engine-dependent otherwise. transformers builds under zero.Init
+    whenever its DeepSpeed config says stage 3, and accelerate's
+    ``zero3_init_context_manager(enable=False)`` leaves that config registered (it registers a
+    new one with the same stage), so the head was still drawn partitioned: the registration is
+    lifted here and restored after. And the policy and reference, loaded partitioned before,
+    draw other random numbers than whole loads do, so the generator is forked and seeded here
+    (on CPU, where from_pretrained builds) instead of inheriting whatever they left."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)  # transformers' own registry
+    registered = ref() if ref is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        if registered is not None:
+            hf_deepspeed.set_hf_deepspeed_config(registered)
 
 
 def block_classes(model: torch.nn.Module) -> set[str]:
