@@ -172,3 +172,35 @@ def test_wandb_offline_holds_the_logged_scalars(nano_model, data_dir, tmp_path, 
             if key != "step":
                 assert history[m["step"]][key] == pytest.approx(value), key
     assert config["train.max_steps"] == 3 and config["model.path"] == str(nano_model)
+
+
+def test_trackio_holds_the_logged_scalars_and_config(nano_model, data_dir, tmp_path):
+    pytest.importorskip("trackio", reason="trackio is not installed (pip install -e '.[track]')")
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    # trackio reads TRACKIO_DIR once, at import: the run goes in a process of its own
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio")}
+    out = tmp_path / "run"
+    args = sft_overrides(
+        nano_model, data_dir / "demos.jsonl", out, "train.max_steps=3", "train.report_to=trackio"
+    )
+    done = subprocess.run([sys.executable, "-m", "rlhf.cli", "sft", *args], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    # trackio's own local store: one SQLite file per project, each step's metrics as a JSON row
+    with sqlite3.connect(tmp_path / "trackio" / "rlhf.db") as db:
+        rows = db.execute("SELECT step, metrics FROM metrics WHERE run_name = ?", ("run",)).fetchall()
+        (config,) = db.execute("SELECT config FROM configs WHERE run_name = ?", ("run",)).fetchone()
+    history: dict[int, dict] = {}
+    for step, metrics in rows:
+        history.setdefault(step, {}).update(json.loads(metrics))
+    logged = read_metrics(out)
+    assert sorted(history) == [m["step"] for m in logged] == [1, 2, 3]
+    for m in logged:
+        for key, value in m.items():
+            if key != "step":
+                assert history[m["step"]][key] == pytest.approx(value), key
+    config = json.loads(config)
+    assert config["train.max_steps"] == 3 and config["model.path"] == str(nano_model)
