@@ -1,5 +1,3 @@
-import sys
+from rlhf.cli import exit_process, main
 
-from rlhf.cli import main
-
-sys.exit(main())
+exit_process(main())

@@ -240,5 +240,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_process(code: int) -> None:
+    """End the process with ``code``. Under a launcher (WORLD_SIZE > 1), once the process group is
+    closed: flush, then leave without running interpreter teardown, where a C++ thread object still
+    held by the distributed libraries could be destroyed while joinable and abort a finished run
+    ("terminate called without an active exception", exit code -6) after its files were written."""
+    import os
+
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

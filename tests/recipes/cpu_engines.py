@@ -143,4 +143,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rlhf.cli import exit_process
+
+    exit_process(main())
