@@ -54,6 +54,21 @@ def used_because(s: Session, label: Label) -> str | None:
     return None
 
 
+def _own_ranking(s: Session, project_id: int, rater_id: int, task_id: int) -> Label:
+    """The rater's ranking of ``task_id`` in the project; SubmitError 404 if they have none."""
+    label = s.scalar(
+        select(Label).where(
+            Label.task_id == task_id,
+            Label.rater_id == rater_id,
+            Label.project_id == project_id,
+            Label.kind == "rank",
+        )
+    )
+    if label is None:
+        raise SubmitError(404, f"you have no ranking of task {task_id} in this project to revise")
+    return label
+
+
 def revise(
     db: Database,
     project_id: int,
@@ -66,16 +81,7 @@ def revise(
     """A rater's new ranking of a task they ranked (per-response lists in the order they saw);
     returns the new version number. SubmitError 404 if there is no such ranking, 409 if used."""
     with db.write() as s:
-        label = s.scalar(
-            select(Label).where(
-                Label.task_id == task_id,
-                Label.rater_id == rater_id,
-                Label.project_id == project_id,
-                Label.kind == "rank",
-            )
-        )
-        if label is None:
-            raise SubmitError(404, f"you have no ranking of task {task_id} in this project to revise")
+        label = _own_ranking(s, project_id, rater_id, task_id)
         why = used_because(s, label)
         if why is not None:
             raise SubmitError(409, f"your ranking of task {task_id} can no longer be revised: {why}")
@@ -263,16 +269,7 @@ def rater_answers(db: Database, project_id: int, rater_id: int, limit: int = 50)
 def revision_view(db: Database, project_id: int, rater_id: int, task_id: int) -> dict[str, Any]:
     """What the revise page shows: the task in the rater's display order, their current ranking."""
     with db.read() as s:
-        label = s.scalar(
-            select(Label).where(
-                Label.task_id == task_id,
-                Label.rater_id == rater_id,
-                Label.project_id == project_id,
-                Label.kind == "rank",
-            )
-        )
-        if label is None:
-            raise SubmitError(404, f"you have no ranking of task {task_id} in this project to revise")
+        label = _own_ranking(s, project_id, rater_id, task_id)
         task = s.get(Task, task_id)
         a = s.scalar(select(Assignment).where(Assignment.task_id == task_id, Assignment.rater_id == rater_id))
         order = list(a.display_order)
