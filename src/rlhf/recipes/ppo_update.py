@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from rlhf.data.collators import collate_sft
-from rlhf.losses.logprobs import token_logprobs
+from rlhf.losses.logprobs import masked_nll, token_logprobs
 from rlhf.losses.ppo import aggregation_weights, approx_kl, entropy_from_logits, policy_loss, value_loss
-from rlhf.losses.sft import masked_nll
 from rlhf.recipes.algorithms import Algorithm
 from rlhf.recipes.loop import BatchPlan
 from rlhf.recipes.ppo_config import Config
