@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlhf.config import ConfigError
-from rlhf.recipes.engines import check_process_count, even_batches, fill_deepspeed_config
+from rlhf.recipes.engines import check_process_count, even_batches, fill_deepspeed_config, padded_share
 from rlhf.recipes.saving import SaveError, check_whole, drop_tied_copies
 from rlhf.sections import TrainConfig
 
@@ -59,6 +59,15 @@ def test_every_process_runs_as_many_evaluation_batches():
         1,
         1,
     ]
+
+
+def test_every_process_takes_as_many_held_out_prompts():
+    # one prompt on 2 processes: the second pads with a copy (index 0) and counts nothing
+    assert [padded_share(1, r, 2) for r in range(2)] == [([0], 1), ([0], 0)]
+    shares = [padded_share(7, r, 3) for r in range(3)]
+    assert shares == [([0, 3, 6], 3), ([1, 4, 0], 2), ([2, 5, 0], 2)]
+    assert sorted(i for idx, real in shares for i in idx[:real]) == list(range(7))
+    assert padded_share(0, 1, 2) == ([], 0)
 
 
 @pytest.fixture
