@@ -22,7 +22,7 @@ from rlhf.eval.metrics import (
 )
 from rlhf.eval.nll import text_examples, text_nll
 from rlhf.eval.responses import mean_words, no_eos_share, pick_best, sample_and_score
-from rlhf.recipes.sample import sampling_accelerator
+from rlhf.recipes.loop import sampling_accelerator
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
 from rlhf.toyworld import Task, family_accuracy, gold_score
 

@@ -24,7 +24,7 @@ from rlhf.realtask import general
 from rlhf.realtask.family import Task
 from rlhf.realtask.gold import gold_score, rates
 from rlhf.realtask.prompts import chat
-from rlhf.recipes.sample import sampling_accelerator
+from rlhf.recipes.loop import sampling_accelerator
 from rlhf.rollout.engine import KVCacheEngine
 from rlhf.rollout.generate import Generation, SamplingParams
 

@@ -34,13 +34,8 @@ from rlhf.data.records import Prompt
 from rlhf.data.tokenize import render_prompt
 from rlhf.eval.metrics import best_of_k_curve, best_of_n_kl
 from rlhf.models.loading import check_model_path, load_tokenizer
-from rlhf.recipes.sample import (
-    SampleSection,
-    check,
-    gather_in_order,
-    generate,
-    sampling_accelerator,
-)
+from rlhf.recipes.loop import gather_in_order, sampling_accelerator
+from rlhf.recipes.sample import SampleSection, check, generate
 from rlhf.rollout.generate import Generation
 from rlhf.rollout.reward_fn import RewardFn, call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel

@@ -39,8 +39,8 @@ from rlhf.eval.metrics import kl_summary, win_rate_interval
 from rlhf.eval.nll import text_nll
 from rlhf.eval.responses import response_stats
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
+from rlhf.recipes.loop import gather_in_order, sampling_accelerator
 from rlhf.recipes.run_dir import RunDir
-from rlhf.recipes.sample import gather_in_order, sampling_accelerator
 from rlhf.rollout.engine import make_engine
 from rlhf.rollout.generate import Generation, SamplingParams, sampling_params
 from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
