@@ -17,6 +17,7 @@ An evaluation runs before the first step of a fresh run (step 0: the starting po
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,10 +126,16 @@ def _prompts(
     sample_metrics: Callable | None,
 ) -> dict[str, float]:
     r, rank, world = cfg.rollout, accelerator.process_index, accelerator.num_processes
+    # every process takes as many prompts, padded with copies of the first whose rows are dropped:
+    # under FSDP2/ZeRO-3 each scoring and KL forward is collective, and a process with fewer
+    # forwards (or none) would leave the others waiting forever
+    mine = list(range(rank, len(held.prompt_ids), world))
+    real = len(mine)
+    mine += [0] * (math.ceil(len(held.prompt_ids) / world) - real)
     raw_prompts, texts, ids = (
-        held.prompts[rank::world],
-        held.prompt_texts[rank::world],
-        held.prompt_ids[rank::world],
+        [held.prompts[i] for i in mine],
+        [held.prompt_texts[i] for i in mine],
+        [held.prompt_ids[i] for i in mine],
     )
     rows: list[dict] = []
     if ids:
@@ -165,7 +172,7 @@ def _prompts(
                 "finished": g.finished,
             }
             for p, g, s, x, k, resp in zip(texts, gens, score, raw, kl, responses)
-        ]
+        ][:real]
     rows = gather_object(rows) if world > 1 else rows
     mean = lambda key: sum(float(x[key]) for x in rows) / len(rows)  # noqa: E731
     completions = [x["text"] for x in rows]

@@ -19,7 +19,7 @@ from rlhf.data.collators import collate_sft, pack_examples
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.data.tokenize import IGNORE, tokenize_demonstrations
-from rlhf.losses.sft import masked_nll
+from rlhf.losses.logprobs import masked_nll
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
 from rlhf.recipes.engines import even_batches
 from rlhf.recipes.loop import (

@@ -6,18 +6,7 @@ import torch
 
 from rlhf.data.collators import pad
 from rlhf.data.tokenize import IGNORE
-
-
-def gather_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log p(label_t+1 | tokens <= t) at every position; 0 where the label is IGNORE.
-
-    Shape: logits (B, T, V), labels (B, T) -> (B, T-1)
-    """
-    logits = logits[:, :-1].float() / temperature
-    target = labels[:, 1:]
-    mask = target != IGNORE
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return logp * mask
+from rlhf.losses.logprobs import next_token_logprobs
 
 
 @torch.no_grad()
@@ -36,6 +25,6 @@ def sequence_logprobs(
         logits = model(
             input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False
         ).logits
-        out.append(gather_logprobs(logits, labels.to(model.device)).sum(-1).cpu())
+        out.append(next_token_logprobs(logits, labels.to(model.device)).sum(-1).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
