@@ -13,14 +13,11 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from rlhf.demo.smollm import _common, _generate, base_model, evaluation_rows
 from rlhf.demo.smollm_preset import SMOL_PRESETS
-from rlhf.demo.stages import train_recipe, write_jsonl
+from rlhf.demo.smollm_rows import evaluation_rows
+from rlhf.demo.smollm_stages import SmolRun, base_model, demonstrations, train_sft
 from rlhf.realtask import general
-from rlhf.realtask.demonstrations import build
-from rlhf.realtask.prompts import chat, heldout_sample, stage_sets
-from rlhf.recipes import sft
-from rlhf.rollout.generate import SamplingParams
+from rlhf.realtask.prompts import heldout_sample, stage_sets
 
 
 def main() -> None:
@@ -32,26 +29,8 @@ def main() -> None:
     args = ap.parse_args()
     p = replace(SMOL_PRESETS["smollm"], n_sft=args.n_sft, sft_steps=args.sft_steps)
     seed, root, base = args.seed, Path(args.output), base_model(p)
-    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, seed)
-    benign = [t for t in sets["sft"] if not t.harmful]
-    gens = _generate(base, [chat(t) for t in benign], SamplingParams(p.demo_tokens, temperature=0.0), p)
-    records, left = build(
-        sets["sft"], {t.prompt: g[0].text for t, g in zip(benign, gens)}, p.demo_words, seed
-    )
-    print(f"{len(records)} demonstrations, {left} base answers left out", flush=True)
-    demos = write_jsonl(root / "data" / "demonstrations.jsonl", records)
-    overrides = {
-        "model.path": base,
-        "data.train": demos,
-        "data.max_length": p.max_length,
-        "train.output_dir": root / "sft",
-        "train.max_steps": p.sft_steps,
-        "train.batch_size": p.batch_size,
-        "train.lr": p.sft_lr,
-        "train.log_every": 10,
-        **_common(p, seed),
-    }
-    sft_dir = train_recipe(sft, overrides)
+    run = SmolRun(root, p, seed, stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, seed))
+    sft_dir = train_sft(run, base, demonstrations(run, base))
     heldout = heldout_sample(p.heldout_per_family, seed)
     dirs = {"base": base, "sft": sft_dir}
     rows = evaluation_rows(root, p, seed, heldout, dirs, sft_dir, only=("base", "sft"))

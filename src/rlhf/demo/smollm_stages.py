@@ -1,0 +1,191 @@
+"""The stages of `rlhf demo --preset smollm`, each an ordinary recipe (or the simulated raters)
+writing an ordinary run directory under the demo's; `smollm.py` runs them in order.
+
+Every stage function takes the run (``SmolRun``: its directory, preset, seed and prompt sets) and
+the directories of the stages it builds on, and returns what it wrote. ``SmolRun.stage`` times a
+stage and skips it when its output is already there, so a rerun on the same output directory
+picks up where an interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlhf.config import load_config
+from rlhf.demo.smollm_eval import engine_for
+from rlhf.demo.smollm_preset import SmolPreset
+from rlhf.demo.stages import banner, train_recipe, write_jsonl
+from rlhf.realtask.demonstrations import build as build_demonstrations
+from rlhf.realtask.family import Task
+from rlhf.realtask.gold import gold_score
+from rlhf.realtask.prompts import chat, user_message
+from rlhf.recipes import dpo, ppo, reward, sft
+from rlhf.rollout.generate import SamplingParams
+from rlhf.toyworld import RaterPool
+
+
+@dataclass
+class SmolRun:
+    root: Path
+    p: SmolPreset
+    seed: int
+    sets: dict[str, list[Task]]
+    """the disjoint training prompt sets: "sft", "rating", "rl" """
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def stage(self, name: str, fn: Callable[[], Any], reuse: Path | None = None) -> Any:
+        """Run stage ``name``, unless ``reuse`` (a data file, or a run's final/) is already there."""
+        banner(name)
+        if reuse is not None and (reuse / "config.json" if reuse.suffix == "" else reuse).is_file():
+            print(f"[demo] {name}: reusing {reuse}", flush=True)
+            self.seconds[name] = 0.0
+            return reuse
+        t = time.perf_counter()
+        out = fn()
+        self.seconds[name] = round(time.perf_counter() - t, 1)
+        print(f"[demo] {name}: {self.seconds[name]:.1f} s", flush=True)
+        return out
+
+    def common(self) -> dict[str, Any]:
+        """Overrides every training stage shares: LoRA, bf16 autocast, lengths, seed."""
+        p = self.p
+        return {
+            "model.lora_r": p.lora_r,
+            "model.lora_alpha": p.lora_alpha,
+            "data.max_length": p.max_length,
+            "train.mixed_precision": p.mixed_precision,
+            "train.seed": self.seed,
+            "train.log_every": 10,
+        }
+
+
+def base_model(p: SmolPreset) -> Path:
+    """The preset's base model directory: its own, or the packaged SmolLM2 (converted once, cached)."""
+    if p.base:
+        return Path(p.base)
+    from rlhf.models.smollm import checkpoint_dir
+
+    return checkpoint_dir()
+
+
+def generate(model_dir: Path, prompts: list, params: SamplingParams, p: SmolPreset):
+    """``params`` generations for each prompt from the model in ``model_dir`` (the rollout engine)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        return engine_for(model, tok, p.mixed_precision).generate(prompts, params)
+
+
+def demonstrations(run: SmolRun, base_dir: Path) -> Path:
+    """A refusal for each harmful SFT prompt, the base model's own greedy answer for each benign one."""
+    p = run.p
+    benign = [t for t in run.sets["sft"] if not t.harmful]
+    gens = generate(base_dir, [chat(t) for t in benign], SamplingParams(p.demo_tokens, temperature=0.0), p)
+    answers = {t.prompt: g[0].text for t, g in zip(benign, gens)}
+    records, left_out = build_demonstrations(run.sets["sft"], answers, p.demo_words, run.seed)
+    print(
+        f"[demo] {len(records)} demonstrations; {left_out} base answers left out (not on topic, or looping)"
+    )
+    return write_jsonl(run.data / "demonstrations.jsonl", records)
+
+
+def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
+    p = run.p
+    overrides = {
+        "model.path": base_dir,
+        "data.train": demos,
+        "train.output_dir": run.root / "sft",
+        "train.max_steps": p.sft_steps,
+        "train.batch_size": p.batch_size,
+        "train.lr": p.sft_lr,
+    }
+    return train_recipe(sft, {**run.common(), **overrides})
+
+
+def sample_and_rank(run: SmolRun, sft_dir: Path) -> Path:
+    """K samples per rating prompt from SFT, ranked by the simulated raters (truth: the gold rule)."""
+    p, tasks = run.p, run.sets["rating"]
+    params = SamplingParams(p.max_new_tokens, n=p.k, seed=run.seed)
+    candidates = [[g.text for g in gs] for gs in generate(sft_dir, [chat(t) for t in tasks], params, p)]
+    write_jsonl(
+        run.data / "candidates.jsonl",
+        [{"prompt": chat(t), "responses": c} for t, c in zip(tasks, candidates)],
+    )
+    records = RaterPool.build(seed=run.seed).label(
+        tasks, candidates, seed=run.seed, raters_per_prompt=p.raters_per_prompt, gold=gold_score, prompt=chat
+    )
+    return write_jsonl(run.data / "rankings.jsonl", records)
+
+
+def train_reward(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
+    """The reward model, with the SFT model as its backbone."""
+    p = run.p
+    overrides = {
+        "model.path": sft_dir,
+        "data.train": rankings,
+        "train.output_dir": run.root / "reward",
+        "train.epochs": p.reward_epochs,
+        "train.batch_size": p.batch_size,
+        "train.lr": p.reward_lr,
+    }
+    return train_recipe(reward, {**run.common(), **overrides})
+
+
+def train_ppo(run: SmolRun, sft_dir: Path, rm_dir: Path) -> Path:
+    """PPO from SFT against the reward model, a per-token KL penalty to SFT; each step's samples
+    also get the gold rule's mean (``gold`` in metrics.jsonl) beside the reward model's score."""
+    p = run.p
+    rl_tasks = {t.prompt: t for t in run.sets["rl"]}
+    rl_prompts = write_jsonl(run.data / "rl_prompts.jsonl", [{"prompt": chat(t)} for t in run.sets["rl"]])
+
+    def gold_metric(prompts: list[str], completions: list[str]) -> dict[str, float]:
+        scores = [gold_score(rl_tasks[user_message(q)], c) for q, c in zip(prompts, completions)]
+        return {"gold": sum(scores) / len(scores)}
+
+    overrides = {
+        **run.common(),
+        "model.path": sft_dir,
+        "data.train": rl_prompts,
+        "rewards.model": rm_dir,
+        "train.output_dir": run.root / "ppo",
+        "train.max_steps": p.ppo_steps,
+        "train.batch_size": p.ppo_batch,
+        "train.lr": p.ppo_lr,
+        "train.schedule": "constant",
+        "train.log_every": 1,
+        "critic.init": p.ppo_critic,
+        "critic.lr": p.ppo_critic_lr,
+        "rollout.samples_per_prompt": p.ppo_samples,
+        "rollout.max_new_tokens": p.max_new_tokens,
+        "rollout.samples_every": max(1, p.ppo_steps // 4),
+        "algo.kl_coef": p.ppo_kl_coef,
+    }
+    cfg = load_config(ppo.Config, None, [f"{k}={v}" for k, v in overrides.items()])
+    return ppo.train(cfg, sample_metrics=gold_metric)
+
+
+def train_dpo(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
+    """DPO from SFT on the same rankings (expanded to pairs), SFT as the reference."""
+    p = run.p
+    overrides = {
+        "model.path": sft_dir,
+        "data.train": rankings,
+        "train.output_dir": run.root / "dpo",
+        "train.epochs": p.dpo_epochs,
+        "train.batch_size": p.batch_size,
+        "train.lr": p.dpo_lr,
+        "dpo.beta": p.dpo_beta,
+    }
+    return train_recipe(dpo, {**run.common(), **overrides})
