@@ -81,8 +81,8 @@ def rl_args(name: str, model, prompts, files: dict, out) -> list[str]:
     ]  # fmt: skip
 
 
-def run_args(verb: str, model, train, out, batch_size: int) -> list[str]:
-    extra = ["dpo.reference=precompute"] if verb == "dpo" else []
+def run_args(verb: str, model, train, out, batch_size: int, reference: str = "precompute") -> list[str]:
+    extra = [f"dpo.reference={reference}"] if verb == "dpo" else []
     return [
         verb,
         *reward_overrides(model, train, out, f"train.max_steps={STEPS + 1}", "train.lr=1e-3",
@@ -179,6 +179,8 @@ def engine_plan(engine: str, model, data_dir, prompts, rl_files: dict, out) -> l
     plan: list[dict] = []
     for verb in VERBS:
         resumed(plan, lambda o, v=verb: run_args(v, model, data_dir / DATA[v], o, 2), out, verb)
+    # the reference model run on every batch (sharded for inference) instead of precomputed
+    plan.append({"args": run_args("dpo", model, data_dir / DATA["dpo"], out / "dpo_frozen", 2, "frozen")})
     for name in RL:
         resumed(plan, lambda o, n=name: rl_args(n, model, prompts, rl_files, o), out, name)
     if engine in SHARDED:
@@ -219,14 +221,20 @@ def sharded(request, nano_model, data_dir, prompts, rl_files, tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("verb", VERBS)
+@pytest.mark.parametrize("verb", [*VERBS, "dpo_frozen"])
 def test_sharded_run_ends_with_the_weights_of_ddp(sharded, single, verb):
+    """dpo_frozen: dpo.reference=frozen, the reference model sharded for inference and run on every
+    batch, against the 1-process run with precomputed reference log-probs (the same numbers)."""
     engine, out, _ = sharded
-    m1, m2 = read_metrics(single / verb), read_metrics(out / verb)
+    m1, m2 = read_metrics(single / verb.removesuffix("_frozen")), read_metrics(out / verb)
     assert m2[0]["epoch"] == pytest.approx(m1[0]["epoch"])  # two processes of batch 2: the same global batch
     for a, b in zip(m1, m2, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (engine, verb, a, b)
-    assert_same_weights(load_weights(single / verb / "final"), load_weights(out / verb / "final"), atol=1e-4)
+    assert_same_weights(
+        load_weights(single / verb.removesuffix("_frozen") / "final"),
+        load_weights(out / verb / "final"),
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("verb", VERBS)
