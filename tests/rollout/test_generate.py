@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from rlhf.eval.kl import sequence_logprobs
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
-from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.reward_model import score_sequences
 
 TEXTS = [f"question {i} answer {i * 7 % 10} and more words here" for i in range(200)]

@@ -6,6 +6,8 @@ classifier finds the last non-pad token). Labels are IGNORE (rlhf.data.tokenize)
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rlhf.data.tokenize import IGNORE
@@ -82,3 +84,16 @@ def collate_groups(groups: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         "margin": torch.tensor(margin, dtype=torch.float32),
         "group_weight": torch.tensor(weights, dtype=torch.float32),
     }
+
+
+def even_batches(items: list, rank: int, world: int, batch_size: int) -> list[tuple[list, bool]]:
+    """This process's share of ``items`` (every ``world``-th one) in batches, padded with dummy
+    batches (flag False: run the forward, count nothing) so that every process runs as many
+    forwards. Under FSDP2/ZeRO-3 each forward is collective: a process with one batch fewer
+    would leave the others waiting for it forever."""
+    mine = items[rank::world]
+    batches = [(mine[i : i + batch_size], True) for i in range(0, len(mine), batch_size)]
+    most = math.ceil(math.ceil(len(items) / world) / batch_size)
+    while len(batches) < most:
+        batches.append((items[:1], False))
+    return batches
