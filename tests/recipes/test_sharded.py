@@ -6,8 +6,8 @@ One launch per engine runs every case in turn (a launch costs tens of seconds of
 reward and dpo, each resumed from its step-2 checkpoint; every RL run of ``RL`` (each resumed from
 its step-2 checkpoint); and, under FSDP2 and ZeRO-3, a save that skips the gather. The references:
 for sft/reward/dpo one process with the same global batch (4), in-process (test_distributed.py
-shows DDP on 2 processes ends there too); for the RL runs the same runs on DDP, 2 processes, in
-one launch of their own shared by the engines.
+shows DDP on 2 processes ends there too); for the RL runs the same runs on DDP, 2 processes, run
+once in the ZeRO-2 launch and shared by the engines.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,8 +136,15 @@ def launch_plan(engine: str, plan: list[dict], tmp) -> list[list[dict]]:
         out, err = proc.communicate()
         pytest.fail(f"{engine} launch did not finish in 500 s:\n" + out[-3000:] + err[-3000:])
     assert proc.returncode == 0, out[-3000:] + err[-5000:]
-    print(f"\n[test_sharded] {engine} launch: {len(plan)} plan entries, {time.perf_counter() - t0:.1f} s")
-    return [json.loads((tmp / f"plan.results.rank{r}").read_text()) for r in range(2)]
+    outcomes = [json.loads((tmp / f"plan.results.rank{r}").read_text()) for r in range(2)]
+    runs = " ".join(f"{run_name(o['args'])}={o['seconds']:.1f}" for o in outcomes[0] if o["ok"])
+    print(f"\n[test_sharded] {engine} launch {time.perf_counter() - t0:.1f} s; runs (s): {runs}")
+    return outcomes
+
+
+def run_name(args: list[str]) -> str:
+    out = next(a for a in args if a.startswith("train.output_dir="))
+    return "/".join(Path(out.split("=", 1)[1]).parts[-2:])
 
 
 def resumed(plan: list[dict], args: list[str], out, name: str) -> None:
@@ -165,29 +173,50 @@ def single(nano_model, data_dir, tmp_path_factory):
     return out
 
 
+def engine_plan(engine: str, model, data_dir, prompts, rl_files: dict, out) -> list[dict]:
+    """Every case of ``engine``'s launch: sft, reward, dpo and the RL runs, each resumed; under
+    FSDP2 and ZeRO-3 a save that skips the gather last."""
+    plan: list[dict] = []
+    for verb in VERBS:
+        resumed(plan, lambda o, v=verb: run_args(v, model, data_dir / DATA[v], o, 2), out, verb)
+    for name in RL:
+        resumed(plan, lambda o, n=name: rl_args(n, model, prompts, rl_files, o), out, name)
+    if engine in SHARDED:
+        broken = run_args("sft", model, data_dir / "demos.jsonl", out / "broken", 2)
+        plan.append({"args": broken, "break_gather": True})
+    return plan
+
+
 @pytest.fixture(scope="module")
-def ddp(nano_model, prompts, rl_files, tmp_path_factory):
-    """The RL runs on DDP, 2 processes, one launch."""
-    out = tmp_path_factory.mktemp("ddp")
-    plan = [{"args": rl_args(name, nano_model, prompts, rl_files, out / name)} for name in RL]
-    outcomes = launch_plan("ddp", plan, out)
-    assert all(o["ok"] for per_process in outcomes for o in per_process), outcomes
-    return out
+def zero2_launch(nano_model, data_dir, prompts, rl_files, tmp_path_factory):
+    """The ZeRO-2 launch, which also runs the RL runs on plain DDP (``out/ddp/``), the reference
+    of every engine: ZeRO-2's start-up is paid anyway, and its runs are the cheapest."""
+    out = tmp_path_factory.mktemp("zero2")
+    plan = engine_plan("zero2", nano_model, data_dir, prompts, rl_files, out)
+    plan += [{"args": rl_args(n, nano_model, prompts, rl_files, out / "ddp" / n), "ddp": True} for n in RL]
+    outcomes = launch_plan("zero2", plan, out)
+    ddp_runs = len(RL)
+    assert all(o["ok"] for per_process in outcomes for o in per_process[-ddp_runs:]), outcomes
+    return out, [per_process[:-ddp_runs] for per_process in outcomes]
+
+
+@pytest.fixture(scope="module")
+def ddp(zero2_launch):
+    """The RL runs on DDP, 2 processes (run in the ZeRO-2 launch)."""
+    return zero2_launch[0] / "ddp"
 
 
 @pytest.fixture(scope="module", params=ENGINES)
 def sharded(request, nano_model, data_dir, prompts, rl_files, tmp_path_factory):
     engine = request.param
+    if engine == "zero2":
+        return engine, *request.getfixturevalue("zero2_launch")
     out = tmp_path_factory.mktemp(engine)
-    plan: list[dict] = []
-    for verb in VERBS:
-        resumed(plan, lambda o, v=verb: run_args(v, nano_model, data_dir / DATA[v], o, 2), out, verb)
-    for name in RL:
-        resumed(plan, lambda o, n=name: rl_args(n, nano_model, prompts, rl_files, o), out, name)
-    if engine in SHARDED:
-        broken = run_args("sft", nano_model, data_dir / "demos.jsonl", out / "broken", 2)
-        plan.append({"args": broken, "break_gather": True})
-    return engine, out, launch_plan(engine, plan, out)
+    return (
+        engine,
+        out,
+        launch_plan(engine, engine_plan(engine, nano_model, data_dir, prompts, rl_files, out), out),
+    )
 
 
 @pytest.mark.parametrize("verb", VERBS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.testing import assert_close
 
-from rlhf.data.collators import collate_groups, collate_sft, even_batches, pack_examples, pad
+from rlhf.data.collators import collate_groups, collate_sft, even_batches, pack_examples, pad, padded_share
 from rlhf.data.rankings import to_group
 from rlhf.data.records import Pair, Ranking
 
@@ -174,3 +174,12 @@ def test_every_process_runs_as_many_evaluation_batches():
         1,
         1,
     ]
+
+
+def test_every_process_takes_as_many_held_out_prompts():
+    # one prompt on 2 processes: the second pads with a copy (index 0) and counts nothing
+    assert [padded_share(1, r, 2) for r in range(2)] == [([0], 1), ([0], 0)]
+    shares = [padded_share(7, r, 3) for r in range(3)]
+    assert shares == [([0, 3, 6], 3), ([1, 4, 0], 2), ([2, 5, 0], 2)]
+    assert sorted(i for idx, real in shares for i in idx[:real]) == list(range(7))
+    assert padded_share(0, 1, 2) == ([], 0)

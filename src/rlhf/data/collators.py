@@ -86,6 +86,16 @@ def collate_groups(groups: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     }
 
 
+def padded_share(n_items: int, rank: int, world: int) -> tuple[list[int], int]:
+    """This process's share of ``n_items`` items (every ``world``-th index), padded with index 0
+    to as many items as the largest share; returns (indices, how many are real). Every process
+    then runs as many forwards over its share (collective under FSDP2/ZeRO-3); the padding's
+    results are dropped."""
+    mine = list(range(rank, n_items, world))
+    real = len(mine)
+    return mine + [0] * (math.ceil(n_items / world) - real), real
+
+
 def even_batches(items: list, rank: int, world: int, batch_size: int) -> list[tuple[list, bool]]:
     """This process's share of ``items`` (every ``world``-th one) in batches, padded with dummy
     batches (flag False: run the forward, count nothing) so that every process runs as many

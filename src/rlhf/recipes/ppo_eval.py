@@ -17,7 +17,6 @@ An evaluation runs before the first step of a fresh run (step 0: the starting po
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from accelerate.utils import gather_object
 
+from rlhf.data.collators import padded_share
 from rlhf.data.prompts import load_prompts
 from rlhf.eval.kl import teacher_forced_kl
 from rlhf.eval.metrics import repetition
@@ -124,9 +124,7 @@ class HeldOutEval:
         # every process takes as many prompts, padded with copies of the first whose rows are dropped:
         # under FSDP2/ZeRO-3 each scoring and KL forward is collective, and a process with fewer
         # forwards (or none) would leave the others waiting forever
-        mine = list(range(rank, len(held.prompt_ids), world))
-        real = len(mine)
-        mine += [0] * (math.ceil(len(held.prompt_ids) / world) - real)
+        mine, real = padded_share(len(held.prompt_ids), rank, world)
         raw_prompts, texts, ids = (
             [held.prompts[i] for i in mine],
             [held.prompt_texts[i] for i in mine],
