@@ -183,6 +183,9 @@ def engine_plan(engine: str, model, data_dir, prompts, rl_files: dict, out) -> l
         resumed(plan, lambda o, v=verb: run_args(v, model, data_dir / DATA[v], o, 2), out, verb)
     # the reference model run on every batch (sharded for inference) instead of precomputed
     plan.append({"args": run_args("dpo", model, data_dir / DATA["dpo"], out / "dpo_frozen", 2, "frozen")})
+    # gradient accumulation: 2 micro-batches of 1 a step (DeepSpeed's own accumulation)
+    sft_accum = [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_accum", 1), "train.grad_accum=2"]
+    plan.append({"args": sft_accum})
     for name in RL:
         resumed(plan, lambda o, n=name: rl_args(n, model, prompts, rl_files, o), out, name)
     if engine in SHARDED:
@@ -228,17 +231,22 @@ def sharded(request, nano_model, data_dir, prompts, rl_files, tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("verb", [*VERBS, "dpo_frozen"])
+SAME_AS_SINGLE = {"sft": "sft", "reward": "reward", "dpo": "dpo", "dpo_frozen": "dpo", "sft_accum": "sft"}
+"""each 2-process case and the 1-process run it must end as"""
+
+
+@pytest.mark.parametrize("verb", list(SAME_AS_SINGLE))
 def test_sharded_run_ends_with_the_weights_of_ddp(sharded, single, verb):
     """dpo_frozen: dpo.reference=frozen, the reference model sharded for inference and run on every
-    batch, against the 1-process run with precomputed reference log-probs (the same numbers)."""
+    batch, against the 1-process run with precomputed reference log-probs (the same numbers);
+    sft_accum: batch 1 and train.grad_accum=2 on 2 processes, the same global batch of 4."""
     engine, out, _ = sharded
-    m1, m2 = read_metrics(single / verb.removesuffix("_frozen")), read_metrics(out / verb)
-    assert m2[0]["epoch"] == pytest.approx(m1[0]["epoch"])  # two processes of batch 2: the same global batch
+    m1, m2 = read_metrics(single / SAME_AS_SINGLE[verb]), read_metrics(out / verb)
+    assert m2[0]["epoch"] == pytest.approx(m1[0]["epoch"])  # the same global batch
     for a, b in zip(m1, m2, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (engine, verb, a, b)
     assert_same_weights(
-        load_weights(single / verb.removesuffix("_frozen") / "final"),
+        load_weights(single / SAME_AS_SINGLE[verb] / "final"),
         load_weights(out / verb / "final"),
         atol=1e-4,
     )
