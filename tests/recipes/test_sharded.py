@@ -63,6 +63,7 @@ RL = {
 }
 """the RL runs of every engine's launch, compared with the same runs on DDP"""
 LORA = ["model.lora_r=4"]
+BF16 = "train.mixed_precision=bf16"
 STEPS, RESUME_FROM = 3, 2
 """every run trains STEPS steps with a checkpoint at RESUME_FROM; the resumed run does the rest"""
 
@@ -172,6 +173,7 @@ def single(nano_model, data_dir, tmp_path_factory):
     for verb in VERBS:
         assert cli.main(run_args(verb, nano_model, data_dir / DATA[verb], out / verb, 4)) == 0
     assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_lora", 4), *LORA]) == 0
+    assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_bf16", 4), BF16]) == 0
     return out
 
 
@@ -186,6 +188,7 @@ def engine_plan(engine: str, model, data_dir, prompts, rl_files: dict, out) -> l
     # gradient accumulation: 2 micro-batches of 1 a step (DeepSpeed's own accumulation)
     sft_accum = [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_accum", 1), "train.grad_accum=2"]
     plan.append({"args": sft_accum})
+    plan.append({"args": [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_bf16", 2), BF16]})
     for name in RL:
         resumed(plan, lambda o, n=name: rl_args(n, model, prompts, rl_files, o), out, name)
     if engine in SHARDED:
@@ -250,6 +253,22 @@ def test_sharded_run_ends_with_the_weights_of_ddp(sharded, single, verb):
         load_weights(out / verb / "final"),
         atol=1e-4,
     )
+
+
+def test_sharded_bf16_trains_like_one_process(sharded, single):
+    """train.mixed_precision=bf16: autocast under FSDP2 (fp32 weights, written in float32), DeepSpeed's
+    bf16 under ZeRO (bf16 weights with fp32 master copies; the final is its bf16 weights, as
+    DeepSpeed saves them). The losses are one process's to bf16 precision; the final loads."""
+    from transformers import AutoModelForCausalLM
+
+    engine, out, _ = sharded
+    m1, m2 = read_metrics(single / "sft_bf16"), read_metrics(out / "sft_bf16")
+    for a, b in zip(m1, m2, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3), (engine, a, b)
+    dtypes = {t.dtype for t in load_weights(out / "sft_bf16" / "final").values()}
+    assert dtypes == ({torch.bfloat16} if engine.startswith("zero") else {torch.float32}), dtypes
+    _, info = AutoModelForCausalLM.from_pretrained(out / "sft_bf16" / "final", output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"], info
 
 
 @pytest.mark.parametrize("verb", VERBS)
