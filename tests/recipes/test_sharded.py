@@ -3,8 +3,10 @@ own accelerate configs (configs/accelerate/*.yaml) through tests/recipes/cpu_eng
 switches accelerate's CPU state into the engine (accelerate enters neither without a GPU).
 
 One launch per engine runs every case in turn (a launch costs tens of seconds of start-up): sft,
-reward and dpo, each resumed from its step-2 checkpoint; every RL run of ``RL`` (each resumed from
-its step-2 checkpoint); and, under FSDP2 and ZeRO-3, a save that skips the gather. The references:
+reward and dpo, each resumed from its step-2 checkpoint; dpo with a frozen reference model, sft
+with gradient accumulation and sft in bf16; every RL run of ``RL`` (each resumed from its step-2
+checkpoint); under ZeRO-2 LoRA SFT and PPO; under FSDP2 and ZeRO-3 a save that skips the gather.
+Run with -s to see each launch's seconds and each run's. The references:
 for sft/reward/dpo one process with the same global batch (4), in-process (test_distributed.py
 shows DDP on 2 processes ends there too); for the RL runs the same runs on DDP, 2 processes, run
 once in the ZeRO-2 launch and shared by the engines.
