@@ -3,8 +3,10 @@ own accelerate configs (configs/accelerate/*.yaml) through tests/recipes/cpu_eng
 switches accelerate's CPU state into the engine (accelerate enters neither without a GPU).
 
 One launch per engine runs every case in turn (a launch costs tens of seconds of start-up): sft,
-reward and dpo, each resumed from its step-2 checkpoint; every RL run of ``RL`` (each resumed from
-its step-2 checkpoint); and, under FSDP2 and ZeRO-3, a save that skips the gather. The references:
+reward and dpo, each resumed from its step-2 checkpoint; dpo with a frozen reference model, sft
+with gradient accumulation and sft in bf16; every RL run of ``RL`` (each resumed from its step-2
+checkpoint); under ZeRO-2 LoRA SFT and PPO; under FSDP2 and ZeRO-3 a save that skips the gather.
+Run with -s to see each launch's seconds and each run's. The references:
 for sft/reward/dpo one process with the same global batch (4), in-process (test_distributed.py
 shows DDP on 2 processes ends there too); for the RL runs the same runs on DDP, 2 processes, run
 once in the ZeRO-2 launch and shared by the engines.
@@ -62,6 +64,8 @@ RL = {
     "online_dpo": ["algo.name=online_dpo"],
 }
 """the RL runs of every engine's launch, compared with the same runs on DDP"""
+LORA = ["model.lora_r=4"]
+BF16 = "train.mixed_precision=bf16"
 STEPS, RESUME_FROM = 3, 2
 """every run trains STEPS steps with a checkpoint at RESUME_FROM; the resumed run does the rest"""
 
@@ -81,8 +85,8 @@ def rl_args(name: str, model, prompts, files: dict, out) -> list[str]:
     ]  # fmt: skip
 
 
-def run_args(verb: str, model, train, out, batch_size: int) -> list[str]:
-    extra = ["dpo.reference=precompute"] if verb == "dpo" else []
+def run_args(verb: str, model, train, out, batch_size: int, reference: str = "precompute") -> list[str]:
+    extra = [f"dpo.reference={reference}"] if verb == "dpo" else []
     return [
         verb,
         *reward_overrides(model, train, out, f"train.max_steps={STEPS + 1}", "train.lr=1e-3",
@@ -170,6 +174,8 @@ def single(nano_model, data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("single")
     for verb in VERBS:
         assert cli.main(run_args(verb, nano_model, data_dir / DATA[verb], out / verb, 4)) == 0
+    assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_lora", 4), *LORA]) == 0
+    assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_bf16", 4), BF16]) == 0
     return out
 
 
@@ -179,6 +185,12 @@ def engine_plan(engine: str, model, data_dir, prompts, rl_files: dict, out) -> l
     plan: list[dict] = []
     for verb in VERBS:
         resumed(plan, lambda o, v=verb: run_args(v, model, data_dir / DATA[v], o, 2), out, verb)
+    # the reference model run on every batch (sharded for inference) instead of precomputed
+    plan.append({"args": run_args("dpo", model, data_dir / DATA["dpo"], out / "dpo_frozen", 2, "frozen")})
+    # gradient accumulation: 2 micro-batches of 1 a step (DeepSpeed's own accumulation)
+    sft_accum = [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_accum", 1), "train.grad_accum=2"]
+    plan.append({"args": sft_accum})
+    plan.append({"args": [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_bf16", 2), BF16]})
     for name in RL:
         resumed(plan, lambda o, n=name: rl_args(n, model, prompts, rl_files, o), out, name)
     if engine in SHARDED:
@@ -193,9 +205,14 @@ def zero2_launch(nano_model, data_dir, prompts, rl_files, tmp_path_factory):
     of every engine: ZeRO-2's start-up is paid anyway, and its runs are the cheapest."""
     out = tmp_path_factory.mktemp("zero2")
     plan = engine_plan("zero2", nano_model, data_dir, prompts, rl_files, out)
-    plan += [{"args": rl_args(n, nano_model, prompts, rl_files, out / "ddp" / n), "ddp": True} for n in RL]
+    # LoRA, which FSDP2 and ZeRO-3 refuse (configs/accelerate/zero2.yaml is its scale-out)
+    plan.append({"args": [*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_lora", 2), *LORA]})
+    resumed(plan, lambda o: [*rl_args("ppo", nano_model, prompts, rl_files, o), *LORA], out, "ppo_lora")
+    ddp_plan = [{"args": rl_args(n, nano_model, prompts, rl_files, out / "ddp" / n), "ddp": True} for n in RL]
+    lora = [*rl_args("ppo", nano_model, prompts, rl_files, out / "ddp" / "ppo_lora"), *LORA]
+    plan += [*ddp_plan, {"args": lora, "ddp": True}]
     outcomes = launch_plan("zero2", plan, out)
-    ddp_runs = len(RL)
+    ddp_runs = len(ddp_plan) + 1
     assert all(o["ok"] for per_process in outcomes for o in per_process[-ddp_runs:]), outcomes
     return out, [per_process[:-ddp_runs] for per_process in outcomes]
 
@@ -219,14 +236,41 @@ def sharded(request, nano_model, data_dir, prompts, rl_files, tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("verb", VERBS)
+SAME_AS_SINGLE = {"sft": "sft", "reward": "reward", "dpo": "dpo", "dpo_frozen": "dpo", "sft_accum": "sft"}
+"""each 2-process case and the 1-process run it must end as"""
+
+
+@pytest.mark.parametrize("verb", list(SAME_AS_SINGLE))
 def test_sharded_run_ends_with_the_weights_of_ddp(sharded, single, verb):
+    """dpo_frozen: dpo.reference=frozen, the reference model sharded for inference and run on every
+    batch, against the 1-process run with precomputed reference log-probs (the same numbers);
+    sft_accum: batch 1 and train.grad_accum=2 on 2 processes, the same global batch of 4."""
     engine, out, _ = sharded
-    m1, m2 = read_metrics(single / verb), read_metrics(out / verb)
-    assert m2[0]["epoch"] == pytest.approx(m1[0]["epoch"])  # two processes of batch 2: the same global batch
+    m1, m2 = read_metrics(single / SAME_AS_SINGLE[verb]), read_metrics(out / verb)
+    assert m2[0]["epoch"] == pytest.approx(m1[0]["epoch"])  # the same global batch
     for a, b in zip(m1, m2, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (engine, verb, a, b)
-    assert_same_weights(load_weights(single / verb / "final"), load_weights(out / verb / "final"), atol=1e-4)
+    assert_same_weights(
+        load_weights(single / SAME_AS_SINGLE[verb] / "final"),
+        load_weights(out / verb / "final"),
+        atol=1e-4,
+    )
+
+
+def test_sharded_bf16_trains_like_one_process(sharded, single):
+    """train.mixed_precision=bf16: autocast under FSDP2 (fp32 weights, written in float32), DeepSpeed's
+    bf16 under ZeRO (bf16 weights with fp32 master copies; the final is its bf16 weights, as
+    DeepSpeed saves them). The losses are one process's to bf16 precision; the final loads."""
+    from transformers import AutoModelForCausalLM
+
+    engine, out, _ = sharded
+    m1, m2 = read_metrics(single / "sft_bf16"), read_metrics(out / "sft_bf16")
+    for a, b in zip(m1, m2, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3), (engine, a, b)
+    dtypes = {t.dtype for t in load_weights(out / "sft_bf16" / "final").values()}
+    assert dtypes == ({torch.bfloat16} if engine.startswith("zero") else {torch.float32}), dtypes
+    _, info = AutoModelForCausalLM.from_pretrained(out / "sft_bf16" / "final", output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"], info
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -350,3 +394,28 @@ def test_deepspeed_ppo_checkpoints_and_resumes_its_critic(sharded):
                 assert b[key] == pytest.approx(a[key], abs=1e-6), (rl, key)
     assert (out / "ppo_resumed" / "checkpoints" / f"step-{RESUME_FROM}" / "critic").is_dir()
     assert not (out / "ppo_shared_resumed" / "checkpoints" / f"step-{RESUME_FROM}" / "critic").exists()
+
+
+def test_zero2_trains_lora_like_one_process_and_ddp(zero2_launch, single, ddp):
+    """LoRA SFT on ZeRO-2 ends with the 1-process weights; LoRA PPO (the reference: the policy
+    with its adapters off) with DDP's, and resumes exactly; the merged finals load whole."""
+    from transformers import AutoModelForCausalLM
+
+    out = zero2_launch[0]
+    m1, m2 = read_metrics(single / "sft_lora"), read_metrics(out / "sft_lora")
+    for a, b in zip(m1, m2, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (a, b)
+    assert_same_weights(
+        load_weights(single / "sft_lora" / "final"), load_weights(out / "sft_lora" / "final"), atol=1e-4
+    )
+    for a, b in zip(read_metrics(ddp / "ppo_lora"), read_metrics(out / "ppo_lora"), strict=True):
+        for key in COMPARED:
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (key, a, b)
+    final = load_weights(out / "ppo_lora" / "final")
+    assert_same_weights(load_weights(ddp / "ppo_lora" / "final"), final, atol=1e-4)
+    assert_same_weights(final, load_weights(out / "ppo_lora_resumed" / "final"), atol=1e-6)
+    assert not any("lora" in name for name in final)  # merged
+    for run in ("sft_lora", "ppo_lora"):
+        _, info = AutoModelForCausalLM.from_pretrained(out / run / "final", output_loading_info=True)
+        assert not info["missing_keys"] and not info["mismatched_keys"], (run, info)

@@ -150,6 +150,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # no empty group (LoRA trains only matrices): DeepSpeed drops empty groups, and the schedule,
+    # built on the groups before, would then step one group more than the optimizer holds
+    groups = [g for g in groups if g["params"]]
     if len(cfg.adam_betas) != 2:
         raise ConfigError(f"train.adam_betas must be two numbers, got {cfg.adam_betas}")
     # fused AdamW: one kernel for all parameters; on CPU torch otherwise loops over them in
