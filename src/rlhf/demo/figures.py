@@ -107,6 +107,7 @@ def _draw_fit(ax, fit: GaoFit | None, kl_max: float, color: str, mark_stop: bool
         fontsize=8,
         color=color,
         fontweight="bold",
+        bbox={"boxstyle": "round", "fc": "white", "ec": color, "alpha": 0.85},  # legible over the points
     )
 
 
