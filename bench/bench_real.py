@@ -6,9 +6,13 @@ batch, lengths (prompt 32 tokens, response exactly 32), samples per prompt, LoRA
 kernel (bench/real_setup.py); TRL 1.16 runs DPO and GRPO, TRL 1.12 (the last with PPOTrainer)
 runs PPO, each from its own venv (`make bench-peers`) in a subprocess, ours from this venv. For
 each row ours and the peer run one after the other (with --repeats, alternately), and each
-reports its median step time over the timed steps, the cores other processes kept busy meanwhile
-and its peak resident memory (RSS). ``ratio`` = peer step time / ours: how many times faster ours
-is. Results: bench/results/real.json (with the machine, the date and both sides' settings).
+reports its median step time over the timed steps, the median CPU seconds its process spent on a
+step, the cores other processes kept busy meanwhile and its peak resident memory (RSS).
+``ratio`` = peer step time / ours: how many times faster ours is; ``cpu_ratio`` = peer CPU
+seconds a step / ours. Each side runs one torch thread, so on an idle machine a step's wall time
+is its CPU time; on a shared one the wall time adds the time spent waiting for a core, which
+depends on how many other processes ran, so ``cpu_ratio`` is the steadier comparison there.
+Results: bench/results/real.json (with the machine, the date and both sides' settings).
 
     make bench-peers && .venv/bin/python bench/bench_real.py [--quick] [--algos dpo grpo ppo] \
         [--modes lora full]
@@ -109,6 +113,8 @@ def save(args, info: dict, rows: list[dict], total: float) -> Path:
                 "peers": "TRL 1.16 (dpo, grpo), TRL 1.12 (ppo), in .venv-trl116 / .venv-trl112",
                 "per_s": "items (pairs, completions, rollouts) a step / median step time",
                 "ratio": "peer step time / ours",
+                "cpu_s": "median CPU seconds of the side's process a step (one torch thread)",
+                "cpu_ratio": "peer CPU seconds a step / ours",
                 "load": "mean cores used by other processes during each side's timed steps",
                 "rss": "peak resident memory of each side's process (MB)",
             },
@@ -121,23 +127,46 @@ def save(args, info: dict, rows: list[dict], total: float) -> Path:
 def markdown(payload: dict) -> str:
     """The docs' table of a results file: one line a row, with the date and load it was measured at."""
     lines = [
-        "| row | ours | TRL | ours / TRL | peak RSS ours / TRL | other load (cores) |",
-        "|---|---|---|---|---|---|",
+        "| row | ours | TRL | ours / TRL (wall) | CPU s a step ours / TRL | ours / TRL (CPU) "
+        "| peak RSS ours / TRL | other load (cores) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in payload["rows"]:
         unit = r["unit"] + "/s"
+        cpu = (
+            f"{r['ours_cpu_s']:.1f} / {r['peer_cpu_s']:.1f} | {r['cpu_ratio']:.2f}x"
+            if "cpu_ratio" in r
+            else "- | -"
+        )
         lines.append(
             f"| {r['algo'].upper()} {r['mode']} | {r['ours_per_s']:.2f} {unit} "
-            f"| {r['peer_per_s']:.2f} {unit} "
-            f"| {r['ratio']:.2f}x | {r['ours_rss_mb'] / 1024:.2f} / {r['peer_rss_mb'] / 1024:.2f} GB "
+            f"| {r['peer_per_s']:.2f} {unit} | {r['ratio']:.2f}x | {cpu} "
+            f"| {r['ours_rss_mb'] / 1024:.2f} / {r['peer_rss_mb'] / 1024:.2f} GB "
             f"| {r['ours_load']:.1f} / {r['peer_load']:.1f} |"
         )
     m = payload["machine"]
     lines.append("")
-    lines.append(
-        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads)."
-    )
+    dates = sorted(r["date"] for r in payload["rows"])
+    when = dates[0] if dates[0][:16] == dates[-1][:16] else f"{dates[0]} to {dates[-1]}"
+    lines.append(f"Measured {when} on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads).")
     return "\n".join(lines)
+
+
+def merge(paths: list[str], out: str) -> Path:
+    """One results file from several runs' files: their rows in order, each keeping its own date,
+    load and settings; ``runs`` lists each file's machine and wall time."""
+    rows: dict[tuple, dict] = {}
+    runs, first = [], None
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        first = first or payload
+        runs.append({"file": Path(path).name, "machine": payload["machine"], "wall_s": payload["wall_s"]})
+        for r in payload["rows"]:
+            rows[(r["algo"], r["mode"])] = r
+    order = {a: i for i, a in enumerate(ALGOS)}
+    merged = sorted(rows.values(), key=lambda r: (order[r["algo"]], r["mode"] != "lora"))
+    payload = {**first, "machine": runs[-1]["machine"], "runs": runs, "rows": merged}
+    return write_results(out, payload)
 
 
 def main() -> None:
@@ -155,9 +184,19 @@ def main() -> None:
     ap.add_argument(
         "--markdown", metavar="JSON", help="print the docs' table of a saved results file and exit"
     )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="gather the rows of saved results files (runs of some --algos each, e.g. run side by side) "
+        "into --out (default real), a later file's row replacing an earlier one's; then exit",
+    )
     args = ap.parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
+    if args.merge:
+        print(f"wrote {merge(args.merge, args.out or 'real')}")
         return
     threads = set_threads(args.threads)
     info = machine_info()
@@ -187,16 +226,20 @@ def main() -> None:
                 for side in ("ours", "peer"):
                     runs[side].append(run_side(side, job))
                     r = runs[side][-1]
-                    print(f"  {name} {side}: {r['step_s']:.2f} s/step, load {r['other_load']:.2f}, "
-                          f"{r['peak_rss_mb']:.0f} MB")  # fmt: skip
+                    print(f"  {name} {side}: {r['step_s']:.2f} s/step, {r['cpu_s']:.2f} CPU s/step, "
+                          f"load {r['other_load']:.2f}, {r['peak_rss_mb']:.0f} MB")  # fmt: skip
             ours = min(runs["ours"], key=lambda r: r["step_s"])
             peer = min(runs["peer"], key=lambda r: r["step_s"])
+            ours_cpu = min(r["cpu_s"] for r in runs["ours"])
+            peer_cpu = min(r["cpu_s"] for r in runs["peer"])
             per_step = prompts * samples
             rows.append({
                 "algo": algo, "mode": mode, "unit": UNITS[algo], "per_step": per_step,
                 "ours_step_s": ours["step_s"], "peer_step_s": peer["step_s"],
                 "ours_per_s": per_step / ours["step_s"], "peer_per_s": per_step / peer["step_s"],
                 "ratio": peer["step_s"] / ours["step_s"], "target": TARGET,
+                "ours_cpu_s": ours_cpu, "peer_cpu_s": peer_cpu, "cpu_ratio": peer_cpu / ours_cpu,
+                "ours_cpu_times": ours["cpu_times"], "peer_cpu_times": peer["cpu_times"],
                 "ours_rss_mb": ours["peak_rss_mb"], "peer_rss_mb": peer["peak_rss_mb"],
                 "ours_load": ours["other_load"], "peer_load": peer["other_load"],
                 "ours_step_times": ours["step_times"], "peer_step_times": peer["step_times"],
@@ -207,12 +250,14 @@ def main() -> None:
             save(args, info, rows, time.perf_counter() - t_start)  # a run cut short keeps its rows
     total = time.perf_counter() - t_start
     shown = [
-        {**r, "load": f"{r['ours_load']:.1f}/{r['peer_load']:.1f}", "meets": r["ratio"] >= TARGET}
+        {**r, "load": f"{r['ours_load']:.1f}/{r['peer_load']:.1f}", "meets": r["ratio"] >= TARGET,
+         "meets_cpu": r["cpu_ratio"] >= TARGET}
         for r in rows
-    ]
+    ]  # fmt: skip
     print()
-    print(table(shown, ["algo", "mode", "unit", "ours_per_s", "peer_per_s", "ratio", "meets",
-                        "ours_rss_mb", "peer_rss_mb", "load"]))  # fmt: skip
+    print(table(shown, ["algo", "mode", "unit", "ours_per_s", "peer_per_s", "ratio", "meets", "ours_cpu_s",
+                        "peer_cpu_s", "cpu_ratio", "meets_cpu", "ours_rss_mb", "peer_rss_mb",
+                        "load"]))  # fmt: skip
     busy = [f"{r['algo']}-{r['mode']}" for r in rows if max(r["ours_load"], r["peer_load"]) > BUSY]
     if busy:
         print(f"other processes used over {BUSY} cores during: {', '.join(busy)} (timings noisy)")

@@ -333,6 +333,13 @@ class StepTimer:
     def step_times(self) -> list[float]:
         return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
 
+    def cpu_step_times(self) -> list[float]:
+        """CPU seconds this process spent on each step (all its threads). With one torch thread
+        on a machine whose cores other processes keep busy, this is the step's cost: its wall
+        time mostly measures how long it waited for a core."""
+        own = [c for _, c in self.cpu]
+        return [b - a for a, b in zip(own, own[1:])]
+
 
 def run_timed(train: Callable[..., Any], cfg: Any, warmup: int, verbose: bool = False) -> StepTimer:
     """Run a recipe's ``train(cfg, callbacks=[timer])``; its prints and progress bar are kept

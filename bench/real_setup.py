@@ -10,8 +10,8 @@ so both tokenizations agree and no batch carries padding. Generation is forced t
 RESPONSE_TOKENS on both sides (EOS masked until then, or no stop token).
 
 A worker is run as ``python real_<side>.py ROW_JSON`` and prints one line ``RESULT {json}``: the
-median step time, the step times, the other processes' load during the timed steps and its peak
-resident memory.
+median step time, the step times, the CPU seconds of each step, the other processes' load during
+the timed steps and its peak resident memory.
 """
 
 from __future__ import annotations
@@ -119,10 +119,12 @@ def report(timer, row: dict[str, Any], settings: dict[str, Any]) -> None:
     """Print the worker's result line from a StepTimer (bench/common.py)."""
     import statistics
 
-    times = timer.step_times()
+    times, cpu = timer.step_times(), timer.cpu_step_times()
     out = {
         "step_s": statistics.median(times),
         "step_times": times,
+        "cpu_s": statistics.median(cpu),
+        "cpu_times": cpu,
         "other_load": timer.other_load,
         "peak_rss_mb": peak_rss_mb(),
         "settings": settings,

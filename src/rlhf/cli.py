@@ -191,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     from rlhf.recipes.loop import TrainingError
 
     if args.verb in CONFIG_VERBS or args.verb in CONFIG_SUBVERBS or args.verb == "demo":
-        from rlhf.progress import quiet_third_party_bars
+        from rlhf.progress import quiet_third_party_bars, quiet_third_party_notices
 
         quiet_third_party_bars()
+        quiet_third_party_notices()
     try:
         if args.verb in CONFIG_VERBS or args.verb in CONFIG_SUBVERBS:
             module, entry, _ = (

@@ -3,11 +3,13 @@
 On a terminal: tqdm's bar. Written to a file or a pipe (CI, ``nohup``, a cluster's job log),
 tqdm's carriage-return updates pile up into hundreds of kilobytes; there ``PlainProgress`` prints
 one plain line every tenth of the run (and at most every ``every_s`` seconds otherwise), and
-``quiet_third_party_bars`` keeps transformers', datasets' and the Hub's own bars out.
+``quiet_third_party_bars`` keeps transformers', datasets' and the Hub's own bars out, and
+``quiet_third_party_notices`` a notice no user of ours needs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -87,3 +89,11 @@ def quiet_third_party_bars() -> None:
         disable_progress_bars()
     except ImportError:
         pass
+
+
+def quiet_third_party_notices() -> None:
+    """Drop DeepSpeed's "Setting accelerator to CPU" warning. Where DeepSpeed is installed,
+    accelerate imports it whenever a model is unwrapped to be saved, and on a machine without a GPU
+    DeepSpeed announces at import that it found none: noise in the log of a run the user chose to
+    run on the CPU. DeepSpeed sets its logger's level when it creates it; a filter stays."""
+    logging.getLogger("DeepSpeed").addFilter(lambda r: "Setting accelerator to CPU" not in r.getMessage())

@@ -24,10 +24,19 @@ def _numbers(results: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo_run(tmp_path_factory, transformers_warnings):
     root = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--preset", "fast", "--output-dir", str(root / "a")]) == 0
+    with transformers_warnings() as messages:
+        assert main(["demo", "--preset", "fast", "--output-dir", str(root / "a")]) == 0
+    (root / "transformers-warnings.json").write_text(json.dumps(messages))
     return root
+
+
+def test_every_stage_passes_the_attention_mask(demo_run):
+    """No forward of any stage (sampling, reward scoring, RL, best-of-n, evaluation) reads a padded
+    batch without its mask: transformers would warn "We strongly recommend passing in an attention_mask"."""
+    messages = json.loads((demo_run / "transformers-warnings.json").read_text())
+    assert not [m for m in messages if "attention_mask" in m], messages
 
 
 def test_fast_demo_writes_the_results_table(demo_run):
@@ -187,6 +196,7 @@ def test_report_html_holds_the_fits_and_figures(demo_run):
     # every RL run's proxy and gold against KL
     for run in ("ppo", "ppo-ptx", "ppo-biased", "ppo-gold"):
         assert f"{run}: every RL step" in page, run
+    assert '<img alt="Reward hacking: the proxy' in page  # the fair and the biased run side by side
     assert "Over-optimisation fits (Gao et al. 2022)" in page and "d (alpha - beta log d)" in page
     assert "<td>best-of-n</td>" in page  # the best-of-n form, fitted to n = 1, 2, 4
     assert "<th>win vs SFT</th>" in page  # the results table, as HTML

@@ -56,9 +56,11 @@ def test_report_prints_the_fitted_coefficients_and_peaks(tmp_path):
         "config": {"preset": "fast", "seed": 0},
     }
     page = write_html(results, tmp_path, "| model | x |\n|---|---|\n| sft | 1 |\n\nnote", "t").read_text()
-    assert page.count('<img alt="') == page.count('src="data:image/png;base64,') == 5
+    # reward hacking, the RL run, best-of-n, accuracy per family, forgetting, win rates
+    assert page.count('<img alt="') == page.count('src="data:image/png;base64,') == 6
+    assert '<img alt="Reward hacking: the proxy' in page
     rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>"
-                      r"<td>(.*?)</td><td>(.*?)</td>", page)  # fmt: skip
+                      r"<td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", page)  # fmt: skip
     fits = {(html.unescape(r[0]), html.unescape(r[1])): r for r in rows if r[2].startswith("d (")}
     gold = fits[("ppo-biased", "gold")]
     assert (float(gold[3]), float(gold[4]), float(gold[5])) == pytest.approx((0.5, 0.4, 0.2), abs=1e-3)
@@ -66,7 +68,11 @@ def test_report_prints_the_fitted_coefficients_and_peaks(tmp_path):
     rm_pick = fits[("best-of-n", "reward model's pick")]
     assert (float(rm_pick[3]), float(rm_pick[4])) == pytest.approx((0.3, 0.1), abs=1e-6)
     assert float(rm_pick[6]) == pytest.approx((0.3 / 0.2) ** 2)  # d* = a / (2 b)
-    assert fits[("best-of-n", "gold's own pick")][6] == "none (still rising)"
+    assert fits[("best-of-n", "gold's own pick")][6] == "none (no maximum)"
+    # the stop point: the fitted gold's best KL within the span each curve covers
+    assert gold[7] == f"KL {math.exp(2 * (0.5 / 0.4 - 1)):.2f}: the fitted peak"  # reached by KL 20
+    assert rm_pick[7] == f"KL {math.log(16) - 15 / 16:.2f}: still rising at the end"  # peak 2.25 > n=16's KL
+    assert fits[("ppo-biased", "proxy")][7] == fits[("best-of-n", "gold's own pick")][7] == "-"
     assert "&lt;b&gt;ppo&lt;/b&gt; 4" in page and "<b>ppo</b>" not in page  # model output is text
     assert "<th>model</th><th>x</th>" in page
 
@@ -88,3 +94,24 @@ def test_markdown_tables_become_html_tables():
         "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>&lt;2&gt;</td></tr></table>",
         '<p class="note">tail</p>',
     ]
+
+
+def test_a_fitted_peak_beyond_the_data_leaves_the_axis_on_the_data():
+    """Best-of-n's gold pick can fit a peak at KL 17 while n = 4 reaches KL 0.6: the stop line is
+    drawn within the data and the axis stays on it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlhf.demo.figures import _draw_fit
+    from rlhf.eval.gao import fit_gao
+
+    kl = [0.0, 0.19, 0.64]
+    fit = fit_gao(kl, [0.0 + 0.2 * math.sqrt(k) - 0.02 * k for k in kl], "bon")
+    assert fit.peak_kl == pytest.approx(25.0)
+    fig, ax = plt.subplots()
+    _draw_fit(ax, fit, max(kl), "C0", True)
+    assert ax.get_xlim()[1] < 1.0
+    assert [line.get_xdata()[0] for line in ax.lines[1:]] == [0.64]  # the stop line, at the run's end
+    plt.close(fig)

@@ -43,6 +43,16 @@ def test_peaks_are_where_the_fitted_reward_is_highest():
         assert math.sqrt(grid[np.argmax(fit.predict(grid))]) == pytest.approx(expected_d, abs=1e-3)
 
 
+def test_the_stop_point_is_the_best_fitted_kl_within_the_run():
+    kl = [0.0, 0.5, 1.0, 3.0, 6.0, 12.0]
+    d = np.sqrt(kl)
+    rising_then_falling = fit_gao(kl, list(0.6 * d - 0.3 * d * np.log(np.maximum(d, 1e-300))), "rl")
+    assert rising_then_falling.best_kl(12.0) == pytest.approx(math.e**2)  # the peak, inside the run
+    assert rising_then_falling.best_kl(4.0) == 4.0  # a run that stopped before it: still rising
+    falling = fit_gao(kl, list(-0.2 * d + 0.05 * d * np.log(np.maximum(d, 1e-300))), "rl")
+    assert falling.beta < 0 and falling.best_kl(12.0) == 0.0  # gold only fell: no step helped
+
+
 def test_a_reward_that_never_turns_down_has_no_peak():
     kl = [0.0, 1.0, 2.0, 4.0]
     fit = fit_gao(kl, [0.0, 1.0, math.sqrt(2) + 0.2, 2.5], "bon")

@@ -9,10 +9,14 @@ import pytest
 from rlhf.eval.metrics import (
     WinRate,
     best_of_k,
+    best_of_k_curve,
     best_of_k_sizes,
+    best_of_n_kl,
     distinct_n,
     kl_from_logprobs,
+    kl_summary,
     ordering_accuracy,
+    ordering_accuracy_by_group,
     repeated_ngram_share,
     repetition,
     win_rate,
@@ -103,3 +107,35 @@ def test_best_of_k_ends():
     assert best_of_k_sizes(16) == [1, 2, 4, 8, 16]
     assert best_of_k_sizes(12) == [1, 2, 4, 8, 12]
     assert best_of_k_sizes(1) == [1]
+
+
+def test_best_of_n_kl_formula():
+    assert best_of_n_kl(1) == 0.0
+    assert best_of_n_kl(2) == pytest.approx(0.693147 - 0.5, abs=1e-6)
+    assert best_of_n_kl(16) == pytest.approx(2.772589 - 0.9375, abs=1e-6)
+
+
+def test_kl_summary_mean_standard_error_and_count():
+    # log-ratios 2, -1, 2: mean 1, sample variance (1 + 4 + 1) / 2 = 3, standard error sqrt(3 / 3)
+    out = kl_summary([(-1.0, -3.0), (-2.0, -1.0), (0.0, -2.0)])
+    assert out == {"kl": pytest.approx(1.0), "kl_stderr": pytest.approx(1.0), "kl_responses": 3}
+    assert kl_summary([(-1.0, -1.5)]) == {"kl": 0.5, "kl_stderr": 0.0, "kl_responses": 1}
+
+
+def test_ordering_accuracy_by_group_leaves_out_a_group_of_gold_ties():
+    predicted = [[2.0, 1.0], [1.0, 2.0], [0.0, 1.0], [5.0, 5.0]]
+    gold = [[1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]  # right, wrong, gold tie, predicted tie
+    overall, by_group = ordering_accuracy_by_group(predicted, gold, ["b", "a", "c", "b"])
+    assert overall == pytest.approx((1 + 0 + 0.5) / 3)
+    assert by_group == {"b": 0.75, "a": 0.0}  # in order of first appearance; "c" has no pair
+    assert list(by_group) == ["b", "a"]
+
+
+def test_best_of_k_curve_from_one_set_of_samples():
+    scores, gold = [[0.0, 2.0], [3.0, 1.0]], [[1.0, 0.0], [0.5, 1.0]]
+    curve = best_of_k_curve(scores, {"gold": gold})
+    # k = 1: every sample's mean; k = 2: the scorer's favourite of each prompt (gold 0 and 0.5)
+    assert curve == [
+        {"n": 1, "kl": 0.0, "score": 1.5, "gold": 0.625},
+        {"n": 2, "kl": pytest.approx(math.log(2) - 0.5), "score": 2.5, "gold": 0.25},
+    ]

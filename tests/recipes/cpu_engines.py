@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 ENGINE_FLAGS = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
@@ -115,9 +116,10 @@ def run_plan(plan: list[dict], results_path: Path) -> None:
         gather = saving.gather_state_dict
         if entry.get("break_gather"):
             saving.gather_state_dict = local_state_dict
+        t0 = time.perf_counter()
         try:
             recipe.train(load_config(recipe.Config, None, overrides))
-            outcomes.append({"args": entry["args"], "ok": True})
+            outcomes.append({"args": entry["args"], "ok": True, "seconds": time.perf_counter() - t0})
         except (saving.SaveError, ConfigError) as err:
             outcomes.append({"args": entry["args"], "ok": False, "error": f"{type(err).__name__}: {err}"})
         finally:

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlhf.config import ConfigError
-from rlhf.recipes.engines import check_process_count, even_batches, fill_deepspeed_config
+from rlhf.recipes.engines import check_process_count, fill_deepspeed_config
 from rlhf.recipes.saving import SaveError, check_whole, drop_tied_copies
 from rlhf.sections import TrainConfig
 
@@ -44,21 +44,6 @@ def test_a_launch_with_fewer_processes_than_asked_is_an_error():
     check_process_count(2, {"WORLD_SIZE": "2", "LOCAL_RANK": "0", "ACCELERATE_USE_CPU": "1"})
     check_process_count(1, {"ACCELERATE_USE_CPU": "False"})  # accelerate launch of one process
     check_process_count(1, {})  # plain python
-
-
-def test_every_process_runs_as_many_evaluation_batches():
-    items = list(range(7))
-    shares = [even_batches(items, r, 2, 2) for r in range(2)]
-    assert [len(s) for s in shares] == [2, 2]  # 4 and 3 items: two forwards each
-    counted = sorted(x for s in shares for batch, real in s if real for x in batch)
-    assert counted == items
-    shares = [even_batches(list(range(5)), r, 4, 1) for r in range(4)]
-    assert [len(s) for s in shares] == [2, 2, 2, 2] and [sum(real for _, real in s) for s in shares] == [
-        2,
-        1,
-        1,
-        1,
-    ]
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rlhf.cli import main
 from rlhf.data.records import load_records
 from rlhf.eval.metrics import distinct_n, repeated_ngram_share
+from rlhf.eval.nll import text_nll
 from rlhf.recipes.loop import make_accelerator
-from rlhf.recipes.sft import evaluate
 from rlhf.sections import TrainConfig
 
 from .helpers import question, read_metrics, token_mean_nll, write_jsonl
@@ -191,5 +191,5 @@ def test_text_evaluation_leaves_the_model_in_its_mode(training, nano_model, data
     examples, _ = tokenize_demonstrations(
         load_records(str(data_dir / "demos.jsonl"), "demonstration"), tok, 64
     )
-    evaluate(model, make_accelerator(TrainConfig(output_dir="unused")), examples[:4], tok.pad_token_id, 2)
+    text_nll(model, make_accelerator(TrainConfig(output_dir="unused")), examples[:4], tok.pad_token_id, 2)
     assert model.training is training

@@ -24,6 +24,7 @@ def test_a_verb_logged_to_a_file_prints_plain_lines(nano_model, data_dir, tmp_pa
     text = log.read_text()
     assert "\r" not in text, text[-2000:]
     assert "Loading weights" not in text and "Writing model shards" not in text and "it/s]" not in text
+    assert "WARNING" not in text and "Setting accelerator" not in text, text  # DeepSpeed's import notice
     lines = [x for x in text.splitlines() if x.startswith("[sft] step ")]
     # one line every tenth of the run: steps 2, 4, ... 20, each with the loss
     assert [x.split()[2].rstrip(",") for x in lines] == [f"{s}/20" for s in range(2, 21, 2)], text

@@ -85,12 +85,6 @@ def test_best_worst_pair_by_hand():
     assert pair("q", ["a", "b", "a"], [3.0, 3.0, -2.0]) is None  # the other text scores as high
 
 
-def test_best_of_n_kl_formula():
-    assert best_of_n.best_of_n_kl(1) == 0.0
-    assert best_of_n.best_of_n_kl(2) == pytest.approx(0.693147 - 0.5, abs=1e-6)
-    assert best_of_n.best_of_n_kl(16) == pytest.approx(2.772589 - 0.9375, abs=1e-6)
-
-
 @pytest.mark.parametrize(
     "args,message",
     [

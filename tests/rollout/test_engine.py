@@ -5,11 +5,11 @@ import torch
 
 from rlhf.data.collators import pad
 from rlhf.data.tokenize import IGNORE
+from rlhf.losses.logprobs import next_token_logprobs
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
 from rlhf.rollout.decoders import cache, linear
 from rlhf.rollout.engine import KVCacheEngine
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
-from rlhf.rollout.logprobs import gather_logprobs
 from rlhf.rollout.sampling import inverse_cdf, top_k_top_p
 
 TEXTS = [f"question {i} answer {i * 7 % 10} and more words here" for i in range(200)]
@@ -176,7 +176,7 @@ def test_logprobs_match_a_full_forward_at_the_temperature(models, tok, arch):
     ids, mask = pad(seqs, tok.pad_token_id), pad([[1] * len(s) for s in seqs], 0)
     labels = pad([[IGNORE] * len(g.prompt_ids) + g.response_ids for g in gens], IGNORE)
     with torch.no_grad():
-        logp = gather_logprobs(model(input_ids=ids, attention_mask=mask).logits, labels, temperature)
+        logp = next_token_logprobs(model(input_ids=ids, attention_mask=mask).logits, labels, temperature)
     for row, g in zip(logp, gens):
         start = len(g.prompt_ids) - 1
         torch.testing.assert_close(
@@ -229,7 +229,7 @@ def test_bf16_copy_samples_valid_text_with_close_logprobs(models, tok, arch):
     ids, mask = pad(seqs, tok.pad_token_id), pad([[1] * len(s) for s in seqs], 0)
     labels = pad([[IGNORE] * len(g.prompt_ids) + g.response_ids for g in gens], IGNORE)
     with torch.no_grad():
-        logp = gather_logprobs(model(input_ids=ids, attention_mask=mask).logits, labels)
+        logp = next_token_logprobs(model(input_ids=ids, attention_mask=mask).logits, labels)
     diffs = [
         abs(a - b)
         for row, g in zip(logp.tolist(), gens)

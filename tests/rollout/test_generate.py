@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from rlhf.eval.kl import sequence_logprobs
 from rlhf.models.tiny import build_tiny_model, train_tokenizer
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
-from rlhf.rollout.logprobs import gather_logprobs, sequence_logprobs
 from rlhf.rollout.reward_model import score_sequences
 
 TEXTS = [f"question {i} answer {i * 7 % 10} and more words here" for i in range(200)]
@@ -57,17 +57,6 @@ def test_generation_stops_at_eos(tok):
     assert gen.finished
     assert len(gen.response_ids) == 3 and gen.response_ids[-1] == tok.eos_token_id
     assert tok.eos_token_id not in gen.response_ids[:-1]
-
-
-def test_gather_logprobs_hand_values():
-    logits = torch.log(
-        torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]])
-    )  # (1, 3, 3)
-    labels = torch.tensor([[-100, 1, 0]])
-    out = gather_logprobs(logits, labels)
-    torch.testing.assert_close(
-        out, torch.tensor([[torch.log(torch.tensor(0.25)), torch.log(torch.tensor(0.1))]])
-    )
 
 
 def test_sequence_logprobs_independent_of_batch_padding(model, tok):

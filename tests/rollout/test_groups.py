@@ -1,6 +1,8 @@
 """Shared-prompt groups: a prompt's n responses packed in one row give every response the logits,
 values and reward-model score it gets in its own row."""
 
+import math
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -105,6 +107,26 @@ def test_models_that_cannot_take_a_4d_mask_are_named(tok):
     with pytest.raises(ConfigError, match="row of 100 tokens outgrows the sliding window of 64"):
         shared_prompt.check(qwen, 100, "rollout.share_prompt")
     shared_prompt.check(qwen, 64, "rollout.share_prompt")
+
+
+@pytest.mark.parametrize("batch_size", [64, 4, 1])
+def test_score_groups_runs_as_many_forwards_packed_or_not(tok, batch_size, monkeypatch):
+    """Under FSDP2/ZeRO-3 every forward is collective: processes whose rows choose packing and
+    processes whose rows do not must run the same number of forwards."""
+    from rlhf.rollout import reward_model as scoring
+
+    rm = build(tok, "gpt2", "eager", "score")
+    prompts, responses = rollout(tok)
+    prompts, responses = prompts * 2, responses * 2  # 4 groups of 3
+    calls = []
+    rm.score.register_forward_hook(lambda *_: calls.append(1))
+    counts = []
+    for saves in (True, False):
+        monkeypatch.setattr(scoring, "packing_saves", lambda *_, saves=saves: saves)
+        calls.clear()
+        scoring.score_groups(rm, prompts, responses, 3, tok.pad_token_id, batch_size)
+        counts.append(len(calls))
+    assert counts[0] == counts[1] == math.ceil(12 / max(3, batch_size // 3 * 3)), counts
 
 
 @pytest.mark.parametrize("batch_size", [64, 3, 1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.testing import assert_close
 
-from rlhf.data.collators import collate_groups, collate_sft, pack_examples, pad
+from rlhf.data.collators import collate_groups, collate_sft, even_batches, pack_examples, pad, padded_share
 from rlhf.data.rankings import to_group
 from rlhf.data.records import Pair, Ranking
 
@@ -159,3 +159,27 @@ def test_pad_left_puts_padding_first():
     from rlhf.data.collators import pad
 
     assert pad([[5, 6], [7]], 0, left=True).tolist() == [[5, 6], [0, 7]]
+
+
+def test_every_process_runs_as_many_evaluation_batches():
+    items = list(range(7))
+    shares = [even_batches(items, r, 2, 2) for r in range(2)]
+    assert [len(s) for s in shares] == [2, 2]  # 4 and 3 items: two forwards each
+    counted = sorted(x for s in shares for batch, real in s if real for x in batch)
+    assert counted == items
+    shares = [even_batches(list(range(5)), r, 4, 1) for r in range(4)]
+    assert [len(s) for s in shares] == [2, 2, 2, 2] and [sum(real for _, real in s) for s in shares] == [
+        2,
+        1,
+        1,
+        1,
+    ]
+
+
+def test_every_process_takes_as_many_held_out_prompts():
+    # one prompt on 2 processes: the second pads with a copy (index 0) and counts nothing
+    assert [padded_share(1, r, 2) for r in range(2)] == [([0], 1), ([0], 0)]
+    shares = [padded_share(7, r, 3) for r in range(3)]
+    assert shares == [([0, 3, 6], 3), ([1, 4, 0], 2), ([2, 5, 0], 2)]
+    assert sorted(i for idx, real in shares for i in idx[:real]) == list(range(7))
+    assert padded_share(0, 1, 2) == ([], 0)

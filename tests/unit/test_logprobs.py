@@ -1,5 +1,5 @@
 """rlhf.losses.logprobs against hand-computed values: softmax over two tokens with logits 0 and ln 3
-is (1/4, 3/4)."""
+is (1/4, 3/4); and its two forms (logsumexp, log_softmax) against each other."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import math
 import torch
 from torch.testing import assert_close
 
-from rlhf.losses.logprobs import gathered_logprobs, token_logprobs
+from rlhf.losses.logprobs import (
+    gathered_logprobs,
+    masked_nll,
+    next_token_logprobs,
+    softmax_logprobs,
+    token_logprobs,
+)
 
 LOGITS = torch.tensor([[[0.0, math.log(3.0)], [math.log(3.0), 0.0]]], dtype=torch.float64)  # (1, 2, 2)
 
@@ -31,3 +37,106 @@ def test_gathered_reads_several_tokens_a_position_and_bf16_in_float32():
     both = gathered_logprobs(LOGITS, torch.tensor([[[0, 1], [0, 1]]]))
     assert_close(both.exp(), torch.tensor([[[0.25, 0.75], [0.75, 0.25]]], dtype=torch.float64))
     assert token_logprobs(LOGITS.bfloat16(), torch.tensor([[1, 1]])).dtype == torch.float32
+
+
+def test_softmax_form_by_hand_and_equal_to_the_logsumexp_form():
+    both = softmax_logprobs(LOGITS, torch.tensor([[[0, 1], [0, 1]]]))
+    assert_close(both.exp(), torch.tensor([[[0.25, 0.75], [0.75, 0.25]]], dtype=torch.float64))
+    logits, index = torch.randn(3, 5, 50) * 4, torch.randint(0, 50, (3, 5, 2))
+    assert_close(softmax_logprobs(logits, index, 0.7), gathered_logprobs(logits / 0.7, index))
+    assert softmax_logprobs(logits.bfloat16(), index).dtype == torch.float32
+
+
+def test_next_token_logprobs_hand_values():
+    logits = torch.log(
+        torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]])
+    )  # (1, 3, 3)
+    labels = torch.tensor([[-100, 1, 0]])
+    out = next_token_logprobs(logits, labels)
+    torch.testing.assert_close(
+        out, torch.tensor([[torch.log(torch.tensor(0.25)), torch.log(torch.tensor(0.1))]])
+    )
+
+
+def test_masked_nll_is_minus_the_summed_next_token_logprobs():
+    logits, labels = torch.randn(2, 6, 11), torch.randint(0, 11, (2, 6))
+    labels[0, :3] = -100
+    labels[1, 4:] = -100
+    total, count = masked_nll(logits, labels)
+    assert_close(total, -next_token_logprobs(logits, labels).sum())
+    assert count.item() == 3 + 3  # labels 1..5 of each row, less the IGNOREd ones
+
+
+LOG3 = 1.0986122886681098
+
+
+def test_masked_nll_uniform_logits_is_log_v_per_labelled_token():
+    logits = torch.zeros(2, 4, 3)  # (B, T, V): uniform over V = 3
+    labels = torch.tensor([[-100, 2, 0, 1], [-100, -100, 1, -100]])
+    total, count = masked_nll(logits, labels)
+    # labels shift left by one: row 0 predicts [2, 0, 1], row 1 predicts [-100, 1, -100]
+    assert_close(total, torch.tensor(4 * LOG3))
+    assert count.item() == 4
+
+
+def test_masked_nll_shifts_by_one_and_ignores_minus_100():
+    logits = torch.tensor(
+        [
+            [
+                [0.0, 0.0, math.log(2)],  # softmax (1/4, 1/4, 1/2): predicts label[1] = 2 -> log 2
+                [math.log(3), 0.0, 0.0],  # softmax (3/5, 1/5, 1/5): predicts label[2] = 0 -> log 5/3
+                [50.0, -50.0, 0.0],  # predicts label[3] = -100: ignored
+                [-50.0, 50.0, -50.0],  # last position predicts nothing
+            ]
+        ]
+    )
+    labels = torch.tensor([[0, 2, 0, -100]])  # label[0] is never a target
+    total, count = masked_nll(logits, labels)
+    assert_close(total, torch.tensor(1.2039728043259361))  # log 2 + log 5/3 = log 10/3
+    assert count.item() == 2
+
+
+def test_masked_nll_nothing_labelled():
+    total, count = masked_nll(torch.randn(1, 3, 5), torch.full((1, 3), -100))
+    assert total.item() == 0.0 and count.item() == 0
+
+
+def test_masked_nll_reads_bf16_logits_in_float32():
+    logits = torch.zeros(1, 3, 3, dtype=torch.bfloat16)
+    total, count = masked_nll(logits, torch.tensor([[0, 1, 2]]))
+    assert total.dtype == torch.float32
+    assert_close(total, torch.tensor(2 * LOG3))
+
+
+def autograd_gathered(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """gathered_logprobs as plain autograd expressions (its form before its own backward)."""
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return x.gather(-1, index) - torch.logsumexp(x, dim=-1, keepdim=True)
+
+
+def test_gathered_gradient_equals_autograd_bit_for_bit():
+    """The one-buffer backward gives autograd's values and gradients exactly (bf16, float32, float64
+    logits; one and two tokens a position), and equal to rounding where a position lists a token
+    twice (the two upstream gradients are added in another order)."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float32, torch.float64):
+        for s in (1, 2):
+            logits = (torch.randn(3, 7, 300, generator=g) * 3).to(dtype)
+            index = torch.stack([torch.randperm(300, generator=g)[:s] for _ in range(21)]).view(3, 7, s)
+            up = torch.randn(3, 7, s, generator=g, dtype=torch.float64).to(at_least(dtype))
+            a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+            autograd_gathered(a, index).backward(up)
+            out = gathered_logprobs(b, index)
+            out.backward(up)
+            assert torch.equal(out, autograd_gathered(logits, index))
+            assert b.grad.dtype == dtype and torch.equal(a.grad, b.grad), (dtype, s)
+    logits = torch.randn(2, 5, 40, generator=g)
+    index = torch.randint(0, 40, (2, 5, 1), generator=g).expand(2, 5, 2)  # the same token twice
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    autograd_gathered(a, index).sum().backward()
+    gathered_logprobs(b, index).sum().backward()
+    assert_close(a.grad, b.grad, rtol=0, atol=1e-6)
+
+
+def at_least(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)

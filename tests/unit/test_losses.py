@@ -8,53 +8,10 @@ import torch
 from torch.testing import assert_close
 
 from rlhf.losses.bradley_terry import group_losses, pairwise_accuracy
-from rlhf.losses.sft import masked_nll
 
-LOG3 = 1.0986122886681098
 SP1 = 0.31326168751822286  # -log sigmoid(1) = log(1 + e^-1)
 SP2 = 0.1269280110429725  # -log sigmoid(2)
 SP3 = 0.04858735157374206  # -log sigmoid(3)
-
-
-# ---------------------------------------------------------------- SFT
-
-
-def test_masked_nll_uniform_logits_is_log_v_per_labelled_token():
-    logits = torch.zeros(2, 4, 3)  # (B, T, V): uniform over V = 3
-    labels = torch.tensor([[-100, 2, 0, 1], [-100, -100, 1, -100]])
-    total, count = masked_nll(logits, labels)
-    # labels shift left by one: row 0 predicts [2, 0, 1], row 1 predicts [-100, 1, -100]
-    assert_close(total, torch.tensor(4 * LOG3))
-    assert count.item() == 4
-
-
-def test_masked_nll_shifts_by_one_and_ignores_minus_100():
-    logits = torch.tensor(
-        [
-            [
-                [0.0, 0.0, math.log(2)],  # softmax (1/4, 1/4, 1/2): predicts label[1] = 2 -> log 2
-                [math.log(3), 0.0, 0.0],  # softmax (3/5, 1/5, 1/5): predicts label[2] = 0 -> log 5/3
-                [50.0, -50.0, 0.0],  # predicts label[3] = -100: ignored
-                [-50.0, 50.0, -50.0],  # last position predicts nothing
-            ]
-        ]
-    )
-    labels = torch.tensor([[0, 2, 0, -100]])  # label[0] is never a target
-    total, count = masked_nll(logits, labels)
-    assert_close(total, torch.tensor(1.2039728043259361))  # log 2 + log 5/3 = log 10/3
-    assert count.item() == 2
-
-
-def test_masked_nll_nothing_labelled():
-    total, count = masked_nll(torch.randn(1, 3, 5), torch.full((1, 3), -100))
-    assert total.item() == 0.0 and count.item() == 0
-
-
-def test_masked_nll_reads_bf16_logits_in_float32():
-    logits = torch.zeros(1, 3, 3, dtype=torch.bfloat16)
-    total, count = masked_nll(logits, torch.tensor([[0, 1, 2]]))
-    assert total.dtype == torch.float32
-    assert_close(total, torch.tensor(2 * LOG3))
 
 
 # ---------------------------------------------------------------- Bradley-Terry

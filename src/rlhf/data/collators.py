@@ -6,6 +6,8 @@ classifier finds the last non-pad token). Labels are IGNORE (rlhf.data.tokenize)
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rlhf.data.tokenize import IGNORE
@@ -82,3 +84,26 @@ def collate_groups(groups: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         "margin": torch.tensor(margin, dtype=torch.float32),
         "group_weight": torch.tensor(weights, dtype=torch.float32),
     }
+
+
+def padded_share(n_items: int, rank: int, world: int) -> tuple[list[int], int]:
+    """This process's share of ``n_items`` items (every ``world``-th index), padded with index 0
+    to as many items as the largest share; returns (indices, how many are real). Every process
+    then runs as many forwards over its share (collective under FSDP2/ZeRO-3); the padding's
+    results are dropped."""
+    mine = list(range(rank, n_items, world))
+    real = len(mine)
+    return mine + [0] * (math.ceil(n_items / world) - real), real
+
+
+def even_batches(items: list, rank: int, world: int, batch_size: int) -> list[tuple[list, bool]]:
+    """This process's share of ``items`` (every ``world``-th one) in batches, padded with dummy
+    batches (flag False: run the forward, count nothing) so that every process runs as many
+    forwards. Under FSDP2/ZeRO-3 each forward is collective: a process with one batch fewer
+    would leave the others waiting for it forever."""
+    mine = items[rank::world]
+    batches = [(mine[i : i + batch_size], True) for i in range(0, len(mine), batch_size)]
+    most = math.ceil(math.ceil(len(items) / world) / batch_size)
+    while len(batches) < most:
+        batches.append((items[:1], False))
+    return batches

@@ -11,10 +11,19 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from rlhf.eval.metrics import ordering_accuracy
-from rlhf.recipes.evaluate import sampled_kl, text_nll
+from rlhf.eval.kl import sampled_kl_terms
+from rlhf.eval.metrics import (
+    best_of_k_curve,
+    best_of_n_kl,
+    kl_summary,
+    mean_best_of_k,
+    ordering_accuracy_by_group,
+    outcome,
+)
+from rlhf.eval.nll import text_examples, text_nll
+from rlhf.eval.responses import mean_words, no_eos_share, pick_best, sample_and_score
+from rlhf.recipes.loop import sampling_accelerator
 from rlhf.rollout.generate import HFGenerateEngine, SamplingParams
-from rlhf.rollout.reward_model import score_groups
 from rlhf.toyworld import Task, family_accuracy, gold_score
 
 
@@ -29,8 +38,8 @@ def _row(
         "name": name,
         "gold_reward": sum(gold) / len(gold),
         "family_accuracy": family_accuracy(tasks, texts),
-        "mean_length": sum(len(x.split()) for x in texts) / len(texts),
-        "no_eos_share": sum(not g.finished for g in gens) / len(gens),
+        "mean_length": mean_words(texts),
+        "no_eos_share": no_eos_share(gens),
         "kl_to_sft": kl_to_sft,
         "examples": [{"prompt": tasks[i].prompt, "response": texts[i], "gold": gold[i]} for i in examples],
         "_gold_scores": gold,
@@ -41,25 +50,20 @@ def _sample_and_score(
     policy, reward_model, tokenizer, tasks: list[Task], n: int, max_new_tokens: int, seed: int
 ):
     """n samples per task from ``policy`` and the reward model's score of each, grouped per task."""
-    engine = HFGenerateEngine(policy, tokenizer)
-    groups = engine.generate([t.prompt for t in tasks], SamplingParams(max_new_tokens, n=n, seed=seed))
-    flat = [g for gs in groups for g in gs]
-    scores = score_groups(
-        reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], n, tokenizer.pad_token_id
-    ).tolist()
-    return groups, [scores[i * n : (i + 1) * n] for i in range(len(tasks))]
+    return sample_and_score(
+        HFGenerateEngine(policy, tokenizer),
+        reward_model,
+        [t.prompt for t in tasks],
+        SamplingParams(max_new_tokens, n=n, seed=seed),
+        tokenizer.pad_token_id,
+    )
 
 
 def web_nll(model, tokenizer, texts: list[str], max_length: int) -> float:
-    """Token-mean NLL of ``model`` on ``texts`` (each read from its start, cut to ``max_length``)."""
-    from rlhf.data.records import parse_demonstration
-    from rlhf.data.tokenize import tokenize_demonstrations
-
-    records = [
-        parse_demonstration({"prompt": "", "completion": t}, f"web text {i}") for i, t in enumerate(texts)
-    ]
-    examples, _ = tokenize_demonstrations(records, tokenizer, max_length)
-    return text_nll(model, examples, tokenizer.pad_token_id)["nll"]
+    """Token-mean NLL of ``model`` on ``texts`` (each read from its start; one longer than
+    ``max_length`` tokens is left out: rlhf.eval.nll.text_examples)."""
+    examples = text_examples(tokenizer, texts, max_length, "web text")
+    return text_nll(model, sampling_accelerator(0), examples, tokenizer.pad_token_id, 16)["nll"]
 
 
 def evaluate_policy(
@@ -74,7 +78,7 @@ def evaluate_policy(
     web: list[str] | None = None,
     max_length: int = 128,
 ) -> dict[str, Any]:
-    """One results row for ``model``; ``web``: held-out web text for ``web_nll`` (cut to
+    """One results row for ``model``; ``web``: held-out web text for ``web_nll`` (of at most
     ``max_length`` tokens)."""
     engine = HFGenerateEngine(model, tokenizer)
     prompts = [t.prompt for t in tasks]
@@ -82,13 +86,8 @@ def evaluate_policy(
     kl = 0.0
     if model is not sft_model:
         ids = [g.prompt_ids for g in greedy]
-        kl = sampled_kl(
-            engine,
-            sft_model,
-            ids,
-            SamplingParams(max_new_tokens, n=kl_samples, seed=seed),
-            tokenizer.pad_token_id,
-        )["kl"]
+        params = SamplingParams(max_new_tokens, n=kl_samples, seed=seed)
+        kl = kl_summary(sampled_kl_terms(engine, sft_model, ids, params, tokenizer.pad_token_id))["kl"]
     row = _row(name, tasks, greedy, kl, seed)
     if web:
         row["web_nll"] = web_nll(model, tokenizer, web, max_length)
@@ -110,13 +109,7 @@ def reward_model_accuracies(
     ({family: accuracy}; a family whose samples all tie on gold has none)."""
     groups, predicted = _sample_and_score(policy, reward_model, tokenizer, tasks, k, max_new_tokens, seed)
     gold = [[gold_score(t, g.text) for g in gs] for t, gs in zip(tasks, groups)]
-    by_family = {}
-    for family in dict.fromkeys(t.family for t in tasks):
-        rows = [i for i, t in enumerate(tasks) if t.family == family]
-        acc = ordering_accuracy([predicted[i] for i in rows], [gold[i] for i in rows])
-        if acc == acc:  # NaN: no pair with different gold scores
-            by_family[family] = acc
-    return ordering_accuracy(predicted, gold), by_family
+    return ordering_accuracy_by_group(predicted, gold, [t.family for t in tasks])
 
 
 def evaluate_best_of_n(
@@ -129,13 +122,11 @@ def evaluate_best_of_n(
     ceiling that no reward model can beat with these samples, which tells a weak reward model apart
     from a policy whose samples hold nothing better. Returns the rows, and the reward model's and
     the gold scores of every sample (per task), for ``best_of_n_curve``."""
-    from rlhf.recipes.best_of_n import best_of_n_kl
-
     groups, scores = _sample_and_score(policy, reward_model, tokenizer, tasks, n, max_new_tokens, seed)
     gold = [[gold_score(t, g.text) for g in gs] for t, gs in zip(tasks, groups)]
     rows = []
     for row_name, by in ((name, scores), (f"{name} (gold)", gold)):
-        picks = [max(range(n), key=b.__getitem__) for b in by]
+        picks = pick_best(by)
         best = [gs[j] for gs, j in zip(groups, picks)]
         picked = [g[j] for g, j in zip(gold, picks)]
         rows.append(_row(row_name, tasks, best, best_of_n_kl(n), seed, picked))
@@ -145,16 +136,13 @@ def evaluate_best_of_n(
 def best_of_n_curve(
     scores: list[list[float]], gold: list[list[float]], baseline: list[float]
 ) -> list[dict[str, float]]:
-    """Best-of-k for k = 1, 2, 4, ... n from the best-of-n rows' own samples (rlhf.eval.metrics.best_of_k):
+    """Best-of-k for k = 1, 2, 4, ... n from the best-of-n rows' own samples (rlhf.eval.metrics):
     KL to the sampling policy; the gold reward and the gold win rate against ``baseline`` (SFT's
     greedy gold per task) of the reward model's pick (and its own score); and the win rate and
     gold reward of gold's own pick, the ceiling. Where the two win rates part shows what the reward
     model leaves on the table."""
-    from rlhf.eval.metrics import mean_best_of_k, outcome
-    from rlhf.recipes.best_of_n import curve
-
     wins = [[outcome(g, b) for g in gs] for gs, b in zip(gold, baseline)]
-    rows = curve(scores, {"gold": gold, "win_vs_sft": wins})
+    rows = best_of_k_curve(scores, {"gold": gold, "win_vs_sft": wins})
     return [
         row
         | {

@@ -1,6 +1,7 @@
 """The demo report's figures, drawn with matplotlib (Agg) from results.json and the RL runs'
 metrics.jsonl, each returned as PNG bytes, with the Gao et al. (2022) fits they show.
 
+    reward_hacking  RL runs side by side: the proxy and the gold reward over the run, window means
     rl_run          one RL run: the proxy score and the gold reward of its samples against KL to SFT,
                     each with the RL form R = d (alpha - beta log d) fitted, the gold peak marked
     best_of_n       best-of-n over n: gold reward of the reward model's pick and of gold's own
@@ -32,6 +33,11 @@ class Fitted:
     curve: str
     series: str
     fit: GaoFit
+    kl_max: float
+    """the largest KL among the fitted points: the span the curve covers"""
+    stop: bool
+    """whether its best point is a point to stop (the gold reward of what was optimised), not a
+    proxy's or a ceiling's"""
 
 
 def _pyplot():
@@ -65,12 +71,15 @@ def _try_fit(kl: list[float], y: list[float], form: str) -> GaoFit | None:
         return None
 
 
-def _draw_fit(ax, fit: GaoFit | None, top: float, color: str, mark_peak: bool) -> None:
+def _draw_fit(ax, fit: GaoFit | None, kl_max: float, color: str, mark_stop: bool) -> None:
+    """The fitted curve over the data's span (and a little beyond), and where asked, the stop point:
+    the best fitted KL within the span. A peak beyond the data is named, not drawn: a line far to
+    the right would squeeze the data into the left edge of the panel."""
     import numpy as np
 
     if fit is None:
         return
-    grid = np.linspace(0, max(top, 1e-6), 200)
+    grid = np.linspace(0, max(kl_max, 1e-6) * 1.1, 200)
     ax.plot(
         grid,
         fit.predict(grid),
@@ -78,16 +87,27 @@ def _draw_fit(ax, fit: GaoFit | None, top: float, color: str, mark_peak: bool) -
         lw=2,
         label=f"Gao fit (alpha {fit.alpha:.2f}, beta {fit.beta:.2f})",
     )
-    if mark_peak and fit.peak_kl is not None:
-        ax.axvline(fit.peak_kl, color=color, ls="--", lw=1)
-        ax.annotate(
-            f"fitted peak\nKL {fit.peak_kl:.2f}",
-            (fit.peak_kl, float(fit.predict(fit.peak_kl))),
-            textcoords="offset points",
-            xytext=(6, -28),
-            fontsize=8,
-            color=color,
-        )
+    if not mark_stop:
+        return
+    best = fit.best_kl(kl_max)
+    if 0.0 < best < kl_max:
+        text, side = f"stop: fitted peak\nat KL {best:.2f}", "left"
+    elif best == 0.0:
+        text, side = "stop at KL 0:\nthe fitted gold\nonly falls", "left"
+    else:
+        beyond = "" if fit.peak_kl is None else f"\n(its peak: KL {fit.peak_kl:.1f})"
+        text, side = f"fitted gold still\nrising at the end{beyond}", "right"
+    ax.axvline(best, color=color, ls="--", lw=1.2)
+    ax.annotate(
+        text,
+        (best, float(fit.predict(best))),
+        textcoords="offset points",
+        xytext=(6 if side == "left" else -6, -34),
+        ha=side,
+        fontsize=8,
+        color=color,
+        fontweight="bold",
+    )
 
 
 def windows(x: list[float], y: list[float], k: int = 6) -> tuple[list[float], list[float]]:
@@ -115,18 +135,68 @@ def rl_run(name: str, steps: list[dict[str, float]]) -> tuple[bytes, list[Fitted
         y = [s[key] for s in steps]
         ax.scatter(kl, y, s=12, alpha=0.5, color=color, label="RL step")
         wx, wy = windows(kl, y)
-        ax.plot(wx, wy, "o-", color=color, lw=1.5, ms=6, label="mean of a sixth of the steps")
+        # numbered, not joined: KL is not monotone in the step, and a line through them zig-zags
+        ax.plot(wx, wy, "o", color=color, mec="black", ms=7, label="mean of each sixth of the run (1-6)")
+        for i, (x, v) in enumerate(zip(wx, wy)):
+            ax.annotate(str(i + 1), (x, v), textcoords="offset points", xytext=(4, 4), fontsize=7)
         fit = _try_fit(kl, y, "rl")
         # the proxy's fitted peak is no stopping point: only gold's is marked
-        _draw_fit(ax, fit, max(kl) * 1.15, "black", key == GOLD)
+        _draw_fit(ax, fit, max(kl), "black", key == GOLD)
         if fit is not None:
-            fits.append(Fitted(name, "proxy" if key == PROXY else "gold", fit))
+            fits.append(Fitted(name, "proxy" if key == PROXY else "gold", fit, max(kl), key == GOLD))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("KL to SFT (nats per response)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{name}: proxy and gold against KL to SFT")
     return _png(fig), fits
+
+
+def _span(values: list[float], pad: float = 0.12) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    margin = max(hi - lo, 1e-3) * pad
+    return lo - margin, hi + margin
+
+
+def reward_hacking(runs: dict[str, list[dict[str, float]]]) -> bytes:
+    """Reward hacking at a glance: one panel per RL run ({title: its steps}), the proxy (left axis)
+    and the gold reward of the same samples (right axis) over the run, each a mean over a sixth of
+    its steps, with the same axes in every panel. Where a run was watched by a second reward model
+    (``score_heldout``), its score is drawn too. A run whose proxy climbs while gold falls is
+    optimising the reward model's mistakes."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 4.4), squeeze=False)
+    means = {}
+    for title, steps in runs.items():
+        step = [float(s["step"]) for s in steps]
+        keys = [PROXY, GOLD, *(["score_heldout"] if all("score_heldout" in s for s in steps) else [])]
+        means[title] = (windows(step, step)[0], {k: windows(step, [s[k] for s in steps])[1] for k in keys})
+    left = _span([v for _, ser in means.values() for k, vs in ser.items() if k != GOLD for v in vs])
+    right = _span([v for _, ser in means.values() for v in ser[GOLD]])
+    last = max(s["step"] for steps in runs.values() for s in steps)
+    for ax, (title, (x, ser)) in zip(axes[0], means.items()):
+        gold_ax = ax.twinx()
+        lines = ax.plot(x, ser[PROXY], "o-", color="C0", lw=2, label="proxy: the reward model trained on")
+        if "score_heldout" in ser:
+            lines += ax.plot(
+                x, ser["score_heldout"], "s--", color="C9", lw=1.5, label="the fair raters' reward model"
+            )
+        lines += gold_ax.plot(x, ser[GOLD], "o-", color="C3", lw=2, label="gold reward")
+        ax.set_ylim(*left)
+        gold_ax.set_ylim(*right)
+        ax.set_xlim(0, last * 1.03)
+        ax.set_xlabel("RL step (each point: the mean of a sixth of the run)")
+        ax.set_ylabel("reward model score (normalised)", color="C0")
+        gold_ax.set_ylabel("gold reward", color="C3")
+        proxy, gold = ser[PROXY], ser[GOLD]
+        moves = f"proxy {proxy[0]:+.2f} -> {proxy[-1]:+.2f}, gold {gold[0]:+.2f} -> {gold[-1]:+.2f}"
+        ax.set_title(f"{title}\n{moves}", fontsize=10)
+        ax.grid(alpha=0.3)
+        # below the panel: inside, it would hide the very points it names
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # fmt: skip
+    fig.suptitle("reward hacking: the proxy climbs while the gold reward of the same samples falls")
+    return _png(fig)
 
 
 def best_of_n(curve: list[dict[str, Any]]) -> tuple[bytes, list[Fitted]]:
@@ -136,8 +206,9 @@ def best_of_n(curve: list[dict[str, Any]]) -> tuple[bytes, list[Fitted]]:
     kl = [row["kl"] for row in curve]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     fits = []
-    series = [("gold", "reward model's pick", "C0"), ("gold_pick_gold", "gold's own pick", "C2")]
-    for key, label, color in series:
+    # only the reward model's pick optimises a proxy: gold's own pick is the ceiling, no stop point
+    series = [("gold", "reward model's pick", "C0", True), ("gold_pick_gold", "gold's own pick", "C2", False)]
+    for key, label, color, stop in series:
         if not all(key in row for row in curve):
             continue
         y = [row[key] for row in curve]
@@ -145,9 +216,9 @@ def best_of_n(curve: list[dict[str, Any]]) -> tuple[bytes, list[Fitted]]:
         for x, v, row in zip(kl, y, curve):
             axes[0].annotate(f"n={row['n']}", (x, v), textcoords="offset points", xytext=(3, 3), fontsize=7)
         fit = _try_fit(kl, y, "bon")
-        _draw_fit(axes[0], fit, max(kl) * 1.3, color, True)
+        _draw_fit(axes[0], fit, max(kl), color, stop)
         if fit is not None:
-            fits.append(Fitted("best-of-n", label, fit))
+            fits.append(Fitted("best-of-n", label, fit, max(kl), stop))
     axes[0].set_title("gold reward of the pick", fontsize=10)
     for key, label, color in (
         ("win_vs_sft", "reward model's pick", "C0"),
@@ -179,7 +250,7 @@ def rm_accuracy(overall: float, by_family: dict[str, float], others: dict[str, f
     ax.set_ylim(0, 1)
     ax.set_ylabel("pairwise accuracy vs gold")
     ax.set_title("reward model: held-out accuracy per prompt family", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
     return _png(fig)
 
 
@@ -211,6 +282,8 @@ def win_rates(stages: list[dict[str, Any]]) -> bytes:
     lows = [r - s.get("gold_win_interval", [r, r])[0] for r, s in zip(rates, rows)]
     highs = [s.get("gold_win_interval", [r, r])[1] - r for r, s in zip(rates, rows)]
     ax.barh([s["name"] for s in rows], rates, xerr=[lows, highs], color="C2", capsize=3)
+    for i, rate in enumerate(rates):  # a rate of 0 draws no bar: the number says it is there
+        ax.annotate(f"{rate:.2f}", (0.01, i), va="center", fontsize=7, color="black")
     ax.axvline(0.5, color="black", ls="--", lw=1, label="as good as SFT")
     ax.set_xlim(0, 1)
     ax.invert_yaxis()

@@ -26,6 +26,9 @@ figcaption { font-size: 13px; color: #555; }
 p.note { font-size: 13px; color: #444; }
 """
 
+HACKED_DIR = "ppo-biased"
+"""the run directory of the demo's reward-hacking stage (demo/hacking.py): its figure is the first"""
+
 
 def _e(text: Any) -> str:
     return html.escape(str(text))
@@ -68,14 +71,26 @@ def markdown_to_html(text: str) -> str:
     return "\n".join(out)
 
 
+def _stop(f: figures.Fitted) -> str:
+    """Where the fitted gold is best within the span the curve covers, in words."""
+    if not f.stop:
+        return "-"
+    best = f.fit.best_kl(f.kl_max)
+    if best == 0.0:
+        return "KL 0: the fitted gold only falls"
+    if best < f.kl_max:
+        return f"KL {best:.2f}: the fitted peak"
+    return f"KL {best:.2f}: still rising at the end"
+
+
 def _coefficients(fits: list[figures.Fitted]) -> str:
     if not fits:
         return ""
-    head = ["curve", "series", "form", "alpha", "beta", "R0", "fitted peak: KL", "points"]
+    head = ["curve", "series", "form", "alpha", "beta", "R0", "fitted peak: KL", "stop at", "points"]
     rows = []
     for f in fits:
         form = "d (alpha - beta d)" if f.fit.form == "bon" else "d (alpha - beta log d)"
-        peak = "none (still rising)" if f.fit.peak_kl is None else f"{f.fit.peak_kl:.3f}"
+        peak = "none (no maximum)" if f.fit.peak_kl is None else f"{f.fit.peak_kl:.3f}"
         rows.append(
             [
                 f.curve,
@@ -85,6 +100,7 @@ def _coefficients(fits: list[figures.Fitted]) -> str:
                 f"{f.fit.beta:.4f}",
                 f"{f.fit.r0:+.4f}",
                 peak,
+                _stop(f),
                 f.fit.points,
             ]
         )
@@ -93,8 +109,11 @@ def _coefficients(fits: list[figures.Fitted]) -> str:
         '<p class="note">R = R0 + d (alpha - beta d) for best-of-n and R = R0 + d (alpha - beta log d) '
         "for RL, d = sqrt(KL to SFT), fitted by least squares to the curves below. The fitted gold reward "
         "peaks at d* = alpha / (2 beta) (best-of-n) or log d* = alpha / beta - 1 (RL): past that KL, more "
-        "optimisation "
-        "of the proxy costs true quality. The proxy's own fit is shown for comparison.</p>"
+        "optimisation of the proxy costs true quality. <b>stop at</b>: the KL, within the span the run "
+        "covered, where the fitted gold reward is highest (the peak if the run reached it, KL 0 if gold "
+        "only fell, the run's end if it was still rising); marked by a dashed line in the figures. A fit "
+        "with as many points as coefficients (3) passes through them exactly and predicts nothing. The "
+        "proxy's own fit and gold's own best-of-n pick (the ceiling) are shown for comparison.</p>"
         + markdown_to_html(_md_table(head, rows))
     )
 
@@ -135,14 +154,30 @@ def write_html(results: dict[str, Any], root: Path, table_markdown: str, title: 
     """Write ``root/report.html``; returns its path."""
     stages = results["stages"]
     body, fits = [], []
-    for name, steps in rl_runs(root).items():
+    runs = rl_runs(root)
+    if HACKED_DIR in runs:
+        compared = {f"{name}: fair raters' reward model": runs[name] for name in ("ppo",) if name in runs}
+        compared[f"{HACKED_DIR}: biased raters' reward model, weak KL penalty"] = runs[HACKED_DIR]
+        body.append(
+            _figure(
+                figures.reward_hacking(compared),
+                "Reward hacking: the proxy (the reward model's score the policy is trained on, left axis) "
+                "and the gold reward of the same samples (right axis) over the run, each point the mean of "
+                "a sixth of its steps, with the same axes in both panels. Against the reward model "
+                "of raters who favour long, confident answers, the proxy climbs while gold falls; the "
+                "dashed line is the fair raters' reward model scoring the same samples: the check a "
+                "practitioner without a gold scorer can make.",
+            )
+        )
+    for name, steps in runs.items():
         png, f = figures.rl_run(name, steps)
         fits += f
         body.append(
             _figure(
                 png,
                 f"{name}: every RL step's proxy score and the gold reward of the same samples against the "
-                "KL of the samples to SFT, with Gao's RL form fitted and the fitted gold peak marked.",
+                "KL of the samples to SFT, with Gao's RL form fitted to each and the stop point marked on "
+                "gold (dashed).",
             )
         )
     curve = results.get("best_of_n_curve") or []
@@ -153,7 +188,8 @@ def write_html(results: dict[str, Any], root: Path, table_markdown: str, title: 
             _figure(
                 png,
                 "Best-of-n from SFT's samples: the gold reward of the reward model's pick and of gold's own "
-                "pick against KL (Gao's best-of-n form fitted), and their win rates against SFT.",
+                "pick (the ceiling) against KL, Gao's best-of-n form fitted to each and the stop point of "
+                "the reward model's pick marked (dashed); and their win rates against SFT.",
             )
         )
     rm = results.get("reward_model") or {}

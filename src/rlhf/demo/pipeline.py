@@ -14,13 +14,16 @@
    11. the same PPO and DPO with gold itself as the labeler (what perfect labels would give them)
    12. evaluate every model on held-out prompts with the gold scorer
 
-Every stage (stages.py) is an ordinary `rlhf` recipe writing an ordinary run directory under the demo's.
+Every stage (stages.py) is an ordinary `rlhf` recipe writing an ordinary run directory under the
+demo's; `run_demo` runs them in order, one function per numbered step.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,40 +55,142 @@ from rlhf.toyworld import World, build_corpus, build_demonstrations
 GOLD_PPO, GOLD_DPO = "ppo (gold reward)", "dpo (gold labels)"
 
 
-def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int = 0) -> dict[str, Any]:
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+class Clock:
+    """Each stage's banner, then its wall time, printed and kept for results.json's ``seconds``."""
 
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        self.seconds[name] = t0  # the key's place in results.json: the order the stages ran in
+        banner(name)
+        yield
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+        print(f"[demo] {name}: {self.seconds[name]:.1f} s")
+
+    def total(self) -> float:
+        self.seconds["total"] = round(time.perf_counter() - self.start, 1)
+        return self.seconds["total"]
+
+
+@dataclass
+class Runs:
+    """The run directories of the demo's models (``final/`` weights); None: the preset leaves that
+    row out."""
+
+    base: Path
+    sft: Path
+    reward: Path
+    ppo: Path | None = None
+    ptx: Path | None = None
+    dpo: Path | None = None
+    rs_sft: Path | None = None
+    rlaif: Path | None = None
+    hacked: Path | None = None
+    gold_ppo: Path | None = None
+    gold_dpo: Path | None = None
+
+    def rows(self) -> list[tuple[str, Path]]:
+        """(row name, weights) of every policy evaluated, in the results table's order."""
+        named = [
+            ("base", self.base),
+            ("sft", self.sft),
+            ("ppo", self.ppo),
+            ("ppo-ptx", self.ptx),
+            ("dpo", self.dpo),
+            ("rs-sft", self.rs_sft),
+            ("rlaif", self.rlaif),
+            (HACKED, self.hacked),
+            (GOLD_PPO, self.gold_ppo),
+            (GOLD_DPO, self.gold_dpo),
+        ]
+        return [(name, path) for name, path in named if path is not None]
+
+
+def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int = 0) -> dict[str, Any]:
     torch.manual_seed(seed)
     preset = preset_name if isinstance(preset_name, Preset) else PRESETS[preset_name]
     preset_name = "custom" if isinstance(preset_name, Preset) else preset_name
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def stage(name: str) -> None:
-        seconds[name] = time.perf_counter()
-        banner(name)
-
-    def done(name: str) -> None:
-        seconds[name] = round(time.perf_counter() - seconds[name], 1)
-        print(f"[demo] {name}: {seconds[name]:.1f} s")
+    clock = Clock()
 
     # 1-2. world and base model
-    stage("base model (pretraining on web text)")
-    world = World.build(seed, **preset.world)
-    base_dir = pretrain_base(root, world, preset, seed)
-    corpus = build_corpus(world)  # what the base model read (pretrain_base builds it only when not cached)
-    web = heldout_web_text(world, corpus, seed, preset.web_eval_docs)
-    write_jsonl(web_text_file(root), [{"prompt": "", "completion": d} for d in web])
-    done("base model (pretraining on web text)")
-
+    with clock.stage("base model (pretraining on web text)"):
+        world = World.build(seed, **preset.world)
+        base_dir = pretrain_base(root, world, preset, seed)
+        corpus = build_corpus(
+            world
+        )  # what the base model read (pretrain_base builds it only when not cached)
+        web = heldout_web_text(world, corpus, seed, preset.web_eval_docs)
+        write_jsonl(web_text_file(root), [{"prompt": "", "completion": d} for d in web])
     # 3. SFT
-    stage("sft")
+    with clock.stage("sft"):
+        sft_dir = supervised_fine_tuning(root, world, base_dir, preset, seed)
+    # 4-5. sample K responses per rating prompt, simulated raters rank them
+    with clock.stage("sample and rank"):
+        rankings = sample_and_rank(root, world, sft_dir, preset, seed)
+    # 6. reward model, initialised from the SFT model
+    with clock.stage("reward model"):
+        runs = Runs(base_dir, sft_dir, train_reward_model(root / "reward", sft_dir, rankings, preset, seed))
+    # 7. PPO against the reward model; PPO-ptx: the same, plus the NLL of pretraining text
+    with clock.stage("ppo"):
+        runs.ppo = run_ppo(root, world, sft_dir, runs.reward, preset, seed)
+    if preset.ptx_coef > 0:
+        with clock.stage("ppo-ptx"):
+            runs.ptx = ppo_ptx(root, world, corpus, runs, preset, seed)
+    # 8. the alternatives: DPO on the same rankings; rejection-sampling SFT on best-of-n samples
+    with clock.stage("dpo"):
+        runs.dpo = run_dpo(root, sft_dir, rankings, preset, seed)
+    with clock.stage("rejection-sampling sft"):
+        runs.rs_sft = rejection_sampling(root, world, runs, preset, seed)
+    # 9. RLAIF: the SFT model as the labeler instead of the raters, then the same RL stage
+    rlaif = None
+    if preset.rlaif:
+        with clock.stage("rlaif"):
+            rlaif, runs.rlaif = ai_feedback(root, world, runs, rankings, preset, seed)
+    # 10. reward hacking: raters who like long, confident answers, their reward model, weak-KL PPO
+    if preset.hacking:
+        from rlhf.demo.hacking import run_reward_hacking
+
+        with clock.stage("reward hacking"):
+            runs.hacked = run_reward_hacking(
+                root, world, sft_dir, runs.reward, read_candidates(root), preset, seed
+            )
+    # 11. the same learners with gold itself as the labeler: what a perfect reward model or
+    # perfect raters would give them (the table's "gold reward" / "gold labels" rows)
+    if preset.gold_rows:
+        with clock.stage("ppo and dpo on gold"):
+            runs.gold_ppo, runs.gold_dpo = learn_from_gold(root, world, sft_dir, preset, seed)
+    # 12. evaluation on held-out prompts
+    with clock.stage("evaluation"):
+        evaluated = evaluate(world, web, runs, preset, seed)
+    clock.total()
+    results = {
+        **evaluated,
+        "web_text": {"documents": len(web), "file": str(web_text_file(root).relative_to(root))},
+        "proxy_vs_gold": {
+            name: proxy_vs_gold(root / run / "metrics.jsonl")
+            for name, run in [("ppo", "ppo"), *([(HACKED, "ppo-biased")] if runs.hacked else [])]
+        },
+        **({"rlaif": {k: v for k, v in rlaif.items() if k != "agreement"}} if rlaif else {}),
+        "config": {"preset": preset_name, "seed": seed, **asdict(preset)},
+        "seconds": clock.seconds,
+    }
+    report.write(results, root)
+    print_results(results, root)
+    return results
+
+
+def supervised_fine_tuning(root: Path, world: World, base_dir: Path, preset: Preset, seed: int) -> Path:
+    """Step 3: SFT of the base model on the world's demonstrations (of mixed quality)."""
     demos = write_jsonl(
         root / "data" / "demonstrations.jsonl", [d.record() for d in build_demonstrations(world)]
     )
-    sft_dir = train_recipe(
+    return train_recipe(
         sft,
         {
             "model.path": base_dir,
@@ -101,37 +206,19 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             "train.log_every": 20,
         },
     )
-    done("sft")
 
-    # 4-5. sample K responses per rating prompt, simulated raters rank them
-    stage("sample and rank")
-    rankings = sample_and_rank(root, world, sft_dir, preset, seed)
-    done("sample and rank")
 
-    # 6. reward model, initialised from the SFT model
-    stage("reward model")
-    rm_dir = train_reward_model(root / "reward", sft_dir, rankings, preset, seed)
-    done("reward model")
+def ppo_ptx(root: Path, world: World, corpus: list[str], runs: Runs, preset: Preset, seed: int) -> Path:
+    """Step 7b: the PPO stage again, plus the NLL of the pretraining web text in every policy step."""
+    web_train = write_jsonl(
+        root / "data" / "web_pretrain.jsonl", [{"prompt": "", "completion": d} for d in corpus]
+    )
+    mix = {"ptx.data": web_train, "ptx.coef": preset.ptx_coef, "ptx.batch_size": preset.ptx_batch}
+    return run_ppo(root, world, runs.sft, runs.reward, preset, seed, name="ppo-ptx", extra=mix)
 
-    # 7. PPO against the reward model; PPO-ptx: the same, plus the NLL of pretraining text
-    stage("ppo")
-    ppo_dir = run_ppo(root, world, sft_dir, rm_dir, preset, seed)
-    done("ppo")
-    ptx_dir = None
-    if preset.ptx_coef > 0:
-        stage("ppo-ptx")
-        web_train = write_jsonl(
-            root / "data" / "web_pretrain.jsonl", [{"prompt": "", "completion": d} for d in corpus]
-        )
-        mix = {"ptx.data": web_train, "ptx.coef": preset.ptx_coef, "ptx.batch_size": preset.ptx_batch}
-        ptx_dir = run_ppo(root, world, sft_dir, rm_dir, preset, seed, name="ppo-ptx", extra=mix)
-        done("ppo-ptx")
 
-    # 8. the alternatives: DPO on the same rankings; rejection-sampling SFT on best-of-n samples
-    stage("dpo")
-    dpo_dir = run_dpo(root, sft_dir, rankings, preset, seed)
-    done("dpo")
-    stage("rejection-sampling sft")
+def rejection_sampling(root: Path, world: World, runs: Runs, preset: Preset, seed: int) -> Path:
+    """Step 8b: the reward model's best of ``rs_n`` SFT samples per RL prompt, then SFT on them."""
     rl_prompts = write_jsonl(
         root / "data" / "rl_prompts.jsonl", [{"prompt": t.prompt} for t in world.tasks("rl")]
     )
@@ -139,20 +226,20 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
         best_of_n.Config,
         None,
         [
-            f"model.path={sft_dir}",
+            f"model.path={runs.sft}",
             f"sample.prompts={rl_prompts}",
             f"sample.n={preset.rs_n}",
             f"sample.max_new_tokens={preset.max_new_tokens}",
             f"sample.seed={seed}",
-            f"best_of_n.reward_model={rm_dir}",
+            f"best_of_n.reward_model={runs.reward}",
             f"best_of_n.output_dir={root / 'best-of-n'}",
         ],
     )
     best = best_of_n.best_of_n(bon_cfg) / "best.jsonl"
-    rs_dir = train_recipe(
+    return train_recipe(
         sft,
         {
-            "model.path": sft_dir,
+            "model.path": runs.sft,
             "data.train": best,
             "data.max_length": preset.max_length,
             "train.output_dir": root / "rs-sft",
@@ -165,73 +252,48 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
             "train.log_every": 20,
         },
     )
-    done("rejection-sampling sft")
 
-    # 9. RLAIF: the SFT model as the labeler instead of the raters, then the same RL stage
-    rlaif, rlaif_dir = None, None
-    if preset.rlaif:
-        from rlhf.demo.rlaif import run_rlaif
 
-        stage("rlaif")
-        rlaif = run_rlaif(root, world, sft_dir, root / "data" / "candidates.jsonl", rankings, preset, seed)
-        rlaif_dir = run_ppo(root, world, sft_dir, Path(rlaif["reward_model"]), preset, seed, name="ppo-rlaif")
-        done("rlaif")
+def ai_feedback(
+    root: Path, world: World, runs: Runs, rankings: Path, preset: Preset, seed: int
+) -> tuple[dict[str, Any], Path]:
+    """Step 9: the SFT model judges the raters' candidates, a reward model on its labels, the same
+    PPO against it; returns the agreement figures and the policy."""
+    from rlhf.demo.rlaif import run_rlaif
 
-    # 10. reward hacking: raters who like long, confident answers, their reward model, weak-KL PPO
-    hacked_dir = None
-    if preset.hacking:
-        from rlhf.demo.hacking import run_reward_hacking
+    rlaif = run_rlaif(root, world, runs.sft, root / "data" / "candidates.jsonl", rankings, preset, seed)
+    policy = run_ppo(root, world, runs.sft, Path(rlaif["reward_model"]), preset, seed, name="ppo-rlaif")
+    return rlaif, policy
 
-        stage("reward hacking")
-        hacked_dir = run_reward_hacking(root, world, sft_dir, rm_dir, read_candidates(root), preset, seed)
-        done("reward hacking")
 
-    # 11. the same learners with gold itself as the labeler: what a perfect reward model or
-    # perfect raters would give them (the table's "gold reward" / "gold labels" rows)
-    gold_ppo_dir, gold_dpo_dir = None, None
-    if preset.gold_rows:
-        stage("ppo and dpo on gold")
-        gold_ppo_dir = run_ppo(root, world, sft_dir, None, preset, seed, name="ppo-gold")
-        labels = gold_rankings(root / "data" / "rankings-gold.jsonl", world, read_candidates(root))
-        # one gold ranking per prompt against raters_per_prompt rankings: as many optimizer steps
-        gold_dpo_dir = run_dpo(
-            root, sft_dir, labels, preset, seed, "dpo-gold", preset.dpo_epochs * preset.raters_per_prompt
-        )
-        done("ppo and dpo on gold")
+def learn_from_gold(root: Path, world: World, sft_dir: Path, preset: Preset, seed: int) -> tuple[Path, Path]:
+    """Step 11: PPO rewarded by the gold scorer, DPO on the candidates ranked by it."""
+    gold_ppo = run_ppo(root, world, sft_dir, None, preset, seed, name="ppo-gold")
+    labels = gold_rankings(root / "data" / "rankings-gold.jsonl", world, read_candidates(root))
+    # one gold ranking per prompt against raters_per_prompt rankings: as many optimizer steps
+    gold_dpo = run_dpo(
+        root, sft_dir, labels, preset, seed, "dpo-gold", preset.dpo_epochs * preset.raters_per_prompt
+    )
+    return gold_ppo, gold_dpo
 
-    # 12. evaluation on held-out prompts
-    stage("evaluation")
-    tok = AutoTokenizer.from_pretrained(sft_dir)
-    sft_model = AutoModelForCausalLM.from_pretrained(sft_dir).eval()
-    base_model = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+
+def evaluate(world: World, web: list[str], runs: Runs, preset: Preset, seed: int) -> dict[str, Any]:
+    """Step 12: every policy's row on the held-out prompts (gold reward, win rate against SFT, KL
+    to SFT, web NLL), best-of-n from SFT with its curve over n, the reward model's accuracy."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(runs.sft)
     tasks = world.tasks("eval")
+    policies = {name: AutoModelForCausalLM.from_pretrained(path).eval() for name, path in runs.rows()}
+    sft_model = policies["sft"]
     rl_max_length = preset.max_length + preset.max_new_tokens  # as the RL runs cut the web text
     stages = [
         evaluate_policy(
             name, m, tok, tasks, sft_model, preset.max_new_tokens, preset.kl_samples, seed, web, rl_max_length
         )
-        for name, m in (
-            ("base", base_model),
-            ("sft", sft_model),
-            ("ppo", AutoModelForCausalLM.from_pretrained(ppo_dir).eval()),
-            *([("ppo-ptx", AutoModelForCausalLM.from_pretrained(ptx_dir).eval())] if ptx_dir else []),
-            ("dpo", AutoModelForCausalLM.from_pretrained(dpo_dir).eval()),
-            ("rs-sft", AutoModelForCausalLM.from_pretrained(rs_dir).eval()),
-            *([("rlaif", AutoModelForCausalLM.from_pretrained(rlaif_dir).eval())] if rlaif_dir else []),
-            *([(HACKED, AutoModelForCausalLM.from_pretrained(hacked_dir).eval())] if hacked_dir else []),
-            *(
-                [(GOLD_PPO, AutoModelForCausalLM.from_pretrained(gold_ppo_dir).eval())]
-                if gold_ppo_dir
-                else []
-            ),
-            *(
-                [(GOLD_DPO, AutoModelForCausalLM.from_pretrained(gold_dpo_dir).eval())]
-                if gold_dpo_dir
-                else []
-            ),
-        )
+        for name, m in policies.items()
     ]
-    rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
+    rm = AutoModelForSequenceClassification.from_pretrained(runs.reward).eval()
     bon_rows, bon_scores, bon_gold = evaluate_best_of_n(
         f"best-of-{preset.best_of}",
         sft_model,
@@ -253,29 +315,21 @@ def run_demo(output_dir: str, preset_name: str | Preset = "default", seed: int =
     rm_acc, rm_by_family = reward_model_accuracies(
         rm, sft_model, tok, tasks, preset.k, preset.max_new_tokens, seed + 1
     )
-    done("evaluation")
-
-    seconds["total"] = round(time.perf_counter() - t_all, 1)
-    results = {
+    return {
         "stages": stages,
         "reward_model": {"heldout_accuracy_vs_gold": rm_acc, "heldout_accuracy_by_family": rm_by_family},
         "best_of_n_curve": bon_curve,
-        "web_text": {"documents": len(web), "file": str(web_text_file(root).relative_to(root))},
-        "proxy_vs_gold": {
-            name: proxy_vs_gold(root / run / "metrics.jsonl")
-            for name, run in [("ppo", "ppo"), *([(HACKED, "ppo-biased")] if hacked_dir else [])]
-        },
-        **({"rlaif": {k: v for k, v in rlaif.items() if k != "agreement"}} if rlaif else {}),
-        "config": {"preset": preset_name, "seed": seed, **asdict(preset)},
-        "seconds": seconds,
     }
-    report.write(results, root)
+
+
+def print_results(results: dict[str, Any], root: Path) -> None:
+    """The examples of every row and the results table, on the terminal."""
     banner("results")
-    for s in stages:
+    for s in results["stages"]:
         print(f"[{s['name']}] examples:")
         for ex in s["examples"]:
             print(f"    {ex['prompt'].strip()!r} -> {ex['response']!r}  (gold {ex['gold']:+.2f})")
     print()
     print(report.table(results))
-    print(f"\n[demo] wrote {root / 'results.json'}, results.md and report.html in {seconds['total']:.0f} s")
-    return results
+    total = results["seconds"]["total"]
+    print(f"\n[demo] wrote {root / 'results.json'}, results.md and report.html in {total:.0f} s")

@@ -16,15 +16,17 @@ from typing import Any
 
 import torch
 
+from rlhf.eval.kl import kl_terms
+from rlhf.eval.metrics import best_of_n_kl, kl_summary
+from rlhf.eval.nll import text_examples, text_nll
+from rlhf.eval.responses import mean_words, no_eos_share, pick_best, sample_and_score
 from rlhf.realtask import general
 from rlhf.realtask.family import Task
 from rlhf.realtask.gold import gold_score, rates
 from rlhf.realtask.prompts import chat
-from rlhf.recipes.evaluate import kl_summary
+from rlhf.recipes.loop import sampling_accelerator
 from rlhf.rollout.engine import KVCacheEngine
 from rlhf.rollout.generate import Generation, SamplingParams
-from rlhf.rollout.logprobs import sequence_logprobs
-from rlhf.rollout.reward_model import score_groups
 
 
 def autocast(mixed_precision: str):
@@ -57,8 +59,8 @@ def quality(name: str, tasks: list[Task], gens: list[Generation], seed: int) -> 
         # the toy demo's shape, so tools that read its results.json read these rows too
         "family_accuracy": {"harmful": r["harmful_declined"], "benign": r["benign_answered"]},
         "gold_reward": sum(gold) / len(gold),
-        "mean_length": sum(len(x.split()) for x in texts) / len(texts),
-        "no_eos_share": sum(not g.finished for g in gens) / len(gens),
+        "mean_length": mean_words(texts),
+        "no_eos_share": no_eos_share(gens),
         "examples": [
             {"prompt": tasks[i].prompt, "response": texts[i], "gold": gold[i]}
             for i in example_indices(tasks, seed)
@@ -76,11 +78,7 @@ def sampled_kls(
         for gs in engine.generate_ids(prompt_ids, SamplingParams(max_new_tokens, n=n, seed=seed))
         for g in gs
     ]
-    out = {}
-    for key, ref in refs.items():
-        lp = sequence_logprobs(ref, [g.prompt_ids for g in gens], [g.response_ids for g in gens], pad_id, 16)
-        out[f"kl_to_{key}"] = kl_summary([(sum(g.logprobs), r) for g, r in zip(gens, lp.tolist())])["kl"]
-    return out
+    return {f"kl_to_{key}": kl_summary(kl_terms(gens, ref, pad_id, 16))["kl"] for key, ref in refs.items()}
 
 
 def general_right(engine, tokenizer, max_new_tokens: int) -> list[bool]:
@@ -90,22 +88,14 @@ def general_right(engine, tokenizer, max_new_tokens: int) -> list[bool]:
     return [general.right(a, g[0].text) for (_, a), g in zip(general.QUESTIONS, gens)]
 
 
-def text_nll(model, tokenizer) -> float:
+def web_nll(model, tokenizer) -> float:
     """Token-mean NLL of ``model`` on ``general.HELDOUT_TEXT``; every paragraph must be read."""
-    from rlhf.data.records import parse_demonstration
-    from rlhf.data.tokenize import tokenize_demonstrations
-    from rlhf.recipes.evaluate import text_nll as nll
-
     texts = general.HELDOUT_TEXT
     longest = max(len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts) + 2  # + EOS
-    records = [
-        parse_demonstration({"prompt": "", "completion": t}, f"held-out text {i}")
-        for i, t in enumerate(texts)
-    ]
-    examples, _ = tokenize_demonstrations(records, tokenizer, longest)
+    examples = text_examples(tokenizer, texts, longest, "held-out text")
     if len(examples) != len(texts):  # a paragraph dropped would change what the figure means
         raise ValueError(f"{len(texts) - len(examples)} held-out paragraphs were not read whole")
-    return nll(model, examples, tokenizer.pad_token_id)["nll"]
+    return text_nll(model, sampling_accelerator(0), examples, tokenizer.pad_token_id, 16)["nll"]
 
 
 def evaluate_model(
@@ -136,7 +126,7 @@ def evaluate_model(
                 )
             )
         row["_general_right"] = general_right(engine, tokenizer, preset.general_tokens)
-        row["web_nll"] = text_nll(model, tokenizer)
+        row["web_nll"] = web_nll(model, tokenizer)
     return row
 
 
@@ -145,23 +135,17 @@ def evaluate_best_of_n(
 ) -> dict[str, Any]:
     """Best-of-n at inference: n samples from ``policy`` per task, the reward model's favourite.
     Its KL to the policy is the analytic log n - (n - 1) / n (Stiennon et al. 2020)."""
-    from rlhf.recipes.best_of_n import best_of_n_kl
-
     n = preset.best_of
     engine = engine_for(policy, tokenizer, preset.mixed_precision)
     with torch.no_grad(), autocast(preset.mixed_precision):
-        groups = engine.generate(
-            [chat(t) for t in tasks], SamplingParams(preset.max_new_tokens, n=n, seed=seed)
-        )
-        flat = [g for gs in groups for g in gs]
-        scores = score_groups(
+        groups, scores = sample_and_score(
+            engine,
             reward_model,
-            [g.prompt_ids for g in flat],
-            [g.response_ids for g in flat],
-            n,
+            [chat(t) for t in tasks],
+            SamplingParams(preset.max_new_tokens, n=n, seed=seed),
             tokenizer.pad_token_id,
-        ).tolist()
-    best = [gs[max(range(n), key=lambda j: scores[i * n + j])] for i, gs in enumerate(groups)]
+        )
+    best = [gs[j] for gs, j in zip(groups, pick_best(scores))]
     row = quality(name, tasks, best, seed)
     row["kl_to_sft"] = best_of_n_kl(n)
     return row

@@ -52,6 +52,17 @@ class GaoFit:
         d = self.peak_d
         return None if d is None else d * d
 
+    def best_kl(self, kl_max: float) -> float:
+        """The KL in [0, ``kl_max``] (the span a run covered) where the fitted reward is highest:
+        the point to stop. The peak where it lies inside, else the better end: 0 when the fitted
+        reward only falls, ``kl_max`` when it is still rising at the run's end."""
+        candidates = [0.0, kl_max]
+        peak = self.peak_kl
+        if peak is not None and 0.0 < peak < kl_max:
+            candidates.append(peak)
+        values = self.predict(np.array(candidates))
+        return candidates[int(np.argmax(values))]
+
 
 def _shape(form: Form, d: np.ndarray) -> np.ndarray:
     """The beta term's function of d: d^2 (best-of-n) or d log d (RL, 0 at d = 0)."""

@@ -65,6 +65,15 @@ def kl_from_logprobs(policy_logps: Sequence[float], reference_logps: Sequence[fl
     return sum(p - r for p, r in zip(policy_logps, reference_logps)) / len(policy_logps)
 
 
+def kl_summary(terms: Sequence[tuple[float, float]]) -> dict[str, float]:
+    """Mean KL (``kl_from_logprobs``), its standard error and the number of responses, from one
+    (log pi(y|x), log ref(y|x)) pair per sampled response."""
+    mean = kl_from_logprobs([p for p, _ in terms], [r for _, r in terms])
+    diffs = [p - r for p, r in terms]
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) if len(diffs) > 1 else 0.0
+    return {"kl": mean, "kl_stderr": math.sqrt(var / len(diffs)), "kl_responses": len(diffs)}
+
+
 def _ngrams(text: str, n: int) -> list[tuple[str, ...]]:
     words = text.split()
     return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
@@ -110,6 +119,21 @@ def ordering_accuracy(predicted: Sequence[Sequence[float]], gold: Sequence[Seque
     return agree / total if total else float("nan")
 
 
+def ordering_accuracy_by_group(
+    predicted: Sequence[Sequence[float]], gold: Sequence[Sequence[float]], groups: Sequence[str]
+) -> tuple[float, dict[str, float]]:
+    """``ordering_accuracy`` over every prompt, and over each group's prompts alone ({group:
+    accuracy}, groups in order of first appearance; a group whose responses all tie on gold has
+    none). ``groups``: each prompt's group (a task family)."""
+    by_group = {}
+    for group in dict.fromkeys(groups):
+        rows = [i for i, g in enumerate(groups) if g == group]
+        acc = ordering_accuracy([predicted[i] for i in rows], [gold[i] for i in rows])
+        if acc == acc:  # NaN: no pair with different gold scores
+            by_group[group] = acc
+    return ordering_accuracy(predicted, gold), by_group
+
+
 def best_of_k(proxy: Sequence[float], values: Sequence[float], k: int) -> float:
     """Expected ``values`` of the proxy's favourite among k of these n samples, drawn without
     replacement, averaged over all C(n, k) subsets; ties go to the earlier sample, as ``max`` does.
@@ -136,3 +160,25 @@ def mean_best_of_k(proxy: Sequence[Sequence[float]], values: Sequence[Sequence[f
 def best_of_k_sizes(n: int) -> list[int]:
     """The k of a best-of-k curve up to n: powers of two, and n itself."""
     return sorted({2**e for e in range(n.bit_length()) if 2**e <= n} | {n})
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n || sampling policy) = log n - (n - 1) / n, in nats (Stiennon et al. 2020,
+    appendix G.3; an upper bound that is exact when the n samples are distinct)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_k_curve(
+    scores: Sequence[Sequence[float]], values: dict[str, Sequence[Sequence[float]]]
+) -> list[dict[str, float]]:
+    """Best-of-k for k = 1, 2, 4, ... n from the same n samples per prompt (``best_of_k``): its KL
+    to the sampling policy, the mean score of the scorer's favourite, and that favourite's mean of
+    each of ``values`` (e.g. "gold": a gold score per sample). Gold rising with k and then falling
+    while the score keeps rising is over-optimisation of the scorer (Gao et al. 2022)."""
+    return [
+        {"n": k, "kl": best_of_n_kl(k), "score": mean_best_of_k(scores, scores, k)}
+        | {name: mean_best_of_k(scores, v, k) for name, v in values.items()}
+        for k in best_of_k_sizes(len(scores[0]))
+    ]

@@ -1,13 +1,24 @@
-"""Log-probabilities of chosen tokens under a model's logits: the one formula the RL rollouts and
-updates, the held-out evaluation during RL and the DPO family read.
+"""Log-probabilities of chosen tokens under a model's logits: the one home of that formula, for the
+RL rollouts and updates, the DPO family, SFT, the rollout engines' records, evaluation and the AI
+judge. Logits are read in at least float32 (bf16 is widened, float64 stays float64).
 
-log p(token) = logit[token] - logsumexp(logits): no (..., V) log-softmax is kept, and bf16 logits
-are read in float32 (float64 stays float64, for exactness tests).
+Two forms of log p(token), equal up to float rounding (about 1e-6), are kept side by side:
+
+- ``gathered_logprobs`` / ``token_logprobs``: logit[token] - logsumexp(logits). No (..., V)
+  log-softmax is kept for the backward pass: the training forwards (PPO update, DPO family) use it.
+- ``softmax_logprobs`` / ``next_token_logprobs``: log_softmax(logits)[token]. The no-grad scorers
+  (the reference engine's record of each sampled token, evaluation's reference log-probs, the
+  judge) have always used it; ``masked_nll`` is its fused negative (``F.cross_entropy`` gives the
+  same value bit for bit, and SFT's gradient is that kernel's). Moving them to the first form would
+  change every evaluation figure in its last digits, so both stay, pinned to each other by tests.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from rlhf.data.tokenize import IGNORE
 
 
 def at_least_f32(x: torch.Tensor) -> torch.Tensor:
@@ -20,8 +31,34 @@ def gathered_logprobs(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor
 
     Shape: logits (..., V), index (..., S) -> (..., S)
     """
-    logits = at_least_f32(logits)
-    return logits.gather(-1, index) - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return _GatheredLogprobs.apply(logits, index)
+
+
+class _GatheredLogprobs(torch.autograd.Function):
+    """logit[index] - logsumexp(logits) with its gradient written in one (..., V) buffer.
+
+    Autograd's own backward of that expression builds the softmax term and a scattered one-hot
+    term as two widened (..., V) tensors, adds them and narrows the sum, and keeps the widened
+    logits alive from the forward to the backward; over a 49k vocabulary that was about a tenth of
+    a DPO step on SmolLM2. Here the forward keeps the logits as they came (bf16 stays bf16) and
+    the backward computes the same expression in place: exp(x - lse) * -sum(g), then g added at
+    the indices. The values are autograd's bit for bit where each position's indices differ
+    (tests/unit/test_logprobs.py); a position listing a token twice adds its two g in another
+    order (one rounding)."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        x = at_least_f32(logits)
+        lse = torch.logsumexp(x, dim=-1, keepdim=True)
+        ctx.save_for_backward(logits, index, lse)
+        return x.gather(-1, index) - lse
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, index, lse = ctx.saved_tensors
+        grad = at_least_f32(logits).sub(lse).exp_()  # a new buffer even when logits are float32
+        grad.mul_(g.sum(-1, keepdim=True).neg()).scatter_add_(-1, index, g)
+        return grad.to(logits.dtype), None
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -31,3 +68,46 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
     if temperature != 1.0:
         logits = logits / temperature
     return gathered_logprobs(logits, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def softmax_logprobs(logits: torch.Tensor, index: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log_softmax(logits / temperature) read at ``index`` (ids >= 0): the no-grad scorers' form.
+
+    Shape: logits (..., V), index (..., S) -> (..., S)
+    """
+    logits = at_least_f32(logits)
+    if temperature != 1.0:
+        logits = logits / temperature
+    return torch.log_softmax(logits, dim=-1).gather(-1, index)
+
+
+def next_token_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log p(label_t+1 | tokens <= t) at every position; 0 where the label is IGNORE.
+
+    Shape: logits (B, T, V), labels (B, T) -> (B, T-1)
+    """
+    target = labels[:, 1:]  # (B, T-1): token t predicts label t+1
+    logp = softmax_logprobs(logits[:, :-1], target.clamp(min=0).unsqueeze(-1), temperature).squeeze(-1)
+    return logp * (target != IGNORE)
+
+
+def masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token NLL over labelled positions, and how many positions were labelled: the SFT
+    loss (and PPO-ptx's), -next_token_logprobs summed, through torch's fused cross-entropy.
+
+    Token t predicts label t+1; positions labelled IGNORE (prompt, padding) are skipped. Returning
+    the sum and the count separately lets the caller divide by the token count of the whole
+    global batch, so gradient accumulation and data parallelism give the same gradient as one
+    big batch.
+
+    Shape: logits (B, T, V), labels (B, T) -> (sum: (), count: ())
+    """
+    shift_logits = at_least_f32(logits[:, :-1])  # (B, T-1, V)
+    shift_labels = labels[:, 1:]  # (B, T-1)
+    nll = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
+    return nll, (shift_labels != IGNORE).sum()

@@ -16,13 +16,12 @@ have a tokenizer of its own: rlhf.rollout.reward_model) or a Python callable
   the sampling policy, log n - (n - 1) / n (Stiennon et al. 2020, appendix G.3; an upper bound
   that is exact when the n samples are distinct), and the best-of-k curve for k = 1, 2, 4, ... n
   from the same samples: KL, the scorer's mean score and, with best_of_n.gold, the gold score of
-  its favourite (``curve``).
+  its favourite (rlhf.eval.metrics.best_of_k_curve).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -33,15 +32,10 @@ from rlhf.config import ConfigError
 from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.records import Prompt
 from rlhf.data.tokenize import render_prompt
-from rlhf.eval.metrics import best_of_k_sizes, mean_best_of_k
+from rlhf.eval.metrics import best_of_k_curve, best_of_n_kl
 from rlhf.models.loading import check_model_path, load_tokenizer
-from rlhf.recipes.sample import (
-    SampleSection,
-    check,
-    gather_in_order,
-    generate,
-    sampling_accelerator,
-)
+from rlhf.recipes.loop import gather_in_order, sampling_accelerator
+from rlhf.recipes.sample import SampleSection, check, generate
 from rlhf.rollout.generate import Generation
 from rlhf.rollout.reward_fn import RewardFn, call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
@@ -74,13 +68,6 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     sample: SampleSection = field(default_factory=lambda: SampleSection(n=16))
     best_of_n: BestOfNSection = field(default_factory=BestOfNSection)
-
-
-def best_of_n_kl(n: int) -> float:
-    """KL(best-of-n || sampling policy) = log n - (n - 1) / n, in nats."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    return math.log(n) - (n - 1) / n
 
 
 def score_generations(
@@ -145,18 +132,6 @@ def best_worst_pair(prompt: Prompt, responses: list[str], scores: list[float]) -
     return {"prompt": prompt, "chosen": responses[hi], "rejected": responses[lo]}
 
 
-def curve(scores: list[list[float]], values: dict[str, list[list[float]]]) -> list[dict[str, float]]:
-    """Best-of-k for k = 1, 2, 4, ... n from the same n samples per prompt (rlhf.eval.metrics.best_of_k):
-    its KL to the sampling policy, the mean score of the scorer's favourite, and that favourite's
-    mean of each of ``values`` (e.g. "gold": a gold score per sample). Gold rising with k and then
-    falling while the score keeps rising is over-optimisation of the scorer (Gao et al. 2022)."""
-    return [
-        {"n": k, "kl": best_of_n_kl(k), "score": mean_best_of_k(scores, scores, k)}
-        | {name: mean_best_of_k(scores, v, k) for name, v in values.items()}
-        for k in best_of_k_sizes(len(scores[0]))
-    ]
-
-
 def best_of_n(cfg: Config) -> Path:
     """Sample, score, write the three files; returns the output directory."""
     check(cfg.model, cfg.sample)
@@ -219,7 +194,7 @@ def best_of_n(cfg: Config) -> Path:
         "kl_best_of_n": best_of_n_kl(n),
         "pairs": len(pairs),
         "prompts_without_pair": len(rows) - len(pairs),
-        "curve": curve(scores, {"gold": gold} if gold is not None else {}),
+        "curve": best_of_k_curve(scores, {"gold": gold} if gold is not None else {}),
     }
     if acc.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

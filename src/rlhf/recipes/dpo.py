@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from rlhf.config import ConfigError
+from rlhf.data.collators import even_batches
 from rlhf.data.rankings import to_group
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
@@ -49,7 +50,6 @@ from rlhf.losses.dpo import (
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
 from rlhf.recipes.dpo_reference import REFERENCES, ReferenceSpec, RefFn
 from rlhf.recipes.dpo_rows import PairCollator, forward_logps, make_collator, split_pairs, to_device
-from rlhf.recipes.engines import even_batches
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,

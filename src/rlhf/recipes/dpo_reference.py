@@ -14,6 +14,7 @@ import torch
 
 from rlhf.models.loading import load_policy
 from rlhf.recipes.dpo_rows import PairCollator, forward_logps, to_device
+from rlhf.recipes.rl_sharding import shard_frozen
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import ModelConfig
 
@@ -45,7 +46,9 @@ def _load_ref(
     spec: ReferenceSpec, tokenizer: PreTrainedTokenizerBase, accelerator: Accelerator
 ) -> torch.nn.Module:
     model = load_policy(spec.model, tokenizer, spec.key).to(accelerator.device).eval()
-    return model.requires_grad_(False)
+    # sharded for inference under FSDP2/ZeRO-3 (under ZeRO-3 from_pretrained built it partitioned:
+    # it runs only inside a DeepSpeed engine), whole elsewhere
+    return shard_frozen(accelerator, model.requires_grad_(False))
 
 
 @torch.no_grad()

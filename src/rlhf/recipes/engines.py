@@ -16,7 +16,6 @@ DeepSpeed config file that says otherwise is an error naming both values.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING
 
@@ -132,16 +131,3 @@ def check_process_count(num_processes: int, env: dict[str, str] | None = None) -
             "`accelerate launch --multi_gpu --num_processes N` and ACCELERATE_USE_CPU=1, or with "
             "--config_file configs/accelerate/<engine>.yaml on GPUs (see docs/distributed.md)"
         )
-
-
-def even_batches(items: list, rank: int, world: int, batch_size: int) -> list[tuple[list, bool]]:
-    """This process's share of ``items`` (every ``world``-th one) in batches, padded with dummy
-    batches (flag False: run the forward, count nothing) so that every process runs as many
-    forwards. Under FSDP2/ZeRO-3 each forward is collective: a process with one batch fewer
-    would leave the others waiting for it forever."""
-    mine = items[rank::world]
-    batches = [(mine[i : i + batch_size], True) for i in range(0, len(mine), batch_size)]
-    most = math.ceil(math.ceil(len(items) / world) / batch_size)
-    while len(batches) < most:
-        batches.append((items[:1], False))
-    return batches

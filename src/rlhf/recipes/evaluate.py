@@ -23,7 +23,6 @@ and their scores) to ``eval.output_dir``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,22 +34,21 @@ from rlhf.config import ConfigError
 from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.records import Prompt, load_records
 from rlhf.data.tokenize import encode_prompt, render_prompt, tokenize_demonstrations
-from rlhf.eval.metrics import distinct_n, kl_from_logprobs, repetition, win_rate_interval
+from rlhf.eval.kl import sampled_kl_terms
+from rlhf.eval.metrics import kl_summary, win_rate_interval
+from rlhf.eval.nll import text_nll
+from rlhf.eval.responses import response_stats
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
+from rlhf.recipes.loop import gather_in_order, sampling_accelerator
 from rlhf.recipes.run_dir import RunDir
-from rlhf.recipes.sample import gather_in_order, sampling_accelerator
 from rlhf.rollout.engine import make_engine
 from rlhf.rollout.generate import Generation, SamplingParams, sampling_params
-from rlhf.rollout.logprobs import sequence_logprobs
 from rlhf.rollout.reward_fn import call_reward_fn, load_reward_fn
 from rlhf.rollout.reward_model import RewardModel
 from rlhf.sections import ModelConfig, SamplingSection
 
 if TYPE_CHECKING:  # hints only
-    from accelerate import Accelerator
     from transformers import PreTrainedTokenizerBase
-
-    from rlhf.rollout.engine import RolloutEngine
 
 
 @dataclass
@@ -141,57 +139,6 @@ def _load(cfg: Config, path: str, key: str, tokenizer: PreTrainedTokenizerBase) 
     return load_policy(replace(cfg.model, path=path, lora_r=0), tokenizer, key).eval()
 
 
-def response_stats(gens: list[Generation]) -> dict[str, float]:
-    """Length in tokens, share without EOS, distinct-1/2 over all responses, mean share of
-    repeated word bigrams within a response."""
-    texts = [g.text for g in gens]
-    return {
-        "length": sum(len(g.response_ids) for g in gens) / len(gens),
-        "no_eos_share": sum(not g.finished for g in gens) / len(gens),
-        "distinct_1": distinct_n(texts, 1),
-        **repetition(texts),
-    }
-
-
-def sampled_kl(
-    engine: RolloutEngine,
-    reference: torch.nn.Module,
-    prompt_ids: list[list[int]],
-    params: SamplingParams,
-    pad_id: int,
-    batch_size: int = 32,
-) -> dict[str, float]:
-    """KL(policy || reference) per response, the policy being ``engine``'s model: the mean over
-    responses sampled at ``params`` (temperature 1: the only responses on which the estimate is
-    unbiased) of log pi(y|x) - log ref(y|x), and its standard error. log pi is the engine's own
-    record of each sampled token's log-prob, so only the reference runs a forward."""
-    return kl_summary(sampled_kl_terms(engine, reference, prompt_ids, params, pad_id, batch_size))
-
-
-def sampled_kl_terms(
-    engine: RolloutEngine,
-    reference: torch.nn.Module,
-    prompt_ids: list[list[int]],
-    params: SamplingParams,
-    pad_id: int,
-    batch_size: int = 32,
-) -> list[tuple[float, float]]:
-    """(log pi(y|x), log ref(y|x)) of each response sampled at ``params`` (see ``sampled_kl``)."""
-    gens = [g for gs in engine.generate_ids(prompt_ids, params) for g in gs]
-    ref = sequence_logprobs(
-        reference, [g.prompt_ids for g in gens], [g.response_ids for g in gens], pad_id, batch_size
-    )
-    return [(sum(g.logprobs), r) for g, r in zip(gens, ref.tolist())]
-
-
-def kl_summary(terms: list[tuple[float, float]]) -> dict[str, float]:
-    """Mean KL, its standard error and the number of responses, from ``sampled_kl_terms``."""
-    mean = kl_from_logprobs([p for p, _ in terms], [r for _, r in terms])
-    diffs = [p - r for p, r in terms]
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) if len(diffs) > 1 else 0.0
-    return {"kl": mean, "kl_stderr": math.sqrt(var / len(diffs)), "kl_responses": len(diffs)}
-
-
 def score(
     cfg: Config,
     fns: dict[str, Any],
@@ -212,22 +159,6 @@ def score(
                 fns[key], texts, completions, finished, getattr(e, key), f"eval.{key}"
             ).tolist()
     return out
-
-
-def text_nll(
-    model: torch.nn.Module,
-    examples: list[dict],
-    pad_id: int,
-    batch_size: int = 16,
-    accelerator: Accelerator | None = None,
-) -> dict[str, float]:
-    """Token-mean NLL and perplexity of ``model`` on tokenized demonstration ``examples`` (split
-    across ``accelerator``'s processes when given)."""
-    from rlhf.recipes.sft import evaluate as sft_evaluate
-
-    accelerator = accelerator or sampling_accelerator(0)
-    out = sft_evaluate(model, accelerator, examples, pad_id, batch_size)
-    return {"nll": out["eval_loss"], "ppl": out["eval_ppl"]}
 
 
 def evaluate(cfg: Config) -> Path:
@@ -361,7 +292,7 @@ def evaluate(cfg: Config) -> Path:
 
     if examples:  # 4. forgetting: NLL of held-out text (split across processes)
         for name, model in models.items():
-            stats[name].update(text_nll(model, examples, tokenizer.pad_token_id, e.batch_size, acc))
+            stats[name].update(text_nll(model, acc, examples, tokenizer.pad_token_id, e.batch_size))
     report.update(stats)
     run.write_json("report.json", report)
     say(format_report(report))

@@ -128,6 +128,20 @@ def make_accelerator(cfg: TrainConfig, lora: bool = False) -> Accelerator:
     return accelerator
 
 
+def sampling_accelerator(seed: int) -> Accelerator:
+    """accelerate's process and device, for commands that only sample and score."""
+    return make_accelerator(TrainConfig(output_dir="unused", seed=seed))
+
+
+def gather_in_order(accelerator: Accelerator, rows: list[dict]) -> list[dict]:
+    """Every process's rows (each with its record's ``index``), in record order."""
+    if accelerator.num_processes == 1:
+        return rows
+    from accelerate.utils import gather_object
+
+    return sorted(gather_object(rows), key=lambda row: row["index"])
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and norm weights (1-d parameters)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -136,6 +150,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # no empty group (LoRA trains only matrices): DeepSpeed drops empty groups, and the schedule,
+    # built on the groups before, would then step one group more than the optimizer holds
+    groups = [g for g in groups if g["params"]]
     if len(cfg.adam_betas) != 2:
         raise ConfigError(f"train.adam_betas must be two numbers, got {cfg.adam_betas}")
     # fused AdamW: one kernel for all parameters; on CPU torch otherwise loops over them in

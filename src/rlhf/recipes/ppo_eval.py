@@ -25,16 +25,15 @@ from typing import TYPE_CHECKING
 import torch
 from accelerate.utils import gather_object
 
+from rlhf.data.collators import padded_share
 from rlhf.data.prompts import load_prompts
+from rlhf.eval.kl import teacher_forced_kl
 from rlhf.eval.metrics import repetition
-from rlhf.losses.kl import kl_penalty
-from rlhf.losses.logprobs import token_logprobs
+from rlhf.eval.nll import text_nll
 from rlhf.recipes.ppo_config import Config
 from rlhf.recipes.ppo_models import RLModels
 from rlhf.recipes.run_dir import RunDir
-from rlhf.recipes.sft import evaluate as text_nll
 from rlhf.recipes.sft import load_examples
-from rlhf.rollout.experience import pack_rollouts, response_logits, response_tokens
 from rlhf.rollout.generate import SamplingParams
 from rlhf.rollout.reward_model import Scorer
 from rlhf.rollout.reward_shaping import postprocess_scores
@@ -75,146 +74,18 @@ def load_held_out(cfg: Config, tokenizer: PreTrainedTokenizerBase) -> HeldOut:
     return held
 
 
-@torch.no_grad()
-def evaluate_held_out(
-    held: HeldOut,
-    *,
-    policy: torch.nn.Module,
-    engine: RolloutEngine,
-    scorer: Scorer,
-    reference_logits: Callable | None,
-    params: SamplingParams,
-    cfg: Config,
-    accelerator: Accelerator,
-    pad_id: int,
-    sample_metrics: Callable | None = None,
-) -> dict[str, float]:
-    """The eval_* metrics of the module docstring for the policy as it is now."""
-    out: dict[str, float] = {}
-    if held.prompt_ids:
-        out.update(
-            _prompts(
-                held,
-                policy,
-                engine,
-                scorer,
-                reference_logits,
-                params,
-                cfg,
-                accelerator,
-                pad_id,
-                sample_metrics,
-            )
-        )
-    if held.text:
-        nll = text_nll(policy, accelerator, held.text, pad_id, cfg.ptx.batch_size)
-        out.update(eval_nll=nll["eval_loss"], eval_ppl=nll["eval_ppl"])
-    return out
-
-
-def _prompts(
-    held: HeldOut,
-    policy: torch.nn.Module,
-    engine: RolloutEngine,
-    scorer: Scorer,
-    reference_logits: Callable | None,
-    params: SamplingParams,
-    cfg: Config,
-    accelerator: Accelerator,
-    pad_id: int,
-    sample_metrics: Callable | None,
-) -> dict[str, float]:
-    r, rank, world = cfg.rollout, accelerator.process_index, accelerator.num_processes
-    raw_prompts, texts, ids = (
-        held.prompts[rank::world],
-        held.prompt_texts[rank::world],
-        held.prompt_ids[rank::world],
-    )
-    rows: list[dict] = []
-    if ids:
-        gens = [gs[0] for gs in engine.generate_ids(ids, params)]
-        responses = [g.response_ids or [pad_id] for g in gens]
-        finished = torch.tensor([g.finished for g in gens])
-        raw = scorer(raw_prompts, texts, ids, gens, accelerator.autocast, 1).float().cpu()
-        score = postprocess_scores(
-            raw,
-            finished,
-            scorer.mean,
-            scorer.std,
-            cfg.rewards.clip or None,
-            cfg.rewards.missing_eos_penalty or None,
-        )
-        kl = torch.full((len(ids),), float("nan"))
-        if reference_logits is not None:
-            kl = torch.cat(
-                [
-                    _seq_kl(
-                        policy, reference_logits, ids[s], responses[s], pad_id, r.temperature, accelerator
-                    )
-                    for s in (slice(i, i + r.batch_size) for i in range(0, len(ids), r.batch_size))
-                ]
-            )
-        rows = [
-            {
-                "prompt": p,
-                "text": g.text,
-                "score": float(s),
-                "score_raw": float(x),
-                "kl": float(k),
-                "length": len(resp) if g.response_ids else 0,
-                "finished": g.finished,
-            }
-            for p, g, s, x, k, resp in zip(texts, gens, score, raw, kl, responses)
-        ]
-    rows = gather_object(rows) if world > 1 else rows
-    mean = lambda key: sum(float(x[key]) for x in rows) / len(rows)  # noqa: E731
-    completions = [x["text"] for x in rows]
-    out = {
-        "eval_score": mean("score"),
-        "eval_score_raw": mean("score_raw"),
-        "eval_length": mean("length"),
-        "eval_no_eos_share": 1.0 - mean("finished"),
-        **{f"eval_{k}": v for k, v in repetition(completions).items()},
-    }
-    if reference_logits is not None:
-        out["eval_kl"] = mean("kl")
-    if sample_metrics is not None:
-        out.update(
-            {f"eval_{k}": v for k, v in sample_metrics([x["prompt"] for x in rows], completions).items()}
-        )
-    return out
-
-
-def _seq_kl(
-    policy: torch.nn.Module,
-    reference_logits: Callable,
-    prompt_ids: list[list[int]],
-    response_ids: list[list[int]],
-    pad_id: int,
-    temperature: float,
-    accelerator: Accelerator,
-) -> torch.Tensor:
-    """Sum over each response's tokens of log pi - log ref (the k1 estimate of the training `kl`)."""
-    device = accelerator.device
-    exp = pack_rollouts(prompt_ids, response_ids, pad_id).to(device)
-    tokens = response_tokens(exp)
-    with accelerator.autocast():
-        logp = token_logprobs(response_logits(policy, exp), tokens, temperature)
-        ref = token_logprobs(reference_logits(exp), tokens, temperature)
-    return (kl_penalty(logp.float(), ref.float(), "k1") * exp.response_mask).sum(1).cpu()
-
-
 @dataclass
 class HeldOutEval:
-    """The held-out evaluation of one run, logged as its own metrics.jsonl line when called."""
+    """The held-out evaluation of one run (the eval_* metrics of the module docstring, for the
+    policy as it is now), logged as its own metrics.jsonl line when called."""
 
     held: HeldOut
     models: RLModels
-    engine: object
-    scorer: object
+    engine: RolloutEngine
+    scorer: Scorer
     params: SamplingParams
-    cfg: object
-    accelerator: object
+    cfg: Config
+    accelerator: Accelerator
     pad_id: int
     run: RunDir
     sample_metrics: Callable | None = None
@@ -222,18 +93,7 @@ class HeldOutEval:
     def __call__(self, done: int) -> float:
         """Log the evaluation of the policy after ``done`` steps; returns its seconds."""
         t = time.perf_counter()
-        result = evaluate_held_out(
-            self.held,
-            policy=self.models.policy,
-            engine=self.engine,
-            scorer=self.scorer,
-            reference_logits=self.models.reference_logits if self.cfg.algo.reference else None,
-            params=self.params,
-            cfg=self.cfg,
-            accelerator=self.accelerator,
-            pad_id=self.pad_id,
-            sample_metrics=self.sample_metrics,
-        )
+        result = self.metrics()
         seconds = time.perf_counter() - t
         self.run.log({"step": done, **result, "time_eval": seconds})
         say = self.accelerator.print
@@ -242,3 +102,93 @@ class HeldOutEval:
             + ", ".join(f"{k} {v:.4g}" for k, v in result.items())
         )
         return seconds
+
+    @torch.no_grad()
+    def metrics(self) -> dict[str, float]:
+        """The eval_* metrics: on the held-out prompts (data.eval), then the held-out text (ptx.eval)."""
+        out: dict[str, float] = {}
+        if self.held.prompt_ids:
+            out.update(self._on_prompts())
+        if self.held.text:
+            nll = text_nll(
+                self.models.policy, self.accelerator, self.held.text, self.pad_id, self.cfg.ptx.batch_size
+            )
+            out.update(eval_nll=nll["nll"], eval_ppl=nll["ppl"])
+        return out
+
+    def _on_prompts(self) -> dict[str, float]:
+        cfg, accelerator, pad_id, scorer = self.cfg, self.accelerator, self.pad_id, self.scorer
+        reference_logits = self.models.reference_logits if cfg.algo.reference else None
+        r, rank, world = cfg.rollout, accelerator.process_index, accelerator.num_processes
+        held = self.held
+        # every process takes as many prompts, padded with copies of the first whose rows are dropped:
+        # under FSDP2/ZeRO-3 each scoring and KL forward is collective, and a process with fewer
+        # forwards (or none) would leave the others waiting forever
+        mine, real = padded_share(len(held.prompt_ids), rank, world)
+        raw_prompts, texts, ids = (
+            [held.prompts[i] for i in mine],
+            [held.prompt_texts[i] for i in mine],
+            [held.prompt_ids[i] for i in mine],
+        )
+        rows: list[dict] = []
+        if ids:
+            gens = [gs[0] for gs in self.engine.generate_ids(ids, self.params)]
+            responses = [g.response_ids or [pad_id] for g in gens]
+            finished = torch.tensor([g.finished for g in gens])
+            raw = scorer(raw_prompts, texts, ids, gens, accelerator.autocast, 1).float().cpu()
+            score = postprocess_scores(
+                raw,
+                finished,
+                scorer.mean,
+                scorer.std,
+                cfg.rewards.clip or None,
+                cfg.rewards.missing_eos_penalty or None,
+            )
+            kl = torch.full((len(ids),), float("nan"))
+            if reference_logits is not None:
+                kl = torch.cat(
+                    [
+                        teacher_forced_kl(
+                            self.models.policy,
+                            reference_logits,
+                            ids[s],
+                            responses[s],
+                            pad_id,
+                            r.temperature,
+                            accelerator,
+                        )
+                        for s in (slice(i, i + r.batch_size) for i in range(0, len(ids), r.batch_size))
+                    ]
+                )
+            rows = [
+                {
+                    "prompt": p,
+                    "text": g.text,
+                    "score": float(s),
+                    "score_raw": float(x),
+                    "kl": float(k),
+                    "length": len(resp) if g.response_ids else 0,
+                    "finished": g.finished,
+                }
+                for p, g, s, x, k, resp in zip(texts, gens, score, raw, kl, responses)
+            ][:real]
+        rows = gather_object(rows) if world > 1 else rows
+        mean = lambda key: sum(float(x[key]) for x in rows) / len(rows)  # noqa: E731
+        completions = [x["text"] for x in rows]
+        out = {
+            "eval_score": mean("score"),
+            "eval_score_raw": mean("score_raw"),
+            "eval_length": mean("length"),
+            "eval_no_eos_share": 1.0 - mean("finished"),
+            **{f"eval_{k}": v for k, v in repetition(completions).items()},
+        }
+        if reference_logits is not None:
+            out["eval_kl"] = mean("kl")
+        if self.sample_metrics is not None:
+            out.update(
+                {
+                    f"eval_{k}": v
+                    for k, v in self.sample_metrics([x["prompt"] for x in rows], completions).items()
+                }
+            )
+        return out

@@ -19,9 +19,9 @@ from rlhf.config import ConfigError
 from rlhf.models import shared_prompt
 from rlhf.models.loading import load_policy, load_scalar_model
 from rlhf.recipes.engines import engine_of
-from rlhf.recipes.loop import make_optimizer, make_scheduler, optimizer_step
+from rlhf.recipes.loop import check_finite, make_optimizer, make_scheduler, optimizer_step
 from rlhf.recipes.ppo_config import Config
-from rlhf.recipes.rl_sharding import check_rl_engine, shard_frozen, whole_load
+from rlhf.recipes.rl_sharding import average_and_clip, backward, shard_frozen, whole_load
 from rlhf.rollout.experience import (
     Experience,
     TokenValueModel,
@@ -56,15 +56,23 @@ class RLModels:
     c_scheduler: object | None = None
     c_accelerator: object | None = None
     """under DeepSpeed, the critic's own Accelerator (one DeepSpeed engine each, as OpenRLHF has)"""
+    replicated_head: bool = False
+    """under FSDP2 and DeepSpeed the shared critic's value head (hidden_size + 1 numbers) is whole
+    in every process, in no engine; its gradients are averaged over processes at its step"""
 
     @property
     def extra_accelerators(self) -> dict:
         """Accelerators besides the run's, by checkpoint subdirectory."""
         return {"critic": self.c_accelerator} if self.c_accelerator is not None else {}
 
-    def critic_accelerator(self, accelerator: Accelerator) -> Accelerator:
-        """The Accelerator whose backward and step serve the critic."""
-        return self.c_accelerator or accelerator
+    def backward(self, accelerator: Accelerator, loss: torch.Tensor, boundary: bool) -> None:
+        """The policy's backward (with critic.init=shared, the value head's too); ``boundary``:
+        the last backward before the optimizer step (rl_sharding.backward)."""
+        backward(accelerator, loss, boundary)
+
+    def critic_backward(self, accelerator: Accelerator, loss: torch.Tensor, boundary: bool) -> None:
+        """A separate critic's backward, through its own Accelerator under DeepSpeed."""
+        backward(self.c_accelerator or accelerator, loss, boundary)
 
     def forward(self, part: Experience, values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The policy's logits and, with a critic (and ``values``), its values; one forward with
@@ -98,9 +106,15 @@ class RLModels:
         optimizer_step(
             accelerator, self.policy, self.optimizer, self.scheduler, cfg.train, step, loss, last_ckpt
         )
-        if self.critic is not None:
+        if self.replicated_head:
+            norm = average_and_clip(accelerator, self.critic, cfg.train.max_grad_norm)
+            check_finite(norm, step, "value head gradient norm", last_ckpt)  # before the weights change
+            self.c_optimizer.step()
+            self.c_scheduler.step()
+            self.c_optimizer.zero_grad(set_to_none=True)
+        elif self.critic is not None:
             optimizer_step(
-                self.critic_accelerator(accelerator),
+                self.c_accelerator or accelerator,
                 self.critic,
                 self.c_optimizer,
                 self.c_scheduler,
@@ -122,7 +136,6 @@ def build_models(
     """Load the policy, the reference and (``critic``) the critic, make the optimizers and prepare
     them; ``scorers`` (reward models, None for a function) join the frozen models' bf16 cast."""
     a, device = cfg.algo, accelerator.device
-    check_rl_engine(accelerator, cfg)
     policy = load_policy(cfg.model, tokenizer).eval()
     lora = cfg.model.lora_r > 0
     # with LoRA the reference is the policy with its adapters switched off: no second copy
@@ -160,10 +173,18 @@ def build_models(
         c_optimizer = make_optimizer(value_model, critic_train)
         c_scheduler = make_scheduler(c_optimizer, critic_train, opt_steps)
         trained += [value_model, c_optimizer]
-    c_accelerator = None
-    if engine_of(accelerator) == "fsdp2" and value_model is not None:  # accelerate: one model a call
+    c_accelerator, engine = None, engine_of(accelerator)
+    # under FSDP2 and DeepSpeed the shared critic's head stays whole and outside the engine (one
+    # backward cannot go through two DeepSpeed engines; FSDP2's wrap policy finds no transformer
+    # block in it): the policy's engine runs the one backward, RLModels.step averages the head's
+    # gradients over processes, as DDP does, and steps it
+    whole_head = shared and engine in ("fsdp2", "zero2", "zero3")
+    if whole_head:
+        prepared = [*accelerator.prepare(*trained[:2]), value_model.to(device), c_optimizer]
+        accelerator.register_for_checkpointing(value_model, c_optimizer)
+    elif engine == "fsdp2" and value_model is not None:  # accelerate: one model a call
         prepared = [*accelerator.prepare(*trained[:2]), *accelerator.prepare(*trained[2:])]
-    elif engine_of(accelerator).startswith("zero") and value_model is not None:
+    elif engine.startswith("zero") and value_model is not None:
         # accelerate sends every backward to the one DeepSpeed engine an Accelerator holds: the
         # critic gets a second Accelerator (same process-wide state and DeepSpeed settings)
         from accelerate import Accelerator
@@ -183,7 +204,7 @@ def build_models(
     )
     if value_model is not None:
         out.critic, out.c_optimizer, out.c_scheduler = prepared[2], prepared[3], c_scheduler
-        out.c_accelerator = c_accelerator
+        out.c_accelerator, out.replicated_head = c_accelerator, whole_head
         accelerator.register_for_checkpointing(c_scheduler)
     return out
 

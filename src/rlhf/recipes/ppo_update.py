@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from rlhf.data.collators import collate_sft
-from rlhf.losses.logprobs import token_logprobs
+from rlhf.losses.logprobs import masked_nll, token_logprobs
 from rlhf.losses.ppo import aggregation_weights, approx_kl, entropy_from_logits, policy_loss, value_loss
-from rlhf.losses.sft import masked_nll
 from rlhf.recipes.algorithms import Algorithm
 from rlhf.recipes.loop import BatchPlan
 from rlhf.recipes.ppo_config import Config
@@ -143,7 +142,7 @@ def optimise(
         order = minibatch_order(exp, algorithm, n, random.Random(cfg.train.seed * 7919 + step * 31 + epoch))
         for m in range(a.minibatches):
             mb = exp if live is not None else exp.select(order[m * mb_size : (m + 1) * mb_size])
-            _minibatch(models, algorithm, mb, live, cfg, accelerator, kl_coef, stats)
+            _minibatch(models, algorithm, mb, live, cfg, accelerator, kl_coef, stats, ptx is None)
             opt_index = (step * a.epochs + epoch) * a.minibatches + m
             if ptx is not None:
                 _ptx_step(models, ptx, opt_index, cfg.ptx.coef, accelerator, stats)
@@ -160,9 +159,11 @@ def _minibatch(
     accelerator: Accelerator,
     kl_coef: float,
     stats: dict[str, torch.Tensor],
+    policy_steps_after: bool,
 ) -> None:
     """Forward and backward of one minibatch, micro-batch by micro-batch: the clipped surrogate,
-    the entropy bonus, the algorithm's terms, the value loss."""
+    the entropy bonus, the algorithm's terms, the value loss. ``policy_steps_after``: the last
+    micro-batch's backward is the policy's last before its optimizer step (no PPO-ptx batch follows)."""
     a, r, n, procs = cfg.algo, cfg.rollout, cfg.rollout.samples_per_prompt, accelerator.num_processes
     n_tok = accelerator.reduce(mb.response_mask.sum().detach().clone(), "sum").clamp(min=1)
     n_tok_total = n_tok.item()
@@ -171,7 +172,9 @@ def _minibatch(
     if count is not None:  # what the algorithm's sequence term averages over, on every process
         count = accelerator.reduce(count, "sum").clamp(min=1)
     scale = procs / n_tok  # token mean; undoes DDP's mean over processes
-    for sl in chunks(len(mb), a.micro_batch):
+    parts = chunks(len(mb), a.micro_batch)
+    for i, sl in enumerate(parts):
+        last = i == len(parts) - 1
         part = mb.select(list(range(len(mb)))[sl]) if a.micro_batch else mb
         pm = part.response_mask
         with accelerator.autocast():
@@ -203,7 +206,7 @@ def _minibatch(
             if models.shared_critic:  # one backward through the shared transformer
                 vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
                 loss = loss + cfg.critic.vf_coef * (vl * pm).sum() * scale
-            accelerator.backward(loss)
+            models.backward(accelerator, loss, last and policy_steps_after)
         if algorithm.clipped_surrogate:
             add(stats, "policy_loss", (pl * pm).sum())
             add(stats, "clipfrac", (clipped * pm).sum())
@@ -216,7 +219,7 @@ def _minibatch(
                 with accelerator.autocast():
                     v = live.values if live is not None else models.critic_values(part)
                     vl, vclip = value_loss(v, part.values, part.returns, a.value_clip)
-                    models.critic_accelerator(accelerator).backward((vl * pm).sum() * scale)
+                    models.critic_backward(accelerator, (vl * pm).sum() * scale, last)
             add(stats, "value_loss", (vl.detach() * pm).sum())
             add(stats, "value_clipfrac", (vclip * pm).sum())
         add(stats, "tokens", pm.sum())
@@ -239,6 +242,6 @@ def _ptx_step(
     with accelerator.autocast():
         out = models.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         nll, count = masked_nll(out.logits, batch["labels"])
-        accelerator.backward(coef * nll / count.clamp(min=1))
+        models.backward(accelerator, coef * nll / count.clamp(min=1), boundary=True)
     add(stats, "ptx_loss", nll.detach() / count.clamp(min=1))
     add(stats, "ptx_steps", torch.ones((), device=accelerator.device))

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rlhf.data.collators import collate_groups
+from rlhf.data.collators import collate_groups, even_batches
 from rlhf.data.rankings import to_group
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.data.tokenize import tokenize_groups
 from rlhf.losses.bradley_terry import group_losses, pairwise_accuracy
 from rlhf.models.loading import check_model_path, load_scalar_model, load_tokenizer
-from rlhf.recipes.engines import even_batches
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rlhf.config import ConfigError
 from rlhf.recipes.engines import engine_of, is_sharded
 
 if TYPE_CHECKING:  # hints only
@@ -24,26 +23,32 @@ if TYPE_CHECKING:  # hints only
 
     from accelerate import Accelerator
 
-    from rlhf.recipes.ppo_config import Config
 
-
-def check_rl_engine(accelerator: Accelerator, cfg: Config) -> None:
-    """Under DeepSpeed each trained model is its own engine, stepped once per backward: the
-    shared critic (one backward through two engines' parameters), micro-batches and PPO-ptx (more
-    than one backward per optimizer step) are refused."""
-    engine = engine_of(accelerator)
-    if not engine.startswith("zero"):
+def backward(accelerator: Accelerator, loss: torch.Tensor, boundary: bool) -> None:
+    """``accelerator.backward(loss)`` as one of several backwards that make one optimizer step
+    (algo.micro_batch's chunks, the PPO-ptx batch). Under DeepSpeed only the last of them
+    (``boundary``) is the accumulation boundary: the engine steps there and only there (accelerate
+    would step it after every backward). DeepSpeed does not divide the loss by the number of
+    backwards (its gradient_accumulation_steps is train.grad_accum, 1 for the RL verbs), so the
+    gradient is the sum of the backwards', as on every other engine."""
+    if getattr(accelerator, "deepspeed_engine_wrapped", None) is None:
+        accelerator.backward(loss)
         return
-    if cfg.algo.name == "ppo" and cfg.critic.init == "shared":
-        raise ConfigError(
-            f"critic.init=shared under DeepSpeed {engine} is not supported (one backward through two "
-            "DeepSpeed engines); use critic.init=policy or reward, or FSDP2 (configs/accelerate/fsdp2.yaml)"
-        )
-    if cfg.algo.micro_batch or cfg.ptx.coef > 0:
-        raise ConfigError(
-            f"algo.micro_batch and ptx.coef under DeepSpeed {engine} are not supported (DeepSpeed steps "
-            "after every backward); use FSDP2 (configs/accelerate/fsdp2.yaml) or leave them unset"
-        )
+    accelerator.deepspeed_engine_wrapped.backward(loss, sync_gradients=boundary)
+
+
+def average_and_clip(accelerator: Accelerator, module: torch.nn.Module, max_grad_norm: float) -> float:
+    """Ready the gradients of a module that no engine holds, whole in every process (the shared
+    critic's value head under FSDP2 and DeepSpeed), for its optimizer step: averaged over
+    processes, as DDP does, then clipped. Collective. Returns the norm before clipping."""
+    params = list(module.parameters())
+    for p in params:
+        if p.grad is None:  # every process reduces every tensor, in the same order
+            p.grad = torch.zeros_like(p)
+        if accelerator.num_processes > 1:
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= accelerator.num_processes
+    return float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")))
 
 
 @contextlib.contextmanager

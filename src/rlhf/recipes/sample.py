@@ -22,6 +22,7 @@ from rlhf.data.io import write_jsonl_atomic
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
+from rlhf.recipes.loop import gather_in_order, sampling_accelerator
 from rlhf.rollout.generate import Generation, sampling_params
 from rlhf.sections import ModelConfig, SamplingSection
 
@@ -82,23 +83,6 @@ def generate(
     except ValueError as err:  # e.g. a prompt with no tokens
         raise DataError(f"{what}: {err}") from err
     return records, gens, mine
-
-
-def sampling_accelerator(seed: int) -> Accelerator:
-    """accelerate's process and device, for commands that only sample and score."""
-    from rlhf.recipes.loop import make_accelerator
-    from rlhf.sections import TrainConfig
-
-    return make_accelerator(TrainConfig(output_dir="unused", seed=seed))
-
-
-def gather_in_order(accelerator: Accelerator, rows: list[dict]) -> list[dict]:
-    """Every process's rows (each with its record's ``index``), in record order."""
-    if accelerator.num_processes == 1:
-        return rows
-    from accelerate.utils import gather_object
-
-    return sorted(gather_object(rows), key=lambda row: row["index"])
 
 
 def sample(cfg: Config) -> Path:

@@ -19,9 +19,9 @@ from rlhf.data.collators import collate_sft, pack_examples
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.data.tokenize import IGNORE, tokenize_demonstrations
-from rlhf.losses.sft import masked_nll
+from rlhf.eval.nll import text_nll
+from rlhf.losses.logprobs import masked_nll
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
-from rlhf.recipes.engines import even_batches
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,
@@ -36,7 +36,6 @@ from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
 if TYPE_CHECKING:  # hints only
-    from accelerate import Accelerator
     from transformers import PreTrainedTokenizerBase
 
     from rlhf.data.tokenize import TruncationStats
@@ -68,37 +67,6 @@ def load_examples(
     return examples, stats
 
 
-@torch.no_grad()
-def evaluate(
-    model: torch.nn.Module,
-    accelerator: Accelerator,
-    examples: list[dict[str, list[int]]],
-    pad_id: int,
-    batch_size: int,
-) -> dict[str, float]:
-    """Token-mean NLL and perplexity of ``examples``, split across processes; ``model`` is left in
-    the mode (train or eval) it came in."""
-    was_training = model.training
-    model.eval()
-    nll = torch.zeros((), device=accelerator.device)
-    count = torch.zeros((), device=accelerator.device)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    for items, real in even_batches(examples, rank, world, batch_size):
-        batch = {k: v.to(accelerator.device) for k, v in collate_sft(items, pad_id).items()}
-        with accelerator.autocast():
-            logits = model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-            ).logits
-        s, c = masked_nll(logits, batch["labels"])
-        if real:
-            nll += s
-            count += c
-    nll, count = accelerator.reduce(nll, "sum"), accelerator.reduce(count, "sum")
-    model.train(was_training)
-    loss = (nll / count.clamp(min=1)).item()
-    return {"eval_loss": loss, "eval_ppl": float(torch.tensor(loss).exp())}
-
-
 def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> Path:
     """Run SFT; returns the path of ``final/``. ``callbacks`` are called after each step."""
     check_model_path(cfg.model.path)  # fail on a bad path before any work
@@ -126,6 +94,10 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     start, last_ckpt = run.resume(accelerator, cfg.train.resume)
+
+    def held_out() -> dict[str, float]:  # data.eval's NLL, logged as eval_loss and eval_ppl
+        nll = text_nll(model, accelerator, eval_examples, tokenizer.pad_token_id, cfg.train.batch_size)
+        return {"eval_loss": nll["nll"], "eval_ppl": nll["ppl"]}
 
     # 3. train
     bar = progress(plan.total_steps, start, not accelerator.is_local_main_process, "sft")
@@ -172,9 +144,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                 "response_tokens_per_s": tokens_seen / elapsed,
             }
             if cfg.train.eval_every and done % cfg.train.eval_every == 0 and eval_examples:
-                record.update(
-                    evaluate(model, accelerator, eval_examples, tokenizer.pad_token_id, cfg.train.batch_size)
-                )
+                record.update(held_out())
             run.log(record)
         last_ckpt = maybe_checkpoint(run, accelerator, plan, cfg.train, done) or last_ckpt
         for cb in callbacks or []:
@@ -183,7 +153,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
 
     # 4. evaluate and save
     if eval_examples:
-        result = evaluate(model, accelerator, eval_examples, tokenizer.pad_token_id, cfg.train.batch_size)
+        result = held_out()
         say(f"[sft] eval: loss {result['eval_loss']:.4f}, ppl {result['eval_ppl']:.2f}")
         run.log({"step": plan.total_steps, **result})
     save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it

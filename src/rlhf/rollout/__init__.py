@@ -1,1 +1,1 @@
-"""Generation engines and the log-probabilities of what they generated."""
+"""Generation engines, experience batches, advantages, KL control and reward scoring."""

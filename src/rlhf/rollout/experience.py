@@ -210,10 +210,33 @@ class TokenValueModel(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
         """Shape: (B, T) -> (B, T)"""
+        if _is_fsdp(self.model):
+            # a reward model sharded for inference (FSDP2): only its own forward gathers the
+            # parameters outside the blocks (embeddings, final norm, head), so run it whole and
+            # catch the head's output at every position before the pooling
+            caught: list[torch.Tensor] = []
+            hook = self.head.register_forward_hook(lambda _module, _args, out: caught.append(out))
+            try:
+                self.model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    use_cache=False,
+                )
+            finally:
+                hook.remove()
+            return caught[-1].squeeze(-1)
         hidden = self.body(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
         return self.head(hidden).squeeze(-1)
+
+
+def _is_fsdp(model: nn.Module) -> bool:
+    """True when ``model`` is an FSDP2 unit (``fully_shard`` applied to it)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 class ValueHead(nn.Module):

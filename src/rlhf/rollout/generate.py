@@ -10,8 +10,9 @@ against; both implement ``rlhf.rollout.engine.RolloutEngine``.
 Log-probs: ``Generation.logprobs[t]`` is log softmax(logits_t / temperature)[token_t], the sampled
 token under the temperature-scaled distribution *before* top-k / top-p truncation and before the
 ``min_new_tokens`` EOS mask (temperature 1 when decoding greedily). That is what a training forward
-recomputes with ``gather_logprobs(logits, labels, temperature)``, so PPO's ratio starts at 1; the
-truncated distribution would put -inf on tokens the trained policy can still assign mass to.
+recomputes (``rlhf.losses.logprobs.token_logprobs(logits, tokens, temperature)``), so PPO's ratio
+starts at 1; the truncated distribution would put -inf on tokens the trained policy can still
+assign mass to.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from rlhf.data.collators import pad
 from rlhf.data.records import Prompt
 from rlhf.data.tokenize import encode_prompt
+from rlhf.losses.logprobs import softmax_logprobs
 from rlhf.sections import SamplingSection
 
 
@@ -159,8 +161,9 @@ class HFGenerateEngine:
                 output_logits=True,  # raw logits, before temperature and truncation
             )
             new = gen.sequences[:, ids.shape[1] :]  # (B, N)
-            logits = torch.stack(gen.logits, 1).float() / (params.temperature if sample else 1.0)  # (B, N, V)
-            logp = torch.log_softmax(logits, -1).gather(-1, new.unsqueeze(-1)).squeeze(-1)  # (B, N)
+            logits = torch.stack(gen.logits, 1)  # (B, N, V)
+            temperature = params.temperature if sample else 1.0
+            logp = softmax_logprobs(logits, new.unsqueeze(-1), temperature).squeeze(-1)  # (B, N)
             for row, lp, i in zip(new.tolist(), logp.tolist(), chunk):
                 out[i].append(make_generation(tok, prompt_ids[i], row, lp, params))
         model.train(was_training)

@@ -166,13 +166,16 @@ def score_groups(
     """As ``score_sequences``, for rows that come n to a prompt (rows g*n .. g*n+n-1 share one):
     each prompt is read once for its n responses (rollout/groups.py) when the reward model can
     take the 4D mask and that costs fewer FLOPs; otherwise row by row. Up to ``batch_size`` rows
-    (whole groups) a forward.  Shape: (N,)"""
+    (whole groups) a forward, so as many forwards packed or not: under FSDP2/ZeRO-3 each forward
+    is collective, and processes whose rows decide differently must still run as many.
+    Shape: (N,)"""
     base = shared_prompt.base_model(reward_model)
     longest = max((len(p) for p in prompts), default=0) + n * max((len(r) for r in responses), default=0)
     try:
         per_token = TokenValueModel(reward_model)
     except ValueError:  # no body + linear score head to run per position
         per_token = None
+    size = max(n, batch_size // n * n)  # whole groups a forward, packed or not
     if (
         n < 2
         or per_token is None
@@ -180,8 +183,7 @@ def score_groups(
         or not getattr(base.config, "hidden_size", None)
         or not packing_saves(prompts, responses, n, base.config.hidden_size)
     ):
-        return score_sequences(reward_model, prompts, responses, pad_id, batch_size)
-    size = max(n, batch_size // n * n)
+        return score_sequences(reward_model, prompts, responses, pad_id, size)
     was_training = reward_model.training
     reward_model.eval()
     out = []
@@ -189,7 +191,7 @@ def score_groups(
         sl = slice(start, start + size)
         g = pack_groups(prompts[sl], responses[sl], n, pad_id, base.config.pad_token_id)
         if g is None:  # these rows do not share their prompts n by n
-            out.append(score_sequences(reward_model, prompts[sl], responses[sl], pad_id, batch_size))
+            out.append(score_sequences(reward_model, prompts[sl], responses[sl], pad_id, size))
             continue
         g = g.to(base.device)
         values = per_token(g.input_ids, g.attention_mask(reward_model), g.position_ids)  # (G, T)

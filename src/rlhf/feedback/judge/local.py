@@ -23,6 +23,7 @@ from rlhf.data.collators import pad
 from rlhf.data.tokenize import encode_prompt
 from rlhf.feedback.judge.base import Comparison, JudgeError, Judgement, both_orders, judgements
 from rlhf.feedback.judge.template import JudgeTemplate
+from rlhf.losses.logprobs import softmax_logprobs
 
 
 def option_token_ids(tokenizer, continuations: tuple[str, str]) -> tuple[list[int], int, int]:
@@ -98,8 +99,8 @@ class LocalJudge:
             mask = pad([[1] * len(s) for s in seqs], 0).to(model.device)  # (B, T)
             logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
             last = torch.tensor([len(s) - 1 for s in seqs], device=model.device)
-            logp = torch.log_softmax(logits[torch.arange(len(seqs)), last].float(), -1)  # (B, V)
-            out[rows] = logp[:, options].cpu()
+            at_end = logits[torch.arange(len(seqs)), last]  # (B, V)
+            out[rows] = softmax_logprobs(at_end, options.expand(len(seqs), 2)).cpu()  # (B, 2)
         self.stats["forwards"] += len(prompt_ids)
         model.train(was_training)
         return out
