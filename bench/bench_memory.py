@@ -2,7 +2,7 @@
 
 Each case is a real PPO run (2 steps) of a GPT-2 launched with `accelerate launch` and the
 project's configs/accelerate/*.yaml (tests/recipes/cpu_engines.py switches accelerate's CPU state
-into FSDP2 or DeepSpeed). Between the backward and the optimizer step of the last step, every
+into FSDP2 or DeepSpeed ZeRO-2/ZeRO-3). Between the backward and the optimizer step of the last step, every
 process counts what it stores (rlhf.recipes.memory): parameters of every model (policy, critic,
 reference, the rollout engine's copy), gradients and optimizer state of the trained ones.
 
@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 CASES = [  # (engine, algo, processes)
     ("ddp", "ppo", 1),
     ("ddp", "ppo", 2),
+    ("zero2", "ppo", 1),
+    ("zero2", "ppo", 2),
     ("fsdp2", "ppo", 1),
     ("fsdp2", "ppo", 2),
     ("zero3", "ppo", 1),

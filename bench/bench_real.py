@@ -146,10 +146,27 @@ def markdown(payload: dict) -> str:
         )
     m = payload["machine"]
     lines.append("")
-    lines.append(
-        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads)."
-    )
+    dates = sorted(r["date"] for r in payload["rows"])
+    when = dates[0] if dates[0][:16] == dates[-1][:16] else f"{dates[0]} to {dates[-1]}"
+    lines.append(f"Measured {when} on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads).")
     return "\n".join(lines)
+
+
+def merge(paths: list[str], out: str) -> Path:
+    """One results file from several runs' files: their rows in order, each keeping its own date,
+    load and settings; ``runs`` lists each file's machine and wall time."""
+    rows: dict[tuple, dict] = {}
+    runs, first = [], None
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        first = first or payload
+        runs.append({"file": Path(path).name, "machine": payload["machine"], "wall_s": payload["wall_s"]})
+        for r in payload["rows"]:
+            rows[(r["algo"], r["mode"])] = r
+    order = {a: i for i, a in enumerate(ALGOS)}
+    merged = sorted(rows.values(), key=lambda r: (order[r["algo"]], r["mode"] != "lora"))
+    payload = {**first, "machine": runs[-1]["machine"], "runs": runs, "rows": merged}
+    return write_results(out, payload)
 
 
 def main() -> None:
@@ -167,9 +184,19 @@ def main() -> None:
     ap.add_argument(
         "--markdown", metavar="JSON", help="print the docs' table of a saved results file and exit"
     )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="gather the rows of saved results files (runs of some --algos each, e.g. run side by side) "
+        "into --out (default real), a later file's row replacing an earlier one's; then exit",
+    )
     args = ap.parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
+    if args.merge:
+        print(f"wrote {merge(args.merge, args.out or 'real')}")
         return
     threads = set_threads(args.threads)
     info = machine_info()

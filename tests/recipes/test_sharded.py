@@ -3,8 +3,10 @@ own accelerate configs (configs/accelerate/*.yaml) through tests/recipes/cpu_eng
 switches accelerate's CPU state into the engine (accelerate enters neither without a GPU).
 
 One launch per engine runs every case in turn (a launch costs tens of seconds of start-up): sft,
-reward and dpo, each resumed from its step-2 checkpoint; every RL run of ``RL`` (each resumed from
-its step-2 checkpoint); and, under FSDP2 and ZeRO-3, a save that skips the gather. The references:
+reward and dpo, each resumed from its step-2 checkpoint; dpo with a frozen reference model, sft
+with gradient accumulation and sft in bf16; every RL run of ``RL`` (each resumed from its step-2
+checkpoint); under ZeRO-2 LoRA SFT and PPO; under FSDP2 and ZeRO-3 a save that skips the gather.
+Run with -s to see each launch's seconds and each run's. The references:
 for sft/reward/dpo one process with the same global batch (4), in-process (test_distributed.py
 shows DDP on 2 processes ends there too); for the RL runs the same runs on DDP, 2 processes, run
 once in the ZeRO-2 launch and shared by the engines.
@@ -63,6 +65,7 @@ RL = {
 }
 """the RL runs of every engine's launch, compared with the same runs on DDP"""
 LORA = ["model.lora_r=4"]
+BF16 = "train.mixed_precision=bf16"
 STEPS, RESUME_FROM = 3, 2
 """every run trains STEPS steps with a checkpoint at RESUME_FROM; the resumed run does the rest"""
 
@@ -172,6 +175,7 @@ def single(nano_model, data_dir, tmp_path_factory):
     for verb in VERBS:
         assert cli.main(run_args(verb, nano_model, data_dir / DATA[verb], out / verb, 4)) == 0
     assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_lora", 4), *LORA]) == 0
+    assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_bf16", 4), BF16]) == 0
     return out
 
 
@@ -183,6 +187,10 @@ def engine_plan(engine: str, model, data_dir, prompts, rl_files: dict, out) -> l
         resumed(plan, lambda o, v=verb: run_args(v, model, data_dir / DATA[v], o, 2), out, verb)
     # the reference model run on every batch (sharded for inference) instead of precomputed
     plan.append({"args": run_args("dpo", model, data_dir / DATA["dpo"], out / "dpo_frozen", 2, "frozen")})
+    # gradient accumulation: 2 micro-batches of 1 a step (DeepSpeed's own accumulation)
+    sft_accum = [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_accum", 1), "train.grad_accum=2"]
+    plan.append({"args": sft_accum})
+    plan.append({"args": [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_bf16", 2), BF16]})
     for name in RL:
         resumed(plan, lambda o, n=name: rl_args(n, model, prompts, rl_files, o), out, name)
     if engine in SHARDED:
@@ -228,20 +236,41 @@ def sharded(request, nano_model, data_dir, prompts, rl_files, tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("verb", [*VERBS, "dpo_frozen"])
+SAME_AS_SINGLE = {"sft": "sft", "reward": "reward", "dpo": "dpo", "dpo_frozen": "dpo", "sft_accum": "sft"}
+"""each 2-process case and the 1-process run it must end as"""
+
+
+@pytest.mark.parametrize("verb", list(SAME_AS_SINGLE))
 def test_sharded_run_ends_with_the_weights_of_ddp(sharded, single, verb):
     """dpo_frozen: dpo.reference=frozen, the reference model sharded for inference and run on every
-    batch, against the 1-process run with precomputed reference log-probs (the same numbers)."""
+    batch, against the 1-process run with precomputed reference log-probs (the same numbers);
+    sft_accum: batch 1 and train.grad_accum=2 on 2 processes, the same global batch of 4."""
     engine, out, _ = sharded
-    m1, m2 = read_metrics(single / verb.removesuffix("_frozen")), read_metrics(out / verb)
-    assert m2[0]["epoch"] == pytest.approx(m1[0]["epoch"])  # two processes of batch 2: the same global batch
+    m1, m2 = read_metrics(single / SAME_AS_SINGLE[verb]), read_metrics(out / verb)
+    assert m2[0]["epoch"] == pytest.approx(m1[0]["epoch"])  # the same global batch
     for a, b in zip(m1, m2, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (engine, verb, a, b)
     assert_same_weights(
-        load_weights(single / verb.removesuffix("_frozen") / "final"),
+        load_weights(single / SAME_AS_SINGLE[verb] / "final"),
         load_weights(out / verb / "final"),
         atol=1e-4,
     )
+
+
+def test_sharded_bf16_trains_like_one_process(sharded, single):
+    """train.mixed_precision=bf16: autocast under FSDP2 (fp32 weights, written in float32), DeepSpeed's
+    bf16 under ZeRO (bf16 weights with fp32 master copies; the final is its bf16 weights, as
+    DeepSpeed saves them). The losses are one process's to bf16 precision; the final loads."""
+    from transformers import AutoModelForCausalLM
+
+    engine, out, _ = sharded
+    m1, m2 = read_metrics(single / "sft_bf16"), read_metrics(out / "sft_bf16")
+    for a, b in zip(m1, m2, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3), (engine, a, b)
+    dtypes = {t.dtype for t in load_weights(out / "sft_bf16" / "final").values()}
+    assert dtypes == ({torch.bfloat16} if engine.startswith("zero") else {torch.float32}), dtypes
+    _, info = AutoModelForCausalLM.from_pretrained(out / "sft_bf16" / "final", output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"], info
 
 
 @pytest.mark.parametrize("verb", VERBS)

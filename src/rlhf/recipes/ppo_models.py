@@ -21,7 +21,7 @@ from rlhf.models.loading import load_policy, load_scalar_model
 from rlhf.recipes.engines import engine_of
 from rlhf.recipes.loop import check_finite, make_optimizer, make_scheduler, optimizer_step
 from rlhf.recipes.ppo_config import Config
-from rlhf.recipes.rl_sharding import backward, replicated_step, shard_frozen, whole_load
+from rlhf.recipes.rl_sharding import average_and_clip, backward, shard_frozen, whole_load
 from rlhf.rollout.experience import (
     Experience,
     TokenValueModel,
@@ -107,10 +107,11 @@ class RLModels:
             accelerator, self.policy, self.optimizer, self.scheduler, cfg.train, step, loss, last_ckpt
         )
         if self.replicated_head:
-            norm = replicated_step(
-                accelerator, self.critic, self.c_optimizer, self.c_scheduler, cfg.train.max_grad_norm
-            )
-            check_finite(norm, step, "value head gradient norm", last_ckpt)
+            norm = average_and_clip(accelerator, self.critic, cfg.train.max_grad_norm)
+            check_finite(norm, step, "value head gradient norm", last_ckpt)  # before the weights change
+            self.c_optimizer.step()
+            self.c_scheduler.step()
+            self.c_optimizer.zero_grad(set_to_none=True)
         elif self.critic is not None:
             optimizer_step(
                 self.c_accelerator or accelerator,

@@ -37,26 +37,18 @@ def backward(accelerator: Accelerator, loss: torch.Tensor, boundary: bool) -> No
     accelerator.deepspeed_engine_wrapped.backward(loss, sync_gradients=boundary)
 
 
-def replicated_step(
-    accelerator: Accelerator,
-    module: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    max_grad_norm: float,
-) -> float:
-    """One optimizer step of a module that no engine holds, whole in every process (the shared
-    critic's value head under DeepSpeed): its gradients averaged over processes, as DDP does,
-    then clipped and stepped. Returns the gradient norm before clipping."""
-    params = [p for p in module.parameters() if p.grad is not None]
-    if accelerator.num_processes > 1:
-        for p in params:
+def average_and_clip(accelerator: Accelerator, module: torch.nn.Module, max_grad_norm: float) -> float:
+    """Ready the gradients of a module that no engine holds, whole in every process (the shared
+    critic's value head under FSDP2 and DeepSpeed), for its optimizer step: averaged over
+    processes, as DDP does, then clipped. Collective. Returns the norm before clipping."""
+    params = list(module.parameters())
+    for p in params:
+        if p.grad is None:  # every process reduces every tensor, in the same order
+            p.grad = torch.zeros_like(p)
+        if accelerator.num_processes > 1:
             torch.distributed.all_reduce(p.grad)
             p.grad /= accelerator.num_processes
-    norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")))
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return norm
+    return float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")))
 
 
 @contextlib.contextmanager
