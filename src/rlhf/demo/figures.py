@@ -283,8 +283,8 @@ def win_rates(stages: list[dict[str, Any]]) -> bytes:
     lows = [r - s.get("gold_win_interval", [r, r])[0] for r, s in zip(rates, rows)]
     highs = [s.get("gold_win_interval", [r, r])[1] - r for r, s in zip(rates, rows)]
     ax.barh([s["name"] for s in rows], rates, xerr=[lows, highs], color="C2", capsize=3)
-    for i, rate in enumerate(rates):  # a rate of 0 draws no bar: the number says it is there
-        ax.annotate(f"{rate:.2f}", (0.01, i), va="center", fontsize=7, color="black")
+    for i, (rate, high) in enumerate(zip(rates, highs)):  # a rate of 0 draws no bar: the number says so
+        ax.annotate(f"{rate:.2f}", (rate + high + 0.01, i), va="center", fontsize=7, color="black")
     ax.axvline(0.5, color="black", ls="--", lw=1, label="as good as SFT")
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
