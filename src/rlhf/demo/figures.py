@@ -240,7 +240,7 @@ def rm_accuracy(overall: float, by_family: dict[str, float], others: dict[str, f
     """The reward model's held-out pairwise accuracy against gold, per family and overall;
     ``others``: the overall accuracy of other reward models (the RLAIF one), as lines."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(8.5, 3.4))
     names = list(by_family) or ["all prompts"]
     values = [by_family[n] for n in by_family] or [overall]
     ax.bar(names, values, color="C0")
@@ -251,7 +251,7 @@ def rm_accuracy(overall: float, by_family: dict[str, float], others: dict[str, f
     ax.set_ylim(0, 1)
     ax.set_ylabel("pairwise accuracy vs gold")
     ax.set_title("reward model: held-out accuracy per prompt family", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: bars fill the panel
     return _png(fig)
 
 
