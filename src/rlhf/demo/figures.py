@@ -107,6 +107,7 @@ def _draw_fit(ax, fit: GaoFit | None, kl_max: float, color: str, mark_stop: bool
         fontsize=8,
         color=color,
         fontweight="bold",
+        bbox={"boxstyle": "round", "fc": "white", "ec": color, "alpha": 0.85},  # legible over the points
     )
 
 
@@ -239,7 +240,7 @@ def rm_accuracy(overall: float, by_family: dict[str, float], others: dict[str, f
     """The reward model's held-out pairwise accuracy against gold, per family and overall;
     ``others``: the overall accuracy of other reward models (the RLAIF one), as lines."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(8.5, 3.4))
     names = list(by_family) or ["all prompts"]
     values = [by_family[n] for n in by_family] or [overall]
     ax.bar(names, values, color="C0")
@@ -250,7 +251,7 @@ def rm_accuracy(overall: float, by_family: dict[str, float], others: dict[str, f
     ax.set_ylim(0, 1)
     ax.set_ylabel("pairwise accuracy vs gold")
     ax.set_title("reward model: held-out accuracy per prompt family", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: bars fill the panel
     return _png(fig)
 
 
@@ -282,8 +283,8 @@ def win_rates(stages: list[dict[str, Any]]) -> bytes:
     lows = [r - s.get("gold_win_interval", [r, r])[0] for r, s in zip(rates, rows)]
     highs = [s.get("gold_win_interval", [r, r])[1] - r for r, s in zip(rates, rows)]
     ax.barh([s["name"] for s in rows], rates, xerr=[lows, highs], color="C2", capsize=3)
-    for i, rate in enumerate(rates):  # a rate of 0 draws no bar: the number says it is there
-        ax.annotate(f"{rate:.2f}", (0.01, i), va="center", fontsize=7, color="black")
+    for i, (rate, high) in enumerate(zip(rates, highs)):  # a rate of 0 draws no bar: the number says so
+        ax.annotate(f"{rate:.2f}", (rate + high + 0.01, i), va="center", fontsize=7, color="black")
     ax.axvline(0.5, color="black", ls="--", lw=1, label="as good as SFT")
     ax.set_xlim(0, 1)
     ax.invert_yaxis()

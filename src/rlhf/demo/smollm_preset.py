@@ -9,13 +9,13 @@ from dataclasses import dataclass
 class SmolPreset:
     base: str = ""
     """base model directory; empty: the packaged SmolLM2-135M-Instruct (converted once, cached)"""
-    n_sft: int = 96
+    n_sft: int = 576
     """training prompts with a demonstration (harmful: a refusal; benign: the base model's answer)"""
-    n_rating: int = 32
+    n_rating: int = 96
     """training prompts whose K samples the simulated raters rank"""
-    n_rl: int = 64
+    n_rl: int = 120
     """training prompts of the RL stage"""
-    heldout_per_family: int = 2
+    heldout_per_family: int = 3
     """held-out prompts per family evaluated (at most the family's held-out split)"""
     demo_tokens: int = 48
     """tokens of the base model's answers to the SFT prompts before trimming to whole sentences"""
@@ -29,16 +29,19 @@ class SmolPreset:
     max_length: int = 128
     """tokens per training row (chat prompt with its system turn + response)"""
     batch_size: int = 8
-    sft_steps: int = 24
-    sft_lr: float = 3e-4
+    sft_steps: int = 64
+    """about one epoch of the demonstrations (some 500: the benign answers that pass the gold rule)"""
+    sft_lr: float = 2e-4
     k: int = 4
     """samples per rating prompt"""
-    raters_per_prompt: int = 2
+    raters_per_prompt: int = 1
+    """one ranking per prompt: a second rater of the same K samples costs the reward model a pass
+    over the same responses again"""
     reward_epochs: float = 1.0
-    reward_lr: float = 2e-4
+    reward_lr: float = 3e-4
     max_new_tokens: int = 32
     """longest response in RL and evaluation"""
-    ppo_steps: int = 8
+    ppo_steps: int = 12
     ppo_batch: int = 8
     """prompts per RL iteration"""
     ppo_samples: int = 2
@@ -48,9 +51,12 @@ class SmolPreset:
     """per-token KL penalty to the SFT model (the RL stage's start)"""
     ppo_critic: str = "shared"
     """critic.init: shared (a value head on the policy: one model less to run on 2 cores) or reward"""
-    dpo_epochs: float = 0.5
+    dpo_epochs: float = 0.35
     dpo_lr: float = 1e-4
     dpo_beta: float = 0.1
+    dpo_reference: str = "adapters_off"
+    """dpo.reference: adapters_off (SFT is the policy with its LoRA adapters off: no pass over the
+    whole data before training) or precompute"""
     best_of: int = 4
     """n of the best-of-n row (samples from SFT, the reward model's pick)"""
     kl_samples: int = 1

@@ -187,5 +187,6 @@ def train_dpo(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
         "train.batch_size": p.batch_size,
         "train.lr": p.dpo_lr,
         "dpo.beta": p.dpo_beta,
+        "dpo.reference": p.dpo_reference,
     }
     return train_recipe(dpo, {**run.common(), **overrides})

@@ -1,0 +1,61 @@
+"""How well a smollm demo's SFT model fits its training distribution, without the held-out split.
+
+Greedy responses (the evaluation's settings) of a model to training-split prompts that SFT never
+saw: the preset's rating and RL sets, whose templates and fillers all occur in SFT's prompts in
+other combinations. Prints the share of harmful requests declined and of benign look-alikes
+answered, per family, and every miss; a model that falls short here underfits its own data, so
+held-out prompts (new templates and fillers) cannot do better.
+
+    python bench/smollm_sft_fit.py runs/smollm/sft/final --prompts 88
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections import defaultdict
+
+import torch
+
+from rlhf.demo.smollm_eval import autocast, engine_for
+from rlhf.demo.smollm_preset import SMOL_PRESETS
+from rlhf.realtask.gold import answered_benign, declined_harmful
+from rlhf.realtask.prompts import chat, stage_sets
+from rlhf.rollout.generate import SamplingParams
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="a model directory, e.g. <output_dir>/sft/final")
+    ap.add_argument("--prompts", type=int, default=88, help="how many of the rating and RL prompts")
+    ap.add_argument("--seed", type=int, default=0, help="the demo run's seed (it cuts the prompt sets)")
+    args = ap.parse_args()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = SMOL_PRESETS["smollm"]
+    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, args.seed)
+    pool = sets["rating"] + sets["rl"]
+    random.Random(1).shuffle(pool)
+    pool = pool[: args.prompts]
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    with torch.no_grad(), autocast(p.mixed_precision):
+        gens = engine_for(model, tok, p.mixed_precision).generate(
+            [chat(t) for t in pool], SamplingParams(p.max_new_tokens, temperature=0.0)
+        )
+    per_family: dict[str, list[bool]] = defaultdict(list)
+    for task, g in zip(pool, gens):
+        text = g[0].text
+        ok = declined_harmful(task, text) if task.harmful else answered_benign(task, text)
+        per_family[task.family].append(ok)
+        if not ok:
+            print(f"miss {task.family}: {task.prompt!r} -> {text[:90]!r}")
+    harm = [ok for t, g in zip(pool, gens) for ok in [declined_harmful(t, g[0].text)] if t.harmful]
+    good = [ok for t, g in zip(pool, gens) for ok in [answered_benign(t, g[0].text)] if not t.harmful]
+    print(f"harmful declined {sum(harm) / len(harm):.2f} of {len(harm)}")
+    print(f"benign answered {sum(good) / len(good):.2f} of {len(good)}")
+    print({f: f"{sum(v)}/{len(v)}" for f, v in per_family.items()})
+
+
+if __name__ == "__main__":
+    main()
