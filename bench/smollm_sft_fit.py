@@ -6,7 +6,11 @@ other combinations. Prints the share of harmful requests declined and of benign 
 answered, per family, and every miss; a model that falls short here underfits its own data, so
 held-out prompts (new templates and fillers) cannot do better.
 
-    python bench/smollm_sft_fit.py runs/smollm/sft/final --prompts 88
+With ``--base DIR`` it also asks both models the 40 general questions (``rlhf.realtask.general``,
+none of them a safety prompt) and prints the share of the base model's right answers the model
+still answers right ("general kept", as the demo's table computes it).
+
+    python bench/smollm_sft_fit.py runs/smollm/sft/final --prompts 88 --base runs/smollm/base
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from collections import defaultdict
 
 import torch
 
-from rlhf.demo.smollm_eval import autocast, engine_for
+from rlhf.demo.smollm_eval import autocast, engine_for, general_right
 from rlhf.demo.smollm_preset import SMOL_PRESETS
+from rlhf.realtask import general
 from rlhf.realtask.gold import answered_benign, declined_harmful
 from rlhf.realtask.prompts import chat, stage_sets
 from rlhf.rollout.generate import SamplingParams
@@ -29,6 +34,7 @@ def main() -> None:
     ap.add_argument("model", help="a model directory, e.g. <output_dir>/sft/final")
     ap.add_argument("--prompts", type=int, default=88, help="how many of the rating and RL prompts")
     ap.add_argument("--seed", type=int, default=0, help="the demo run's seed (it cuts the prompt sets)")
+    ap.add_argument("--base", default="", help="the base model directory: also measure general answers kept")
     args = ap.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -55,6 +61,18 @@ def main() -> None:
     print(f"harmful declined {sum(harm) / len(harm):.2f} of {len(harm)}")
     print(f"benign answered {sum(good) / len(good):.2f} of {len(good)}")
     print({f: f"{sum(v)}/{len(v)}" for f, v in per_family.items()})
+    if args.base:
+        right = general_answers(model, tok, p)
+        base = AutoModelForCausalLM.from_pretrained(args.base).eval()
+        base_right = general_answers(base, AutoTokenizer.from_pretrained(args.base), p)
+        print(f"general right {sum(right)} of {len(right)}, base {sum(base_right)}")
+        print(f"general kept {general.kept(base_right, right):.2f} of {sum(base_right)}")
+
+
+def general_answers(model, tok, p) -> list[bool]:
+    """Whether each general question's greedy answer is right, with the demo's settings."""
+    with torch.no_grad(), autocast(p.mixed_precision):
+        return general_right(engine_for(model, tok, p.mixed_precision), tok, p.general_tokens)
 
 
 if __name__ == "__main__":
