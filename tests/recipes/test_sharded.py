@@ -331,6 +331,15 @@ COMPARED = (
 EVALUATED = ("eval_score_raw", "eval_kl", "eval_length")
 
 
+def same_figure(key: str, expected: float, got: float) -> bool:
+    """One logged figure of a run on DDP and of the same run on another engine, equal to float
+    tolerance (rel. 1e-4). Explained variance is 1 - var(returns - values) / var(returns): near 0
+    it is a difference of two numbers near 1, so its ratio is what is compared to rel. 1e-4."""
+    if key == "explained_variance":
+        return 1 - got == pytest.approx(1 - expected, rel=1e-4)
+    return got == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
 @pytest.mark.parametrize("rl", list(RL))
 def test_sharded_rl_run_ends_with_the_weights_of_ddp(sharded, ddp, rl):
     """The same 2-process run on DDP: the same rollouts (each process samples with its own seed),
@@ -345,7 +354,7 @@ def test_sharded_rl_run_ends_with_the_weights_of_ddp(sharded, ddp, rl):
         assert a.keys() == b.keys()
         for key in (*COMPARED, *EVALUATED):
             if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (engine, rl, key, a, b)
+                assert same_figure(key, a[key], b[key]), (engine, rl, key, a, b)
     assert_same_weights(load_weights(ddp / rl / "final"), load_weights(out / rl / "final"), atol=1e-4)
 
 
@@ -411,7 +420,7 @@ def test_zero2_trains_lora_like_one_process_and_ddp(zero2_launch, single, ddp):
     for a, b in zip(read_metrics(ddp / "ppo_lora"), read_metrics(out / "ppo_lora"), strict=True):
         for key in COMPARED:
             if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (key, a, b)
+                assert same_figure(key, a[key], b[key]), (key, a, b)
     final = load_weights(out / "ppo_lora" / "final")
     assert_same_weights(load_weights(ddp / "ppo_lora" / "final"), final, atol=1e-4)
     assert_same_weights(final, load_weights(out / "ppo_lora_resumed" / "final"), atol=1e-6)
