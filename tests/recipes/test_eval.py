@@ -66,13 +66,13 @@ def test_a_policy_against_itself_ties_everywhere_at_zero_kl(nano_model, eval_pro
     assert (tmp_path / "eval" / "config.yaml").is_file()
 
 
-def test_every_forward_passes_the_attention_mask(
+def test_figures_agree_with_the_samples_and_independent_computations(
     nano_model, sft_model, eval_prompts, reward_model, data_dir, tmp_path, transformers_warnings
 ):
-    """Greedy and sampled generation, KL, the reward model and text NLL, with no padded batch
-    read unmasked (transformers warns of one: "We strongly recommend passing in an attention_mask")."""
+    """Also: greedy and sampled generation, KL, the reward model and text NLL read no padded batch
+    unmasked (transformers warns of one: "We strongly recommend passing in an attention_mask")."""
     with transformers_warnings() as messages:
-        run(
+        report = run(
             tmp_path,
             f"model.path={sft_model}",
             f"eval.prompts={eval_prompts}",
@@ -82,20 +82,6 @@ def test_every_forward_passes_the_attention_mask(
             f"eval.text={data_dir / 'demos_eval.jsonl'}",
         )
     assert not [m for m in messages if "attention_mask" in m], messages
-
-
-def test_figures_agree_with_the_samples_and_independent_computations(
-    nano_model, sft_model, eval_prompts, reward_model, data_dir, tmp_path
-):
-    report = run(
-        tmp_path,
-        f"model.path={sft_model}",
-        f"eval.prompts={eval_prompts}",
-        f"eval.baseline={nano_model}",
-        f"eval.reward_model={reward_model}",
-        f"eval.gold={FN}",
-        f"eval.text={data_dir / 'demos_eval.jsonl'}",
-    )
     rows = samples(tmp_path)
     assert report["prompts"] == len(rows) == 16
     for name in ("policy", "baseline"):
