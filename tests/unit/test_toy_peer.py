@@ -7,7 +7,6 @@ sees, the fields and ratios it returns, and its failures.
 
 from __future__ import annotations
 
-import json
 import stat
 import sys
 from pathlib import Path
