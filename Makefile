@@ -59,8 +59,9 @@ bench: install model bench-peers
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_label.py
 
-# The peers the real-model benchmark compares with, each in its own venv so that the project's pins
-# stay untouched: TRL 1.16 (DPO, GRPO) and TRL 1.12, the last release with PPOTrainer. Torch first,
+# The peers the benchmarks compare with in the same run (the real-model one and the toy-model ones), each
+# in its own venv so that the project's pins stay untouched: TRL 1.16 (SFT, reward models, DPO, GRPO)
+# and TRL 1.12, the last release with PPOTrainer. Torch first,
 # pinned, so that no CUDA build is pulled in.
 PEER_VENVS := .venv-trl116 .venv-trl112
 .venv-trl116/.installed:

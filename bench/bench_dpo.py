@@ -19,8 +19,14 @@ counts that, for comparison with such a trainer.
 Rows: --sizes x --precisions x --attn (model.attn_implementation; on CPU in bf16 eager beats
 sdpa for these small heads) x --layouts (shared: dpo.share_prompt=true, the default; two_rows).
 
+The peer, TRL 1.16's DPOTrainer (sigmoid loss, reference log-probs precomputed, one row for the
+chosen and one for the rejected response), runs once a size, precision and attention kernel on
+the same checkpoint, pairs and batch in its own venv and process (bench/toy_peer.py; `make
+bench-peers`); each row saves the ratio ``vs_peer`` (wall clock) and ``vs_peer_cpu`` (CPU seconds
+a step). ``--no-peer`` skips it.
+
     .venv/bin/python bench/bench_dpo.py [--quick] [--wait-quiet 180] [--attn auto eager] \
-        [--layouts shared two_rows]
+        [--layouts shared two_rows] [--threads 1] [--no-peer]
 """
 
 from __future__ import annotations
@@ -51,15 +57,10 @@ from common import (
     write_jsonl,
     write_results,
 )
+from toy_peer import SETUP, add_peer_args, compare, run_peer
 
 BATCH = 8
-# pairs/s of a widely used peer library on this machine, batch 8 pairs (bf16 figure: 10m only)
-PEER = {
-    ("1m", "fp32"): 37.0,
-    ("10m", "fp32"): 10.6,
-    ("10m", "bf16-autocast"): 20.0,
-    ("10m", "bf16-weights"): 20.0,
-}
+# ours at least this many times the peer's pairs/s
 TARGET = {("1m", "fp32"): 2.0, ("10m", "bf16-autocast"): 1.5, ("10m", "bf16-weights"): 1.5}
 # precision -> (model.dtype, train.mixed_precision, matmul dtype of the ceiling)
 PRECISIONS = {
@@ -145,6 +146,7 @@ def bench_row(
         "step_ms_max": 1e3 * max(times),
         "pairs_per_s": pairs_per_s,
         "pairs_per_s_mean": timer.steps * BATCH / timer.seconds,
+        "cpu_s": statistics.median(timer.cpu_step_times()),
         "reference_s": reference_s,
         "reference_pairs": records,
         "pairs_per_s_with_reference": 1 / (1 / pairs_per_s + reference_s / records),
@@ -175,11 +177,12 @@ def main() -> None:
         choices=["shared", "two_rows"],
         help="dpo.share_prompt=true (one row per pair) or false (a row for chosen, one for rejected)",
     )
+    add_peer_args(ap)
     args = ap.parse_args()
 
     info, rates = start(args)
 
-    rows = []
+    rows, peers = [], {}
     warmup, steps = QUICK_STEPS if args.quick else (None, None)
     grid = itertools.product(args.sizes, args.precisions, args.attn, args.layouts)
     with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:
@@ -194,9 +197,14 @@ def main() -> None:
             row["effective_flops_per_s"] = row["flops_per_pair_unshared"] * row["pairs_per_s"]
             row["matmul_flops_per_s"] = ceiling
             row["mfu"] = row["flops_per_s"] / ceiling
-            if (size, precision) in PEER:
-                row["peer_pairs_per_s"] = PEER[size, precision]
-                row["vs_peer"] = row["pairs_per_s"] / PEER[size, precision]
+            if not args.no_peer:
+                if (size, precision, attn) not in peers:  # the peer has one layout: once for both of ours
+                    pairs = {"pairs": str(Path(tmp) / f"pairs-{BATCH * (w + n)}.jsonl")}  # our row's records
+                    peers[size, precision, attn] = run_peer(
+                        "dpo", precision, checkpoint(size)[0], pairs, Path(tmp), BATCH, w, n,
+                        info["torch_threads"], attn=attn,
+                    )  # fmt: skip
+                compare(row, peers[size, precision, attn], "pairs_per_s")
             if (size, precision) in TARGET:
                 row["target_vs_peer"] = TARGET[size, precision]
             row["date"] = machine_info()["date"]
@@ -206,6 +214,7 @@ def main() -> None:
                 f"  {size} {precision} attn={attn} {layout}: {row['pairs_per_s']:.1f} pairs/s "
                 f"({row['pairs_per_s_with_reference']:.1f} with the reference pass), "
                 f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s ({row['mfu']:.0%} of matmul)"
+                + (f"; TRL {row['peer_per_s']:.1f}: {row['vs_peer']:.2f}x" if "vs_peer" in row else "")
                 + (f"; BUSY MACHINE: others used {row['other_load']:.1f} cores" if busy else "")
             )
 
@@ -224,10 +233,14 @@ def main() -> None:
                 "pairs_per_s_with_reference",
                 "GFLOP/s",
                 "of matmul",
-                "peer_pairs_per_s",
+                "cpu_s",
+                "peer_per_s",
                 "vs_peer",
                 "target_vs_peer",
+                "peer_cpu_s",
+                "vs_peer_cpu",
                 "other_load",
+                "peer_load",
             ],
         )
     )
@@ -256,7 +269,7 @@ def main() -> None:
                     "charged to each pair"
                 ),
                 "other_load": "mean cores used by other processes during the timed steps",
-                "peer": "pairs/s of a widely used peer library on this machine, batch 8 pairs",
+                **SETUP,
             },
             "rows": rows,
         },

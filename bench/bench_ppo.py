@@ -17,7 +17,15 @@ FLOPs per update (6ND for training, 2ND for a forward, D = 64 tokens a rollout):
     there. Rows with reference=False (``--reference off``: algo.reference=false, kl_coef=0) have no
     reference pass.
 
-    .venv/bin/python bench/bench_ppo.py [--quick] [--repeats 2]
+The peer runs once an algorithm, precision, attention kernel and reference setting, on the same
+checkpoints, prompts, batch and lengths, in its own venv and process (bench/toy_peer.py; `make
+bench-peers`): TRL 1.12's PPOTrainer (one epoch of one minibatch, a value model from the reward
+model, no stop token) beside our PPO rows with critic.init=reward, TRL 1.16's GRPOTrainer (4
+prompts x 4 completions, min_new_tokens = max, beta = our algo.kl_coef with the reference, 0
+without) beside our GRPO rows. Each of those rows saves ``vs_peer`` (wall clock) and
+``vs_peer_cpu`` (CPU seconds a step); ``--no-peer`` skips the peer.
+
+    .venv/bin/python bench/bench_ppo.py [--quick] [--repeats 2] [--threads 1] [--no-peer]
 
 This host's speed drifts by up to 20-30% over minutes; ``--repeats`` passes over all rows in turn
 and keeps each row's fastest pass, so a slow spell does not land on one side of a comparison.
@@ -48,16 +56,37 @@ from common import (
     write_jsonl,
     write_results,
 )
+from toy_peer import SETUP, add_peer_args, compare, run_peer
 
 RESPONSE = 32
-# rollouts/s (ppo) and completions/s (grpo) of a widely used peer library on this machine
-PEER = {("ppo", "fp32"): 6.6, ("grpo", "fp32"): 14.6, ("grpo", "bf16"): 21.6}
-TARGET = {("ppo", "bf16"): 20.0, ("grpo", "fp32"): 2 * 14.6, ("grpo", "bf16"): 2 * 21.6}
+# rollouts/s ours should reach
+TARGET = {("ppo", "bf16"): 20.0}
 # precision -> (train.mixed_precision, rollout.dtype, matmul dtype of the ceiling)
 PRECISIONS = {"fp32": ("no", "auto", "fp32"), "bf16": ("bf16", "bfloat16", "bf16")}
 SHAPES = {"ppo": (16, 1), "grpo": (4, 4)}  # prompts x samples per update
 STEPS = (3, 10)
 QUICK_STEPS = (1, 3)
+
+
+def prompts_file(path: Path, n: int) -> Path:
+    """``n`` prompt records of PROMPT_TOKENS one-token words (seeded: the same for both sides)."""
+    _, vocab = checkpoint("10m")
+    rng = random.Random(0)
+    return write_jsonl(path, [{"prompt": sentence(vocab, PROMPT_TOKENS, rng)} for _ in range(n)])
+
+
+def peer_row(algo: str, precision: str, attn: str, reference: bool, warmup: int, steps: int, work: Path,
+             threads: int, verbose: bool) -> dict:  # fmt: skip
+    """TRL's row beside ours: PPOTrainer (TRL 1.12) or GRPOTrainer (TRL 1.16), bench/toy_peer.py."""
+    from rlhf.recipes.ppo import Config
+
+    prompts, samples = SHAPES[algo]
+    data = prompts_file(work / f"peer-prompts-{algo}.jsonl", prompts * (warmup + steps + 1))
+    beta = Config().algo.kl_coef if algo == "grpo" and reference else 0.0  # TRL's PPO: its own kl_coef
+    return run_peer(
+        algo, precision, checkpoint("10m")[0], {"prompts": str(data)}, work, prompts, warmup, steps, threads,
+        samples=samples, attn=attn, reward_model=reward_checkpoint("10m"), beta=beta, verbose=verbose,
+    )  # fmt: skip
 
 
 def bench_row(
@@ -76,16 +105,9 @@ def bench_row(
     from rlhf.config import load_config
     from rlhf.recipes.ppo import Config, train
 
-    model, vocab = checkpoint("10m")
+    model, _ = checkpoint("10m")
     prompts_per_step, samples = SHAPES[algo]
-    rng = random.Random(0)
-    data = write_jsonl(
-        work / "prompts.jsonl",
-        [
-            {"prompt": sentence(vocab, PROMPT_TOKENS, rng)}
-            for _ in range(prompts_per_step * (warmup + steps + 1))
-        ],
-    )
+    data = prompts_file(work / "prompts.jsonl", prompts_per_step * (warmup + steps + 1))
     mixed, rollout_dtype, _ = PRECISIONS[precision]
     cfg = load_config(
         Config,
@@ -134,6 +156,7 @@ def bench_row(
         "steps": timer.steps,
         "step_s": step,
         "rollouts_per_s": rollouts / step,
+        "cpu_s": statistics.median(timer.cpu_step_times()),
         **{k.replace("time_", "") + "_s": v for k, v in split.items()},
         "generate_share": split["time_generate"] / step,
         "other_load": timer.other_load,
@@ -195,6 +218,7 @@ def main() -> None:
     ap.add_argument(
         "--repeats", type=int, default=1, help="passes over all rows; each row keeps its fastest pass"
     )
+    add_peer_args(ap)
     args = ap.parse_args()
 
     info, rates = start(args)
@@ -223,16 +247,19 @@ def main() -> None:
                 print(
                     f"  pass {rep + 1}: {' '.join(map(str, config))}: {row['rollouts_per_s']:.1f} rollouts/s"
                 )
-    rows = []
+    rows, peers = [], {}
     for (algo, precision, engine, attn, share, ref, critic), row in best.items():
         flops = flops_per_update(algo, row["rollouts_per_update"], share, ref, critic)
         row["passes"] = args.repeats
         row["gflop_per_update"] = flops / 1e9
         row["flops_per_s"] = flops / row["step_s"]
         row["of_matmul"] = row["flops_per_s"] / peak(rates, PRECISIONS[precision][2])
-        if (algo, precision) in PEER and critic == "reward":  # the peer trains a separate value model
-            row["peer"] = PEER[(algo, precision)]
-            row["vs_peer"] = row["rollouts_per_s"] / row["peer"]
+        if not args.no_peer and critic == "reward":  # the peer trains a separate value model
+            key = (algo, precision, attn, ref)
+            if key not in peers:
+                with tempfile.TemporaryDirectory(prefix="bench-ppo-peer-") as tmp:
+                    peers[key] = peer_row(*key, warmup, steps, Path(tmp), info["torch_threads"], args.verbose)
+            compare(row, peers[key], "rollouts_per_s")
         if (algo, precision) in TARGET:
             row["target"] = TARGET[(algo, precision)]
         rows.append(row)
@@ -242,6 +269,7 @@ def main() -> None:
             + ": "
             f"{row['rollouts_per_s']:.1f} rollouts/s "
             f"(generate {row['generate_share']:.0%} of the step), {row['of_matmul']:.0%} of matmul"
+            + (f"; TRL {row['peer_per_s']:.1f}: {row['vs_peer']:.2f}x" if "vs_peer" in row else "")
             + (
                 f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
                 if row["other_load"] > BUSY
@@ -267,10 +295,14 @@ def main() -> None:
                 "train_s",
                 "gflop_per_update",
                 "of_matmul",
-                "peer",
+                "cpu_s",
+                "peer_per_s",
                 "vs_peer",
+                "peer_cpu_s",
+                "vs_peer_cpu",
                 "target",
                 "other_load",
+                "peer_load",
             ],
         )
     )
@@ -290,6 +322,7 @@ def main() -> None:
                 "prompt_tokens": PROMPT_TOKENS,
                 "response_tokens": RESPONSE,
                 "flops": "see the module docstring",
+                **SETUP,
             },
             "rows": rows,
         },

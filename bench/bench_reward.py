@@ -10,7 +10,12 @@ logging are in the time; loading, tokenizing, the reward statistics and the fina
 Achieved FLOP/s = 6 x parameters x tokens / s over every scored sequence, counting the parameters
 that do matmul work (no LM head, no embedding lookups: common.flop_params).
 
-    .venv/bin/python bench/bench_reward.py [--quick]
+Each K=2 row also runs the peer, TRL 1.16's RewardTrainer, on the same transformer (with a seeded
+score head), pairs, batch and precision in its own venv and process (bench/toy_peer.py; `make
+bench-peers`), and saves the ratio ``vs_peer`` (wall clock) and ``vs_peer_cpu`` (CPU seconds a
+step); ``--no-peer`` skips it. TRL's trainer takes pairs only, so the K=4 rows have no peer.
+
+    .venv/bin/python bench/bench_reward.py [--quick] [--threads 1] [--no-peer]
 """
 
 from __future__ import annotations
@@ -34,16 +39,16 @@ from common import (
     n_params,
     peak,
     rankings,
+    reward_checkpoint,
     run_timed,
     start,
     table,
     write_jsonl,
     write_results,
 )
+from toy_peer import SETUP, add_peer_args, compare, run_peer
 
 BATCH = 16
-# pairs/s of a widely used peer library on this machine: fp32, batch 16 pairs
-PEER = {"1m": 292.0, "10m": 17.7}
 # precision -> (model.dtype, train.mixed_precision, matmul dtype of the ceiling)
 PRECISIONS = {
     "fp32": ("float32", "no", "fp32"),
@@ -97,6 +102,7 @@ def bench_row(size: str, precision: str, k: int, warmup: int, steps: int, work: 
         "records_per_s": records_per_s,
         "pairs_per_s": records_per_s * comb(k, 2),
         "pairs_per_s_mean": timer.steps * BATCH * comb(k, 2) / timer.seconds,
+        "cpu_s": statistics.median(timer.cpu_step_times()),
         "sequences_per_s": records_per_s * k,
         "tokens_per_s": records_per_s * k * (PROMPT_TOKENS + RESPONSE_TOKENS),
         "other_load": timer.other_load,
@@ -113,6 +119,7 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", default=["1m", "10m"], choices=["1m", "10m"])
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
     ap.add_argument("--ks", nargs="+", type=int, default=[2, 4], help="which K rows to run")
+    add_peer_args(ap)
     args = ap.parse_args()
 
     info, rates = start(args)
@@ -132,14 +139,20 @@ def main() -> None:
             row["flops_per_s"] = 6 * row["flop_params"] * row["tokens_per_s"]
             row["matmul_flops_per_s"] = ceiling
             row["mfu"] = row["flops_per_s"] / ceiling
-            if precision == "fp32" and k == 2:
-                row["peer_pairs_per_s"] = PEER[size]
-                row["vs_peer"] = row["pairs_per_s"] / PEER[size]
+            if k == 2 and not args.no_peer:
+                pairs = {"pairs": str(Path(tmp) / "prefs-k2.jsonl")}  # the records our row trained on
+                model, rm = checkpoint(size)[0], reward_checkpoint(size)
+                peer = run_peer(
+                    "reward", precision, model, pairs, Path(tmp), BATCH, warmup, steps,
+                    info["torch_threads"], reward_model=rm,
+                )  # fmt: skip
+                compare(row, peer, "pairs_per_s")
             row["date"] = machine_info()["date"]
             rows.append(row)
             print(
                 f"  {size} {precision} K={k}: {row['pairs_per_s']:.1f} pairs/s, "
                 f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s ({row['mfu']:.0%} of matmul)"
+                + (f"; TRL {row['peer_per_s']:.1f}: {row['vs_peer']:.2f}x" if "vs_peer" in row else "")
                 + (
                     f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
                     if row["other_load"] > BUSY
@@ -162,9 +175,13 @@ def main() -> None:
                 "tokens_per_s",
                 "GFLOP/s",
                 "of matmul",
-                "peer_pairs_per_s",
+                "cpu_s",
+                "peer_per_s",
                 "vs_peer",
+                "peer_cpu_s",
+                "vs_peer_cpu",
                 "other_load",
+                "peer_load",
             ],
         )
     )
@@ -186,7 +203,7 @@ def main() -> None:
                 ),
                 "records_per_s": "batch / median step time; pairs_per_s_mean: over the total time",
                 "other_load": "mean cores used by other processes during the timed steps",
-                "peer": "pairs/s of a widely used peer library on this machine, fp32, batch 16 pairs",
+                **SETUP,
             },
             "rows": rows,
         },

@@ -9,7 +9,11 @@ Achieved FLOP/s = 6 x parameters x tokens / s (every position of the sequence go
 model, prompt included; parameters that do matmul work: common.flop_params), shown against the
 measured matmul rate of the same dtype.
 
-    .venv/bin/python bench/bench_sft.py [--quick]
+Each row also runs the peer, TRL 1.16's SFTTrainer, on the same checkpoint, demonstrations, batch
+and precision in its own venv and process (bench/toy_peer.py; `make bench-peers`), and saves the
+ratio ``vs_peer`` (wall clock) and ``vs_peer_cpu`` (CPU seconds a step); ``--no-peer`` skips it.
+
+    .venv/bin/python bench/bench_sft.py [--quick] [--threads 1] [--no-peer]
 """
 
 from __future__ import annotations
@@ -38,10 +42,9 @@ from common import (
     write_jsonl,
     write_results,
 )
+from toy_peer import SETUP, add_peer_args, compare, run_peer
 
 BATCH = 16
-# samples/s of a widely used peer library on this machine: fp32, batch 16
-PEER = {"1m": 92.0, "10m": 27.6}
 # precision -> (model.dtype, train.mixed_precision, matmul dtype of the ceiling)
 PRECISIONS = {
     "fp32": ("float32", "no", "fp32"),
@@ -82,6 +85,7 @@ def bench_row(size: str, precision: str, warmup: int, steps: int, work: Path, ve
         "step_ms_max": 1e3 * max(times),
         "samples_per_s": samples_per_s,
         "samples_per_s_mean": timer.steps * BATCH / timer.seconds,
+        "cpu_s": statistics.median(timer.cpu_step_times()),
         "tokens_per_s": samples_per_s * (PROMPT_TOKENS + RESPONSE_TOKENS),
         "response_tokens_per_s": samples_per_s * RESPONSE_TOKENS,
         "other_load": timer.other_load,
@@ -97,6 +101,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per row")
     ap.add_argument("--sizes", nargs="+", default=["1m", "10m"], choices=["1m", "10m"])
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    add_peer_args(ap)
     args = ap.parse_args()
     warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
     steps = args.steps if args.steps is not None else (5 if args.quick else 30)
@@ -114,14 +119,19 @@ def main() -> None:
                 row["flops_per_s"] = 6 * row["flop_params"] * row["tokens_per_s"]
                 row["matmul_flops_per_s"] = ceiling
                 row["mfu"] = row["flops_per_s"] / ceiling
-                if precision == "fp32":
-                    row["peer_samples_per_s"] = PEER[size]
-                    row["vs_peer"] = row["samples_per_s"] / PEER[size]
+                if not args.no_peer:
+                    model, _ = checkpoint(size)
+                    demos = {"demos": str(Path(tmp) / "demos.jsonl")}  # the records our row trained on
+                    peer = run_peer(
+                        "sft", precision, model, demos, Path(tmp), BATCH, warmup, steps, info["torch_threads"]
+                    )
+                    compare(row, peer, "samples_per_s")
                 row["date"] = machine_info()["date"]
                 rows.append(row)
                 print(
                     f"  {size} {precision}: {row['samples_per_s']:.1f} samples/s, "
                     f"{row['flops_per_s'] / 1e9:.1f} GFLOP/s ({row['mfu']:.0%} of matmul)"
+                    + (f"; TRL {row['peer_per_s']:.1f}: {row['vs_peer']:.2f}x" if "vs_peer" in row else "")
                     + (
                         f"; BUSY MACHINE: others used {row['other_load']:.1f} cores"
                         if row["other_load"] > BUSY
@@ -142,9 +152,13 @@ def main() -> None:
                 "tokens_per_s",
                 "GFLOP/s",
                 "of matmul",
-                "peer_samples_per_s",
+                "cpu_s",
+                "peer_per_s",
                 "vs_peer",
+                "peer_cpu_s",
+                "vs_peer_cpu",
                 "other_load",
+                "peer_load",
             ],
         )
     )
@@ -166,7 +180,7 @@ def main() -> None:
                 ),
                 "samples_per_s": "batch / median step time; samples_per_s_mean: timed steps / total time",
                 "other_load": "mean cores used by other processes during the timed steps",
-                "peer": "samples/s of a widely used peer library on this machine, fp32, batch 16",
+                **SETUP,
             },
             "rows": rows,
         },

@@ -9,6 +9,11 @@ GRPO: ``beta=0`` (TRL's default: no reference model), one iteration a generation
 completions (``min_new_tokens``). PPO: one PPO epoch of one minibatch, no stop token so every
 response has ``response_length`` tokens, a separate value model started from the reward model.
 Each optimizer step is timed through a TrainerCallback's ``on_step_end``.
+
+A row may name other precisions (``dtype`` of the weights, ``bf16`` autocast; default bf16 weights
+with ``bf16=True``), GRPO's ``beta`` and the algos ``sft`` (SFTTrainer on prompt/completion records)
+and ``reward`` (RewardTrainer on prompt/chosen/rejected pairs, starting from ``reward_model``): the
+toy-model benchmarks (bench/toy_peer.py) run their peer rows through this worker.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def common_args(row: dict, steps: int) -> dict:
         "output_dir": str(Path(row["work"]) / ("peer-" + row["name"])),
         "max_steps": steps,
         "learning_rate": LR,
-        "bf16": True,
+        "bf16": row.get("bf16", True),
         "gradient_checkpointing": False,
         "logging_steps": 1,
         "save_strategy": "no",
@@ -54,7 +59,8 @@ def common_args(row: dict, steps: int) -> dict:
 
 
 def load(cls, path: str, row: dict, **kw):
-    return cls.from_pretrained(path, dtype=torch.bfloat16, attn_implementation=row["attn"], **kw)
+    dtype = getattr(torch, row.get("dtype", "bfloat16"))
+    return cls.from_pretrained(path, dtype=dtype, attn_implementation=row["attn"], **kw)
 
 
 def timer_callback(timer: StepTimer):
@@ -104,7 +110,7 @@ def grpo(row: dict, steps: int, timer: StepTimer) -> dict:
         max_completion_length=RESPONSE_TOKENS,
         generation_kwargs={"min_new_tokens": RESPONSE_TOKENS},
         temperature=1.0,
-        beta=0.0,
+        beta=row.get("beta", 0.0),
         num_iterations=1,
     )
     reward = load(AutoModelForSequenceClassification, row["reward_model"], row, num_labels=1)
@@ -120,6 +126,50 @@ def grpo(row: dict, steps: int, timer: StepTimer) -> dict:
     )
     trainer.train()
     return {"beta": args.beta, "loss_type": args.loss_type, "generation": "transformers generate"}
+
+
+def sft(row: dict, steps: int, timer: StepTimer) -> dict:
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        **common_args(row, steps),
+        per_device_train_batch_size=row["prompts"],
+        max_length=PROMPT_TOKENS + RESPONSE_TOKENS,
+        packing=False,
+    )
+    trainer = SFTTrainer(
+        model=load(AutoModelForCausalLM, row["model"], row),
+        args=args,
+        train_dataset=load_dataset("json", data_files=row["data"]["demos"], split="train"),
+        processing_class=AutoTokenizer.from_pretrained(row["model"]),
+        peft_config=peft_config(row),
+        callbacks=[timer_callback(timer)],
+    )
+    trainer.train()
+    return {"packing": False, "completion_only_loss": args.completion_only_loss}
+
+
+def reward(row: dict, steps: int, timer: StepTimer) -> dict:
+    from datasets import load_dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    args = RewardConfig(
+        **common_args(row, steps),
+        per_device_train_batch_size=row["prompts"],
+        max_length=PROMPT_TOKENS + RESPONSE_TOKENS,
+    )
+    trainer = RewardTrainer(
+        model=load(AutoModelForSequenceClassification, row["reward_model"], row, num_labels=1),
+        args=args,
+        train_dataset=load_dataset("json", data_files=row["data"]["pairs"], split="train"),
+        processing_class=AutoTokenizer.from_pretrained(row["reward_model"]),
+        callbacks=[timer_callback(timer)],
+    )
+    trainer.train()
+    return {"center_rewards_coefficient": args.center_rewards_coefficient}
 
 
 def ppo(row: dict, steps: int, timer: StepTimer) -> dict:
@@ -167,7 +217,7 @@ def main() -> None:
     set_threads(row["threads"])
     steps = row["warmup"] + row["steps"]
     timer = StepTimer(row["warmup"])
-    run = {"dpo": dpo, "grpo": grpo, "ppo": ppo}[row["algo"]]
+    run = {"dpo": dpo, "grpo": grpo, "ppo": ppo, "sft": sft, "reward": reward}[row["algo"]]
     if row.get("verbose"):
         extra = run(row, steps, timer)
     else:
@@ -183,8 +233,8 @@ def main() -> None:
             raise
     settings = {
         "trl": trl.__version__,
-        "weights": "bfloat16",
-        "bf16": True,
+        "weights": row.get("dtype", "bfloat16"),
+        "bf16": row.get("bf16", True),
         "gradient_checkpointing": False,
         "attn_implementation": row["attn"],
         **extra,

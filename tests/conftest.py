@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -31,3 +32,33 @@ def _transformers_warnings() -> Iterator[list[str]]:
 def transformers_warnings() -> Callable[[], contextmanager]:
     """``with transformers_warnings() as messages:``: what transformers warned of in the block."""
     return _transformers_warnings
+
+
+CHROMIUM = "/usr/bin/chromium"
+"""the browser the UI tests drive (`make browser` installs it)"""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""headless, and nothing that reaches the network on its own: a page's requests are the test's"""
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium (playwright's Browser) shared by the session's browser tests; skips the
+    test when Chromium or playwright is missing."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (`make browser` installs it)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+    )
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

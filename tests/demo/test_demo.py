@@ -1,7 +1,6 @@
 """`rlhf demo --preset fast` end to end: the table's structure, SFT beating base, determinism."""
 
 import json
-import os
 
 import pytest
 
@@ -174,19 +173,6 @@ def test_gold_rows_learn_from_gold_itself(demo_run):
     assert (root / "dpo-gold" / "final").exists()
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 def test_report_html_holds_the_fits_and_figures(demo_run):
     """report.html beside results.md: the table, Gao fits with their coefficients and peaks, one
     figure per RL run, best-of-n, reward-model accuracy per family, forgetting, win rates; all inline."""
@@ -207,26 +193,22 @@ def test_report_html_holds_the_fits_and_figures(demo_run):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (`make browser`)")
-def test_report_html_shows_every_figure_in_chromium(demo_run, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+def test_report_html_shows_every_figure_in_chromium(demo_run, chromium, tmp_path):
     report = demo_run / "a" / "report.html"
     errors, requests = [], []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(report.as_uri(), wait_until="load")
-            images = page.evaluate(
-                "Array.from(document.images)"
-                ".map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])"
-            )
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)  # kept as the test's artifact
-        finally:
-            browser.close()
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    try:
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(report.as_uri(), wait_until="load")
+        images = page.evaluate(
+            "Array.from(document.images)"
+            ".map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])"
+        )
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)  # kept as the test's artifact
+    finally:
+        page.close()
     assert len(images) >= 8
     assert all(done and natural > 0 and shown > 0 for done, natural, shown in images), images
     assert errors == []

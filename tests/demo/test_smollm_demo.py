@@ -29,6 +29,7 @@ def smoke(tmp_path_factory):
         n_rating=8,
         n_rl=8,
         heldout_per_family=1,
+        n_replay=4,
         demo_tokens=8,
         demo_words=8,
         lora_r=4,

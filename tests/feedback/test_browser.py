@@ -22,28 +22,9 @@ from rlhf.feedback.projects import create_project
 
 from .conftest import ADMIN_TOKEN, XSS_IMG, XSS_SCRIPT
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img" / "rater-page.png"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (`make browser` installs it)"
-    ),
-]
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
-)
+pytestmark = pytest.mark.browser  # the `chromium` fixture skips when Chromium or playwright is missing
 
 GUIDE = """# How to rank
 
@@ -140,11 +121,8 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium
 
 
 def _sign_in(browser, url: str, token: str, project: str):

@@ -256,17 +256,20 @@ def rm_accuracy(overall: float, by_family: dict[str, float], others: dict[str, f
 
 
 def forgetting(stages: list[dict[str, Any]]) -> bytes:
-    """Each row's token-mean NLL on held-out web text; SFT's figure as a line."""
+    """Each row's token-mean NLL on held-out web text, as a dot (the rows differ by little, so the
+    axis starts near them, which bars would exaggerate); SFT's figure as a line."""
     plt = _pyplot()
     rows = [s for s in stages if isinstance(s.get("web_nll"), int | float)]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
-    ax.barh([s["name"] for s in rows], [s["web_nll"] for s in rows], color="C1")
+    ax.plot([s["web_nll"] for s in rows], [s["name"] for s in rows], "o", color="C1", ms=7)
+    ax.grid(axis="x", lw=0.5, alpha=0.5)
+    ax.margins(y=0.25)
     sft = next((s["web_nll"] for s in rows if s["name"] == "sft"), None)
     if sft is not None:
         ax.axvline(sft, color="black", ls="--", lw=1, label=f"sft {sft:.3f}")
         ax.legend(fontsize=7)
     lo, hi = min(s["web_nll"] for s in rows), max(s["web_nll"] for s in rows)
-    pad = max(hi - lo, 0.05 * abs(hi), 1e-3)  # the bars differ by little: start the axis near them
+    pad = max(hi - lo, 0.05 * abs(hi), 1e-3)
     ax.set_xlim(max(0.0, lo - pad), hi + 0.2 * pad)
     ax.invert_yaxis()
     ax.set_xlabel("NLL on held-out web text (forgetting: higher is worse)")

@@ -17,6 +17,9 @@ class SmolPreset:
     """training prompts of the RL stage"""
     heldout_per_family: int = 3
     """held-out prompts per family evaluated (at most the family's held-out split)"""
+    n_replay: int = 0
+    """general questions (``realtask.replay``) whose base-model answers join the demonstrations, so
+    that SFT keeps the base model's general knowledge (0: none)"""
     demo_tokens: int = 48
     """tokens of the base model's answers to the SFT prompts before trimming to whole sentences"""
     demo_words: int = 45

@@ -21,6 +21,7 @@ from rlhf.config import load_config
 from rlhf.demo.smollm_eval import engine_for
 from rlhf.demo.smollm_preset import SmolPreset
 from rlhf.demo.stages import banner, train_recipe, write_jsonl
+from rlhf.realtask import replay
 from rlhf.realtask.demonstrations import build as build_demonstrations
 from rlhf.realtask.family import Task
 from rlhf.realtask.gold import gold_score
@@ -89,16 +90,26 @@ def generate(model_dir: Path, prompts: list, params: SamplingParams, p: SmolPres
 
 
 def demonstrations(run: SmolRun, base_dir: Path) -> Path:
-    """A refusal for each harmful SFT prompt, the base model's own greedy answer for each benign one."""
+    """A refusal for each harmful SFT prompt, the base model's own greedy answer for each benign one
+    and, as replay, for each of the first ``n_replay`` general questions (one batch of generation)."""
     p = run.p
+    if not 0 <= p.n_replay <= len(replay.QUESTIONS):
+        raise ValueError(f"n_replay is {p.n_replay}; there are {len(replay.QUESTIONS)} replay questions")
     benign = [t for t in run.sets["sft"] if not t.harmful]
-    gens = generate(base_dir, [chat(t) for t in benign], SamplingParams(p.demo_tokens, temperature=0.0), p)
-    answers = {t.prompt: g[0].text for t, g in zip(benign, gens)}
+    questions = replay.QUESTIONS[: p.n_replay]
+    prompts = [chat(t) for t in benign] + [[{"role": "user", "content": q}] for q, _ in questions]
+    gens = generate(base_dir, prompts, SamplingParams(p.demo_tokens, temperature=0.0), p)
+    texts = [g[0].text for g in gens]
+    answers = {t.prompt: text for t, text in zip(benign, texts)}
     records, left_out = build_demonstrations(run.sets["sft"], answers, p.demo_words, run.seed)
+    replayed = {q: text for (q, _), text in zip(questions, texts[len(benign) :])}
+    replay_records, replay_left_out = replay.build(questions, replayed, p.demo_words)
     print(
-        f"[demo] {len(records)} demonstrations; {left_out} base answers left out (not on topic, or looping)"
+        f"[demo] {len(records)} demonstrations; {left_out} base answers left out (not on topic, or looping); "
+        f"{len(replay_records)} replayed general answers ({replay_left_out} left out: wrong, looping, "
+        "or naming an evaluation answer)"
     )
-    return write_jsonl(run.data / "demonstrations.jsonl", records)
+    return write_jsonl(run.data / "demonstrations.jsonl", records + replay_records)
 
 
 def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
