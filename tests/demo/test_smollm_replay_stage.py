@@ -1,0 +1,47 @@
+"""The smollm demonstrations stage: one batch of base-model generation answers the benign SFT
+prompts and the replay questions, and both kinds of demonstration land in one file."""
+
+import json
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from rlhf.demo import smollm_stages as st
+from rlhf.demo.smollm_preset import SMOL_PRESETS
+from rlhf.realtask import replay
+from rlhf.realtask.demonstrations import REFUSAL
+from rlhf.realtask.prompts import stage_sets
+
+
+def _run(tmp_path, n_replay):
+    sets = stage_sets({"sft": 6}, seed=0)
+    return st.SmolRun(tmp_path, replace(SMOL_PRESETS["smollm"], n_replay=n_replay), 0, sets)
+
+
+def test_replayed_general_answers_join_the_demonstrations(tmp_path, monkeypatch):
+    run = _run(tmp_path, n_replay=3)
+    (q_right, a_right), (q_wrong, _), (q_third, a_third) = replay.QUESTIONS[:3]
+    canned = {q_right: f"It is {a_right[0].title()}.", q_wrong: "Nobody knows.", q_third: f"{a_third[0]}."}
+    calls = []
+
+    def fake_generate(model_dir, prompts, params, p):
+        calls.append(len(prompts))
+        texts = [canned.get(m[-1]["content"], "") for m in prompts]
+        # a benign SFT prompt gets its own words back, so it counts as answered
+        texts = [t or f"You can {m[-1]['content'].rstrip('?.')}." for t, m in zip(texts, prompts)]
+        return [[SimpleNamespace(text=t)] for t in texts]
+
+    monkeypatch.setattr(st, "generate", fake_generate)
+    records = [json.loads(line) for line in st.demonstrations(run, tmp_path).read_text().splitlines()]
+    n_benign = sum(not t.harmful for t in run.sets["sft"])
+    assert calls == [n_benign + 3]  # one batch for both
+    by_prompt = {r["prompt"][0]["content"]: r["completion"] for r in records}
+    assert by_prompt[q_right] == canned[q_right] and by_prompt[q_third] == canned[q_third]
+    assert q_wrong not in by_prompt  # a wrong base answer is no demonstration
+    assert sum(c.startswith(REFUSAL) for c in by_prompt.values()) == len(run.sets["sft"]) - n_benign
+
+
+def test_more_replay_questions_than_written_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="n_replay"):
+        st.demonstrations(_run(tmp_path, n_replay=len(replay.QUESTIONS) + 1), tmp_path)
