@@ -182,6 +182,8 @@ def flops_per_update(algo: str, rollouts: int, share: bool, reference: bool, cri
 
 def main() -> None:
     ap = bench_parser(__doc__)
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps per row")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row")
     ap.add_argument("--algos", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
     ap.add_argument("--engines", nargs="+", default=["kv_cache", "hf"], choices=["kv_cache", "hf"])
@@ -223,6 +225,8 @@ def main() -> None:
 
     info, rates = start(args)
     warmup, steps = QUICK_STEPS if args.quick else STEPS
+    warmup = args.warmup if args.warmup is not None else warmup
+    steps = args.steps if args.steps is not None else steps
 
     configs = []
     for algo in args.algos:

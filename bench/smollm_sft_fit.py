@@ -33,6 +33,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="a model directory, e.g. <output_dir>/sft/final")
     ap.add_argument("--prompts", type=int, default=88, help="how many of the rating and RL prompts")
+    ap.add_argument(
+        "--sets",
+        default="rating,rl",
+        help="which prompt sets (a PPO model: rating, the prompts it never saw)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="the demo run's seed (it cuts the prompt sets)")
     ap.add_argument("--base", default="", help="the base model directory: also measure general answers kept")
     args = ap.parse_args()
@@ -40,7 +45,7 @@ def main() -> None:
 
     p = SMOL_PRESETS["smollm"]
     sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, args.seed)
-    pool = sets["rating"] + sets["rl"]
+    pool = [t for name in args.sets.split(",") for t in sets[name]]
     random.Random(1).shuffle(pool)
     pool = pool[: args.prompts]
     tok = AutoTokenizer.from_pretrained(args.model)

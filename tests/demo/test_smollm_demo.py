@@ -56,8 +56,12 @@ def test_every_stage_is_a_run_directory_with_a_hugging_face_model(smoke):
         assert (out / stage / "config.yaml").is_file() and (out / stage / "metrics.jsonl").is_file()
         AutoModelForCausalLM.from_pretrained(out / stage / "final")
     AutoModelForSequenceClassification.from_pretrained(out / "reward" / "final")
-    ranking = json.loads((out / "data" / "rankings.jsonl").read_text().splitlines()[0])
-    assert len(ranking["responses"]) == len(ranking["ranks"]) == 2
+    candidates = [json.loads(x) for x in (out / "data" / "candidates.jsonl").read_text().splitlines()]
+    assert len(candidates) == 8 + 8  # rate_rl_prompts: the rating and the RL prompts are sampled
+    rankings = [json.loads(x) for x in (out / "data" / "rankings.jsonl").read_text().splitlines()]
+    # one rater each, of every prompt with two distinct samples; the raters see each text once
+    assert len(rankings) == sum(len(set(c["responses"])) >= 2 for c in candidates) > 0
+    assert all(len(r["responses"]) == len(set(r["responses"])) == len(r["ranks"]) for r in rankings)
     ppo_line = json.loads((out / "ppo" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "gold" in ppo_line and "kl" in ppo_line  # the gold rule logged beside the proxy
 

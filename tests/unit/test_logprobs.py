@@ -140,3 +140,20 @@ def test_gathered_gradient_equals_autograd_bit_for_bit():
 
 def at_least(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
+
+
+def test_token_logprobs_of_bf16_logits_equal_the_widened_path_bit_for_bit():
+    """At temperature 1 token_logprobs hands bf16 logits to gathered_logprobs unwidened (it widens
+    a chunk at a time): values and the bf16 gradient equal those of float32 logits widened first,
+    over more positions than one chunk (CHUNK_ROWS) holds."""
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(3, 13, 500, generator=g) * 3).to(torch.bfloat16)  # 39 positions: 3 chunks
+    tokens = torch.randint(0, 500, (3, 13), generator=g)
+    up = torch.randn(3, 13, generator=g)
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    widened = autograd_gathered(a.float(), tokens.unsqueeze(-1)).squeeze(-1)
+    widened.backward(up)
+    out = token_logprobs(b, tokens)
+    out.backward(up)
+    assert out.dtype == torch.float32 and torch.equal(out, widened.detach())
+    assert b.grad.dtype == torch.bfloat16 and torch.equal(a.grad, b.grad)

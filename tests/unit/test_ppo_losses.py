@@ -180,3 +180,19 @@ def test_approx_kl_expectation_is_kl_old_new():
     new = f64([0.25, 0.75])
     expectation = (old * approx_kl(new.log(), old.log())).sum()  # tokens sampled from old
     assert_close(expectation, torch.tensor(0.14384103622589042, dtype=torch.float64))  # 1/2 ln(4/3)
+
+
+def test_entropy_without_grad_goes_by_chunks_to_the_same_bits():
+    """A detached (statistic-only) entropy runs CHUNK_ROWS positions at a time: every position's
+    value equals the whole-tensor formula's (the path a gradient takes) bit for bit, bf16 and
+    float32, -inf logits included."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float32):
+        logits = (torch.randn(3, 13, 400, generator=g) * 4).to(dtype)  # 39 positions: 3 chunks
+        logits[0, 0, 5:] = float("-inf")
+        live = logits.clone().requires_grad_()
+        whole = entropy_from_logits(live)
+        assert whole.requires_grad
+        got = entropy_from_logits(logits)
+        assert got.dtype == torch.float32 and got.shape == (3, 13)
+        assert torch.equal(got, whole.detach()), dtype

@@ -44,22 +44,37 @@ class SmolPreset:
     """samples per rating prompt"""
     raters_per_prompt: int = 1
     """one ranking per prompt: a second rater of the same K samples costs the reward model a pass
-    over the same responses again"""
-    reward_epochs: float = 1.0
-    reward_lr: float = 3e-4
+    over the same responses again; more prompts (rate_rl_prompts) buy more distinct responses"""
+    rate_rl_prompts: bool = True
+    """rank K samples of the RL prompts too (the reward model then sees the prompts PPO trains
+    on, as InstructGPT's did; the rating set stays the prompts no RL stage trains on)"""
+    reward_epochs: float = 2.0
+    reward_lr: float = 1e-3
+    """at 3e-4, or for 1 epoch, the reward model stays near chance on unseen rankings
+    (docs/demo-smollm.md, "Measured since")"""
+    reward_schedule: str = "constant"
+    """train.schedule of the reward model (after reward_warmup steps)"""
+    reward_warmup: int = 3
     max_new_tokens: int = 32
     """longest response in RL and evaluation"""
     ppo_steps: int = 12
     ppo_batch: int = 8
     """prompts per RL iteration"""
-    ppo_samples: int = 2
+    ppo_samples: int = 4
+    """samples per prompt: 32 rollouts a step (a PPO step costs some 25 CPU s; most of its time is
+    sampling and scoring)"""
     ppo_lr: float = 1e-4
-    ppo_critic_lr: float = 1e-4
+    ppo_critic_lr: float = 1e-3
+    """the shared critic's value head starts from nothing: a fast rate lets it catch up in a few steps"""
     ppo_kl_coef: float = 0.05
     """per-token KL penalty to the SFT model (the RL stage's start)"""
+    ppo_lam: float = 1.0
+    """GAE lambda: 1 (the Monte-Carlo return minus the value) leans least on a value head that is
+    only a few steps old"""
     ppo_critic: str = "shared"
     """critic.init: shared (a value head on the policy: one model less to run on 2 cores) or reward"""
-    dpo_epochs: float = 0.35
+    dpo_epochs: float = 0.25
+    """of the rankings' comparisons (about 900 with rate_rl_prompts: some 28 steps)"""
     dpo_lr: float = 1e-4
     dpo_beta: float = 0.1
     dpo_reference: str = "adapters_off"

@@ -128,18 +128,36 @@ def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
 
 
 def sample_and_rank(run: SmolRun, sft_dir: Path) -> Path:
-    """K samples per rating prompt from SFT, ranked by the simulated raters (truth: the gold rule)."""
-    p, tasks = run.p, run.sets["rating"]
+    """K samples per rating prompt (and RL prompt, with ``rate_rl_prompts``) from SFT, ranked by the
+    simulated raters (truth: the gold rule)."""
+    p = run.p
+    tasks = run.sets["rating"] + (run.sets["rl"] if p.rate_rl_prompts else [])
     params = SamplingParams(p.max_new_tokens, n=p.k, seed=run.seed)
     candidates = [[g.text for g in gs] for gs in generate(sft_dir, [chat(t) for t in tasks], params, p)]
     write_jsonl(
         run.data / "candidates.jsonl",
         [{"prompt": chat(t), "responses": c} for t, c in zip(tasks, candidates)],
     )
-    records = RaterPool.build(seed=run.seed).label(
-        tasks, candidates, seed=run.seed, raters_per_prompt=p.raters_per_prompt, gold=gold_score, prompt=chat
-    )
+    records = rank(tasks, candidates, p.raters_per_prompt, run.seed)
+    print(f"[demo] {len(records)} rankings of {len(tasks)} prompts (the others: one distinct sample)")
     return write_jsonl(run.data / "rankings.jsonl", records)
+
+
+def rank(tasks: list[Task], candidates: list[list[str]], raters_per_prompt: int, seed: int) -> list[dict]:
+    """The simulated raters' rankings of each task's samples, ``raters_per_prompt`` raters each."""
+    # a sharp SFT model often samples the same refusal twice: the raters see each distinct text once
+    # (two copies ordered only by a rater's noise teach the reward model nothing and cost it a
+    # forward each), and a prompt whose K samples are all the same text has nothing to rank
+    distinct = [list(dict.fromkeys(c)) for c in candidates]
+    keep = [i for i, c in enumerate(distinct) if len(c) >= 2]
+    return RaterPool.build(seed=seed).label(
+        [tasks[i] for i in keep],
+        [distinct[i] for i in keep],
+        seed=seed,
+        raters_per_prompt=raters_per_prompt,
+        gold=gold_score,
+        prompt=chat,
+    )
 
 
 def train_reward(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
@@ -152,6 +170,11 @@ def train_reward(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
         "train.epochs": p.reward_epochs,
         "train.batch_size": p.batch_size,
         "train.lr": p.reward_lr,
+        "train.schedule": p.reward_schedule,
+        "train.warmup_steps": p.reward_warmup,
+        # the mean and std that PPO normalises scores with: 64 rankings (some 220 responses) give
+        # them closely enough, for a third of a pass over all of them
+        "reward.stats_records": 64,
     }
     return train_recipe(reward, {**run.common(), **overrides})
 
@@ -184,6 +207,7 @@ def train_ppo(run: SmolRun, sft_dir: Path, rm_dir: Path) -> Path:
         "rollout.max_new_tokens": p.max_new_tokens,
         "rollout.samples_every": max(1, p.ppo_steps // 4),
         "algo.kl_coef": p.ppo_kl_coef,
+        "algo.lam": p.ppo_lam,
     }
     cfg = load_config(ppo.Config, None, [f"{k}={v}" for k, v in overrides.items()])
     return ppo.train(cfg, sample_metrics=gold_metric)

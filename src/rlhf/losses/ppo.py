@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from rlhf.losses.logprobs import CHUNK_ROWS
+
 
 def policy_loss(
     logp: torch.Tensor,
@@ -147,6 +149,19 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
     Returns the per-position entropy in nats.
     """
+    if not logits.requires_grad and logits.dim() > 1:
+        # a statistic only: CHUNK_ROWS positions at a time, each by the same ops (the same bits),
+        # its float32 copies kept in cache instead of a (B, T, V) float32 tensor each
+        flat = logits.reshape(-1, logits.shape[-1])
+        out = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
+        for i in range(0, flat.shape[0], CHUNK_ROWS):
+            out[i : i + CHUNK_ROWS] = _entropy(flat[i : i + CHUNK_ROWS])
+        return out.view(logits.shape[:-1])
+    return _entropy(logits)
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    """entropy_from_logits' formula, on the whole tensor."""
     z = logits.float()
     p = torch.softmax(z, dim=-1)
     # where p == 0 and z == -inf the product is nan; those terms contribute 0 to the entropy

@@ -12,6 +12,7 @@ from rlhf.data.collators import pad
 from rlhf.data.tokenize import IGNORE
 from rlhf.losses.dpo import PairLogps, sequence_logps
 from rlhf.models import shared_prompt
+from rlhf.models.attention import training_attention
 from rlhf.models.head import last_positions
 from rlhf.models.shared_prompt import segment_mask
 
@@ -115,13 +116,14 @@ def forward_logps(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, to
     """
     ids, k = batch["input_ids"], batch["logits_to_keep"]
     keep = {"logits_to_keep": last_positions(ids.shape[1], k, ids.device)} if k else {}
-    logits = model(
-        input_ids=ids,
-        attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"],
-        use_cache=False,  # a training forward: building a KV cache is wasted work
-        **keep,
-    ).logits  # (R, K, V)
+    with training_attention(ids):
+        logits = model(
+            input_ids=ids,
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            use_cache=False,  # a training forward: building a KV cache is wasted work
+            **keep,
+        ).logits  # (R, K, V)
     sums, counts = sequence_logps(logits, batch["targets"][:, -logits.size(1) :])  # (R, S)
     return sums.T.reshape(-1), counts.T.reshape(-1)
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rlhf.data.collators import pad
+from rlhf.models.attention import training_attention
 from rlhf.models.head import last_positions
 from rlhf.rollout.groups import Groups
 
@@ -152,7 +153,10 @@ def response_logits(model: nn.Module, exp: Experience, head: nn.Module | None = 
         lm_head = getattr(model, "module", model).get_output_embeddings()
         hook = lm_head.register_forward_pre_hook(lambda _module, args: caught.append(args[0]))
     try:
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        with training_attention(input_ids):
+            out = model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+            )
     finally:
         if head is not None:
             hook.remove()
@@ -265,4 +269,6 @@ def response_values(critic: nn.Module, exp: Experience) -> torch.Tensor:
     """V(s_t) for each response token t, read at the column that precedes it (in the packed
     groups when ``exp`` has them).  Shape: (B, R)"""
     input_ids, attention_mask, position_ids, read = _inputs(exp, critic)
-    return read(critic(input_ids, attention_mask, position_ids)).float()
+    with training_attention(input_ids):
+        values = critic(input_ids, attention_mask, position_ids)
+    return read(values).float()
