@@ -32,8 +32,8 @@ class SmolPreset:
     max_length: int = 128
     """tokens per training row (chat prompt with its system turn + response)"""
     batch_size: int = 8
-    sft_steps: int = 128
-    """about 1.8 epochs of the demonstrations (some 580: the refusals, the benign answers that pass
+    sft_steps: int = 192
+    """about 2.6 epochs of the demonstrations (some 580: the refusals, the benign answers that pass
     the gold rule and the replayed general answers); one epoch underfits (docs/demo-smollm.md)"""
     sft_lr: float = 3e-4
     sft_schedule: str = "constant"
