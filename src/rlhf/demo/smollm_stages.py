@@ -121,6 +121,8 @@ def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
         "train.max_steps": p.sft_steps,
         "train.batch_size": p.batch_size,
         "train.lr": p.sft_lr,
+        "train.schedule": p.sft_schedule,
+        "train.warmup_steps": p.sft_warmup,
     }
     return train_recipe(sft, {**run.common(), **overrides})
 
@@ -170,6 +172,9 @@ def train_reward(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
         "train.lr": p.reward_lr,
         "train.schedule": p.reward_schedule,
         "train.warmup_steps": p.reward_warmup,
+        # the mean and std that PPO normalises scores with: 64 rankings (some 220 responses) give
+        # them closely enough, for a third of a pass over all of them
+        "reward.stats_records": 64,
     }
     return train_recipe(reward, {**run.common(), **overrides})
 
