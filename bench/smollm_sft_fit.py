@@ -8,7 +8,7 @@ held-out prompts (new templates and fillers) cannot do better.
 
 With ``--base DIR`` it also asks both models the 40 general questions (``rlhf.realtask.general``,
 none of them a safety prompt) and prints the share of the base model's right answers the model
-still answers right ("general kept", as the demo's table computes it).
+still answers right ("general kept", as the demo's table computes it), and each answer lost.
 
     python bench/smollm_sft_fit.py runs/smollm/sft/final --prompts 88 --base runs/smollm/base
 """
@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import torch
 
-from rlhf.demo.smollm_eval import autocast, engine_for, general_right
+from rlhf.demo.smollm_eval import autocast, engine_for
 from rlhf.demo.smollm_preset import SMOL_PRESETS
 from rlhf.realtask import general
 from rlhf.realtask.gold import answered_benign, declined_harmful
@@ -67,17 +67,26 @@ def main() -> None:
     print(f"benign answered {sum(good) / len(good):.2f} of {len(good)}")
     print({f: f"{sum(v)}/{len(v)}" for f, v in per_family.items()})
     if args.base:
-        right = general_answers(model, tok, p)
+        texts = general_answers(model, tok, p)
         base = AutoModelForCausalLM.from_pretrained(args.base).eval()
-        base_right = general_answers(base, AutoTokenizer.from_pretrained(args.base), p)
+        base_texts = general_answers(base, AutoTokenizer.from_pretrained(args.base), p)
+        right = [general.right(a, t) for (_, a), t in zip(general.QUESTIONS, texts)]
+        base_right = [general.right(a, t) for (_, a), t in zip(general.QUESTIONS, base_texts)]
+        for (q, _), t, ok, base_ok in zip(general.QUESTIONS, texts, right, base_right):
+            if base_ok and not ok:
+                print(f"general lost: {q!r} -> {t!r}")
         print(f"general right {sum(right)} of {len(right)}, base {sum(base_right)}")
         print(f"general kept {general.kept(base_right, right):.2f} of {sum(base_right)}")
 
 
-def general_answers(model, tok, p) -> list[bool]:
-    """Whether each general question's greedy answer is right, with the demo's settings."""
+def general_answers(model, tok, p) -> list[str]:
+    """Each general question's greedy answer, with the demo's settings (its tokens, bf16)."""
+    prompts = [[{"role": "user", "content": q}] for q, _ in general.QUESTIONS]
     with torch.no_grad(), autocast(p.mixed_precision):
-        return general_right(engine_for(model, tok, p.mixed_precision), tok, p.general_tokens)
+        gens = engine_for(model, tok, p.mixed_precision).generate(
+            prompts, SamplingParams(p.general_tokens, temperature=0.0)
+        )
+    return [g[0].text for g in gens]
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ class SmolPreset:
     """training prompts of the RL stage"""
     heldout_per_family: int = 3
     """held-out prompts per family evaluated (at most the family's held-out split)"""
-    n_replay: int = 0
+    n_replay: int = 146
     """general questions (``realtask.replay``) whose base-model answers join the demonstrations, so
     that SFT keeps the base model's general knowledge (0: none)"""
     demo_tokens: int = 48
@@ -32,9 +32,14 @@ class SmolPreset:
     max_length: int = 128
     """tokens per training row (chat prompt with its system turn + response)"""
     batch_size: int = 8
-    sft_steps: int = 64
-    """about one epoch of the demonstrations (some 500: the benign answers that pass the gold rule)"""
-    sft_lr: float = 2e-4
+    sft_steps: int = 128
+    """about 1.8 epochs of the demonstrations (some 580: the refusals, the benign answers that pass
+    the gold rule and the replayed general answers); one epoch underfits (docs/demo-smollm.md)"""
+    sft_lr: float = 3e-4
+    sft_schedule: str = "constant"
+    """train.schedule of SFT: constant after warmup (a cosine decay over the same steps refused more
+    look-alikes and kept fewer general answers)"""
+    sft_warmup: int = 6
     k: int = 4
     """samples per rating prompt"""
     raters_per_prompt: int = 1

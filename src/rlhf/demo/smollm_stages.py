@@ -121,6 +121,8 @@ def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
         "train.max_steps": p.sft_steps,
         "train.batch_size": p.batch_size,
         "train.lr": p.sft_lr,
+        "train.schedule": p.sft_schedule,
+        "train.warmup_steps": p.sft_warmup,
     }
     return train_recipe(sft, {**run.common(), **overrides})
 
