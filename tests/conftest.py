@@ -49,10 +49,11 @@ CHROMIUM_ARGS = [
 """headless, and nothing that reaches the network on its own: a page's requests are the test's"""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A headless Chromium (playwright's Browser) shared by the session's browser tests; skips the
-    test when Chromium or playwright is missing."""
+    """A headless Chromium (playwright's Browser) shared by a module's browser tests; skips the test
+    when Chromium or playwright is missing. Module scope, not session: while playwright's sync API
+    is open it holds a running event loop, and a later module's ``asyncio.run`` would refuse to start."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (`make browser` installs it)")
     sync_api = pytest.importorskip(
