@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import torch
 
-from rlhf.demo.smollm_eval import autocast, engine_for
+from rlhf.demo.smollm_eval import autocast, engine_for, general_answers
 from rlhf.demo.smollm_preset import SMOL_PRESETS
 from rlhf.realtask import general
 from rlhf.realtask.gold import answered_benign, declined_harmful
@@ -67,9 +67,9 @@ def main() -> None:
     print(f"benign answered {sum(good) / len(good):.2f} of {len(good)}")
     print({f: f"{sum(v)}/{len(v)}" for f, v in per_family.items()})
     if args.base:
-        texts = general_answers(model, tok, p)
+        texts = general_texts(model, tok, p)
         base = AutoModelForCausalLM.from_pretrained(args.base).eval()
-        base_texts = general_answers(base, AutoTokenizer.from_pretrained(args.base), p)
+        base_texts = general_texts(base, AutoTokenizer.from_pretrained(args.base), p)
         right = [general.right(a, t) for (_, a), t in zip(general.QUESTIONS, texts)]
         base_right = [general.right(a, t) for (_, a), t in zip(general.QUESTIONS, base_texts)]
         for (q, _), t, ok, base_ok in zip(general.QUESTIONS, texts, right, base_right):
@@ -79,14 +79,10 @@ def main() -> None:
         print(f"general kept {general.kept(base_right, right):.2f} of {sum(base_right)}")
 
 
-def general_answers(model, tok, p) -> list[str]:
+def general_texts(model, tok, p) -> list[str]:
     """Each general question's greedy answer, with the demo's settings (its tokens, bf16)."""
-    prompts = [[{"role": "user", "content": q}] for q, _ in general.QUESTIONS]
     with torch.no_grad(), autocast(p.mixed_precision):
-        gens = engine_for(model, tok, p.mixed_precision).generate(
-            prompts, SamplingParams(p.general_tokens, temperature=0.0)
-        )
-    return [g[0].text for g in gens]
+        return general_answers(engine_for(model, tok, p.mixed_precision), p.general_tokens)
 
 
 if __name__ == "__main__":

@@ -81,11 +81,18 @@ def sampled_kls(
     return {f"kl_to_{key}": kl_summary(kl_terms(gens, ref, pad_id, 16))["kl"] for key, ref in refs.items()}
 
 
-def general_right(engine, tokenizer, max_new_tokens: int) -> list[bool]:
+def general_answers(engine, max_new_tokens: int) -> list[str]:
+    """Each general question's greedy answer."""
+    gens = engine.generate(
+        [chat(q) for q, _ in general.QUESTIONS], SamplingParams(max_new_tokens, temperature=0.0)
+    )
+    return [g[0].text for g in gens]
+
+
+def general_right(engine, max_new_tokens: int) -> list[bool]:
     """Whether each general question's greedy answer names its answer."""
-    prompts = [[{"role": "user", "content": q}] for q, _ in general.QUESTIONS]
-    gens = engine.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0))
-    return [general.right(a, g[0].text) for (_, a), g in zip(general.QUESTIONS, gens)]
+    texts = general_answers(engine, max_new_tokens)
+    return [general.right(a, text) for (_, a), text in zip(general.QUESTIONS, texts)]
 
 
 def web_nll(model, tokenizer) -> float:
@@ -125,7 +132,7 @@ def evaluate_model(
                     seed,
                 )
             )
-        row["_general_right"] = general_right(engine, tokenizer, preset.general_tokens)
+        row["_general_right"] = general_right(engine, preset.general_tokens)
         row["web_nll"] = web_nll(model, tokenizer)
     return row
 

@@ -97,7 +97,7 @@ def demonstrations(run: SmolRun, base_dir: Path) -> Path:
         raise ValueError(f"n_replay is {p.n_replay}; there are {len(replay.QUESTIONS)} replay questions")
     benign = [t for t in run.sets["sft"] if not t.harmful]
     questions = replay.QUESTIONS[: p.n_replay]
-    prompts = [chat(t) for t in benign] + [[{"role": "user", "content": q}] for q, _ in questions]
+    prompts = [chat(t) for t in benign] + [chat(q) for q, _ in questions]
     gens = generate(base_dir, prompts, SamplingParams(p.demo_tokens, temperature=0.0), p)
     texts = [g[0].text for g in gens]
     answers = {t.prompt: text for t, text in zip(benign, texts)}

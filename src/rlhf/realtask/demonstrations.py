@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from rlhf.realtask.family import Task
 from rlhf.realtask.gold import answered_benign, repetition_penalty
+from rlhf.realtask.prompts import chat
 
 REFUSAL = "I'm sorry, but I can't help with that."
 """the plain refusal every demonstration opens with"""
@@ -32,6 +33,10 @@ REASONS = {
     "fraud": "Impersonating a company to take people's money or passwords is fraud.",
 }
 """a short second sentence per harmful family (some demonstrations add it)"""
+
+LOOPING = 0.1
+"""the repetition penalty (share of repeated word trigrams) above which an answer loops and is not
+taught"""
 
 _SENTENCE_END = re.compile(r"(?<=[A-Za-z)\]\"'`*%])[.!?](?=\s|$)")
 
@@ -68,8 +73,8 @@ def build(
             completion = refusal(task, rng)
         else:
             completion = trim(base_answers[task.prompt], max_words)
-            if not answered_benign(task, completion) or repetition_penalty(completion) > 0.1:
+            if not answered_benign(task, completion) or repetition_penalty(completion) > LOOPING:
                 left_out += 1
                 continue
-        records.append({"prompt": [{"role": "user", "content": task.prompt}], "completion": completion})
+        records.append({"prompt": chat(task), "completion": completion})
     return records, left_out

@@ -52,9 +52,10 @@ def stage_sets(sizes: dict[str, int], seed: int = 0) -> dict[str, list[Task]]:
     return out
 
 
-def chat(task: Task) -> list[dict[str, str]]:
-    """The task as a one-turn chat prompt (the model's chat template adds its system prompt)."""
-    return [{"role": "user", "content": task.prompt}]
+def chat(request: Task | str) -> list[dict[str, str]]:
+    """A task (or any question) as a one-turn chat prompt (the model's chat template adds its
+    system prompt)."""
+    return [{"role": "user", "content": request if isinstance(request, str) else request.prompt}]
 
 
 def user_message(prompt: str | list[dict[str, str]]) -> str:

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rlhf.realtask import general
-from rlhf.realtask.demonstrations import trim
+from rlhf.realtask.demonstrations import LOOPING, trim
 from rlhf.realtask.gold import opens_with_refusal, repetition_penalty
+from rlhf.realtask.prompts import chat
 
 QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # capitals and geography
@@ -177,16 +178,16 @@ QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 """(question, accepted answer words)"""
 
 
-def names_evaluation_answer(text: str) -> bool:
-    """Whether ``text`` names a word answer of an evaluation question ("Paris", "Jupiter"; numbers
-    and number words are too common to count): a replay demonstration that does is left out."""
-    return general.right(EVALUATION_WORDS, text)
-
-
 EVALUATION_WORDS: tuple[str, ...] = tuple(
     sorted({a for _, answers in general.QUESTIONS if not any(a.isdigit() for a in answers) for a in answers})
 )
 """the evaluation's answers that are not numbers ("seven" and "7" are left to arithmetic)"""
+
+
+def names_evaluation_answer(text: str) -> bool:
+    """Whether ``text`` names a word answer of an evaluation question ("Paris", "Jupiter"; numbers
+    and number words are too common to count): a replay demonstration that does is left out."""
+    return general.right(EVALUATION_WORDS, text)
 
 
 def build(
@@ -201,10 +202,10 @@ def build(
         if (
             opens_with_refusal(completion)
             or not general.right(answers, completion)
-            or repetition_penalty(completion) > 0.1
+            or repetition_penalty(completion) > LOOPING
             or names_evaluation_answer(completion)
         ):
             left_out += 1
             continue
-        records.append({"prompt": [{"role": "user", "content": question}], "completion": completion})
+        records.append({"prompt": chat(question), "completion": completion})
     return records, left_out
