@@ -30,9 +30,9 @@ from pathlib import Path
 
 from common import BUSY, CACHE, bench_parser, machine_info, set_threads, table, write_results
 from real_setup import ALGOS, PROMPT_TOKENS, QUICK, RESPONSE_TOKENS, UNITS, reward_model, write_data
+from toy_peer import peer_python
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = {"dpo": ".venv-trl116", "grpo": ".venv-trl116", "ppo": ".venv-trl112"}
 TARGET = 2.0
 """ours at least this many times the peer's steps per second"""
 WORK = CACHE / "real"
@@ -58,9 +58,7 @@ def worker(side: str, algo: str, threads: int) -> tuple[list[str], dict[str, str
     if side == "ours":
         env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
         return [sys.executable, str(ROOT / "bench" / "real_ours.py")], env
-    python = ROOT / PEERS[algo] / "bin" / "python"
-    if not python.is_file():
-        raise SystemExit(f"{python} is missing: run `make bench-peers` to build the peer venvs")
+    python = peer_python(algo, skip_hint="")
     env.pop("PYTHONPATH", None)  # the peer must not see the project
     return [str(python), str(ROOT / "bench" / "real_trl.py")], env
 

@@ -38,13 +38,12 @@ PRECISIONS = {
 TIMEOUT_S = 600
 
 
-def peer_python(algo: str) -> Path:
-    """The peer venv's python for ``algo``; exits naming `make bench-peers` if it is not built."""
+def peer_python(algo: str, skip_hint: str = " (or pass --no-peer)") -> Path:
+    """The peer venv's python for ``algo``; exits naming `make bench-peers` (and ``skip_hint``: how
+    the calling bench runs without the peer) if it is not built."""
     python = ROOT / VENVS[algo] / "bin" / "python"
     if not python.is_file():
-        raise SystemExit(
-            f"{python} is missing: run `make bench-peers` to build the peer venvs (or pass --no-peer)"
-        )
+        raise SystemExit(f"{python} is missing: run `make bench-peers` to build the peer venvs{skip_hint}")
     return python
 
 
