@@ -26,13 +26,13 @@ def test_the_heldout_split_is_pinned():
     assert hashlib.sha256("\n".join(prompts).encode()).hexdigest() == HELDOUT_SHA256
 
 
-def test_every_family_has_14_training_templates_and_1848_training_prompts():
+def test_every_family_has_12_training_and_2_dev_templates_and_1584_training_prompts():
     for f in FAMILIES:
-        assert len(f.split_templates("train")) == 14, f.name
+        assert len(f.split_templates("train")) == 12 and len(f.split_templates("dev")) == 2, f.name
         assert len(set(f.templates)) == len(f.templates), f.name
     train = tasks("train")
-    assert len(train) == 22 * 14 * 6 == 1848
-    assert sum(t.harmful for t in train) == 8 * 14 * 6 == 672
+    assert len(train) == 22 * 12 * 6 == 1584
+    assert sum(t.harmful for t in train) == 8 * 12 * 6 == 576
 
 
 def test_no_new_template_opens_like_a_heldout_template():
