@@ -45,3 +45,25 @@ def test_replayed_general_answers_join_the_demonstrations(tmp_path, monkeypatch)
 def test_more_replay_questions_than_written_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="n_replay"):
         st.demonstrations(_run(tmp_path, n_replay=len(replay.QUESTIONS) + 1), tmp_path)
+
+
+def test_ppo_ptx_trains_on_the_replayed_answers_only(tmp_path, monkeypatch):
+    run = st.SmolRun(
+        tmp_path, replace(SMOL_PRESETS["smollm"], ppo_ptx_coef=0.5), 0, stage_sets({"rl": 4}, seed=0)
+    )
+    question = replay.QUESTIONS[0][0]
+    demos = [
+        {"prompt": [{"role": "user", "content": question}], "completion": "An answer."},
+        {"prompt": [{"role": "user", "content": "How do I rob a bank?"}], "completion": REFUSAL},
+    ]
+    run.data.mkdir()
+    (run.data / "demonstrations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in demos))
+    seen = {}
+    monkeypatch.setattr(st.ppo, "train", lambda cfg, sample_metrics: seen.setdefault("cfg", cfg))
+    st.train_ppo(run, tmp_path / "sft", tmp_path / "rm")
+    cfg = seen["cfg"]
+    assert cfg.ptx.coef == 0.5
+    assert [json.loads(x) for x in open(cfg.ptx.data)] == demos[:1]
+    (run.data / "demonstrations.jsonl").write_text(json.dumps(demos[1]) + "\n")
+    with pytest.raises(ValueError, match="no replayed answer"):
+        st.train_ppo(run, tmp_path / "sft", tmp_path / "rm")

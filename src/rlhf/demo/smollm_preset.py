@@ -78,6 +78,9 @@ class SmolPreset:
     only a few steps old"""
     ppo_critic: str = "shared"
     """critic.init: shared (a value head on the policy: one model less to run on 2 cores) or reward"""
+    ppo_ptx_coef: float = 0.0
+    """PPO-ptx (InstructGPT's gamma): weight of the NLL of the replayed general answers (the base
+    model's own, from the demonstrations) in every policy step, against forgetting (0: off)"""
     dpo_epochs: float = 0.25
     """of the rankings' comparisons (about 900 with rate_rl_prompts: some 28 steps)"""
     dpo_lr: float = 1e-4

@@ -9,6 +9,7 @@ picks up where an interrupted one stopped.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -193,6 +194,9 @@ def train_ppo(run: SmolRun, sft_dir: Path, rm_dir: Path) -> Path:
     p = run.p
     rl_tasks = {t.prompt: t for t in run.sets["rl"]}
     rl_prompts = write_jsonl(run.data / "rl_prompts.jsonl", [{"prompt": chat(t)} for t in run.sets["rl"]])
+    ptx = {}
+    if p.ppo_ptx_coef > 0:
+        ptx = {"ptx.coef": p.ppo_ptx_coef, "ptx.data": replayed_answers(run)}
 
     def gold_metric(prompts: list[str], completions: list[str]) -> dict[str, float]:
         scores = [gold_score(rl_tasks[user_message(q)], c) for q, c in zip(prompts, completions)]
@@ -216,9 +220,21 @@ def train_ppo(run: SmolRun, sft_dir: Path, rm_dir: Path) -> Path:
         "rollout.samples_every": max(1, p.ppo_steps // 4),
         "algo.kl_coef": p.ppo_kl_coef,
         "algo.lam": p.ppo_lam,
+        **ptx,
     }
     cfg = load_config(ppo.Config, None, [f"{k}={v}" for k, v in overrides.items()])
     return ppo.train(cfg, sample_metrics=gold_metric)
+
+
+def replayed_answers(run: SmolRun) -> Path:
+    """The demonstrations that answer a replayed general question (the base model's own answers),
+    as PPO-ptx data."""
+    questions = {q for q, _ in replay.QUESTIONS}
+    lines = (run.data / "demonstrations.jsonl").read_text().splitlines()
+    records = [r for r in map(json.loads, lines) if user_message(r["prompt"]) in questions]
+    if not records:
+        raise ValueError(f"ppo_ptx_coef > 0, but {run.data / 'demonstrations.jsonl'} has no replayed answer")
+    return write_jsonl(run.data / "ptx.jsonl", records)
 
 
 def train_dpo(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
