@@ -71,3 +71,39 @@ def test_dora_falls_back_to_the_generic_decoder(tok):
     assert texts(engine.generate(PROMPTS, GREEDY)) == texts(
         HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY)
     )
+
+
+def test_merged_weight_is_base_plus_scaled_delta_in_fp32(tok):
+    """decoders.lora merges W + s B A in one fp32 addmm: the same numbers as peft's delta added in fp32."""
+    from rlhf.rollout.decoders.lora import linear_weights
+
+    model = lora_model(tok)
+    layer = model.get_base_model().model.layers[0].mlp.up_proj
+    got, _ = linear_weights(layer)
+    want = layer.base_layer.weight.float() + layer.get_delta_weight("default").float()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    with model.disable_adapter():
+        assert linear_weights(layer)[0] is layer.base_layer.weight
+
+
+def test_sync_skips_unchanged_parameters_and_follows_changed_ones(tok):
+    """A LoRA policy's LM head and norms are not re-packed at a sync unless they changed in place."""
+    model = lora_model(tok)
+    engine = KVCacheEngine(model, tok)
+    weights = engine.decoder.weights
+    head, norm = weights.lin["lm_head"].w, weights.t["norm"]
+    engine.sync_weights(model)
+    assert weights.lin["lm_head"].w is head  # unchanged: kept
+    qkv = weights.lin["0.qkv"].w
+    engine.sync_weights(model)
+    assert weights.lin["0.qkv"].w is not qkv  # a merged weight is always re-made
+    base = model.get_base_model()
+    with torch.no_grad():  # an in-place change (what an optimizer step does) bumps the version
+        base.lm_head.weight.mul_(1.5)
+        base.model.norm.weight.add_(0.25)
+    engine.sync_weights(model)
+    assert weights.lin["lm_head"].w is not head
+    torch.testing.assert_close(norm, base.model.norm.weight.detach().to(norm.dtype))
+    assert texts(engine.generate(PROMPTS, GREEDY)) == texts(
+        HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY)
+    )
