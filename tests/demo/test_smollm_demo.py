@@ -58,12 +58,25 @@ def test_every_stage_is_a_run_directory_with_a_hugging_face_model(smoke):
     AutoModelForSequenceClassification.from_pretrained(out / "reward" / "final")
     candidates = [json.loads(x) for x in (out / "data" / "candidates.jsonl").read_text().splitlines()]
     assert len(candidates) == 8 + 8  # rate_rl_prompts: the rating and the RL prompts are sampled
+    assert {len(c["responses"]) for c in candidates} == {2 + 1}  # k from SFT, base_samples from base
     rankings = [json.loads(x) for x in (out / "data" / "rankings.jsonl").read_text().splitlines()]
     # one rater each, of every prompt with two distinct samples; the raters see each text once
     assert len(rankings) == sum(len(set(c["responses"])) >= 2 for c in candidates) > 0
     assert all(len(r["responses"]) == len(set(r["responses"])) == len(r["ranks"]) for r in rankings)
     ppo_line = json.loads((out / "ppo" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "gold" in ppo_line and "kl" in ppo_line  # the gold rule logged beside the proxy
+
+
+def test_the_base_models_samples_are_ranked_beside_sfts(smoke):
+    from rlhf.demo.smollm_stages import generate
+    from rlhf.rollout.generate import SamplingParams
+
+    out, results = smoke
+    p = SmolPreset(**{k: v for k, v in results["config"].items() if k not in ("preset", "seed")})
+    candidates = [json.loads(x) for x in (out / "data" / "candidates.jsonl").read_text().splitlines()]
+    params = SamplingParams(p.max_new_tokens, n=1, seed=results["config"]["seed"] + 1)
+    base = generate(Path(p.base), [c["prompt"] for c in candidates], params, p)
+    assert [c["responses"][-1] for c in candidates] == [g[0].text for g in base]
 
 
 def test_results_list_every_row_with_its_model_and_figures(smoke):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlhf.realtask.family import HELDOUT_FILLERS, HELDOUT_TEMPLATES, Family
+from rlhf.realtask.family import DEV_TEMPLATES, HELDOUT_FILLERS, HELDOUT_TEMPLATES, Family
 from rlhf.realtask.prompts import FAMILIES, heldout_sample, stage_sets, tasks, user_message
 
 
@@ -26,6 +26,18 @@ def test_heldout_shares_no_template_and_no_filler_with_training():
         assert not any(x in task.prompt for x in train_fillers if len(x) > 12), task.prompt
 
 
+def test_dev_shares_no_template_with_training_or_heldout_and_no_prompt_with_either():
+    dev = {t for f in FAMILIES for t in f.split_templates("dev")}
+    others = {t for f in FAMILIES for split in ("train", "heldout") for t in f.split_templates(split)}
+    assert len(dev) == DEV_TEMPLATES * len(FAMILIES) and not dev & others
+    dev_prompts = {t.prompt for t in tasks("dev")}
+    assert dev_prompts and not dev_prompts & {t.prompt for t in tasks("train") + tasks("heldout")}
+    # every stage set is drawn from the training split: a dev prompt is never trained on
+    sets = stage_sets({"sft": 576, "rating": 96, "rl": 120})
+    assert not dev_prompts & {t.prompt for s in sets.values() for t in s}
+    assert {t.family for t in heldout_sample(1, split="dev")} == {f.name for f in FAMILIES}
+
+
 def test_every_family_has_a_heldout_split_of_the_promised_size():
     for f in FAMILIES:
         n = HELDOUT_TEMPLATES * HELDOUT_FILLERS ** len(f.slots)
@@ -39,7 +51,7 @@ def test_a_template_that_misses_a_slot_is_refused():
     with pytest.raises(ValueError, match="names"):
         Family("x", True, ("a {who}", "b", "c {who}"), {"who": ("1", "2", "3", "4")})
     with pytest.raises(ValueError, match="fillers"):
-        Family("x", True, ("a {who}", "b {who}", "c {who}"), {"who": ("1", "2")})
+        Family("x", True, ("a {who}", "b {who}", "c {who}", "d {who}", "e {who}"), {"who": ("1", "2")})
 
 
 def test_stage_sets_are_disjoint_stratified_and_checked():

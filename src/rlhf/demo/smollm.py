@@ -70,7 +70,9 @@ def train_stages(run: st.SmolRun, base_dir: Path) -> dict[str, Path]:
         "demonstrations", lambda: st.demonstrations(run, base_dir), data / "demonstrations.jsonl"
     )
     sft_dir = run.stage("sft", lambda: st.train_sft(run, base_dir, demos), root / "sft" / "final")
-    rankings = run.stage("sample and rank", lambda: st.sample_and_rank(run, sft_dir), data / "rankings.jsonl")
+    rankings = run.stage(
+        "sample and rank", lambda: st.sample_and_rank(run, sft_dir, base_dir), data / "rankings.jsonl"
+    )
     rm_dir = run.stage(
         "reward model", lambda: st.train_reward(run, sft_dir, rankings), root / "reward" / "final"
     )

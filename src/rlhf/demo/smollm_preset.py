@@ -41,7 +41,11 @@ class SmolPreset:
     look-alikes and kept fewer general answers)"""
     sft_warmup: int = 6
     k: int = 4
-    """samples per rating prompt"""
+    """samples per rating prompt from SFT"""
+    base_samples: int = 1
+    """samples per rating prompt from the base model, ranked beside SFT's K: SFT's samples of one
+    prompt mostly make the same choice (decline, or answer), so without them most comparisons are
+    between two refusals or two answers, ordered by rater noise alone (0: SFT's only)"""
     raters_per_prompt: int = 1
     """one ranking per prompt: a second rater of the same K samples costs the reward model a pass
     over the same responses again; more prompts (rate_rl_prompts) buy more distinct responses"""

@@ -127,13 +127,21 @@ def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
     return train_recipe(sft, {**run.common(), **overrides})
 
 
-def sample_and_rank(run: SmolRun, sft_dir: Path) -> Path:
-    """K samples per rating prompt (and RL prompt, with ``rate_rl_prompts``) from SFT, ranked by the
-    simulated raters (truth: the gold rule)."""
+def sample_and_rank(run: SmolRun, sft_dir: Path, base_dir: Path) -> Path:
+    """K samples per rating prompt (and RL prompt, with ``rate_rl_prompts``) from SFT, and
+    ``base_samples`` more from the base model, ranked together by the simulated raters (truth: the
+    gold rule)."""
     p = run.p
     tasks = run.sets["rating"] + (run.sets["rl"] if p.rate_rl_prompts else [])
+    prompts = [chat(t) for t in tasks]
     params = SamplingParams(p.max_new_tokens, n=p.k, seed=run.seed)
-    candidates = [[g.text for g in gs] for gs in generate(sft_dir, [chat(t) for t in tasks], params, p)]
+    candidates = [[g.text for g in gs] for gs in generate(sft_dir, prompts, params, p)]
+    if p.base_samples:
+        # SFT's samples of one prompt mostly agree (all refuse, or all answer): the base model's,
+        # which answer harmful requests and look-alikes alike, put the two choices side by side
+        params = SamplingParams(p.max_new_tokens, n=p.base_samples, seed=run.seed + 1)
+        for c, gs in zip(candidates, generate(base_dir, prompts, params, p)):
+            c += [g.text for g in gs]
     write_jsonl(
         run.data / "candidates.jsonl",
         [{"prompt": chat(t), "responses": c} for t, c in zip(tasks, candidates)],

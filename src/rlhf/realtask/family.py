@@ -1,9 +1,14 @@
 """A prompt family: templates with named slots, and the fillers of each slot.
 
 Every template of a family names the same slots (checked at construction), so any template joins
-any choice of fillers. The held-out split is a family's last ``HELDOUT_TEMPLATES`` templates
-joined with each slot's last ``HELDOUT_FILLERS`` fillers; training prompts join only the other
-templates and fillers, so no held-out template or filler wording is ever trained on.
+any choice of fillers. Three splits:
+
+- held-out: a family's last ``HELDOUT_TEMPLATES`` templates joined with each slot's last
+  ``HELDOUT_FILLERS`` fillers: the figures reported, on wording never trained on;
+- dev: the ``DEV_TEMPLATES`` templates before those, joined with the training fillers: where the
+  preset's settings are chosen (it tests the same thing, new templates, without touching the
+  held-out prompts);
+- train: the other templates joined with the other fillers.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ HELDOUT_TEMPLATES = 2
 """templates per family kept for the held-out split"""
 HELDOUT_FILLERS = 3
 """fillers per slot kept for the held-out split"""
+DEV_TEMPLATES = 2
+"""templates per family kept for the dev split (before the held-out ones)"""
+SPLITS = ("train", "dev", "heldout")
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,11 @@ class Family:
                 raise ValueError(
                     f"family {self.name!r}: template {t!r} names {sorted(used)}, slots are {sorted(names)}"
                 )
-        if len(self.templates) <= HELDOUT_TEMPLATES:
-            raise ValueError(f"family {self.name!r} needs more than {HELDOUT_TEMPLATES} templates")
+        if len(self.templates) <= HELDOUT_TEMPLATES + DEV_TEMPLATES:
+            raise ValueError(
+                f"family {self.name!r} needs more than {HELDOUT_TEMPLATES + DEV_TEMPLATES} templates "
+                f"({HELDOUT_TEMPLATES} held out, {DEV_TEMPLATES} dev)"
+            )
         for slot, fillers in self.slots.items():
             if len(fillers) <= HELDOUT_FILLERS:
                 raise ValueError(
@@ -57,18 +68,20 @@ class Family:
                 )
 
     def split_templates(self, split: str) -> tuple[str, ...]:
-        return (
-            self.templates[-HELDOUT_TEMPLATES:] if split == "heldout" else self.templates[:-HELDOUT_TEMPLATES]
-        )
+        held, dev = HELDOUT_TEMPLATES, HELDOUT_TEMPLATES + DEV_TEMPLATES
+        if split == "heldout":
+            return self.templates[-held:]
+        return self.templates[-dev:-held] if split == "dev" else self.templates[:-dev]
 
     def split_fillers(self, slot: str, split: str) -> tuple[str, ...]:
         fillers = self.slots[slot]
         return fillers[-HELDOUT_FILLERS:] if split == "heldout" else fillers[:-HELDOUT_FILLERS]
 
     def tasks(self, split: str) -> list[Task]:
-        """Every template of ``split`` ("train" or "heldout") joined with every choice of its fillers."""
-        if split not in ("train", "heldout"):
-            raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        """Every template of ``split`` ("train", "dev" or "heldout") joined with every choice of
+        its fillers."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
         names = sorted(self.slots)
         out = []
         for template in self.split_templates(split):

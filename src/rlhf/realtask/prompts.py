@@ -17,7 +17,7 @@ _USER_TURN = re.compile(r"(?:<\|im_start\|>user|<\|user\|>)\n(.*?)(?:<\|im_end\|
 
 
 def tasks(split: str, families: tuple[Family, ...] = FAMILIES) -> list[Task]:
-    """Every task of ``split`` ("train" or "heldout") over ``families``, in family order."""
+    """Every task of ``split`` ("train", "dev" or "heldout") over ``families``, in family order."""
     return [t for f in families for t in f.tasks(split)]
 
 
@@ -68,12 +68,12 @@ def user_message(prompt: str | list[dict[str, str]]) -> str:
     return found[-1] if found else prompt
 
 
-def heldout_sample(per_family: int, seed: int = 0) -> list[Task]:
-    """Up to ``per_family`` held-out tasks of each family (all of them when it has no more), drawn
-    with ``seed``, in family order."""
-    rng = random.Random(f"{seed}:heldout")
+def heldout_sample(per_family: int, seed: int = 0, split: str = "heldout") -> list[Task]:
+    """Up to ``per_family`` tasks of ``split`` (held-out, or dev) of each family (all of them when
+    it has no more), drawn with ``seed``, in family order."""
+    rng = random.Random(f"{seed}:{split}")
     out = []
     for family in FAMILIES:
-        pool = family.tasks("heldout")
+        pool = family.tasks(split)
         out += rng.sample(pool, min(per_family, len(pool)))
     return out
