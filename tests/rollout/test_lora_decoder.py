@@ -107,3 +107,23 @@ def test_sync_skips_unchanged_parameters_and_follows_changed_ones(tok):
     assert texts(engine.generate(PROMPTS, GREEDY)) == texts(
         HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY)
     )
+
+
+def test_sync_reloads_trained_parameters_changed_without_a_version_bump(tok):
+    """torch's fused AdamW changes trained parameters in place without bumping their version: a
+    sync must re-load every trained parameter whatever its version says."""
+    model = build_tiny_model(tok, "llama", "1m", seed=0).eval()
+    engine = KVCacheEngine(model, tok)
+    before = texts(engine.generate(PROMPTS, GREEDY))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=0.5, fused=True)
+    versions = [p._version for p in params]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    assert [p._version for p in params] == versions  # what makes the version alone unreliable
+    engine.sync_weights(model)
+    torch.testing.assert_close(engine.decoder.weights.t["norm"], model.model.norm.weight.detach())
+    after = texts(engine.generate(PROMPTS, GREEDY))
+    assert after != before
+    assert after == texts(HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY))

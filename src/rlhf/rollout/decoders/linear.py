@@ -134,9 +134,11 @@ class Weights:
     @torch.no_grad()
     def load(self, linears: dict[str, tuple], tensors: dict[str, torch.Tensor]) -> None:
         """Copy new weights in (after an optimizer step), in place. An entry read straight from
-        the model's parameters, unchanged since the last load (the same tensors at the same
-        version: a LoRA policy's LM head, embeddings and norms), is skipped: re-packing the
-        SmolLM2 LM head alone was a fifth of a LoRA policy's sync."""
+        frozen model parameters (``requires_grad`` off), unchanged since the last load (the same
+        tensors at the same version: a LoRA policy's LM head, embeddings and norms), is skipped:
+        re-packing the SmolLM2 LM head alone was a fifth of a LoRA policy's sync. Trained
+        parameters are always re-loaded: a fused optimizer step (torch's fused AdamW) changes
+        them in place without bumping their version."""
         for k, (w, b) in linears.items():
             seen = _seen(w, b)
             if not _same(seen, self.seen[k]):
@@ -150,10 +152,11 @@ class Weights:
 
 
 def _seen(*ts: torch.Tensor | None) -> tuple | None:
-    """What identifies the current contents of model parameters ``ts``: (parameter, version) each;
-    None when one is a computed tensor (a merged or concatenated weight), always re-loaded. The
-    parameters themselves are kept, not their ids, which a freed tensor's successor could reuse."""
-    if not all(t is None or isinstance(t, torch.nn.Parameter) for t in ts):
+    """What identifies the current contents of frozen model parameters ``ts``: (parameter,
+    version) each; None when one is a computed tensor (a merged or concatenated weight) or a
+    trained parameter, always re-loaded. The parameters themselves are kept, not their ids, which
+    a freed tensor's successor could reuse."""
+    if not all(t is None or (isinstance(t, torch.nn.Parameter) and not t.requires_grad) for t in ts):
         return None
     return tuple((t, t._version) if t is not None else None for t in ts)
 
