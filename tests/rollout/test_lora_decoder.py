@@ -71,3 +71,59 @@ def test_dora_falls_back_to_the_generic_decoder(tok):
     assert texts(engine.generate(PROMPTS, GREEDY)) == texts(
         HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY)
     )
+
+
+def test_merged_weight_is_base_plus_scaled_delta_in_fp32(tok):
+    """decoders.lora merges W + s B A in one fp32 addmm: the same numbers as peft's delta added in fp32."""
+    from rlhf.rollout.decoders.lora import linear_weights
+
+    model = lora_model(tok)
+    layer = model.get_base_model().model.layers[0].mlp.up_proj
+    got, _ = linear_weights(layer)
+    want = layer.base_layer.weight.float() + layer.get_delta_weight("default").float()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    with model.disable_adapter():
+        assert linear_weights(layer)[0] is layer.base_layer.weight
+
+
+def test_sync_skips_unchanged_parameters_and_follows_changed_ones(tok):
+    """A LoRA policy's LM head and norms are not re-packed at a sync unless they changed in place."""
+    model = lora_model(tok)
+    engine = KVCacheEngine(model, tok)
+    weights = engine.decoder.weights
+    head, norm = weights.lin["lm_head"].w, weights.t["norm"]
+    engine.sync_weights(model)
+    assert weights.lin["lm_head"].w is head  # unchanged: kept
+    qkv = weights.lin["0.qkv"].w
+    engine.sync_weights(model)
+    assert weights.lin["0.qkv"].w is not qkv  # a merged weight is always re-made
+    base = model.get_base_model()
+    with torch.no_grad():  # an in-place change (what an optimizer step does) bumps the version
+        base.lm_head.weight.mul_(1.5)
+        base.model.norm.weight.add_(0.25)
+    engine.sync_weights(model)
+    assert weights.lin["lm_head"].w is not head
+    torch.testing.assert_close(norm, base.model.norm.weight.detach().to(norm.dtype))
+    assert texts(engine.generate(PROMPTS, GREEDY)) == texts(
+        HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY)
+    )
+
+
+def test_sync_reloads_trained_parameters_changed_without_a_version_bump(tok):
+    """torch's fused AdamW changes trained parameters in place without bumping their version: a
+    sync must re-load every trained parameter whatever its version says."""
+    model = build_tiny_model(tok, "llama", "1m", seed=0).eval()
+    engine = KVCacheEngine(model, tok)
+    before = texts(engine.generate(PROMPTS, GREEDY))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=0.5, fused=True)
+    versions = [p._version for p in params]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    assert [p._version for p in params] == versions  # what makes the version alone unreliable
+    engine.sync_weights(model)
+    torch.testing.assert_close(engine.decoder.weights.t["norm"], model.model.norm.weight.detach())
+    after = texts(engine.generate(PROMPTS, GREEDY))
+    assert after != before
+    assert after == texts(HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY))

@@ -127,11 +127,45 @@ class Weights:
     ):
         self.lin = {k: Linear(w, b, dtype, device) for k, (w, b) in linears.items()}
         self.t = {k: v.detach().to(device, dtype, copy=True) for k, v in tensors.items()}
+        self.seen = {k: _seen(w, b) for k, (w, b) in linears.items()} | {
+            k: _seen(v) for k, v in tensors.items()
+        }
 
     @torch.no_grad()
     def load(self, linears: dict[str, tuple], tensors: dict[str, torch.Tensor]) -> None:
-        """Copy new weights in (after an optimizer step), in place."""
+        """Copy new weights in (after an optimizer step), in place. An entry read straight from
+        frozen model parameters (``requires_grad`` off), unchanged since the last load (the same
+        tensors at the same version: a LoRA policy's LM head, embeddings and norms), is skipped:
+        re-packing the SmolLM2 LM head alone was a fifth of a LoRA policy's sync. Trained
+        parameters are always re-loaded: a fused optimizer step (torch's fused AdamW) changes
+        them in place without bumping their version."""
         for k, (w, b) in linears.items():
-            self.lin[k].load(w, b)
+            seen = _seen(w, b)
+            if not _same(seen, self.seen[k]):
+                self.lin[k].load(w, b)
+                self.seen[k] = seen
         for k, v in tensors.items():
-            self.t[k].copy_(v)
+            seen = _seen(v)
+            if not _same(seen, self.seen[k]):
+                self.t[k].copy_(v)
+                self.seen[k] = seen
+
+
+def _seen(*ts: torch.Tensor | None) -> tuple | None:
+    """What identifies the current contents of frozen model parameters ``ts``: (parameter,
+    version) each; None when one is a computed tensor (a merged or concatenated weight) or a
+    trained parameter, always re-loaded. The parameters themselves are kept, not their ids, which
+    a freed tensor's successor could reuse."""
+    if not all(t is None or (isinstance(t, torch.nn.Parameter) and not t.requires_grad) for t in ts):
+        return None
+    return tuple((t, t._version) if t is not None else None for t in ts)
+
+
+def _same(now: tuple | None, before: tuple | None) -> bool:
+    """Whether two ``_seen`` records name the same parameters at the same versions."""
+    if now is None or before is None or len(now) != len(before):
+        return False
+    for a, b in zip(now, before):
+        if (a is None) != (b is None) or (a is not None and (a[0] is not b[0] or a[1] != b[1])):
+            return False
+    return True
