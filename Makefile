@@ -55,6 +55,7 @@ bench: install model bench-peers
 	$(BIN)/python bench/bench_reward.py
 	$(BIN)/python bench/bench_dpo.py
 	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python bench/bench_sync.py --threads 1
 	$(BIN)/python bench/bench_ppo.py
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_label.py
