@@ -215,6 +215,21 @@ def test_an_in_place_update_without_sync_is_picked_up(tok):
     assert after == responses(HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY))
 
 
+def test_a_fused_optimizer_step_without_sync_is_picked_up(tok):
+    """Fused AdamW (the recipes' optimizer) updates in place without bumping version counters."""
+    model = build_tiny_model(tok, "llama", "1m", seed=0).eval()
+    engine = KVCacheEngine(model, tok)
+    before = responses(engine.generate(PROMPTS, GREEDY))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    versions = [p._version for p in model.parameters()]
+    model(input_ids=torch.tensor([[1, 2, 3]])).logits.square().mean().backward()
+    opt.step()
+    assert versions == [p._version for p in model.parameters()]  # what the counters alone miss
+    after = responses(engine.generate(PROMPTS, GREEDY))
+    assert after != before
+    assert after == responses(HFGenerateEngine(model, tok).generate(PROMPTS, GREEDY))
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_bf16_copy_samples_valid_text_with_close_logprobs(models, tok, arch):
     model = models[arch]

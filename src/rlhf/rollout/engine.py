@@ -18,8 +18,7 @@ Log-probs are those of ``rlhf.rollout.generate``: softmax(logits / T), before to
 
 ``sync_weights(model)`` refreshes the engine's copy (re-packs it on CPU: about 25 ms for the 10M
 GPT-2, bench/bench_generate.py). A forgotten sync cannot sample from a stale policy: ``generate``
-re-syncs by itself when the model last synced from was changed in place (an optimizer step bumps
-its parameters' version counters).
+re-syncs by itself when the model last synced from was changed in place since (``_fingerprint``).
 """
 
 from __future__ import annotations
@@ -62,9 +61,18 @@ class RolloutEngine(Protocol):
         """Make the engine sample from ``model``'s current weights (after an optimizer step)."""
 
 
-def _versions(model) -> list[int]:
-    """In-place updates (optimizer steps) bump a tensor's version counter: a cheap staleness check."""
-    return [p._version for p in model.parameters()]
+def _fingerprint(model) -> tuple[list[int], torch.Tensor]:
+    """What tells that ``model`` changed in place: its parameters' version counters (bumped by an
+    in-place op) and the sums of its trainable ones (a fused optimizer, as the recipes use, updates
+    weights in place without bumping the counters). The sums read only what trains: LoRA's
+    adapters, or every weight in full fine-tuning (some 30 ms for 135M weights on one core)."""
+    params = list(model.parameters())
+    sums = [p.detach().sum() for p in params if p.requires_grad]
+    return [p._version for p in params], torch.stack(sums) if sums else torch.zeros(0)
+
+
+def _changed(before: tuple[list[int], torch.Tensor], after: tuple[list[int], torch.Tensor]) -> bool:
+    return before[0] != after[0] or not torch.equal(before[1], after[1])
 
 
 class KVCacheEngine:
@@ -93,7 +101,7 @@ class KVCacheEngine:
         log.info("KVCacheEngine: %s decoder for %s", self.decoder.name, type(model).__name__)
         self.device = self.decoder.device
         self.model = model
-        self._versions = _versions(model)
+        self._seen = _fingerprint(model)
         self.last_stats: dict[str, float] = {}
         """counters of the last call (STATS): prompts, rows (prompts x n), prefill_tokens (each
         prompt once), decode_steps, row_steps (active rows summed over decode steps: what
@@ -102,7 +110,7 @@ class KVCacheEngine:
     def sync_weights(self, model) -> None:
         """Copy ``model``'s weights into the decoder (in place, no allocation)."""
         self.decoder.load(model)
-        self.model, self._versions = model, _versions(model)
+        self.model, self._seen = model, _fingerprint(model)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Generation]]:
         """``params.n`` generations for each prompt, in prompt order."""
@@ -112,7 +120,7 @@ class KVCacheEngine:
     def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[list[Generation]]:
         """As ``generate``, for prompts already tokenized."""
         _check(params, prompt_ids)
-        if _versions(self.model) != self._versions:
+        if _changed(self._seen, _fingerprint(self.model)):
             # the model changed in place since the last sync: never sample from a stale copy
             self.sync_weights(self.model)
         t0 = time.perf_counter()
