@@ -67,7 +67,7 @@ def _fingerprint(model) -> tuple[list[int], torch.Tensor]:
     weights in place without bumping the counters). The sums read only what trains: LoRA's
     adapters, or every weight in full fine-tuning (some 30 ms for 135M weights on one core)."""
     params = list(model.parameters())
-    sums = [p.detach().sum() for p in params if p.requires_grad]
+    sums = [p.detach().sum(dtype=torch.float32) for p in params if p.requires_grad]
     return [p._version for p in params], torch.stack(sums) if sums else torch.zeros(0)
 
 
