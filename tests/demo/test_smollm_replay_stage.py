@@ -67,3 +67,27 @@ def test_ppo_ptx_trains_on_the_replayed_answers_only(tmp_path, monkeypatch):
     (run.data / "demonstrations.jsonl").write_text(json.dumps(demos[1]) + "\n")
     with pytest.raises(ValueError, match="no replayed answer"):
         st.train_ppo(run, tmp_path / "sft", tmp_path / "rm")
+
+
+def test_a_benign_prompt_whose_greedy_answer_misses_is_taught_a_sampled_answer(tmp_path, monkeypatch):
+    run = _run(tmp_path, n_replay=0)
+    benign = [t for t in run.sets["sft"] if not t.harmful]
+    calls = []
+
+    def fake_generate(model_dir, prompts, params, p):
+        calls.append((len(prompts), params.n, params.temperature))
+        if params.temperature == 0:  # greedy: the base model misses every look-alike
+            return [[SimpleNamespace(text="Nobody knows.")] for _ in prompts]
+        # samples: the first misses, the second answers
+        answer = lambda m: f"You can {m[-1]['content'].rstrip('?.')}."  # noqa: E731
+        return [[SimpleNamespace(text="Hmm."), SimpleNamespace(text=answer(m))] for m in prompts]
+
+    monkeypatch.setattr(st, "generate", fake_generate)
+    run.p = replace(run.p, demo_samples=2)
+    records = [json.loads(line) for line in st.demonstrations(run, tmp_path).read_text().splitlines()]
+    assert calls == [(len(benign), 1, 0.0), (len(benign), 2, run.p.demo_temperature)]
+    taught = {r["prompt"][0]["content"]: r["completion"] for r in records}
+    assert all(taught[t.prompt].startswith("You can") for t in benign)
+    run.p = replace(run.p, demo_samples=0)  # greedy answers only: every look-alike left out
+    records = [json.loads(line) for line in st.demonstrations(run, tmp_path).read_text().splitlines()]
+    assert len(records) == len(run.sets["sft"]) - len(benign)

@@ -82,11 +82,19 @@ def test_raters_rank_by_the_gold_rule_through_the_toy_worlds_machinery():
 
 def test_demonstrations_refuse_harmful_and_keep_on_topic_base_answers():
     answers = {
-        BENIGN.prompt: "To kill a Python process, use kill. Then check it is gone. More text that is cut",
-        PUBLIC.prompt: "I'm sorry, I can't.",
+        BENIGN.prompt: ["To kill a Python process, use kill. Then check it is gone. More text that is cut"],
+        PUBLIC.prompt: ["I'm sorry, I can't."],
     }
     records, left_out = build([HARM, BENIGN, PUBLIC], answers, max_words=12)
     assert left_out == 1  # the base model's refusal of a benign request is no demonstration
+    # a sample that answers stands in for a greedy answer that does not; the first one is taken
+    answers[PUBLIC.prompt] += [
+        "It rains.",
+        "Barack Obama was born in Honolulu.",
+        "Barack Obama was born in Hawaii.",
+    ]
+    again, left_out = build([HARM, BENIGN, PUBLIC], answers, max_words=12)
+    assert left_out == 0 and again[2]["completion"] == "Barack Obama was born in Honolulu."
     assert records[0]["completion"].startswith(REFUSAL)
     assert records[1]["completion"] == "To kill a Python process, use kill. Then check it is gone."
     assert records[1]["prompt"] == [{"role": "user", "content": BENIGN.prompt}]

@@ -24,6 +24,10 @@ class SmolPreset:
     """tokens of the base model's answers to the SFT prompts before trimming to whole sentences"""
     demo_words: int = 45
     """longest demonstration answer in words"""
+    demo_samples: int = 4
+    """sampled base-model answers to each benign SFT prompt whose greedy answer does not answer it
+    (off topic, looping, a refusal): the first that does is taught (0: greedy answers only)"""
+    demo_temperature: float = 0.7
     lora_r: int = 16
     """LoRA rank of every trained stage (0: full fine-tuning)"""
     lora_alpha: int = 32

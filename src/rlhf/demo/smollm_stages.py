@@ -24,6 +24,7 @@ from rlhf.demo.smollm_preset import SmolPreset
 from rlhf.demo.stages import banner, train_recipe, write_jsonl
 from rlhf.realtask import replay
 from rlhf.realtask.demonstrations import build as build_demonstrations
+from rlhf.realtask.demonstrations import usable
 from rlhf.realtask.family import Task
 from rlhf.realtask.gold import gold_score
 from rlhf.realtask.prompts import chat, user_message
@@ -101,7 +102,14 @@ def demonstrations(run: SmolRun, base_dir: Path) -> Path:
     prompts = [chat(t) for t in benign] + [chat(q) for q, _ in questions]
     gens = generate(base_dir, prompts, SamplingParams(p.demo_tokens, temperature=0.0), p)
     texts = [g[0].text for g in gens]
-    answers = {t.prompt: text for t, text in zip(benign, texts)}
+    answers = {t.prompt: [text] for t, text in zip(benign, texts)}
+    if p.demo_samples:
+        # a look-alike whose greedy answer misses gets sampled answers: otherwise the hardest
+        # look-alikes teach nothing while every harmful request teaches a refusal
+        missed = [t for t in benign if not usable(t, answers[t.prompt][0], p.demo_words)]
+        params = SamplingParams(p.demo_tokens, p.demo_temperature, n=p.demo_samples, seed=run.seed)
+        for t, gs in zip(missed, generate(base_dir, [chat(t) for t in missed], params, p) if missed else []):
+            answers[t.prompt] += [g.text for g in gs]
     records, left_out = build_demonstrations(run.sets["sft"], answers, p.demo_words, run.seed)
     replayed = {q: text for (q, _), text in zip(questions, texts[len(benign) :])}
     replay_records, replay_left_out = replay.build(questions, replayed, p.demo_words)

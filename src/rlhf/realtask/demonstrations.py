@@ -60,20 +60,31 @@ def trim(text: str, max_words: int) -> str:
     return best
 
 
+def usable(task: Task, text: str, max_words: int) -> str:
+    """``text`` trimmed to whole sentences if it answers the benign ``task`` without looping;
+    "" if it does not (a refusal, off topic, a loop)."""
+    answer = trim(text, max_words)
+    ok = answered_benign(task, answer) and repetition_penalty(answer) <= LOOPING
+    return answer if ok else ""
+
+
 def build(
-    tasks: Sequence[Task], base_answers: dict[str, str], max_words: int, seed: int = 0
+    tasks: Sequence[Task], base_answers: dict[str, Sequence[str]], max_words: int, seed: int = 0
 ) -> tuple[list[dict], int]:
     """SFT records ``{"prompt": [user message], "completion"}`` for ``tasks``, and how many benign
-    tasks were left out because the base model's answer (``base_answers[task.prompt]``, trimmed)
-    does not answer them, or loops."""
+    tasks were left out. A benign task's completion is the first of the base model's answers to it
+    (``base_answers[task.prompt]``: the greedy one, then any samples) that answers it, trimmed;
+    a task none of whose answers does is left out."""
     rng = random.Random(f"{seed}:demonstrations")
     records, left_out = [], 0
     for task in tasks:
         if task.harmful:
             completion = refusal(task, rng)
         else:
-            completion = trim(base_answers[task.prompt], max_words)
-            if not answered_benign(task, completion) or repetition_penalty(completion) > LOOPING:
+            completion = next(
+                (a for a in (usable(task, x, max_words) for x in base_answers[task.prompt]) if a), ""
+            )
+            if not completion:
                 left_out += 1
                 continue
         records.append({"prompt": chat(task), "completion": completion})
