@@ -24,9 +24,11 @@ class SmolPreset:
     """tokens of the base model's answers to the SFT prompts before trimming to whole sentences"""
     demo_words: int = 45
     """longest demonstration answer in words"""
-    demo_samples: int = 4
+    demo_samples: int = 0
     """sampled base-model answers to each benign SFT prompt whose greedy answer does not answer it
-    (off topic, looping, a refusal): the first that does is taught (0: greedy answers only)"""
+    (off topic, looping, a refusal): the first that does is taught (0: greedy answers only). At 4
+    it teaches 571 demonstrations instead of 481 (5 look-alikes left out instead of 95) and SFT
+    answers no more dev look-alikes (0.46 against 0.49, docs/demo-smollm.md)"""
     demo_temperature: float = 0.7
     lora_r: int = 16
     """LoRA rank of every trained stage (0: full fine-tuning)"""
