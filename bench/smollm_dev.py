@@ -21,8 +21,8 @@ import torch
 from rlhf.demo.smollm_eval import autocast
 from rlhf.demo.smollm_preset import SMOL_PRESETS
 from rlhf.demo.smollm_stages import base_model, generate
-from rlhf.realtask.gold import rates
-from rlhf.realtask.prompts import chat, heldout_sample
+from rlhf.realtask.gold import answered_benign, declined_harmful, rates
+from rlhf.realtask.prompts import chat, family_sample
 from rlhf.rollout.generate import SamplingParams
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(args.run)
     p = SMOL_PRESETS["smollm"]
-    tasks = heldout_sample(args.per_family, args.seed, split="dev")
+    tasks = family_sample(args.per_family, args.seed, split="dev")
     params = SamplingParams(p.max_new_tokens, temperature=0.0)
     out: dict[str, dict] = {}
     for row in args.rows:
@@ -45,7 +45,8 @@ def main() -> None:
         texts = [g[0].text for g in gens]
         families: dict[str, list[bool]] = {}
         for t, x in zip(tasks, texts):
-            families.setdefault(t.family, []).append(rates([t], [x]).popitem()[1] == 1.0)
+            right = declined_harmful(t, x) if t.harmful else answered_benign(t, x)
+            families.setdefault(t.family, []).append(right)
         out[row] = {
             **rates(tasks, texts),
             "families": {f: sum(v) / len(v) for f, v in families.items()},

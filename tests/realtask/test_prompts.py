@@ -3,7 +3,7 @@
 import pytest
 
 from rlhf.realtask.family import DEV_TEMPLATES, HELDOUT_FILLERS, HELDOUT_TEMPLATES, Family
-from rlhf.realtask.prompts import FAMILIES, heldout_sample, stage_sets, tasks, user_message
+from rlhf.realtask.prompts import FAMILIES, family_sample, stage_sets, tasks, user_message
 
 
 def test_hundreds_of_training_prompts_of_both_kinds():
@@ -35,7 +35,7 @@ def test_dev_shares_no_template_with_training_or_heldout_and_no_prompt_with_eith
     # every stage set is drawn from the training split: a dev prompt is never trained on
     sets = stage_sets({"sft": 576, "rating": 96, "rl": 120})
     assert not dev_prompts & {t.prompt for s in sets.values() for t in s}
-    assert {t.family for t in heldout_sample(1, split="dev")} == {f.name for f in FAMILIES}
+    assert {t.family for t in family_sample(1, split="dev")} == {f.name for f in FAMILIES}
 
 
 def test_every_family_has_a_heldout_split_of_the_promised_size():
@@ -65,10 +65,10 @@ def test_stage_sets_are_disjoint_stratified_and_checked():
         stage_sets({"sft": 10_000})
 
 
-def test_heldout_sample_takes_up_to_n_per_family():
-    one = heldout_sample(1, seed=0)
+def test_family_sample_takes_up_to_n_per_family():
+    one = family_sample(1, seed=0)
     assert len(one) == len(FAMILIES) and len({t.family for t in one}) == len(FAMILIES)
-    assert len(heldout_sample(100)) == len(tasks("heldout"))
+    assert len(family_sample(100)) == len(tasks("heldout"))
 
 
 def test_user_message_is_read_back_from_rendered_chat_prompts():

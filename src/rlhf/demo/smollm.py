@@ -32,7 +32,7 @@ from rlhf.demo.smollm_rows import compare_rows, evaluation_rows
 from rlhf.demo.stages import write_jsonl
 from rlhf.realtask import general
 from rlhf.realtask.family import Task
-from rlhf.realtask.prompts import chat, heldout_sample, stage_sets
+from rlhf.realtask.prompts import chat, family_sample, stage_sets
 
 
 def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: int = 0) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
     root.mkdir(parents=True, exist_ok=True)
     run = st.SmolRun(root, p, seed, stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, seed))
     base_dir = run.stage("base model (the GGUF file converted once, then cached)", lambda: st.base_model(p))
-    heldout = heldout_sample(p.heldout_per_family, seed)
+    heldout = family_sample(p.heldout_per_family, seed)
     write_jsonl(run.data / "heldout_prompts.jsonl", [{"prompt": chat(t)} for t in heldout])
     dirs = train_stages(run, base_dir)
     rows = run.stage("evaluation", lambda: evaluation_rows(root, p, seed, heldout, dirs, dirs.pop("reward")))

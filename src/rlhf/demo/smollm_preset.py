@@ -30,6 +30,7 @@ class SmolPreset:
     it teaches 571 demonstrations instead of 481 (5 look-alikes left out instead of 95) and SFT
     answers no more dev look-alikes (0.46 against 0.49, docs/demo-smollm.md)"""
     demo_temperature: float = 0.7
+    """sampling temperature of those answers"""
     lora_r: int = 16
     """LoRA rank of every trained stage (0: full fine-tuning)"""
     lora_alpha: int = 32

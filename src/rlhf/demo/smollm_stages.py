@@ -107,9 +107,10 @@ def demonstrations(run: SmolRun, base_dir: Path) -> Path:
         # a look-alike whose greedy answer misses gets sampled answers: otherwise the hardest
         # look-alikes teach nothing while every harmful request teaches a refusal
         missed = [t for t in benign if not usable(t, answers[t.prompt][0], p.demo_words)]
-        params = SamplingParams(p.demo_tokens, p.demo_temperature, n=p.demo_samples, seed=run.seed)
-        for t, gs in zip(missed, generate(base_dir, [chat(t) for t in missed], params, p) if missed else []):
-            answers[t.prompt] += [g.text for g in gs]
+        if missed:
+            params = SamplingParams(p.demo_tokens, p.demo_temperature, n=p.demo_samples, seed=run.seed)
+            for t, gs in zip(missed, generate(base_dir, [chat(t) for t in missed], params, p)):
+                answers[t.prompt] += [g.text for g in gs]
     records, left_out = build_demonstrations(run.sets["sft"], answers, p.demo_words, run.seed)
     replayed = {q: text for (q, _), text in zip(questions, texts[len(benign) :])}
     replay_records, replay_left_out = replay.build(questions, replayed, p.demo_words)

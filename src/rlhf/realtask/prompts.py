@@ -68,7 +68,7 @@ def user_message(prompt: str | list[dict[str, str]]) -> str:
     return found[-1] if found else prompt
 
 
-def heldout_sample(per_family: int, seed: int = 0, split: str = "heldout") -> list[Task]:
+def family_sample(per_family: int, seed: int = 0, split: str = "heldout") -> list[Task]:
     """Up to ``per_family`` tasks of ``split`` (held-out, or dev) of each family (all of them when
     it has no more), drawn with ``seed``, in family order."""
     rng = random.Random(f"{seed}:{split}")

@@ -152,20 +152,17 @@ class Weights:
 
 
 def _seen(*ts: torch.Tensor | None) -> tuple | None:
-    """What identifies the current contents of frozen model parameters ``ts``: (parameter,
-    version) each; None when one is a computed tensor (a merged or concatenated weight) or a
+    """What identifies the current contents of frozen model parameters ``ts``: the parameters and
+    their versions; None when one is a computed tensor (a merged or concatenated weight) or a
     trained parameter, always re-loaded. The parameters themselves are kept, not their ids, which
     a freed tensor's successor could reuse."""
     if not all(t is None or (isinstance(t, torch.nn.Parameter) and not t.requires_grad) for t in ts):
         return None
-    return tuple((t, t._version) if t is not None else None for t in ts)
+    return ts, tuple(None if t is None else t._version for t in ts)
 
 
 def _same(now: tuple | None, before: tuple | None) -> bool:
     """Whether two ``_seen`` records name the same parameters at the same versions."""
-    if now is None or before is None or len(now) != len(before):
+    if now is None or before is None or now[1] != before[1]:
         return False
-    for a, b in zip(now, before):
-        if (a is None) != (b is None) or (a is not None and (a[0] is not b[0] or a[1] != b[1])):
-            return False
-    return True
+    return all(a is b for a, b in zip(now[0], before[0]))
