@@ -55,3 +55,16 @@ def test_every_new_opener_is_shared_by_harmful_and_benign_families_in_one_propor
     assert len(counts) == 16
     for opener, (harmful, benign) in counts.items():
         assert (harmful, benign) == (4, 7), opener
+
+
+def test_the_training_split_keeps_every_opener_shared():
+    # the dev split must not take an opener's benign templates out of training: an opener that
+    # opens harmful training templates alone is a cue to refuse
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for f in FAMILIES:
+        for t in f.templates[NEW]:
+            if t in f.split_templates("train"):
+                counts[" ".join(words(t)[:2])][0 if f.harmful else 1] += 1
+    assert len(counts) == 16
+    for opener, (harmful, benign) in counts.items():
+        assert harmful >= 2 and benign >= 5, (opener, harmful, benign)
