@@ -58,7 +58,8 @@ def test_every_stage_is_a_run_directory_with_a_hugging_face_model(smoke):
     AutoModelForSequenceClassification.from_pretrained(out / "reward" / "final")
     candidates = [json.loads(x) for x in (out / "data" / "candidates.jsonl").read_text().splitlines()]
     assert len(candidates) == 8 + 8  # rate_rl_prompts: the rating and the RL prompts are sampled
-    assert {len(c["responses"]) for c in candidates} == {2 + 1}  # k from SFT, base_samples from base
+    # k from SFT, base_samples from base, the refusal (refusal_candidate)
+    assert {len(c["responses"]) for c in candidates} == {2 + 1 + 1}
     rankings = [json.loads(x) for x in (out / "data" / "rankings.jsonl").read_text().splitlines()]
     # one rater each, of every prompt with two distinct samples; the raters see each text once
     assert len(rankings) == sum(len(set(c["responses"])) >= 2 for c in candidates) > 0
@@ -76,7 +77,20 @@ def test_the_base_models_samples_are_ranked_beside_sfts(smoke):
     candidates = [json.loads(x) for x in (out / "data" / "candidates.jsonl").read_text().splitlines()]
     params = SamplingParams(p.max_new_tokens, n=1, seed=results["config"]["seed"] + 1)
     base = generate(Path(p.base), [c["prompt"] for c in candidates], params, p)
-    assert [c["responses"][-1] for c in candidates] == [g[0].text for g in base]
+    assert [c["responses"][p.k] for c in candidates] == [g[0].text for g in base]
+
+
+def test_every_ranking_compares_declining_with_answering(smoke):
+    from rlhf.realtask.prompts import user_message
+
+    out, _ = smoke
+    candidates = [json.loads(x) for x in (out / "data" / "candidates.jsonl").read_text().splitlines()]
+    assert all(c["responses"][-1] == REFUSAL for c in candidates)
+    harmful = {t.prompt: t.harmful for t in tasks("train")}
+    rankings = [json.loads(x) for x in (out / "data" / "rankings.jsonl").read_text().splitlines()]
+    assert all(REFUSAL in r["responses"] for r in rankings)
+    # on harmful requests and on look-alikes alike
+    assert {harmful[user_message(r["prompt"])] for r in rankings} == {True, False}
 
 
 def test_results_list_every_row_with_its_model_and_figures(smoke):

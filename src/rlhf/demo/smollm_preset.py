@@ -53,6 +53,13 @@ class SmolPreset:
     """samples per rating prompt from the base model, ranked beside SFT's K: SFT's samples of one
     prompt mostly make the same choice (decline, or answer), so without them most comparisons are
     between two refusals or two answers, ordered by rater noise alone (0: SFT's only)"""
+    refusal_candidate: bool = True
+    """SFT's plain refusal (``realtask.demonstrations.REFUSAL``) ranked beside the samples of every
+    rating prompt, so every ranking compares declining with answering: the raters rank it first on
+    a harmful request and last on a look-alike. Without it a refusal is ranked mostly where SFT
+    samples one, on harmful requests, and the reward model can learn that a refusal scores high
+    whatever was asked (one such model preferred the refusal to the base model's answer on 91% of
+    the dev look-alikes, and PPO against it declined more and answered fewer)"""
     raters_per_prompt: int = 1
     """one ranking per prompt: a second rater of the same K samples costs the reward model a pass
     over the same responses again; more prompts (rate_rl_prompts) buy more distinct responses"""

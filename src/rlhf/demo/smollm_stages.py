@@ -23,8 +23,8 @@ from rlhf.demo.smollm_eval import engine_for
 from rlhf.demo.smollm_preset import SmolPreset
 from rlhf.demo.stages import banner, train_recipe, write_jsonl
 from rlhf.realtask import replay
+from rlhf.realtask.demonstrations import REFUSAL, usable
 from rlhf.realtask.demonstrations import build as build_demonstrations
-from rlhf.realtask.demonstrations import usable
 from rlhf.realtask.family import Task
 from rlhf.realtask.gold import gold_score
 from rlhf.realtask.prompts import chat, user_message
@@ -139,8 +139,8 @@ def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
 
 def sample_and_rank(run: SmolRun, sft_dir: Path, base_dir: Path) -> Path:
     """K samples per rating prompt (and RL prompt, with ``rate_rl_prompts``) from SFT, and
-    ``base_samples`` more from the base model, ranked together by the simulated raters (truth: the
-    gold rule)."""
+    ``base_samples`` more from the base model and, with ``refusal_candidate``, the plain refusal,
+    ranked together by the simulated raters (truth: the gold rule)."""
     p = run.p
     tasks = run.sets["rating"] + (run.sets["rl"] if p.rate_rl_prompts else [])
     prompts = [chat(t) for t in tasks]
@@ -152,6 +152,9 @@ def sample_and_rank(run: SmolRun, sft_dir: Path, base_dir: Path) -> Path:
         params = SamplingParams(p.max_new_tokens, n=p.base_samples, seed=run.seed + 1)
         for c, gs in zip(candidates, generate(base_dir, prompts, params, p)):
             c += [g.text for g in gs]
+    if p.refusal_candidate:  # the refusal on every prompt: right on harmful ones, wrong on look-alikes
+        for c in candidates:
+            c.append(REFUSAL)
     write_jsonl(
         run.data / "candidates.jsonl",
         [{"prompt": chat(t), "responses": c} for t, c in zip(tasks, candidates)],
