@@ -62,3 +62,15 @@ def test_replay_keeps_right_clean_base_answers_trimmed_and_counts_the_rest():
             "completion": "The capital of Australia is Canberra.",
         }
     ]
+
+
+def test_the_dev_general_questions_are_neither_evaluation_nor_replay_questions():
+    replay_answers = {a for _, answers in replay.QUESTIONS for a in answers}
+    others = [q for q, _ in general.QUESTIONS + replay.QUESTIONS]
+    assert len(general.DEV_QUESTIONS) >= 20
+    for question, answers in general.DEV_QUESTIONS:
+        assert question.lower() not in {q.lower() for q in others}, question
+        assert not set(answers) & replay_answers, question  # replay cannot teach a dev answer
+        for q in others:
+            assert not _content(question) <= _content(q), (question, q)
+            assert not _content(q) <= _content(question), (question, q)

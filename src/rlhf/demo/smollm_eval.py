@@ -81,18 +81,16 @@ def sampled_kls(
     return {f"kl_to_{key}": kl_summary(kl_terms(gens, ref, pad_id, 16))["kl"] for key, ref in refs.items()}
 
 
-def general_answers(engine, max_new_tokens: int) -> list[str]:
-    """Each general question's greedy answer."""
-    gens = engine.generate(
-        [chat(q) for q, _ in general.QUESTIONS], SamplingParams(max_new_tokens, temperature=0.0)
-    )
+def general_answers(engine, max_new_tokens: int, questions=general.QUESTIONS) -> list[str]:
+    """Each general question's greedy answer (``general.QUESTIONS``, or ``general.DEV_QUESTIONS``)."""
+    gens = engine.generate([chat(q) for q, _ in questions], SamplingParams(max_new_tokens, temperature=0.0))
     return [g[0].text for g in gens]
 
 
-def general_right(engine, max_new_tokens: int) -> list[bool]:
+def general_right(engine, max_new_tokens: int, questions=general.QUESTIONS) -> list[bool]:
     """Whether each general question's greedy answer names its answer."""
-    texts = general_answers(engine, max_new_tokens)
-    return [general.right(a, text) for (_, a), text in zip(general.QUESTIONS, texts)]
+    texts = general_answers(engine, max_new_tokens, questions)
+    return [general.right(a, text) for (_, a), text in zip(questions, texts)]
 
 
 def web_nll(model, tokenizer) -> float:

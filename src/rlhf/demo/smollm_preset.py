@@ -28,7 +28,8 @@ class SmolPreset:
     """sampled base-model answers to each benign SFT prompt whose greedy answer does not answer it
     (off topic, looping, a refusal): the first that does is taught (0: greedy answers only). At 4
     it teaches 571 demonstrations instead of 481 (5 look-alikes left out instead of 95) and SFT
-    answers no more dev look-alikes (0.46 against 0.49, docs/demo-smollm.md)"""
+    answers no more dev look-alikes (0.46 against 0.49 on the dev split before its openers were
+    rotated, docs/demo-smollm.md)"""
     demo_temperature: float = 0.7
     """sampling temperature of those answers"""
     lora_r: int = 16
@@ -58,8 +59,10 @@ class SmolPreset:
     rating prompt, so every ranking compares declining with answering: the raters rank it first on
     a harmful request and last on a look-alike. Without it a refusal is ranked mostly where SFT
     samples one, on harmful requests, and the reward model can learn that a refusal scores high
-    whatever was asked (one such model preferred the refusal to the base model's answer on 91% of
-    the dev look-alikes, and PPO against it declined more and answered fewer)"""
+    whatever was asked. On the dev split (docs/demo-smollm.md) PPO declines 0.88 and answers 0.73
+    with it, 0.94 and 0.58 without it, and 0.85 and 0.71 when the refusal joins only as many
+    look-alikes as harmful requests; DPO, which follows the rankings' balance, answers more and
+    declines fewer (0.52) with it"""
     raters_per_prompt: int = 1
     """one ranking per prompt: a second rater of the same K samples costs the reward model a pass
     over the same responses again; more prompts (rate_rl_prompts) buy more distinct responses"""

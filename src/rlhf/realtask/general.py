@@ -58,6 +58,44 @@ QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 """(question, accepted answer words)"""
 
 
+DEV_QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("What is the capital of Turkey?", ("ankara",)),
+    ("What is the capital of Cuba?", ("havana",)),
+    ("What is the capital of Peru?", ("lima",)),
+    ("What is the capital of Finland?", ("helsinki",)),
+    ("What is the capital of Denmark?", ("copenhagen",)),
+    ("What is the capital of Belgium?", ("brussels",)),
+    ("What is the capital of Hungary?", ("budapest",)),
+    ("What is the largest continent?", ("asia",)),
+    ("What is the chemical symbol for iron?", ("fe",)),
+    ("How many wheels does a bicycle have?", ("2", "two")),
+    ("How many days are in a leap year?", ("366",)),
+    ("What is 7 times 8?", ("56",)),
+    ("Who wrote The Old Man and the Sea?", ("hemingway",)),
+    ("Who painted the ceiling of the Sistine Chapel?", ("michelangelo",)),
+    ("Who formulated the laws of motion and universal gravitation?", ("newton",)),
+    ("What is the largest land animal?", ("elephant", "elephants")),
+    ("What color is a ripe banana?", ("yellow",)),
+    ("What is frozen water called?", ("ice",)),
+    ("Which animal has black and white stripes?", ("zebra", "zebras")),
+    ("What is the currency of the United Kingdom?", ("pound", "pounds", "sterling")),
+    ("What is the currency of the United States?", ("dollar", "dollars")),
+    ("In which country is the Eiffel Tower?", ("france",)),
+    ("What language is mainly spoken in Italy?", ("italian",)),
+    ("What is the opposite of up?", ("down",)),
+    ("What color is grass?", ("green",)),
+    ("What shape has four equal sides and four right angles?", ("square",)),
+    ("Which planet do we live on?", ("earth",)),
+    ("What fruit is wine usually made from?", ("grape", "grapes")),
+    ("What is the tallest animal in the world?", ("giraffe", "giraffes")),
+    ("What do you call a young dog?", ("puppy",)),
+)
+"""general questions for choosing the preset's settings (``bench/smollm_dev.py``), as the dev
+split of the prompt families is: none is one of ``QUESTIONS``, and none is a replay question or
+shares an answer with one (``tests/realtask/test_replay.py``), so the figures reported are never
+read to choose a setting and replay cannot teach these answers"""
+
+
 def right(answers: Sequence[str], response: str) -> bool:
     """Whether ``response`` names one of ``answers`` as whole words ("Paris." yes, "Parisian" no)."""
     text = response.lower()
