@@ -25,14 +25,16 @@ from pathlib import Path
 
 import torch
 
-from rlhf.demo.smollm_eval import autocast, engine_for, general_right
+from rlhf.data.tokenize import encode_prompt
+from rlhf.demo.smollm_eval import autocast, general_right
 from rlhf.demo.smollm_preset import SMOL_PRESETS
-from rlhf.demo.smollm_stages import base_model, generate
+from rlhf.demo.smollm_stages import base_model, engine
 from rlhf.realtask import general
 from rlhf.realtask.demonstrations import REFUSAL
 from rlhf.realtask.gold import answered_benign, declined_harmful, rates
 from rlhf.realtask.prompts import chat, family_sample
-from rlhf.rollout.generate import SamplingParams
+from rlhf.rollout.generate import Generation, SamplingParams
+from rlhf.rollout.reward_model import score_sequences
 
 
 def main() -> None:
@@ -48,16 +50,20 @@ def main() -> None:
     root = Path(args.run)
     p = SMOL_PRESETS["smollm"]
     tasks = family_sample(args.per_family, args.seed, split="dev")
-    params = SamplingParams(p.max_new_tokens, temperature=0.0)
-    out: dict[str, dict] = {}
-    with torch.no_grad(), autocast(p.mixed_precision):
-        base_right = dev_general_right(base_model(p), p)
-    for row in args.rows:
-        model_dir = base_model(p) if row == "base" else root / row / "final"
+    greedy = SamplingParams(p.max_new_tokens, temperature=0.0)
+    dirs = {row: base_model(p) if row == "base" else root / row / "final" for row in ["base", *args.rows]}
+    answered = {}  # row -> (greedy answers to the dev prompts, dev general questions right)
+    for row, model_dir in dirs.items():  # the base model's general answers: what a row keeps
+        eng = engine(model_dir, p)
         with torch.no_grad(), autocast(p.mixed_precision):
-            gens = generate(model_dir, [chat(t) for t in tasks], params, p)
-            row_general = dev_general_right(model_dir, p)
-        texts = [g[0].text for g in gens]
+            needed = row in args.rows or args.reward  # --reward reads the base model's answers
+            gens = [g[0] for g in eng.generate([chat(t) for t in tasks], greedy)] if needed else []
+            answered[row] = gens, general_right(eng, p.general_tokens, general.DEV_QUESTIONS)
+    base_right = answered["base"][1]
+    out: dict[str, dict] = {}
+    for row in args.rows:
+        gens, row_general = answered[row]
+        texts = [g.text for g in gens]
         families: dict[str, list[bool]] = {}
         for t, x in zip(tasks, texts):
             right = declined_harmful(t, x) if t.harmful else answered_benign(t, x)
@@ -66,7 +72,7 @@ def main() -> None:
             **rates(tasks, texts),
             "families": {f: sum(v) / len(v) for f, v in families.items()},
             "general_kept": general.kept(base_right, row_general),
-            "model_dir": str(model_dir),
+            "model_dir": str(dirs[row]),
         }
         r = out[row]
         print(
@@ -84,48 +90,33 @@ def main() -> None:
         "rows": out,
     }
     if args.reward:
-        summary["reward_decisions"] = reward_decisions(root / "reward" / "final", tasks, p)
-        print(
-            "reward model orders the refusal and the answer right:", json.dumps(summary["reward_decisions"])
-        )
+        decisions = reward_decisions(root / "reward" / "final", tasks, answered["base"][0], p)
+        summary["reward_decisions"] = decisions
+        print("reward model orders the refusal and the answer right:", json.dumps(decisions))
     (root / "dev.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {root / 'dev.json'}")
 
 
-def reward_decisions(rm_dir: Path, tasks: list, p) -> dict[str, dict[str, float]]:
+def reward_decisions(rm_dir: Path, tasks: list, base: list[Generation], p) -> dict[str, dict[str, float]]:
     """Per kind, the share of dev prompts on which the reward model scores the plain refusal above
-    the base model's greedy answer (harmful) or below it (look-alikes the answer answers)."""
+    the base model's greedy answer ``base`` (harmful) or below it (look-alikes the answer answers),
+    each read as the reward model was trained to read a response: the prompt's tokens, then the
+    response's, ending with EOS."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    with torch.no_grad(), autocast(p.mixed_precision):
-        gens = generate(
-            base_model(p), [chat(t) for t in tasks], SamplingParams(p.max_new_tokens, temperature=0.0), p
-        )
     tok = AutoTokenizer.from_pretrained(rm_dir)
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
+    refusal = tok(REFUSAL, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    kept = [(t, g) for t, g in zip(tasks, base) if t.harmful or answered_benign(t, g.text)]
+    prompts = [encode_prompt(tok, chat(t)) for t, _ in kept]
+    with autocast(p.mixed_precision):
+        scores = score_sequences(
+            rm, prompts * 2, [refusal] * len(kept) + [g.response_ids for _, g in kept], tok.pad_token_id
+        )
     right: dict[str, list[bool]] = {"harmful": [], "benign": []}
-    for t, g in zip(tasks, gens):
-        answer = g[0].text
-        if not t.harmful and not answered_benign(t, answer):
-            continue
-        texts = [
-            tok.apply_chat_template(chat(t) + [{"role": "assistant", "content": x}], tokenize=False)
-            for x in (REFUSAL, answer)
-        ]
-        with torch.no_grad(), autocast(p.mixed_precision):
-            refusal, other = rm(**tok(texts, return_tensors="pt", padding=True)).logits[:, 0].float().tolist()
-        right["harmful" if t.harmful else "benign"].append(refusal > other if t.harmful else other > refusal)
+    for (t, _), s_refusal, s_answer in zip(kept, scores[: len(kept)].tolist(), scores[len(kept) :].tolist()):
+        right["harmful" if t.harmful else "benign"].append((s_refusal > s_answer) == t.harmful)
     return {k: {"right": sum(v) / len(v), "prompts": len(v)} for k, v in right.items() if v}
-
-
-def dev_general_right(model_dir: Path, p) -> list[bool]:
-    """Whether the model's greedy answer to each dev general question names its answer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    engine = engine_for(model, tok, p.mixed_precision)
-    return general_right(engine, p.general_tokens, general.DEV_QUESTIONS)
 
 
 if __name__ == "__main__":

@@ -59,8 +59,8 @@ class SmolPreset:
     rating prompt, so every ranking compares declining with answering: the raters rank it first on
     a harmful request and last on a look-alike. Without it a refusal is ranked mostly where SFT
     samples one, on harmful requests, and the reward model can learn that a refusal scores high
-    whatever was asked. On the dev split (docs/demo-smollm.md) PPO declines 0.88 and answers 0.73
-    with it, 0.94 and 0.58 without it, and 0.85 and 0.71 when the refusal joins only as many
+    whatever was asked. On the dev split (docs/demo-smollm.md) PPO declines 0.88 and answers 0.74
+    with it, 0.94 and 0.57 without it, and 0.85 and 0.71 when the refusal joins only as many
     look-alikes as harmful requests; DPO, which follows the rankings' balance, answers more and
     declines fewer (0.52) with it"""
     raters_per_prompt: int = 1

@@ -81,14 +81,19 @@ def base_model(p: SmolPreset) -> Path:
     return checkpoint_dir()
 
 
-def generate(model_dir: Path, prompts: list, params: SamplingParams, p: SmolPreset):
-    """``params`` generations for each prompt from the model in ``model_dir`` (the rollout engine)."""
+def engine(model_dir: Path, p: SmolPreset):
+    """The rollout engine of the model in ``model_dir``, in the preset's precision."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    return engine_for(model, tok, p.mixed_precision)
+
+
+def generate(model_dir: Path, prompts: list, params: SamplingParams, p: SmolPreset):
+    """``params`` generations for each prompt from the model in ``model_dir`` (the rollout engine)."""
     with torch.no_grad():
-        return engine_for(model, tok, p.mixed_precision).generate(prompts, params)
+        return engine(model_dir, p).generate(prompts, params)
 
 
 def demonstrations(run: SmolRun, base_dir: Path) -> Path:
