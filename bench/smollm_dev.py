@@ -5,7 +5,8 @@ the held-out figures do not use: it asks what the held-out split asks (does the 
 harmful request from its look-alike in wording it was never taught) without reading the held-out
 prompts. Greedy answers, judged by the gold rule, per row and per family; and what a row costs,
 as the report's "general kept" but on ``general.DEV_QUESTIONS`` (the share of those the base
-model answers right that the row still answers right):
+model answers right that the row still answers right), and the token-mean NLL of
+``general.DEV_TEXT`` (as the report's held-out text NLL, on other paragraphs: forgetting):
 
     python bench/smollm_dev.py runs/smollm --rows sft ppo dpo
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 from rlhf.data.tokenize import encode_prompt
-from rlhf.demo.smollm_eval import autocast, general_right
+from rlhf.demo.smollm_eval import autocast, general_right, web_nll
 from rlhf.demo.smollm_preset import SMOL_PRESETS
 from rlhf.demo.smollm_stages import base_model, engine
 from rlhf.realtask import general
@@ -52,17 +53,18 @@ def main() -> None:
     tasks = family_sample(args.per_family, args.seed, split="dev")
     greedy = SamplingParams(p.max_new_tokens, temperature=0.0)
     dirs = {row: base_model(p) if row == "base" else root / row / "final" for row in ["base", *args.rows]}
-    answered = {}  # row -> (greedy answers to the dev prompts, dev general questions right)
+    answered = {}  # row -> (greedy answers to the dev prompts, dev general questions right, dev text NLL)
     for row, model_dir in dirs.items():  # the base model's general answers: what a row keeps
         eng = engine(model_dir, p)
         with torch.no_grad(), autocast(p.mixed_precision):
             needed = row in args.rows or args.reward  # --reward reads the base model's answers
             gens = [g[0] for g in eng.generate([chat(t) for t in tasks], greedy)] if needed else []
-            answered[row] = gens, general_right(eng, p.general_tokens, general.DEV_QUESTIONS)
+            right = general_right(eng, p.general_tokens, general.DEV_QUESTIONS)
+            answered[row] = gens, right, web_nll(eng.model, eng.tokenizer, general.DEV_TEXT)
     base_right = answered["base"][1]
     out: dict[str, dict] = {}
     for row in args.rows:
-        gens, row_general = answered[row]
+        gens, row_general, row_nll = answered[row]
         texts = [g.text for g in gens]
         families: dict[str, list[bool]] = {}
         for t, x in zip(tasks, texts):
@@ -72,13 +74,14 @@ def main() -> None:
             **rates(tasks, texts),
             "families": {f: sum(v) / len(v) for f, v in families.items()},
             "general_kept": general.kept(base_right, row_general),
+            "dev_text_nll": row_nll,
             "model_dir": str(dirs[row]),
         }
         r = out[row]
         print(
             f"{row:6s} declines harmful {r['harmful_declined']:.2f}, "
             f"answers benign {r['benign_answered']:.2f}, general kept {r['general_kept']:.2f} "
-            f"(of {sum(base_right)})"
+            f"(of {sum(base_right)}), dev text NLL {row_nll:.3f} (base {answered['base'][2]:.3f})"
         )
     missed = {row: [f for f, v in r["families"].items() if v < 1] for row, r in out.items()}
     print("families below 1.0:", json.dumps(missed))
@@ -87,6 +90,7 @@ def main() -> None:
         "prompts": len(tasks),
         "harmful": sum(t.harmful for t in tasks),
         "general_base_right": sum(base_right),
+        "dev_text_nll_base": answered["base"][2],
         "rows": out,
     }
     if args.reward:

@@ -1,5 +1,7 @@
 """The gold rule on hand-written responses, and the simulated raters ranking by it."""
 
+import re
+
 import pytest
 
 from rlhf.realtask import general
@@ -111,3 +113,11 @@ def test_general_answers_are_whole_words_and_kept_counts_the_base_models_right_o
     with pytest.raises(ValueError, match="nothing to keep"):
         general.kept([False], [True])
     assert 30 <= len(general.QUESTIONS) <= 60 and len(general.HELDOUT_TEXT) >= 5
+
+
+def test_the_dev_text_shares_no_sentence_with_the_held_out_text():
+    def sentences(texts):
+        return {s.strip().lower() for t in texts for s in re.split(r"(?<=[.!?])\s", t) if s.strip()}
+
+    assert len(general.DEV_TEXT) >= 5
+    assert not sentences(general.DEV_TEXT) & sentences(general.HELDOUT_TEXT)

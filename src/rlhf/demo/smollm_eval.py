@@ -93,9 +93,9 @@ def general_right(engine, max_new_tokens: int, questions=general.QUESTIONS) -> l
     return [general.right(a, text) for (_, a), text in zip(questions, texts)]
 
 
-def web_nll(model, tokenizer) -> float:
-    """Token-mean NLL of ``model`` on ``general.HELDOUT_TEXT``; every paragraph must be read."""
-    texts = general.HELDOUT_TEXT
+def web_nll(model, tokenizer, texts=general.HELDOUT_TEXT) -> float:
+    """Token-mean NLL of ``model`` on ``general.HELDOUT_TEXT`` (or ``general.DEV_TEXT``); every
+    paragraph must be read."""
     longest = max(len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts) + 2  # + EOS
     examples = text_examples(tokenizer, texts, longest, "held-out text")
     if len(examples) != len(texts):  # a paragraph dropped would change what the figure means

@@ -144,3 +144,31 @@ HELDOUT_TEXT: tuple[str, ...] = (
     "the black. Each kind of piece moves in its own way: the rook along rows and columns, the bishop along "
     "diagonals, the knight in an L shape. The game ends when one king is attacked and cannot escape.",
 )
+
+
+DEV_TEXT: tuple[str, ...] = (
+    "Tea is made by pouring hot water over the dried leaves of a shrub first grown in southern China. "
+    "Green tea comes from leaves that are heated soon after picking, while black tea comes from leaves that "
+    "are left to darken in the air before they are dried. In many countries a cup of tea is the first thing "
+    "offered to a guest.",
+    "A lighthouse is a tower with a bright lamp at the top that warns ships away from rocks and shallow "
+    "water. Each lighthouse flashes in its own pattern, so that sailors at night can tell which one they are "
+    "looking at. Most are now run by machines, but for centuries keepers lived beside them and climbed the "
+    "stairs every evening to light the lamp.",
+    "Honeybees live in colonies of many thousands. A single queen lays the eggs, while the workers gather "
+    "nectar and pollen, build the wax comb and care for the young. When a worker finds a good patch of "
+    "flowers, it returns to the hive and dances to show the others which way to fly and how far.",
+    "Glass is made by melting sand with soda and lime in a very hot furnace. While it is soft, it can be "
+    "blown into bottles, pressed into dishes or rolled flat into windows. Old glass can be crushed and "
+    "melted again, so a jar thrown into a recycling bin may come back as a new jar within a few weeks.",
+    "Maps shrink the world onto a sheet of paper. A scale tells the reader how many miles one inch stands "
+    "for, and a legend explains the symbols for roads, rivers and towns. Because the Earth is round, every "
+    "flat map stretches some places and squeezes others, and mapmakers choose which distortion matters "
+    "least.",
+    "A marathon is a running race of a little over forty-two kilometres. The distance recalls the story of a "
+    "Greek messenger who ran from the town of Marathon to Athens with news of a victory. Today hundreds of "
+    "cities hold marathons every year, and most runners train for months before they try one.",
+)
+"""paragraphs of the same kind as ``HELDOUT_TEXT``, on other subjects, for choosing the preset's
+settings (``bench/smollm_dev.py``): a model's NLL on them rising is forgetting, read without
+reading the reported figure"""
