@@ -41,7 +41,7 @@ def smoke(tmp_path_factory):
         max_new_tokens=6,
         ppo_steps=1,
         ppo_batch=4,
-        dpo_epochs=0.1,
+        dpo_steps=2,
         best_of=2,
         general_tokens=4,
     )
@@ -56,6 +56,8 @@ def test_every_stage_is_a_run_directory_with_a_hugging_face_model(smoke):
         assert (out / stage / "config.yaml").is_file() and (out / stage / "metrics.jsonl").is_file()
         AutoModelForCausalLM.from_pretrained(out / stage / "final")
     AutoModelForSequenceClassification.from_pretrained(out / "reward" / "final")
+    dpo_steps = [json.loads(x)["step"] for x in (out / "dpo" / "metrics.jsonl").read_text().splitlines()]
+    assert max(dpo_steps) == 2  # dpo_steps, however many pairs the rankings give
     candidates = [json.loads(x) for x in (out / "data" / "candidates.jsonl").read_text().splitlines()]
     assert len(candidates) == 8 + 8  # rate_rl_prompts: the rating and the RL prompts are sampled
     # k from SFT, base_samples from base, the refusal (refusal_candidate)

@@ -98,8 +98,9 @@ class SmolPreset:
     ppo_ptx_coef: float = 0.0
     """PPO-ptx (InstructGPT's gamma): weight of the NLL of the replayed general answers (the base
     model's own, from the demonstrations) in every policy step, against forgetting (0: off)"""
-    dpo_epochs: float = 0.25
-    """of the rankings' comparisons (about 900 with rate_rl_prompts: some 28 steps)"""
+    dpo_steps: int = 74
+    """optimizer steps of DPO, batch_size pairs each, whatever the number of rankings (592 of the
+    2,368 pairs that 216 rankings of 4 SFT samples, a base sample and the refusal give)"""
     dpo_lr: float = 1e-4
     dpo_beta: float = 0.1
     dpo_reference: str = "adapters_off"

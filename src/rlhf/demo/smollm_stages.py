@@ -261,7 +261,7 @@ def train_dpo(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
         "model.path": sft_dir,
         "data.train": rankings,
         "train.output_dir": run.root / "dpo",
-        "train.epochs": p.dpo_epochs,
+        "train.max_steps": p.dpo_steps,
         "train.batch_size": p.batch_size,
         "train.lr": p.dpo_lr,
         "dpo.beta": p.dpo_beta,
