@@ -41,6 +41,12 @@ def test_replayed_general_answers_join_the_demonstrations(tmp_path, monkeypatch)
     assert q_wrong not in by_prompt  # a wrong base answer is no demonstration
     assert sum(c.startswith(REFUSAL) for c in by_prompt.values()) == len(run.sets["sft"]) - n_benign
 
+    run.p = replace(run.p, replay_repeats=3)  # each replayed answer three times, nothing else more
+    again = [json.loads(line) for line in st.demonstrations(run, tmp_path).read_text().splitlines()]
+    counts = {q: sum(r["prompt"][0]["content"] == q for r in again) for q in by_prompt}
+    assert counts[q_right] == counts[q_third] == 3
+    assert len(again) == len(records) + 2 * 2
+
 
 def test_more_replay_questions_than_written_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="n_replay"):

@@ -20,6 +20,9 @@ class SmolPreset:
     n_replay: int = 146
     """general questions (``realtask.replay``) whose base-model answers join the demonstrations, so
     that SFT keeps the base model's general knowledge (0: none)"""
+    replay_repeats: int = 1
+    """times each replayed general answer appears among the demonstrations (at sft_lr 6e-4, 3
+    kept fewer dev general answers than 1: 8 of 12 against 10)"""
     demo_tokens: int = 48
     """tokens of the base model's answers to the SFT prompts before trimming to whole sentences"""
     demo_words: int = 45
@@ -35,6 +38,9 @@ class SmolPreset:
     lora_r: int = 16
     """LoRA rank of every trained stage (0: full fine-tuning)"""
     lora_alpha: int = 32
+    lora_targets: str = "all-linear"
+    """model.lora_target_modules of every trained stage, comma-separated module names (attention
+    only, q_proj,k_proj,v_proj,o_proj, at sft_lr 6e-4: dev 0.83 / 0.70, against 1.00 / 0.79)"""
     mixed_precision: str = "bf16"
     """train.mixed_precision of every stage (weights stay float32; bf16 matmuls)"""
     max_length: int = 128
@@ -43,7 +49,12 @@ class SmolPreset:
     sft_steps: int = 192
     """about 2.6 epochs of the demonstrations (some 580: the refusals, the benign answers that pass
     the gold rule and the replayed general answers); one epoch underfits (docs/demo-smollm.md)"""
-    sft_lr: float = 3e-4
+    sft_lr: float = 4.5e-4
+    """on the dev split (docs/demo-smollm.md), SFT tells harmful requests from look-alikes better
+    the harder it trains: 0.71 / 0.56 (declines harmful / answers benign) at 1e-4, 0.85 / 0.73 at
+    3e-4, 0.98 / 0.75 at 4.5e-4, 1.00 / 0.79 at 6e-4; what it forgets grows with it (dev text NLL
+    4.20, 4.60, 4.78, 4.90 against the base model's 3.80), and at 6e-4 it loses 2 of the 12 dev
+    general answers, at 4.5e-4 none"""
     sft_schedule: str = "constant"
     """train.schedule of SFT: constant after warmup (a cosine decay over the same steps refused more
     look-alikes and kept fewer general answers)"""

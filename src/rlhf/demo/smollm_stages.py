@@ -65,6 +65,7 @@ class SmolRun:
         return {
             "model.lora_r": p.lora_r,
             "model.lora_alpha": p.lora_alpha,
+            "model.lora_target_modules": f"[{p.lora_targets}]",
             "data.max_length": p.max_length,
             "train.mixed_precision": p.mixed_precision,
             "train.seed": self.seed,
@@ -124,7 +125,7 @@ def demonstrations(run: SmolRun, base_dir: Path) -> Path:
         f"{len(replay_records)} replayed general answers ({replay_left_out} left out: wrong, looping, "
         "or naming an evaluation answer)"
     )
-    return write_jsonl(run.data / "demonstrations.jsonl", records + replay_records)
+    return write_jsonl(run.data / "demonstrations.jsonl", records + replay_records * p.replay_repeats)
 
 
 def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
