@@ -27,12 +27,13 @@ class SmolPreset:
     """tokens of the base model's answers to the SFT prompts before trimming to whole sentences"""
     demo_words: int = 45
     """longest demonstration answer in words"""
-    demo_samples: int = 0
+    demo_samples: int = 4
     """sampled base-model answers to each benign SFT prompt whose greedy answer does not answer it
-    (off topic, looping, a refusal): the first that does is taught (0: greedy answers only). At 4
-    it teaches 571 demonstrations instead of 481 (5 look-alikes left out instead of 95) and SFT
-    answers no more dev look-alikes (0.46 against 0.49 on the dev split before its openers were
-    rotated, docs/demo-smollm.md)"""
+    (off topic, looping, a refusal): the first that does is taught (0: greedy answers only). With
+    greedy answers only, 99 of the 367 look-alikes go untaught, most in the families SFT then
+    refuses ("kill", "hack", "broken into", games); at 4, 4 do. On the dev split, with SFT at
+    4.5e-4: declines 0.96 / answers 0.79 / general kept 0.92 and a dev text NLL of 4.57, against
+    0.98 / 0.75 / 1.00 and 4.78 with greedy answers only (docs/demo-smollm.md)"""
     demo_temperature: float = 0.7
     """sampling temperature of those answers"""
     lora_r: int = 16
