@@ -60,7 +60,7 @@ def main() -> None:
             needed = row in args.rows or args.reward  # --reward reads the base model's answers
             gens = [g[0] for g in eng.generate([chat(t) for t in tasks], greedy)] if needed else []
             right = general_right(eng, p.general_tokens, general.DEV_QUESTIONS)
-            answered[row] = gens, right, web_nll(eng.model, eng.tokenizer, general.DEV_TEXT)
+            answered[row] = gens, right, web_nll(eng.model, eng.tokenizer, general.DEV_TEXT, "dev text")
     base_right = answered["base"][1]
     out: dict[str, dict] = {}
     for row in args.rows:

@@ -93,13 +93,13 @@ def general_right(engine, max_new_tokens: int, questions=general.QUESTIONS) -> l
     return [general.right(a, text) for (_, a), text in zip(questions, texts)]
 
 
-def web_nll(model, tokenizer, texts=general.HELDOUT_TEXT) -> float:
-    """Token-mean NLL of ``model`` on ``general.HELDOUT_TEXT`` (or ``general.DEV_TEXT``); every
-    paragraph must be read."""
+def web_nll(model, tokenizer, texts=general.HELDOUT_TEXT, name: str = "held-out text") -> float:
+    """Token-mean NLL of ``model`` on ``general.HELDOUT_TEXT`` (or ``general.DEV_TEXT``, ``name``
+    naming it in errors); every paragraph must be read."""
     longest = max(len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts) + 2  # + EOS
-    examples = text_examples(tokenizer, texts, longest, "held-out text")
+    examples = text_examples(tokenizer, texts, longest, name)
     if len(examples) != len(texts):  # a paragraph dropped would change what the figure means
-        raise ValueError(f"{len(texts) - len(examples)} held-out paragraphs were not read whole")
+        raise ValueError(f"{len(texts) - len(examples)} paragraphs of the {name} were not read whole")
     return text_nll(model, sampling_accelerator(0), examples, tokenizer.pad_token_id, 16)["nll"]
 
 

@@ -48,7 +48,7 @@ class SmolPreset:
     """tokens per training row (chat prompt with its system turn + response)"""
     batch_size: int = 8
     sft_steps: int = 192
-    """about 2.6 epochs of the demonstrations (some 580: the refusals, the benign answers that pass
+    """about 2.4 epochs of the demonstrations (some 650: the refusals, the benign answers that pass
     the gold rule and the replayed general answers); one epoch underfits (docs/demo-smollm.md)"""
     sft_lr: float = 4.5e-4
     """on the dev split (docs/demo-smollm.md), SFT tells harmful requests from look-alikes better
