@@ -20,6 +20,7 @@ Results: bench/results/real.json (with the machine, the date and both sides' set
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 import os
 import shutil
@@ -51,10 +52,15 @@ def smollm2() -> Path:
         raise SystemExit(f"bench_real: {err}") from None
 
 
-def worker(side: str, algo: str, threads: int) -> tuple[list[str], dict[str, str]]:
-    """The command and environment of one side's worker."""
+def worker(side: str, algo: str, threads: int, preload: str | None) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of one side's worker; ``preload``: the allocator library both
+    sides run (None: the C library's malloc)."""
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)
+    env.pop("LD_PRELOAD", None)
+    if preload:
+        env["LD_PRELOAD"] = preload
+        env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"] = str(1 << 40)
     if side == "ours":
         env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
         return [sys.executable, str(ROOT / "bench" / "real_ours.py")], env
@@ -65,7 +71,7 @@ def worker(side: str, algo: str, threads: int) -> tuple[list[str], dict[str, str
 
 def run_side(side: str, row: dict) -> dict:
     shutil.rmtree(Path(row["work"]) / f"{side}-{row['name']}", ignore_errors=True)  # nothing cached
-    cmd, env = worker(side, row["algo"], row["threads"])
+    cmd, env = worker(side, row["algo"], row["threads"], row["preload"])
     t = time.perf_counter()
     proc = subprocess.run(
         [*cmd, json.dumps(row)], env=env, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=ROOT
@@ -75,8 +81,20 @@ def run_side(side: str, row: dict) -> dict:
         sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
         raise SystemExit(f"{side} {row['name']} failed (exit {proc.returncode})")
     out = json.loads(lines[-1][len("RESULT ") :])
+    if out["allocator"] != row["allocator"]:  # both sides must run the same malloc
+        raise SystemExit(f"{side} {row['name']} ran {out['allocator']}, not {row['allocator']}")
     out["wall_s"] = time.perf_counter() - t
     return out
+
+
+def allocator_library(args) -> str | None:
+    """The library both sides preload for --allocator; None: the C library's malloc."""
+    lib = ctypes.util.find_library("tcmalloc_minimal")
+    if args.allocator == "system":
+        return None
+    if lib is None:
+        raise SystemExit("bench_real: --allocator tcmalloc, but it is not installed (libtcmalloc-minimal4)")
+    return lib
 
 
 def save(args, info: dict, rows: list[dict], total: float) -> Path:
@@ -108,6 +126,7 @@ def save(args, info: dict, rows: list[dict], total: float) -> Path:
                 "reward_model": "SmolLM2's transformer with a seeded one-output score head",
                 "lora": "rank 16, alpha 32, every linear layer of the transformer",
                 "attn": args.attn,
+                "allocator": f"{args.allocator} on both sides (system: the C library's malloc)",
                 "peers": "TRL 1.16 (dpo, grpo), TRL 1.12 (ppo), in .venv-trl116 / .venv-trl112",
                 "per_s": "items (pairs, completions, rollouts) a step / median step time",
                 "ratio": "peer step time / ours",
@@ -146,7 +165,11 @@ def markdown(payload: dict) -> str:
     lines.append("")
     dates = sorted(r["date"] for r in payload["rows"])
     when = dates[0] if dates[0][:16] == dates[-1][:16] else f"{dates[0]} to {dates[-1]}"
-    lines.append(f"Measured {when} on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads).")
+    malloc = {r.get("allocator", "system") for r in payload["rows"]}
+    lines.append(
+        f"Measured {when} on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads, "
+        f"malloc: {' / '.join(sorted(malloc))} on both sides)."
+    )
     return "\n".join(lines)
 
 
@@ -172,6 +195,12 @@ def main() -> None:
     ap.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
     ap.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"])
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="both sides' attention kernel")
+    ap.add_argument(
+        "--allocator",
+        default="system",
+        choices=["tcmalloc", "system"],
+        help="both sides' malloc: the C library's, or tcmalloc preloaded (Debian: libtcmalloc-minimal4)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="runs of each side a row, alternating")
     ap.add_argument("--verbose", action="store_true", help="show the workers' output")
     ap.add_argument(
@@ -197,6 +226,7 @@ def main() -> None:
         print(f"wrote {merge(args.merge, args.out or 'real')}")
         return
     threads = set_threads(args.threads)
+    preload = allocator_library(args)
     info = machine_info()
     print(f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {threads} threads")
 
@@ -217,7 +247,7 @@ def main() -> None:
                 "name": name, "algo": algo, "mode": mode, "model": str(model), "reward_model": str(rm),
                 "data": data, "work": str(WORK), "prompts": prompts, "samples": samples,
                 "warmup": warmup, "steps": steps, "threads": threads, "attn": args.attn,
-                "verbose": args.verbose,
+                "verbose": args.verbose, "allocator": args.allocator, "preload": preload,
             }  # fmt: skip
             runs: dict[str, list[dict]] = {"ours": [], "peer": []}
             for _ in range(args.repeats):
@@ -240,6 +270,7 @@ def main() -> None:
                 "ours_cpu_times": ours["cpu_times"], "peer_cpu_times": peer["cpu_times"],
                 "ours_rss_mb": ours["peak_rss_mb"], "peer_rss_mb": peer["peak_rss_mb"],
                 "ours_load": ours["other_load"], "peer_load": peer["other_load"],
+                "allocator": args.allocator,
                 "ours_step_times": ours["step_times"], "peer_step_times": peer["step_times"],
                 "ours_settings": ours["settings"], "peer_settings": peer["settings"],
                 "warmup": warmup, "steps": steps, "repeats": args.repeats,

@@ -115,6 +115,13 @@ def read_row() -> dict[str, Any]:
     return json.loads(sys.argv[1])
 
 
+def allocator() -> str:
+    """The malloc this worker runs: the allocator library mapped into it, or "system"."""
+    maps = Path("/proc/self/maps")
+    text = maps.read_text() if maps.exists() else ""
+    return next((name for name in ("tcmalloc", "jemalloc", "mimalloc") if f"lib{name}" in text), "system")
+
+
 def report(timer, row: dict[str, Any], settings: dict[str, Any]) -> None:
     """Print the worker's result line from a StepTimer (bench/common.py)."""
     import statistics
@@ -127,6 +134,7 @@ def report(timer, row: dict[str, Any], settings: dict[str, Any]) -> None:
         "cpu_times": cpu,
         "other_load": timer.other_load,
         "peak_rss_mb": peak_rss_mb(),
+        "allocator": allocator(),
         "settings": settings,
     }
     print("RESULT " + json.dumps(out), flush=True)

@@ -74,8 +74,30 @@ def _demo_presets() -> list[str]:
     return [*PRESETS, "smollm"]
 
 
+class _Version(argparse.Action):
+    """`rlhf --version`: what this process runs, read only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import version
+
+        import torch
+        import transformers
+
+        print(
+            f"rlhf {version('rlhf')}, torch {torch.__version__}, transformers {transformers.__version__}, "
+            f"python {sys.version.split()[0]}"
+        )
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlhf", description="Reinforcement learning from human feedback.")
+    parser.add_argument(
+        "--version", action=_Version, help="print the versions of rlhf, torch, transformers and python"
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for verb, (module, _, desc) in CONFIG_VERBS.items():

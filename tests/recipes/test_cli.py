@@ -80,3 +80,14 @@ def test_top_level_help_lists_come_from_the_registries(capsys):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--help"])
     assert "{" + ",".join([*PRESETS, "smollm"]) + "}" in capsys.readouterr().out
+
+
+def test_version_names_the_package_and_its_libraries(capsys):
+    import torch
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rlhf ")
+    assert f"torch {torch.__version__}" in out
