@@ -41,11 +41,12 @@ def previous_sync(engine, model) -> None:
     llama.linear_weights = old_linear_weights
     try:
         linears, tensors = llama.sources(model)
+        linears = list(linears)  # every weight computed now, the old way, all at once
     finally:
         llama.linear_weights = saved
     weights = engine.decoder.weights
     with torch.no_grad():
-        for k, (w, b) in linears.items():
+        for k, (w, b) in linears:
             weights.lin[k].load(w, b)
         for k, v in tensors.items():
             weights.t[k].copy_(v)

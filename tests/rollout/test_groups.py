@@ -157,3 +157,26 @@ def test_score_groups_reads_each_prompt_once_and_scores_like_rows(tok, batch_siz
         got, scoring.score_sequences(rm, mixed, responses, tok.pad_token_id), atol=1e-5, rtol=1e-5
     )
     assert False in packed
+
+
+def test_a_lora_policy_runs_its_lm_head_on_the_response_columns_only(tok):
+    """PEFT's forward passes logits_to_keep on to the model it wraps: the LM head must see the
+    R + 1 columns read, not every column (it did, for LoRA policies, before)."""
+    from peft import LoraConfig, get_peft_model
+
+    lm = build(tok, "llama", "sdpa", "lm")
+    prompts, responses = rollout(tok)
+    exp = pack_rollouts(prompts, responses, tok.pad_token_id)
+    with torch.no_grad():
+        want = response_logits(lm, exp)
+    lora = get_peft_model(lm, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    widths = []
+    head = lora.get_base_model().lm_head
+    hook = head.register_forward_pre_hook(lambda _m, args: widths.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            got = response_logits(lora, exp)  # B starts at zero: the same function as lm
+    finally:
+        hook.remove()
+    assert widths == [exp.response_mask.shape[1] + 1]
+    torch.testing.assert_close(got, want)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rlhf.data.collators import pad
+from rlhf.models import shared_prompt
 from rlhf.models.attention import training_attention
 from rlhf.models.head import last_positions
 from rlhf.rollout.groups import Groups
@@ -119,8 +120,9 @@ def pack_rollouts(prompt_ids: list[list[int]], response_ids: list[list[int]], pa
 
 
 def _accepts(model: nn.Module, name: str) -> bool:
-    inner = getattr(model, "module", model)  # DDP and similar wrappers
-    return _forward_takes(type(inner), name)
+    """Whether the transformers model under ``model``'s wrappers (DDP, PEFT, whose own forward
+    passes its keyword arguments on) takes ``name``."""
+    return _forward_takes(type(shared_prompt.base_model(model)), name)
 
 
 @functools.cache

@@ -26,9 +26,9 @@ ACTIVATIONS |= {"gelu": "gelu", "relu": "relu"}
 """config.activation_function -> decoders.linear activation"""
 
 
-def sources(model) -> tuple[dict[str, tuple], dict[str, torch.Tensor]]:
-    """The model's weights in decoder form: linears as (weight (out, in), bias), with the attention
-    scale folded into q's rows; and the other tensors (norms, embeddings)."""
+def sources(model) -> tuple[list[tuple[str, tuple]], dict[str, torch.Tensor]]:
+    """The model's weights in decoder form: linears as (name, (weight (out, in), bias)), with the
+    attention scale folded into q's rows; and the other tensors (norms, embeddings)."""
     cfg, t = model.config, model.transformer
     d, head_dim = cfg.n_embd, cfg.n_embd // cfg.n_head
     linears: dict[str, tuple] = {"lm_head": (model.lm_head.weight, None)}  # (V, d), tied to wte by default
@@ -44,7 +44,7 @@ def sources(model) -> tuple[dict[str, tuple], dict[str, torch.Tensor]]:
             linears[f"{i}.{name}"] = (conv.weight.t(), conv.bias)
         for name, norm in (("ln1", blk.ln_1), ("ln2", blk.ln_2)):
             tensors[f"{i}.{name}_w"], tensors[f"{i}.{name}_b"] = norm.weight, norm.bias
-    return linears, tensors
+    return list(linears.items()), tensors
 
 
 class GPT2Decoder:

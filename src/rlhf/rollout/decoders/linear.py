@@ -16,6 +16,7 @@ A packed weight is an opaque oneDNN tensor: syncing means re-packing (``Linear.l
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -120,26 +121,26 @@ class Weights:
 
     def __init__(
         self,
-        linears: dict[str, tuple],
+        linears: Iterable[tuple[str, tuple]],
         tensors: dict[str, torch.Tensor],
         dtype: torch.dtype,
         device: torch.device,
     ):
-        self.lin = {k: Linear(w, b, dtype, device) for k, (w, b) in linears.items()}
+        self.lin, self.seen = {}, {}
+        for k, (w, b) in linears:  # taken one at a time: a decoder may compute each as it goes
+            self.lin[k], self.seen[k] = Linear(w, b, dtype, device), _seen(w, b)
         self.t = {k: v.detach().to(device, dtype, copy=True) for k, v in tensors.items()}
-        self.seen = {k: _seen(w, b) for k, (w, b) in linears.items()} | {
-            k: _seen(v) for k, v in tensors.items()
-        }
+        self.seen |= {k: _seen(v) for k, v in tensors.items()}
 
     @torch.no_grad()
-    def load(self, linears: dict[str, tuple], tensors: dict[str, torch.Tensor]) -> None:
+    def load(self, linears: Iterable[tuple[str, tuple]], tensors: dict[str, torch.Tensor]) -> None:
         """Copy new weights in (after an optimizer step), in place. An entry read straight from
         frozen model parameters (``requires_grad`` off), unchanged since the last load (the same
         tensors at the same version: a LoRA policy's LM head, embeddings and norms), is skipped:
         re-packing the SmolLM2 LM head alone was a fifth of a LoRA policy's sync. Trained
         parameters are always re-loaded: a fused optimizer step (torch's fused AdamW) changes
         them in place without bumping their version."""
-        for k, (w, b) in linears.items():
+        for k, (w, b) in linears:
             seen = _seen(w, b)
             if not _same(seen, self.seen[k]):
                 self.lin[k].load(w, b)
