@@ -128,3 +128,105 @@ def test_tokenizer_without_pad_token_gets_its_own(nano_model, data_dir, tmp_path
     assert tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id
     assert model.config.pad_token_id == tok.pad_token_id
     assert model.get_input_embeddings().weight.shape[0] >= len(tok)
+
+
+def ranking_groups(tok, k_per_group: list[int], seed: int) -> list[dict]:
+    """Tokenized rankings (as reward.load_groups gives them) of K responses each, prompts of
+    different lengths, responses of different lengths, one ending in the padding token."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "river", "stone", "cloud", "seven"]
+    out = []
+    for g, k in enumerate(k_per_group):
+        prompt = tok(" ".join(rng.choice(words) for _ in range(4 + 3 * g)), add_special_tokens=False)
+        texts = [" " + " ".join(rng.choice(words) for _ in range(1 + (i * 3 + g) % 6)) for i in range(k)]
+        responses = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+        responses[-1] = responses[-1] + [tok.pad_token_id]  # the head must skip it, packed or not
+        better = [i for i in range(k) for _ in range(i + 1, k)]
+        worse = [j for i in range(k) for j in range(i + 1, k)]
+        out.append(
+            {
+                "prompt_ids": prompt["input_ids"],
+                "response_ids": responses,
+                "better": better,
+                "worse": worse,
+                "margins": [0.0] * len(better),
+                "weight": 1.0,
+            }
+        )
+    return out
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_a_shared_prompt_row_gives_each_response_its_own_rows_score_and_gradient(arch, attn):
+    """reward.share_prompt: each ranking's prompt read once, its K responses packed behind it,
+    gives every response the score (and the loss its gradient) that its own row gives."""
+    from transformers import AutoModelForSequenceClassification
+
+    from rlhf.data.collators import collate_groups
+    from rlhf.losses.bradley_terry import group_losses
+    from rlhf.models.tiny import tiny_config, train_tokenizer
+    from rlhf.rollout.groups import pack_prompts
+
+    tok = train_tokenizer([f"alpha beta gamma delta river stone cloud seven {i}" for i in range(50)], 200)
+    ids = dict(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    torch.manual_seed(0)
+    cfg = tiny_config(arch, "nano", vocab_size=len(tok), num_labels=1, **ids)
+    model = AutoModelForSequenceClassification.from_config(cfg, attn_implementation=attn).eval()
+    items = ranking_groups(tok, [2, 4, 3], seed=0)
+    rows = collate_groups(items, tok.pad_token_id)
+    packed = dict(rows)
+    prompts, responses = [g["prompt_ids"] for g in items], [g["response_ids"] for g in items]
+    packed["groups"] = pack_prompts(prompts, responses, tok.pad_token_id, tok.pad_token_id)
+    assert packed["groups"].input_ids.shape[0] == 3  # one row a ranking, not 9
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        r = reward.score(model, batch).float()
+        loss = group_losses(r, batch["better"], batch["worse"], batch["pair_group"], 3, batch["margin"]).sum()
+        loss.backward()
+        return r.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    r_rows, g_rows = loss_and_grads(rows)
+    r_packed, g_packed = loss_and_grads(packed)
+    torch.testing.assert_close(r_packed, r_rows, atol=1e-5, rtol=1e-5)
+    assert len(g_packed) == len(g_rows)
+    for a, b in zip(g_packed, g_rows):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_a_reward_run_packs_its_rankings_and_learns_what_rows_learn(nano_model, tmp_path, monkeypatch):
+    """With long prompts and 4 responses a ranking packing pays: the run reads each prompt once,
+    and logs the losses of the same run on one row a response (reward.share_prompt=false)."""
+    import random
+
+    rng = random.Random(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "ran", "home", "to", "sleep"]
+    records = []
+    for _ in range(24):
+        prompt = " ".join(rng.choice(words) for _ in range(30))
+        answers = [" ".join(rng.choice(words) for _ in range(2 + 2 * i)) for i in range(4)]
+        records.append({"prompt": prompt, "responses": answers, "ranks": [1, 2, 3, 4]})  # shortest best
+    write_jsonl(tmp_path / "rankings.jsonl", records)
+    packed_batches = []
+    original = reward.score
+
+    def spy(model, batch):
+        packed_batches.append("groups" in batch)
+        return original(model, batch)
+
+    monkeypatch.setattr(reward, "score", spy)
+    steps = ["train.max_steps=6", "data.max_length=128"]
+    run_reward(nano_model, tmp_path / "rankings.jsonl", tmp_path / "packed", *steps)
+    assert packed_batches and all(packed_batches)
+    packed_batches.clear()
+    rows_only = "reward.share_prompt=false"
+    run_reward(nano_model, tmp_path / "rankings.jsonl", tmp_path / "rows", *steps, rows_only)
+    assert packed_batches and not any(packed_batches)
+    losses = {
+        name: [m["loss"] for m in read_metrics(tmp_path / name) if "loss" in m] for name in ("packed", "rows")
+    }
+    assert len(losses["packed"]) == 6
+    assert losses["packed"] == pytest.approx(losses["rows"], rel=1e-3)

@@ -3,7 +3,9 @@
 Bradley-Terry over every comparison a ranking implies (losses/bradley_terry.py). One batch
 element is one prompt with all K of its responses: each response is scored once and the group's
 C(K,2) comparisons share those scores, as in InstructGPT (sec. 3.5). Group losses are averaged
-with the records' weights over the whole global batch.
+with the records' weights over the whole global batch. With reward.share_prompt the prompt is
+read once for its K responses too (one row, a 4D attention mask: rollout/groups.py), whenever that
+costs fewer FLOPs than K rows.
 
 After training, the reward statistics of the training responses (mean, std) are stored in the
 model's config.json as ``reward_mean`` / ``reward_std`` so that RL can normalise rewards.
@@ -19,12 +21,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rlhf.config import ConfigError
 from rlhf.data.collators import collate_groups, even_batches
 from rlhf.data.rankings import to_group
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.data.tokenize import tokenize_groups
 from rlhf.losses.bradley_terry import group_losses, pairwise_accuracy
+from rlhf.models import shared_prompt
 from rlhf.models.loading import check_model_path, load_scalar_model, load_tokenizer
 from rlhf.recipes.loop import (
     BatchPlan,
@@ -37,6 +41,8 @@ from rlhf.recipes.loop import (
 )
 from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
+from rlhf.rollout.experience import head_outputs, score_head
+from rlhf.rollout.groups import pack_prompts, packing_pays
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
 if TYPE_CHECKING:  # hints only
@@ -52,6 +58,10 @@ class RewardSection:
     """subtract each pair's `margin` field inside the sigmoid (Llama 2 margin loss)"""
     stats_records: int = 2000
     """training records scored after training for the stored reward mean/std (0: all)"""
+    share_prompt: bool = True
+    """one row per ranking, prompt + its K responses, with a custom attention mask: the same scores
+    as K rows for fewer tokens, used for a batch when it costs fewer FLOPs; false: K rows (for
+    models that ignore such masks)"""
 
 
 @dataclass
@@ -75,22 +85,54 @@ def load_groups(
     return tokenized, stats, {"records": len(records), "comparisons": n_pairs, "tied_pairs_skipped": ties}
 
 
-def score(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """One scalar per sequence, read at its last non-pad token.  Shape: (N,)"""
+def score(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """One scalar per response, read at its last non-pad token: from its own row, or from its
+    ranking's packed row (``batch["groups"]``).  Shape: (N,)"""
+    g = batch.get("groups")
+    if g is not None:
+        values = head_outputs(model, score_head(model), g.input_ids, g.attention_mask(model), g.position_ids)
+        return values[g.group, g.last]
     return model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
     ).logits.squeeze(-1)
 
 
+def make_collate(
+    model: torch.nn.Module, groups: list[dict], pad_id: int, share_prompt: bool
+) -> Callable[[list[dict]], dict]:
+    """The batch builder: ``collate_groups``, plus each ranking packed into one row when
+    ``share_prompt`` and that costs fewer FLOPs for the batch (ConfigError naming
+    reward.share_prompt when ``model`` cannot take the 4D mask ``groups`` need)."""
+    base = shared_prompt.base_model(model)
+    hidden = getattr(base.config, "hidden_size", None)
+    if share_prompt:
+        longest = max(len(g["prompt_ids"]) + sum(map(len, g["response_ids"])) for g in groups)
+        shared_prompt.check(model, longest, "reward.share_prompt")
+        if score_head(model) is None:
+            raise ConfigError(
+                f"reward.share_prompt: {type(base).__name__} has no `score` or `classifier` head to read at "
+                "every position; set reward.share_prompt=false"
+            )
+
+    def collate(items: list[dict]) -> dict:
+        batch: dict = collate_groups(items, pad_id)
+        prompts, responses = [g["prompt_ids"] for g in items], [g["response_ids"] for g in items]
+        if share_prompt and hidden and packing_pays(prompts, responses, hidden):
+            batch["groups"] = pack_prompts(prompts, responses, pad_id, base.config.pad_token_id)
+        return batch
+
+    return collate
+
+
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, accelerator: Accelerator, groups: list[dict], pad_id: int, batch_size: int
+    model: torch.nn.Module, accelerator: Accelerator, groups: list[dict], collate: Callable, batch_size: int
 ) -> dict[str, float]:
     """Pairwise accuracy and mean margin (r_better - r_worse) over every comparison of ``groups``."""
     model.eval()
     sums = torch.zeros(3, device=accelerator.device)  # correct, margin sum, pairs
     for items, real in even_batches(groups, accelerator.process_index, accelerator.num_processes, batch_size):
-        batch = {k: v.to(accelerator.device) for k, v in collate_groups(items, pad_id).items()}
+        batch = {k: v.to(accelerator.device) for k, v in collate(items).items()}
         with accelerator.autocast():
             r = score(model, batch).float()
         if not real:
@@ -110,13 +152,13 @@ def evaluate(
 
 @torch.no_grad()
 def reward_stats(
-    model: torch.nn.Module, accelerator: Accelerator, groups: list[dict], pad_id: int, batch_size: int
+    model: torch.nn.Module, accelerator: Accelerator, groups: list[dict], collate: Callable, batch_size: int
 ) -> tuple[float, float]:
     """Mean and std of the model's scores over every response of ``groups``."""
     model.eval()
     scores = []
     for items, real in even_batches(groups, accelerator.process_index, accelerator.num_processes, batch_size):
-        batch = {k: v.to(accelerator.device) for k, v in collate_groups(items, pad_id).items()}
+        batch = {k: v.to(accelerator.device) for k, v in collate(items).items()}
         with accelerator.autocast():
             r = score(model, batch).float()
         if real:
@@ -154,6 +196,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     # 2. model, optimizer, schedule
     model = load_scalar_model(cfg.model, tokenizer)
     model.train()
+    collate = make_collate(model, groups + eval_groups, tokenizer.pad_token_id, cfg.reward.share_prompt)
     plan = BatchPlan.build(len(groups), cfg.train, accelerator.num_processes)
     optimizer = make_optimizer(model, cfg.train)
     scheduler = make_scheduler(optimizer, cfg.train, plan.total_steps)
@@ -166,7 +209,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     t0, pairs_seen = time.perf_counter(), 0
     for step in range(start, plan.total_steps):
         micro_idx = plan.micro_batches(step, accelerator.process_index)
-        micro = [collate_groups([groups[i] for i in idx], tokenizer.pad_token_id) for idx in micro_idx]
+        micro = [collate([groups[i] for i in idx]) for idx in micro_idx]
         w_local = sum(float(b["group_weight"].sum()) for b in micro)
         w_global = accelerator.reduce(torch.tensor(w_local, device=accelerator.device), "sum").clamp(
             min=1e-12
@@ -226,9 +269,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                 "pairs_per_s": pairs_seen / (time.perf_counter() - t0),
             }
             if cfg.train.eval_every and done % cfg.train.eval_every == 0 and eval_groups:
-                record.update(
-                    evaluate(model, accelerator, eval_groups, tokenizer.pad_token_id, cfg.train.batch_size)
-                )
+                record.update(evaluate(model, accelerator, eval_groups, collate, cfg.train.batch_size))
             run.log(record)
         last_ckpt = maybe_checkpoint(run, accelerator, plan, cfg.train, done) or last_ckpt
         for cb in callbacks or []:
@@ -237,11 +278,11 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
 
     # 4. evaluate, measure reward statistics, save
     if eval_groups:
-        result = evaluate(model, accelerator, eval_groups, tokenizer.pad_token_id, cfg.train.batch_size)
+        result = evaluate(model, accelerator, eval_groups, collate, cfg.train.batch_size)
         say(f"[reward] eval: accuracy {result['eval_accuracy']:.3f}, margin {result['eval_margin']:.3f}")
         run.log({"step": plan.total_steps, **result})
     subset = groups[: cfg.reward.stats_records] if cfg.reward.stats_records > 0 else groups
-    mean, std = reward_stats(model, accelerator, subset, tokenizer.pad_token_id, cfg.train.batch_size)
+    mean, std = reward_stats(model, accelerator, subset, collate, cfg.train.batch_size)
     say(f"[reward] training-response reward: mean {mean:.4f}, std {std:.4f}")
     save_adapter(run, accelerator, model, tokenizer, cfg.model.path)  # before the final save merges it
     final = run.save_final(accelerator, model, tokenizer, {"reward_mean": mean, "reward_std": std})

@@ -218,24 +218,41 @@ class TokenValueModel(nn.Module):
         """Shape: (B, T) -> (B, T)"""
         if _is_fsdp(self.model):
             # a reward model sharded for inference (FSDP2): only its own forward gathers the
-            # parameters outside the blocks (embeddings, final norm, head), so run it whole and
-            # catch the head's output at every position before the pooling
-            caught: list[torch.Tensor] = []
-            hook = self.head.register_forward_hook(lambda _module, _args, out: caught.append(out))
-            try:
-                self.model(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    position_ids=position_ids,
-                    use_cache=False,
-                )
-            finally:
-                hook.remove()
-            return caught[-1].squeeze(-1)
+            # parameters outside the blocks (embeddings, final norm, head), so run it whole
+            return head_outputs(self.model, self.head, input_ids, attention_mask, position_ids)
         hidden = self.body(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
         return self.head(hidden).squeeze(-1)
+
+
+def head_outputs(
+    model: nn.Module,
+    head: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+) -> torch.Tensor:
+    """A sequence-classification model's score head at every position, caught before the model
+    pools it at each row's last token: the model's own forward runs, through whatever wraps it
+    (DDP, FSDP2, DeepSpeed), so gradients and sharded parameters are handled as in any forward.
+
+    Shape: (B, T) -> (B, T)
+    """
+    caught: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda _module, _args, out: caught.append(out))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    finally:
+        hook.remove()
+    return caught[-1].squeeze(-1)
+
+
+def score_head(model: nn.Module) -> nn.Module | None:
+    """The score head (``score`` or ``classifier``) of the sequence-classification model under
+    ``model``'s wrappers; None when it has neither."""
+    base = shared_prompt.base_model(model)
+    return getattr(base, "score", None) or getattr(base, "classifier", None)
 
 
 def _is_fsdp(model: nn.Module) -> bool:

@@ -96,16 +96,29 @@ def pack_groups(
     B = len(prompts)
     if n < 2 or B % n or any(prompts[b] != prompts[b - b % n] for b in range(B)):
         return None
-    P, R = max(len(p) for p in prompts), max(len(r) for r in responses)
-    ids, seg, pos = [], [], []
+    starts = range(0, B, n)
+    firsts, groups = [prompts[b] for b in starts], [responses[b : b + n] for b in starts]
+    return pack_prompts(firsts, groups, pad_id, score_pad_id)
+
+
+def pack_prompts(
+    prompts: list[list[int]], responses: list[list[list[int]]], pad_id: int, score_pad_id: int | None
+) -> Groups:
+    """Packed row g: ``prompts[g]``, then each of ``responses[g]`` back to back (groups may hold
+    different numbers of responses: a reward model's rankings). Rows b count the responses group
+    by group, in order. ``score_pad_id`` as in ``pack_groups``."""
+    P = max(len(p) for p in prompts)
+    R = max(len(r) for rs in responses for r in rs)
+    B = sum(len(rs) for rs in responses)
+    ids, seg, pos, group = [], [], [], []
     cols = torch.full((B, R), P - 1, dtype=torch.long)
     last = torch.zeros(B, dtype=torch.long)
-    for g in range(B // n):
-        prompt = prompts[g * n]
+    b = 0
+    for g, (prompt, resps) in enumerate(zip(prompts, responses)):
         lead, p = P - len(prompt), len(prompt)
         r_ids, r_seg, r_pos = [pad_id] * lead + prompt, [-1] * lead + [0] * p, [0] * lead + list(range(p))
-        for i in range(n):
-            b, resp, start = g * n + i, responses[g * n + i], len(r_ids)
+        for i, resp in enumerate(resps):
+            start = len(r_ids)
             cols[b, 1 : len(resp)] = torch.arange(start, start + len(resp) - 1)
             seq = list(range(lead, P)) + list(range(start, start + len(resp)))  # this row's columns
             toks = prompt + resp
@@ -116,6 +129,8 @@ def pack_groups(
                 r_seg + [i + 1] * len(resp),
                 r_pos + list(range(p, p + len(resp))),
             )
+            group.append(g)
+            b += 1
         ids.append(r_ids)
         seg.append(r_seg)
         pos.append(r_pos)
@@ -123,7 +138,7 @@ def pack_groups(
         input_ids=pad(ids, pad_id),
         segments=pad(seg, -1),
         position_ids=pad(pos, 0),
-        group=torch.arange(B) // n,
+        group=torch.tensor(group, dtype=torch.long),
         cols=cols,
         last=last,
     )
@@ -134,7 +149,15 @@ ATTENTION_WEIGHT = 4.0
 
 
 def packing_saves(prompts: list[list[int]], responses: list[list[int]], n: int, hidden: int) -> bool:
-    """Whether packed groups should run faster than rows, as padded batches.
+    """Whether packed groups of rows ``g*n .. g*n+n-1`` should run faster than rows, as padded
+    batches (``packing_pays``)."""
+    starts = range(0, len(prompts), n)
+    return packing_pays([prompts[b] for b in starts], [responses[b : b + n] for b in starts], hidden)
+
+
+def packing_pays(prompts: list[list[int]], responses: list[list[list[int]]], hidden: int) -> bool:
+    """Whether ``pack_prompts(prompts, responses)`` should run faster than one row a response, as
+    padded batches.
 
     Per layer, a sequence of L tokens costs about 24 L d^2 FLOPs in its matmuls and 4 L^2 d in
     attention, where every score is computed, masked or not. Packing saves the repeated prompts but
@@ -144,11 +167,12 @@ def packing_saves(prompts: list[list[int]], responses: list[list[int]], n: int, 
     32-token prompts and responses, n = 4: packed 640 ms, rows 887 (packed chosen); n = 16:
     packed 1121 ms, rows 892 (rows chosen); 128-token prompts, n = 16: packed 1281 ms, rows 3658.
     """
-    B = len(prompts)
-    P, R = max(len(p) for p in prompts), max(len(r) for r in responses)
-    T = P + max(sum(len(r) for r in responses[g : g + n]) for g in range(0, B, n))
+    P = max(len(p) for p in prompts)
+    R = max(len(r) for rs in responses for r in rs)
+    T = P + max(sum(len(r) for r in rs) for rs in responses)
+    rows = sum(len(rs) for rs in responses)
 
     def cost(length: int) -> float:
         return length * (1 + ATTENTION_WEIGHT * length / (6 * hidden))
 
-    return (B // n) * cost(T) < B * cost(P + R)
+    return len(prompts) * cost(T) < rows * cost(P + R)
