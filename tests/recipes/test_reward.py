@@ -230,3 +230,27 @@ def test_a_reward_run_packs_its_rankings_and_learns_what_rows_learn(nano_model, 
     }
     assert len(losses["packed"]) == 6
     assert losses["packed"] == pytest.approx(losses["rows"], rel=1e-3)
+
+
+def test_a_ranking_longer_than_the_sliding_window_is_named_before_the_run_starts(data_dir, tmp_path):
+    """reward.share_prompt packs a ranking into one row: a model whose sliding attention window is
+    shorter than that row fails with the key to change, before a run directory is made."""
+    import json as json_
+
+    from rlhf.config import ConfigError
+    from rlhf.models.tiny import make_tiny_checkpoint
+
+    from .conftest import corpus
+
+    qwen = make_tiny_checkpoint(tmp_path / "qwen", corpus(), arch="qwen2", vocab_size=300)
+    config = json_.loads((qwen / "config.json").read_text())
+    config.update(use_sliding_window=True, sliding_window=8, max_window_layers=0)
+    (qwen / "config.json").write_text(json_.dumps(config))
+    out = tmp_path / "run"
+    with pytest.raises(
+        ConfigError, match=r"reward.share_prompt: .* sliding window of 8; set reward.share_prompt=false"
+    ):
+        run_reward(qwen, data_dir / "rankings.jsonl", out)
+    assert not out.exists()
+    run_reward(qwen, data_dir / "rankings.jsonl", out, "reward.share_prompt=false", "train.max_steps=1")
+    assert (out / "final" / "config.json").is_file()

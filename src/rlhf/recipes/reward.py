@@ -186,17 +186,17 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
         f"{counts['tied_pairs_skipped']} tied pairs skipped"
     )
     eval_groups = load_groups(cfg.data.eval, "data.eval", tokenizer, cfg)[0] if cfg.data.eval else []
-    run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
-    run.write_config(cfg, accelerator)
-    run.write_json("data.json", {"train": {**vars(stats), **counts}})
     if not cfg.reward.use_margin:
         for g in groups:
             g["margins"] = [0.0] * len(g["margins"])
 
-    # 2. model, optimizer, schedule
+    # 2. model (and whether it can read a ranking in one row), run directory, optimizer, schedule
     model = load_scalar_model(cfg.model, tokenizer)
     model.train()
     collate = make_collate(model, groups + eval_groups, tokenizer.pad_token_id, cfg.reward.share_prompt)
+    run = RunDir(cfg.train.output_dir, accelerator.is_main_process)  # created once inputs are valid
+    run.write_config(cfg, accelerator)
+    run.write_json("data.json", {"train": {**vars(stats), **counts}})
     plan = BatchPlan.build(len(groups), cfg.train, accelerator.num_processes)
     optimizer = make_optimizer(model, cfg.train)
     scheduler = make_scheduler(optimizer, cfg.train, plan.total_steps)
