@@ -7,8 +7,10 @@ C(4,2) = 6 comparisons share the 4 scored sequences. Steps after a warmup are ti
 recipe's ``callbacks`` hook, so collation, the Bradley-Terry loss, clipping, the optimizer and
 logging are in the time; loading, tokenizing, the reward statistics and the final save are not.
 
-Achieved FLOP/s = 6 x parameters x tokens / s over every scored sequence, counting the parameters
-that do matmul work (no LM head, no embedding lookups: common.flop_params).
+Achieved FLOP/s = 6 x parameters x tokens / s over the tokens the model reads (a record's prompt
+once for its K responses when the recipe packs them, reward.share_prompt; once per response
+otherwise), counting the parameters that do matmul work (no LM head, no embedding lookups:
+common.flop_params).
 
 Each K=2 row also runs the peer, TRL 1.16's RewardTrainer, on the same transformer (with a seeded
 score head), pairs, batch and precision in its own venv and process (bench/toy_peer.py; `make
@@ -86,6 +88,17 @@ def bench_row(size: str, precision: str, k: int, warmup: int, steps: int, work: 
     cfg.model.dtype = dtype
     cfg.reward.stats_records = BATCH  # post-training statistics: not timed, kept short
     timer = run_timed(train, cfg, warmup, verbose)
+    # with reward.share_prompt (the default) a record's prompt is read once for its K responses
+    # whenever that costs fewer FLOPs (it is decided per batch; these batches are all alike)
+    from transformers import AutoConfig
+
+    from rlhf.rollout.groups import packing_pays
+
+    hidden = AutoConfig.from_pretrained(model).hidden_size
+    shared = cfg.reward.share_prompt and packing_pays(
+        [[0] * PROMPT_TOKENS], [[[0] * RESPONSE_TOKENS] * k], hidden
+    )
+    read = PROMPT_TOKENS + k * RESPONSE_TOKENS if shared else k * (PROMPT_TOKENS + RESPONSE_TOKENS)
     times = timer.step_times()
     # the median step: robust to a neighbour process stealing a core for a few steps
     records_per_s = BATCH / statistics.median(times)
@@ -104,7 +117,8 @@ def bench_row(size: str, precision: str, k: int, warmup: int, steps: int, work: 
         "pairs_per_s_mean": timer.steps * BATCH * comb(k, 2) / timer.seconds,
         "cpu_s": statistics.median(timer.cpu_step_times()),
         "sequences_per_s": records_per_s * k,
-        "tokens_per_s": records_per_s * k * (PROMPT_TOKENS + RESPONSE_TOKENS),
+        "share_prompt": shared,
+        "tokens_per_s": records_per_s * read,  # the tokens the model reads
         "other_load": timer.other_load,
         # the recipe's own figure, last metrics.jsonl line: counted from before step 1, so it
         # includes the first (slow) steps
@@ -198,8 +212,9 @@ def main() -> None:
                 "steps": "per row in rows[].steps, after the warmup of STEPS in the script",
                 "pairs": "comparisons: C(K,2) per record",
                 "flops": (
-                    "6 x flop_params x tokens over every scored sequence; flop_params: params less the "
-                    "embeddings (no LM head in a reward model), plus the score head"
+                    "6 x flop_params x the tokens read (a record's prompt once for its K responses when "
+                    "packed: share_prompt); flop_params: params less the embeddings (no LM head in a "
+                    "reward model), plus the score head"
                 ),
                 "records_per_s": "batch / median step time; pairs_per_s_mean: over the total time",
                 "other_load": "mean cores used by other processes during the timed steps",

@@ -34,7 +34,7 @@ ALGOS = {
     # algo: (prompts a step, samples a prompt, untimed steps, timed steps)
     "dpo": (4, 1, 1, 3),
     "grpo": (2, 4, 1, 3),
-    "ppo": (8, 1, 1, 3),
+    "ppo": (8, 1, 2, 5),  # its first steps still settle (memory first touched): 2 untimed, median of 5
 }
 UNITS = {"dpo": "pairs", "grpo": "completions", "ppo": "rollouts"}
 QUICK = (1, 2)
