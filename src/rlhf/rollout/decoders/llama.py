@@ -50,9 +50,9 @@ def sources(model) -> tuple[Iterator[tuple[str, tuple]], dict[str, torch.Tensor]
 
 def _linears(model) -> Iterator[tuple[str, tuple]]:
     """The linears one at a time, each computed when it is taken: a LoRA weight merged in float32
-    is dropped before the next is merged, so each merge reuses the memory of the one before. Built
-    all at once, SmolLM2-135M's merged weights were 540 MB of fresh pages every sync, each page
-    zero-filled by the kernel on first touch."""
+    is dropped once the next one is taken, so the merges reuse the memory of the ones before.
+    Built all at once, SmolLM2-135M's merged weights were 540 MB of fresh pages every sync, each
+    page zero-filled by the kernel on first touch."""
     yield "lm_head", (model.lm_head.weight, None)  # (V, d)
     for i, layer in enumerate(model.model.layers):
         at, mlp = layer.self_attn, layer.mlp
