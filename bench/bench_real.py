@@ -89,9 +89,9 @@ def run_side(side: str, row: dict) -> dict:
 
 def allocator_library(args) -> str | None:
     """The library both sides preload for --allocator; None: the C library's malloc."""
-    lib = ctypes.util.find_library("tcmalloc_minimal")
     if args.allocator == "system":
         return None
+    lib = ctypes.util.find_library("tcmalloc_minimal")
     if lib is None:
         raise SystemExit("bench_real: --allocator tcmalloc, but it is not installed (libtcmalloc-minimal4)")
     return lib

@@ -202,7 +202,7 @@ class TokenValueModel(nn.Module):
         self.model = model
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.body = getattr(inner, inner.base_model_prefix, None)
-        self.head = getattr(inner, "score", None) or getattr(inner, "classifier", None)
+        self.head = score_head(inner)
         if self.body is None or not isinstance(self.head, nn.Linear):
             raise ValueError(
                 f"{type(inner).__name__} has no transformer body + linear `score` head; "

@@ -113,12 +113,12 @@ def pack_prompts(
     ids, seg, pos, group = [], [], [], []
     cols = torch.full((B, R), P - 1, dtype=torch.long)
     last = torch.zeros(B, dtype=torch.long)
-    b = 0
     for g, (prompt, resps) in enumerate(zip(prompts, responses)):
         lead, p = P - len(prompt), len(prompt)
         r_ids, r_seg, r_pos = [pad_id] * lead + prompt, [-1] * lead + [0] * p, [0] * lead + list(range(p))
         for i, resp in enumerate(resps):
-            start = len(r_ids)
+            b, start = len(group), len(r_ids)  # this response's row, its first column
+            group.append(g)
             cols[b, 1 : len(resp)] = torch.arange(start, start + len(resp) - 1)
             seq = list(range(lead, P)) + list(range(start, start + len(resp)))  # this row's columns
             toks = prompt + resp
@@ -129,8 +129,6 @@ def pack_prompts(
                 r_seg + [i + 1] * len(resp),
                 r_pos + list(range(p, p + len(resp))),
             )
-            group.append(g)
-            b += 1
         ids.append(r_ids)
         seg.append(r_seg)
         pos.append(r_pos)
