@@ -11,8 +11,12 @@ class SmolPreset:
     """base model directory; empty: the packaged SmolLM2-135M-Instruct (converted once, cached)"""
     n_sft: int = 576
     """training prompts with a demonstration (harmful: a refusal; benign: the base model's answer)"""
-    n_rating: int = 96
-    """training prompts whose K samples the simulated raters rank"""
+    n_rating: int = 480
+    """training prompts whose K samples the simulated raters rank (no RL stage trains on them). With
+    96 (216 rankings with the RL prompts'), the reward model did not read the request: on the dev
+    split it put the base model's answer above the refusal on every harmful request. With 480 (600
+    rankings, on the same SFT model) it orders the refusal and the answer right on 0.875 of the dev
+    harmful requests and 0.86 of the look-alikes (docs/demo-smollm.md)"""
     n_rl: int = 120
     """training prompts of the RL stage"""
     heldout_per_family: int = 3
@@ -112,7 +116,7 @@ class SmolPreset:
     model's own, from the demonstrations) in every policy step, against forgetting (0: off)"""
     dpo_steps: int = 74
     """optimizer steps of DPO, batch_size pairs each, whatever the number of rankings (592 of the
-    2,368 pairs that 216 rankings of 4 SFT samples, a base sample and the refusal give)"""
+    pairs that the rankings of 4 SFT samples, a base sample and the refusal give)"""
     dpo_lr: float = 1e-4
     dpo_beta: float = 0.1
     dpo_reference: str = "adapters_off"
