@@ -15,8 +15,9 @@ class SmolPreset:
     """training prompts whose K samples the simulated raters rank (no RL stage trains on them). With
     96 (216 rankings with the RL prompts'), the reward model did not read the request: on the dev
     split it put the base model's answer above the refusal on every harmful request. With 480 (600
-    rankings, on the same SFT model) it orders the refusal and the answer right on 0.875 of the dev
-    harmful requests and 0.86 of the look-alikes (docs/demo-smollm.md)"""
+    rankings, on the same SFT model) it orders the refusal and the answer right on 0.71 to 0.875
+    of the dev harmful requests and 0.86 to 0.98 of the look-alikes (two sets of rankings;
+    docs/demo-smollm.md). Ranking them and training on them cost some 360 s more"""
     n_rl: int = 120
     """training prompts of the RL stage"""
     heldout_per_family: int = 3
@@ -101,7 +102,8 @@ class SmolPreset:
     """samples per prompt: 32 rollouts a step (a PPO step costs some 25 CPU s; most of its time is
     sampling and scoring)"""
     ppo_lr: float = 5e-5
-    """against a reward model this near chance, 1e-4 moved further from SFT for no gain"""
+    """on the dev split, 1e-4 (12 steps, or 36: KL to SFT 1.09) moved further from SFT for no gain
+    beyond an evaluation's noise, against the 216-ranking reward model and the 600-ranking one"""
     ppo_critic_lr: float = 1e-3
     """the shared critic's value head starts from nothing: a fast rate lets it catch up in a few steps"""
     ppo_kl_coef: float = 0.05
