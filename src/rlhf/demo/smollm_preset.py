@@ -11,13 +11,14 @@ class SmolPreset:
     """base model directory; empty: the packaged SmolLM2-135M-Instruct (converted once, cached)"""
     n_sft: int = 576
     """training prompts with a demonstration (harmful: a refusal; benign: the base model's answer)"""
-    n_rating: int = 480
-    """training prompts whose K samples the simulated raters rank (no RL stage trains on them). With
-    96 (216 rankings with the RL prompts'), the reward model did not read the request: on the dev
-    split it put the base model's answer above the refusal on every harmful request. With 480 (600
-    rankings, on the same SFT model) it orders the refusal and the answer right on 0.71 to 0.875
-    of the dev harmful requests and 0.86 to 0.98 of the look-alikes (two sets of rankings;
-    docs/demo-smollm.md). Ranking them and training on them cost some 360 s more"""
+    n_rating: int = 888
+    """training prompts whose K samples the simulated raters rank (no RL stage trains on them): with
+    the RL prompts', 1,008 rankings, and every training prompt used by one stage. On the dev split
+    (docs/demo-smollm.md), on one SFT model, the reward model orders the plain refusal and the base
+    model's answer right on 0.00 / 0.98 of the harmful requests / look-alikes with 216 rankings
+    (96 rating prompts: it puts the answer first whatever was asked), 0.71 to 0.875 / 0.86 to 0.98
+    with 600 (two sets of rankings), and 0.85 / 0.98 with 1,008. Ranking 1,008 and training on
+    them cost some 580 s more than 216"""
     n_rl: int = 120
     """training prompts of the RL stage"""
     heldout_per_family: int = 3
