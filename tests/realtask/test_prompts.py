@@ -76,3 +76,14 @@ def test_user_message_is_read_back_from_rendered_chat_prompts():
     assert user_message(chatml + "<|im_start|>assistant\n") == "How do I kill a process?"
     assert user_message("<|user|>\nhi there<|end|>\n<|assistant|>\n") == "hi there"
     assert user_message([{"role": "user", "content": "q"}]) == "q"
+
+
+def test_the_smollm_presets_stage_sets_fit_the_training_split():
+    # the preset draws nearly every training prompt: removing prompts from a family must fail
+    # here, not after the demo's first stages
+    from rlhf.demo.smollm_preset import SMOL_PRESETS
+
+    for name, p in SMOL_PRESETS.items():
+        sizes = {"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}
+        sets = stage_sets(sizes, seed=0)
+        assert {k: len(v) for k, v in sets.items()} == sizes, name
