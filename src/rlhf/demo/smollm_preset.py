@@ -13,12 +13,12 @@ class SmolPreset:
     """training prompts with a demonstration (harmful: a refusal; benign: the base model's answer)"""
     n_rating: int = 888
     """training prompts whose K samples the simulated raters rank (no RL stage trains on them): with
-    the RL prompts', 1,008 rankings, and every training prompt used by one stage. On the dev split
+    the RL prompts', 1,008 rankings, and all but 4 training prompts used. On the dev split
     (docs/demo-smollm.md), on one SFT model, the reward model orders the plain refusal and the base
     model's answer right on 0.00 / 0.98 of the harmful requests / look-alikes with 216 rankings
     (96 rating prompts: it puts the answer first whatever was asked), 0.71 to 0.875 / 0.86 to 0.98
     with 600 (two sets of rankings), and 0.85 / 0.98 with 1,008. Ranking 1,008 and training on
-    them cost some 580 s more than 216"""
+    them cost some 700 s more than 216"""
     n_rl: int = 120
     """training prompts of the RL stage"""
     heldout_per_family: int = 3
