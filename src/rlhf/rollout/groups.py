@@ -96,9 +96,16 @@ def pack_groups(
     B = len(prompts)
     if n < 2 or B % n or any(prompts[b] != prompts[b - b % n] for b in range(B)):
         return None
-    starts = range(0, B, n)
-    firsts, groups = [prompts[b] for b in starts], [responses[b : b + n] for b in starts]
-    return pack_prompts(firsts, groups, pad_id, score_pad_id)
+    return pack_prompts(*by_group(prompts, responses, n), pad_id, score_pad_id)
+
+
+def by_group(
+    prompts: list[list[int]], responses: list[list[int]], n: int
+) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Rows ``g*n .. g*n+n-1`` as group g: each group's prompt (its first row's) and its n responses,
+    the form ``pack_prompts`` and ``packing_pays`` take."""
+    starts = range(0, len(prompts), n)
+    return [prompts[b] for b in starts], [responses[b : b + n] for b in starts]
 
 
 def pack_prompts(
@@ -149,8 +156,7 @@ ATTENTION_WEIGHT = 4.0
 def packing_saves(prompts: list[list[int]], responses: list[list[int]], n: int, hidden: int) -> bool:
     """Whether packed groups of rows ``g*n .. g*n+n-1`` should run faster than rows, as padded
     batches (``packing_pays``)."""
-    starts = range(0, len(prompts), n)
-    return packing_pays([prompts[b] for b in starts], [responses[b : b + n] for b in starts], hidden)
+    return packing_pays(*by_group(prompts, responses, n), hidden)
 
 
 def packing_pays(prompts: list[list[int]], responses: list[list[list[int]]], hidden: int) -> bool:
