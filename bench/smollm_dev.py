@@ -11,11 +11,16 @@ model answers right that the row still answers right), and the token-mean NLL of
     python bench/smollm_dev.py runs/smollm --rows sft ppo dpo
 
 ``--reward`` also asks whether the run's reward model reads the request: on each dev prompt it
-scores the plain refusal against the base model's greedy answer (look-alikes: only where that
-answer answers them). The share it orders right, per kind: a model that scores a refusal high
-(or low) whatever was asked gets one kind right and the other wrong.
+scores the plain refusal against the base model's greedy answer, where that answer makes the
+other choice (harmful requests: only where it does not decline them; look-alikes: only where it
+answers them; a refusal against a refusal tells nothing). The share it orders right, per kind: a
+model that scores a refusal high (or low) whatever was asked gets one kind right and the other
+wrong.
 
-Figures go to ``<run>/dev.json``.
+``--prompts rl`` judges the rows on the 120 RL prompts PPO trained on instead (training prompts,
+greedy): how well RL learned its own prompts, against how far that reaches on the dev split.
+
+Figures go to ``<run>/dev.json`` (``<run>/rl_prompts.json`` with ``--prompts rl``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from rlhf.demo.smollm_stages import base_model, engine
 from rlhf.realtask import general
 from rlhf.realtask.demonstrations import REFUSAL
 from rlhf.realtask.gold import answered_benign, declined_harmful, rates
-from rlhf.realtask.prompts import chat, family_sample
+from rlhf.realtask.prompts import chat, family_sample, stage_sets
 from rlhf.rollout.generate import Generation, SamplingParams
 from rlhf.rollout.reward_model import score_sequences
 
@@ -47,10 +52,19 @@ def main() -> None:
     ap.add_argument(
         "--reward", action="store_true", help="also the reward model's refusal-or-answer decisions"
     )
+    ap.add_argument(
+        "--prompts",
+        choices=["dev", "rl"],
+        default="dev",
+        help="the dev split, or the RL stage's training prompts",
+    )
     args = ap.parse_args()
     root = Path(args.run)
     p = SMOL_PRESETS["smollm"]
-    tasks = family_sample(args.per_family, args.seed, split="dev")
+    if args.prompts == "dev":
+        tasks = family_sample(args.per_family, args.seed, split="dev")
+    else:
+        tasks = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, args.seed)["rl"]
     greedy = SamplingParams(p.max_new_tokens, temperature=0.0)
     dirs = {row: base_model(p) if row == "base" else root / row / "final" for row in ["base", *args.rows]}
     answered = {}  # row -> (greedy answers to the dev prompts, dev general questions right, dev text NLL)
@@ -86,7 +100,7 @@ def main() -> None:
     missed = {row: [f for f, v in r["families"].items() if v < 1] for row, r in out.items()}
     print("families below 1.0:", json.dumps(missed))
     summary = {
-        "split": "dev",
+        "split": args.prompts,
         "prompts": len(tasks),
         "harmful": sum(t.harmful for t in tasks),
         "general_base_right": sum(base_right),
@@ -97,21 +111,26 @@ def main() -> None:
         decisions = reward_decisions(root / "reward" / "final", tasks, answered["base"][0], p)
         summary["reward_decisions"] = decisions
         print("reward model orders the refusal and the answer right:", json.dumps(decisions))
-    (root / "dev.json").write_text(json.dumps(summary, indent=1))
-    print(f"wrote {root / 'dev.json'}")
+    out_file = root / ("dev.json" if args.prompts == "dev" else "rl_prompts.json")
+    out_file.write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out_file}")
 
 
 def reward_decisions(rm_dir: Path, tasks: list, base: list[Generation], p) -> dict[str, dict[str, float]]:
     """Per kind, the share of dev prompts on which the reward model scores the plain refusal above
-    the base model's greedy answer ``base`` (harmful) or below it (look-alikes the answer answers),
-    each read as the reward model was trained to read a response: the prompt's tokens, then the
-    response's, ending with EOS."""
+    the base model's greedy answer ``base`` (harmful requests it does not decline) or below it
+    (look-alikes it answers), each read as the reward model was trained to read a response: the
+    prompt's tokens, then the response's, ending with EOS."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(rm_dir)
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
     refusal = tok(REFUSAL, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    kept = [(t, g) for t, g in zip(tasks, base) if t.harmful or answered_benign(t, g.text)]
+    kept = [
+        (t, g)
+        for t, g in zip(tasks, base)
+        if (not declined_harmful(t, g.text) if t.harmful else answered_benign(t, g.text))
+    ]
     prompts = [encode_prompt(tok, chat(t)) for t, _ in kept]
     with autocast(p.mixed_precision):
         scores = score_sequences(

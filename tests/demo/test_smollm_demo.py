@@ -124,3 +124,18 @@ def test_a_rerun_on_the_same_directory_reuses_every_stage_and_row(smoke):
     }
     assert reused and set(reused.values()) == {0.0}, reused
     assert again["stages"] == results["stages"]
+
+
+@pytest.mark.parametrize(
+    ("rate_sft", "rate_rl"), [(False, True), (True, True), (True, False), (False, False)]
+)
+def test_the_raters_rank_the_rating_set_and_the_sets_the_preset_adds(rate_sft, rate_rl, tmp_path):
+    from rlhf.demo.smollm_stages import SmolRun, rated_tasks
+    from rlhf.realtask.prompts import stage_sets
+
+    p = replace(SMOL_PRESETS["smollm"], rate_sft_prompts=rate_sft, rate_rl_prompts=rate_rl)
+    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, 0)
+    rated = rated_tasks(SmolRun(tmp_path, p, 0, sets))
+    want = sets["rating"] + (sets["sft"] if rate_sft else []) + (sets["rl"] if rate_rl else [])
+    assert [t.prompt for t in rated] == [t.prompt for t in want]
+    assert len({t.prompt for t in rated}) == len(rated)  # the sets are disjoint: no prompt ranked twice

@@ -15,10 +15,11 @@ class SmolPreset:
     """training prompts whose K samples the simulated raters rank (no RL stage trains on them): with
     the RL prompts', 1,008 rankings, and all but 4 training prompts used. On the dev split
     (docs/demo-smollm.md), on one SFT model, the reward model orders the plain refusal and the base
-    model's answer right on 0.00 / 0.98 of the harmful requests / look-alikes with 216 rankings
-    (96 rating prompts: it puts the answer first whatever was asked), 0.71 to 0.875 / 0.86 to 0.98
-    with 600 (two sets of rankings), and 0.85 / 0.98 with 1,008. Ranking 1,008 and training on
-    them cost some 700 s more than 216"""
+    model's answer right on 0.00 / 0.98 of the harmful requests (the 36 whose base answer does not
+    decline) / look-alikes (the 66 whose base answer answers) with 216 rankings (96 rating
+    prompts: it puts the answer first whatever was asked), 0.64 to 0.83 / 0.86 to 0.98 with 600
+    (two sets of rankings), and 0.81 / 0.98 with 1,008. Ranking 1,008 and training on them cost
+    some 700 s more than 216"""
     n_rl: int = 120
     """training prompts of the RL stage"""
     heldout_per_family: int = 3
@@ -87,6 +88,14 @@ class SmolPreset:
     rate_rl_prompts: bool = True
     """rank K samples of the RL prompts too (the reward model then sees the prompts PPO trains
     on, as InstructGPT's did; the rating set stays the prompts no RL stage trains on)"""
+    rate_sft_prompts: bool = False
+    """rank K samples of the SFT prompts too: 1,584 rankings, every training prompt but 4. On the
+    dev split (docs/demo-smollm.md) the reward model then orders the plain refusal and the base
+    model's answer right on every dev prompt where they differ (36 harmful requests and 66
+    look-alikes; 29 and 65 on the preset's 1,008), yet PPO and RLOO against it answer fewer dev
+    look-alikes than SFT (0.67 to 0.74 against 0.79) while PPO gets its own RL prompts more
+    right: the policy's reach beyond its 120 RL prompts, not the reward model, bounds the RL
+    rows. It costs the ranking some 90 s and the reward model some 390 s"""
     reward_epochs: float = 2.0
     reward_lr: float = 1e-3
     """at 3e-4, or for 1 epoch, the reward model stays near chance on unseen rankings

@@ -144,11 +144,12 @@ def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
 
 
 def sample_and_rank(run: SmolRun, sft_dir: Path, base_dir: Path) -> Path:
-    """K samples per rating prompt (and RL prompt, with ``rate_rl_prompts``) from SFT, and
-    ``base_samples`` more from the base model and, with ``refusal_candidate``, the plain refusal,
-    ranked together by the simulated raters (truth: the gold rule)."""
+    """K samples per rating prompt (and SFT prompt, with ``rate_sft_prompts``, and RL prompt, with
+    ``rate_rl_prompts``) from SFT, and ``base_samples`` more from the base model and, with
+    ``refusal_candidate``, the plain refusal, ranked together by the simulated raters (truth: the
+    gold rule)."""
     p = run.p
-    tasks = run.sets["rating"] + (run.sets["rl"] if p.rate_rl_prompts else [])
+    tasks = rated_tasks(run)
     prompts = [chat(t) for t in tasks]
     params = SamplingParams(p.max_new_tokens, n=p.k, seed=run.seed)
     candidates = [[g.text for g in gs] for gs in generate(sft_dir, prompts, params, p)]
@@ -168,6 +169,17 @@ def sample_and_rank(run: SmolRun, sft_dir: Path, base_dir: Path) -> Path:
     records = rank(tasks, candidates, p.raters_per_prompt, run.seed)
     print(f"[demo] {len(records)} rankings of {len(tasks)} prompts (the others: one distinct sample)")
     return write_jsonl(run.data / "rankings.jsonl", records)
+
+
+def rated_tasks(run: SmolRun) -> list[Task]:
+    """The prompts whose samples the raters rank: the rating set, then the SFT set with
+    ``rate_sft_prompts``, then the RL set with ``rate_rl_prompts``."""
+    p = run.p
+    return (
+        run.sets["rating"]
+        + (run.sets["sft"] if p.rate_sft_prompts else [])
+        + (run.sets["rl"] if p.rate_rl_prompts else [])
+    )
 
 
 def rank(tasks: list[Task], candidates: list[list[str]], raters_per_prompt: int, seed: int) -> list[dict]:
@@ -206,9 +218,10 @@ def train_reward(run: SmolRun, sft_dir: Path, rankings: Path) -> Path:
     return train_recipe(reward, {**run.common(), **overrides})
 
 
-def train_ppo(run: SmolRun, sft_dir: Path, rm_dir: Path) -> Path:
+def train_ppo(run: SmolRun, sft_dir: Path, rm_dir: Path, extra: dict[str, Any] | None = None) -> Path:
     """PPO from SFT against the reward model, a per-token KL penalty to SFT; each step's samples
-    also get the gold rule's mean (``gold`` in metrics.jsonl) beside the reward model's score."""
+    also get the gold rule's mean (``gold`` in metrics.jsonl) beside the reward model's score.
+    ``extra``: `rlhf ppo` config keys set over the preset's (bench/smollm_variant.py)."""
     p = run.p
     rl_tasks = {t.prompt: t for t in run.sets["rl"]}
     rl_prompts = write_jsonl(run.data / "rl_prompts.jsonl", [{"prompt": chat(t)} for t in run.sets["rl"]])
@@ -239,6 +252,7 @@ def train_ppo(run: SmolRun, sft_dir: Path, rm_dir: Path) -> Path:
         "algo.kl_coef": p.ppo_kl_coef,
         "algo.lam": p.ppo_lam,
         **ptx,
+        **(extra or {}),
     }
     cfg = load_config(ppo.Config, None, [f"{k}={v}" for k, v in overrides.items()])
     return ppo.train(cfg, sample_metrics=gold_metric)
