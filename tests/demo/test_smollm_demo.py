@@ -139,3 +139,15 @@ def test_the_raters_rank_the_rating_set_and_the_sets_the_preset_adds(rate_sft, r
     want = sets["rating"] + (sets["sft"] if rate_sft else []) + (sets["rl"] if rate_rl else [])
     assert [t.prompt for t in rated] == [t.prompt for t in want]
     assert len({t.prompt for t in rated}) == len(rated)  # the sets are disjoint: no prompt ranked twice
+
+
+@pytest.mark.parametrize("on_rating", [False, True])
+def test_the_rl_stage_trains_on_the_rl_set_and_with_the_flag_the_rating_set(on_rating, tmp_path):
+    from rlhf.demo.smollm_stages import SmolRun, trained_rl_tasks
+    from rlhf.realtask.prompts import stage_sets
+
+    p = replace(SMOL_PRESETS["smollm"], rl_on_rating_prompts=on_rating)
+    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, 0)
+    got = [t.prompt for t in trained_rl_tasks(SmolRun(tmp_path, p, 0, sets))]
+    assert got == [t.prompt for t in sets["rl"] + (sets["rating"] if on_rating else [])]
+    assert not set(got) & {t.prompt for t in sets["sft"]}  # never the SFT prompts

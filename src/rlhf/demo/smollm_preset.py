@@ -108,6 +108,9 @@ class SmolPreset:
     ppo_steps: int = 12
     ppo_batch: int = 8
     """prompts per RL iteration"""
+    rl_on_rating_prompts: bool = False
+    """the RL stage trains on the rating prompts too (1,008 instead of 120; the reward model has
+    seen them all): its steps then draw on many more of the training wordings"""
     ppo_samples: int = 4
     """samples per prompt: 32 rollouts a step (a PPO step costs some 25 CPU s; most of its time is
     sampling and scoring)"""

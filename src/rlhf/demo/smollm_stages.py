@@ -182,6 +182,11 @@ def rated_tasks(run: SmolRun) -> list[Task]:
     )
 
 
+def trained_rl_tasks(run: SmolRun) -> list[Task]:
+    """The prompts the RL stage trains on: the RL set, then the rating set with ``rl_on_rating_prompts``."""
+    return run.sets["rl"] + (run.sets["rating"] if run.p.rl_on_rating_prompts else [])
+
+
 def rank(tasks: list[Task], candidates: list[list[str]], raters_per_prompt: int, seed: int) -> list[dict]:
     """The simulated raters' rankings of each task's samples, ``raters_per_prompt`` raters each."""
     # a sharp SFT model often samples the same refusal twice: the raters see each distinct text once
@@ -223,8 +228,9 @@ def train_ppo(run: SmolRun, sft_dir: Path, rm_dir: Path, extra: dict[str, Any] |
     also get the gold rule's mean (``gold`` in metrics.jsonl) beside the reward model's score.
     ``extra``: `rlhf ppo` config keys set over the preset's (bench/smollm_variant.py)."""
     p = run.p
-    rl_tasks = {t.prompt: t for t in run.sets["rl"]}
-    rl_prompts = write_jsonl(run.data / "rl_prompts.jsonl", [{"prompt": chat(t)} for t in run.sets["rl"]])
+    tasks = trained_rl_tasks(run)
+    rl_tasks = {t.prompt: t for t in tasks}
+    rl_prompts = write_jsonl(run.data / "rl_prompts.jsonl", [{"prompt": chat(t)} for t in tasks])
     ptx = {}
     if p.ppo_ptx_coef > 0:
         ptx = {"ptx.coef": p.ppo_ptx_coef, "ptx.data": replayed_answers(run)}
