@@ -94,8 +94,8 @@ class SmolPreset:
     model's answer right on every dev prompt where they differ (36 harmful requests and 66
     look-alikes; 29 and 65 on the preset's 1,008), yet PPO and RLOO against it answer fewer dev
     look-alikes than SFT (0.67 to 0.74 against 0.79) while PPO gets its own RL prompts more
-    right: the policy's reach beyond its 120 RL prompts, not the reward model, bounds the RL
-    rows. It costs the ranking some 90 s and the reward model some 390 s"""
+    right: a drift toward refusing, not the reward model's decisions, bounds the RL rows. It
+    costs the ranking some 90 s and the reward model some 390 s"""
     reward_epochs: float = 2.0
     reward_lr: float = 1e-3
     """at 3e-4, or for 1 epoch, the reward model stays near chance on unseen rankings
@@ -110,7 +110,8 @@ class SmolPreset:
     """prompts per RL iteration"""
     rl_on_rating_prompts: bool = False
     """the RL stage trains on the rating prompts too (1,008 instead of 120; the reward model has
-    seen them all): its steps then draw on many more of the training wordings"""
+    seen them all): its steps then draw on many more of the training wordings. On the dev split
+    (docs/demo-smollm.md) PPO drifts toward refusing look-alikes as far as on the 120"""
     ppo_samples: int = 4
     """samples per prompt: 32 rollouts a step (a PPO step costs some 25 CPU s; most of its time is
     sampling and scoring)"""
