@@ -64,7 +64,7 @@ def main() -> None:
     if args.prompts == "dev":
         tasks = family_sample(args.per_family, args.seed, split="dev")
     else:
-        tasks = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, args.seed)["rl"]
+        tasks = stage_sets(p.stage_sizes, args.seed)["rl"]
     greedy = SamplingParams(p.max_new_tokens, temperature=0.0)
     dirs = {row: base_model(p) if row == "base" else root / row / "final" for row in ["base", *args.rows]}
     answered = {}  # row -> (greedy answers to the dev prompts, dev general questions right, dev text NLL)

@@ -92,7 +92,7 @@ def main() -> None:
     p = SMOL_PRESETS["smollm"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, args.seed)
+    sets = stage_sets(p.stage_sizes, args.seed)
     tasks = sets["rating"] + (sets["rl"] if args.with_rl else [])
     t0 = time.process_time()
     cands = candidates(args.sft, tasks, p, args.seed, out)

@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     p = replace(SMOL_PRESETS["smollm"], n_sft=args.n_sft, sft_steps=args.sft_steps)
     seed, root, base = args.seed, Path(args.output), base_model(p)
-    run = SmolRun(root, p, seed, stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, seed))
+    run = SmolRun(root, p, seed, stage_sets(p.stage_sizes, seed))
     sft_dir = train_sft(run, base, demonstrations(run, base))
     heldout = family_sample(p.heldout_per_family, seed)
     dirs = {"base": base, "sft": sft_dir}

@@ -44,7 +44,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     p = SMOL_PRESETS["smollm"]
-    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, args.seed)
+    sets = stage_sets(p.stage_sizes, args.seed)
     pool = [t for name in args.sets.split(",") for t in sets[name]]
     random.Random(1).shuffle(pool)
     pool = pool[: args.prompts]

@@ -26,32 +26,34 @@ from rlhf.demo import smollm_stages as st
 from rlhf.demo.smollm_preset import SMOL_PRESETS, SmolPreset
 from rlhf.realtask.prompts import stage_sets
 
-STAGES = ("rank", "reward", "ppo")
-"""the stages ``--from`` can start at, in order"""
-LINKED = {
-    "rank": ["data/demonstrations.jsonl", "sft"],
-    "reward": ["data/demonstrations.jsonl", "sft", "data/candidates.jsonl", "data/rankings.jsonl"],
-    "ppo": ["data/demonstrations.jsonl", "sft", "data/candidates.jsonl", "data/rankings.jsonl", "reward"],
-}
-"""what OUT links from RUN when the variant starts at each stage"""
-MADE_WITH = {
-    "sft": {"base", "n_sft", "n_replay", "replay_repeats", "demo_tokens", "demo_words", "demo_samples",
-            "demo_temperature", "sft_steps", "sft_lr", "sft_schedule", "sft_warmup"},
-    "rankings": {"n_rating", "k", "base_samples", "refusal_candidate", "raters_per_prompt",
-                 "rate_rl_prompts", "rate_sft_prompts", "max_new_tokens"},
-    "reward": {"reward_epochs", "reward_lr", "reward_schedule", "reward_warmup"},
+BUILT = {
+    "rank": (["data/demonstrations.jsonl", "sft"],
+             {"base", "n_sft", "n_replay", "replay_repeats", "demo_tokens", "demo_words", "demo_samples",
+              "demo_temperature", "sft_steps", "sft_lr", "sft_schedule", "sft_warmup"}),
+    "reward": (["data/candidates.jsonl", "data/rankings.jsonl"],
+               {"n_rating", "k", "base_samples", "refusal_candidate", "raters_per_prompt",
+                "rate_rl_prompts", "rate_sft_prompts", "max_new_tokens"}),
+    "ppo": (["reward"], {"reward_epochs", "reward_lr", "reward_schedule", "reward_warmup"}),
 }  # fmt: skip
-"""the preset fields each linkable stage's output depends on"""
+"""for each stage ``--from`` can start at, in order: what the stage just before it wrote (the
+demonstrations and SFT; the rankings; the reward model) and the preset fields that output depends on"""
+STAGES = tuple(BUILT)
+
+
+def before(start: str) -> list[str]:
+    """The stages whose outputs a variant starting at ``start`` links from RUN (``start`` itself
+    included: its key names what the stage before it wrote)."""
+    return list(STAGES[: STAGES.index(start) + 1])
+
+
+def linked(start: str) -> list[str]:
+    """What OUT links from RUN when the variant starts at ``start``."""
+    return [path for stage in before(start) for path in BUILT[stage][0]]
 
 
 def frozen_fields(start: str) -> set[str]:
     """The preset fields a variant starting at ``start`` may not change."""
-    out = set(MADE_WITH["sft"])
-    if start in ("reward", "ppo"):
-        out |= MADE_WITH["rankings"]
-    if start == "ppo":
-        out |= MADE_WITH["reward"]
-    return out
+    return set().union(*(BUILT[stage][1] for stage in before(start)))
 
 
 def made_with(run: Path) -> SmolPreset:
@@ -99,7 +101,7 @@ def parse_ppo(pairs: list[str]) -> dict[str, str]:
 
 def link(run: Path, out: Path, start: str) -> None:
     """Link RUN's outputs of the stages before ``start`` into OUT."""
-    for rel in LINKED[start]:
+    for rel in linked(start):
         src, dst = run / rel, out / rel
         if not src.exists():
             raise SystemExit(f"{src} is missing: --from {start} reuses it")
@@ -126,7 +128,7 @@ def main() -> None:
     p = replace(made_with(args.run), **parse_sets(args.set, args.start))
     extra = parse_ppo(args.ppo)
     link(args.run, args.out, args.start)
-    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, args.seed)
+    sets = stage_sets(p.stage_sizes, args.seed)
     run = st.SmolRun(args.out, p, args.seed, sets)
     sft = args.out / "sft" / "final"
     rankings = args.out / "data" / "rankings.jsonl"

@@ -134,7 +134,7 @@ def test_the_raters_rank_the_rating_set_and_the_sets_the_preset_adds(rate_sft, r
     from rlhf.realtask.prompts import stage_sets
 
     p = replace(SMOL_PRESETS["smollm"], rate_sft_prompts=rate_sft, rate_rl_prompts=rate_rl)
-    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, 0)
+    sets = stage_sets(p.stage_sizes, 0)
     rated = rated_tasks(SmolRun(tmp_path, p, 0, sets))
     want = sets["rating"] + (sets["sft"] if rate_sft else []) + (sets["rl"] if rate_rl else [])
     assert [t.prompt for t in rated] == [t.prompt for t in want]
@@ -147,7 +147,7 @@ def test_the_rl_stage_trains_on_the_rl_set_and_with_the_flag_the_rating_set(on_r
     from rlhf.realtask.prompts import stage_sets
 
     p = replace(SMOL_PRESETS["smollm"], rl_on_rating_prompts=on_rating)
-    sets = stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, 0)
+    sets = stage_sets(p.stage_sizes, 0)
     got = [t.prompt for t in trained_rl_tasks(SmolRun(tmp_path, p, 0, sets))]
     assert got == [t.prompt for t in sets["rl"] + (sets["rating"] if on_rating else [])]
     assert not set(got) & {t.prompt for t in sets["sft"]}  # never the SFT prompts

@@ -84,6 +84,6 @@ def test_the_smollm_presets_stage_sets_fit_the_training_split():
     from rlhf.demo.smollm_preset import SMOL_PRESETS
 
     for name, p in SMOL_PRESETS.items():
-        sizes = {"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}
+        sizes = p.stage_sizes
         sets = stage_sets(sizes, seed=0)
         assert {k: len(v) for k, v in sets.items()} == sizes, name

@@ -59,7 +59,7 @@ def test_the_preset_comes_from_the_run_it_starts_from(tmp_path):
 
 def test_linking_reuses_the_runs_stages_and_refuses_to_mix_two_runs(tmp_path):
     run, out = tmp_path / "run", tmp_path / "out"
-    for rel in v.LINKED["ppo"]:
+    for rel in v.linked("ppo"):
         path = run / rel
         if path.suffix:
             path.parent.mkdir(parents=True, exist_ok=True)

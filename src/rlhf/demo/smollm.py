@@ -42,7 +42,7 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
     t_all = time.perf_counter()
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    run = st.SmolRun(root, p, seed, stage_sets({"sft": p.n_sft, "rating": p.n_rating, "rl": p.n_rl}, seed))
+    run = st.SmolRun(root, p, seed, stage_sets(p.stage_sizes, seed))
     base_dir = run.stage("base model (the GGUF file converted once, then cached)", lambda: st.base_model(p))
     heldout = family_sample(p.heldout_per_family, seed)
     write_jsonl(run.data / "heldout_prompts.jsonl", [{"prompt": chat(t)} for t in heldout])

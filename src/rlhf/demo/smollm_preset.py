@@ -145,6 +145,11 @@ class SmolPreset:
     general_tokens: int = 16
     """tokens of each answer to a general question"""
 
+    @property
+    def stage_sizes(self) -> dict[str, int]:
+        """The disjoint training prompt sets' sizes, in the order ``prompts.stage_sets`` cuts them."""
+        return {"sft": self.n_sft, "rating": self.n_rating, "rl": self.n_rl}
+
 
 SMOL_PRESETS = {
     "smollm": SmolPreset(),
