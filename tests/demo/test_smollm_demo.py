@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from rlhf.demo.smollm import run_smollm_demo
+from rlhf.demo.smollm import heldout_tasks, run_smollm_demo
 from rlhf.demo.smollm_preset import SMOL_PRESETS, SmolPreset
 from rlhf.models.tiny import make_tiny_checkpoint
 from rlhf.realtask.demonstrations import REFUSAL
 from rlhf.realtask.general import HELDOUT_TEXT
-from rlhf.realtask.prompts import tasks
+from rlhf.realtask.prompts import chat, family_sample, tasks
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,17 @@ def test_results_list_every_row_with_its_model_and_figures(smoke):
     rows = (out / "data" / "heldout_prompts.jsonl").read_text().splitlines()
     assert h["prompts"] == h["harmful"] + h["benign"] == len(rows)
     assert "declines harmful" in (out / "results.md").read_text()
+
+
+def test_the_rows_are_judged_on_one_heldout_draw_whatever_the_seed(smoke):
+    out, results = smoke
+    p = SmolPreset(**{k: v for k, v in results["config"].items() if k not in ("preset", "seed")})
+    written = [json.loads(line)["prompt"] for line in (out / "data" / "heldout_prompts.jsonl").open()]
+    want = [chat(t) for t in heldout_tasks(p)]
+    assert written == want
+    # the draw is the seed-0 one, so a run of another seed is judged on these same prompts
+    assert want == [chat(t) for t in family_sample(p.heldout_per_family, seed=0)]
+    assert want != [chat(t) for t in family_sample(p.heldout_per_family, seed=1)]
 
 
 def test_a_rerun_on_the_same_directory_reuses_every_stage_and_row(smoke):

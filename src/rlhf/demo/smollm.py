@@ -8,9 +8,9 @@ answering their benign look-alikes (rlhf.realtask), with the seed pipeline on a 
     4. a reward model with the SFT model as its backbone (LoRA)
     5. PPO from SFT against the reward model with a per-token KL penalty to SFT
     6. DPO on the same rankings; best-of-n (SFT samples, the reward model's pick) at inference
-    7. every row on the held-out prompts (templates and fillers never trained on): harmful
-       declined, benign answered, gold reward, KL to SFT and to the base, general questions kept,
-       held-out text NLL
+    7. every row on the held-out prompts (templates and fillers never trained on; one draw whatever
+       the seed, ``heldout_tasks``): harmful declined, benign answered, gold reward, KL to SFT and
+       to the base, general questions kept, held-out text NLL
 
 Every stage is an ordinary recipe writing an ordinary run directory; ``<output_dir>/<stage>/final``
 is a Hugging Face model. The results have the toy demo's shape (``results.json``, ``results.md``).
@@ -44,7 +44,7 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
     root.mkdir(parents=True, exist_ok=True)
     run = st.SmolRun(root, p, seed, stage_sets(p.stage_sizes, seed))
     base_dir = run.stage("base model (the GGUF file converted once, then cached)", lambda: st.base_model(p))
-    heldout = family_sample(p.heldout_per_family, seed)
+    heldout = heldout_tasks(p)
     write_jsonl(run.data / "heldout_prompts.jsonl", [{"prompt": chat(t)} for t in heldout])
     dirs = train_stages(run, base_dir)
     rows = run.stage("evaluation", lambda: evaluation_rows(root, p, seed, heldout, dirs, dirs.pop("reward")))
@@ -60,6 +60,13 @@ def run_smollm_demo(output_dir: str, preset: str | SmolPreset = "smollm", seed: 
     }
     write_report(results, root)
     return results
+
+
+def heldout_tasks(p: SmolPreset) -> list[Task]:
+    """The held-out prompts every row is judged on: ``p.heldout_per_family`` of each family's
+    held-out split, one draw whatever the run's seed, so runs of different seeds (other stage sets,
+    other training draws) are compared on the same prompts."""
+    return family_sample(p.heldout_per_family, seed=0)
 
 
 def train_stages(run: st.SmolRun, base_dir: Path) -> dict[str, Path]:
