@@ -13,11 +13,12 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from rlhf.demo.smollm import heldout_tasks
 from rlhf.demo.smollm_preset import SMOL_PRESETS
 from rlhf.demo.smollm_rows import evaluation_rows
 from rlhf.demo.smollm_stages import SmolRun, base_model, demonstrations, train_sft
 from rlhf.realtask import general
-from rlhf.realtask.prompts import family_sample, stage_sets
+from rlhf.realtask.prompts import stage_sets
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     seed, root, base = args.seed, Path(args.output), base_model(p)
     run = SmolRun(root, p, seed, stage_sets(p.stage_sizes, seed))
     sft_dir = train_sft(run, base, demonstrations(run, base))
-    heldout = family_sample(p.heldout_per_family, seed)
+    heldout = heldout_tasks(p)
     dirs = {"base": base, "sft": sft_dir}
     rows = evaluation_rows(root, p, seed, heldout, dirs, sft_dir, only=("base", "sft"))
     base_right = rows[0]["_general_right"]

@@ -10,7 +10,8 @@ RUN's outputs of the stages before ``--from`` are linked into OUT (the demonstra
 from ``reward`` on the rankings too; from ``ppo`` on the reward model too), then the stages from
 ``--from`` through PPO run (``--dpo``: DPO too) with the preset's fields set by ``--set
 name=value`` and `rlhf ppo` config keys by ``--ppo section.key=value``. A field that a linked
-stage was made with cannot be set (the variant would mix two settings). There is no held-out
+stage was made with cannot be set (the variant would mix two settings), and the seed is RUN's (it
+cuts the stage sets: the RL prompts must be the ones RUN's reward model was ranked on). There is no held-out
 evaluation here: settings are chosen on the dev split, never on the held-out prompts. OUT gets
 ``variant.json``: the settings and each stage's seconds.
 """
@@ -56,14 +57,16 @@ def frozen_fields(start: str) -> set[str]:
     return set().union(*(BUILT[stage][1] for stage in before(start)))
 
 
-def made_with(run: Path) -> SmolPreset:
-    """The preset RUN was made with: a variant's (variant.json), a demo's (results.json), or the
-    smollm preset."""
+def made_with(run: Path) -> tuple[SmolPreset, int]:
+    """The preset and seed RUN was made with: a variant's (variant.json), a demo's (results.json),
+    or the smollm preset at seed 0. The seed cuts the stage sets, so a variant must reuse it."""
     for name, key in (("variant.json", "preset"), ("results.json", "config")):
         if (run / name).is_file():
-            saved = json.loads((run / name).read_text())[key]
-            return SmolPreset(**{f.name: saved[f.name] for f in fields(SmolPreset) if f.name in saved})
-    return SMOL_PRESETS["smollm"]
+            saved = json.loads((run / name).read_text())
+            made = saved[key]
+            preset = SmolPreset(**{f.name: made[f.name] for f in fields(SmolPreset) if f.name in made})
+            return preset, saved.get("seed", made.get("seed", 0))
+    return SMOL_PRESETS["smollm"], 0
 
 
 def parse_sets(pairs: list[str], start: str) -> dict:
@@ -123,13 +126,12 @@ def main() -> None:
         "--ppo", nargs="*", default=[], metavar="section.key=value", help="`rlhf ppo` config keys"
     )
     ap.add_argument("--dpo", action="store_true", help="run DPO on the variant's rankings too")
-    ap.add_argument("--seed", type=int, default=0, help="the seed RUN was made with")
     args = ap.parse_args()
-    p = replace(made_with(args.run), **parse_sets(args.set, args.start))
+    made, seed = made_with(args.run)
+    p = replace(made, **parse_sets(args.set, args.start))
     extra = parse_ppo(args.ppo)
     link(args.run, args.out, args.start)
-    sets = stage_sets(p.stage_sizes, args.seed)
-    run = st.SmolRun(args.out, p, args.seed, sets)
+    run = st.SmolRun(args.out, p, seed, stage_sets(p.stage_sizes, seed))
     sft = args.out / "sft" / "final"
     rankings = args.out / "data" / "rankings.jsonl"
     base = st.base_model(p)
@@ -139,7 +141,7 @@ def main() -> None:
     if args.dpo:
         run.stage("dpo", lambda: st.train_dpo(run, sft, rankings), args.out / "dpo" / "final")
     summary = {"from": str(args.run), "start": args.start, "set": args.set, "ppo": extra,
-               "preset": asdict(p), "seconds": run.seconds}  # fmt: skip
+               "preset": asdict(p), "seed": seed, "seconds": run.seconds}  # fmt: skip
     (args.out / "variant.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {args.out / 'variant.json'}: {json.dumps(run.seconds)}")
 

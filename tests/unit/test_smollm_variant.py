@@ -45,16 +45,16 @@ def test_ppo_keys_name_a_section():
         v.parse_ppo(["kl=0.1"])
 
 
-def test_the_preset_comes_from_the_run_it_starts_from(tmp_path):
-    assert v.made_with(tmp_path) == SMOL_PRESETS["smollm"]
+def test_the_preset_and_seed_come_from_the_run_it_starts_from(tmp_path):
+    assert v.made_with(tmp_path) == (SMOL_PRESETS["smollm"], 0)
     demo = replace(SMOL_PRESETS["smollm"], n_rating=96)
     (tmp_path / "results.json").write_text(
-        json.dumps({"config": {"preset": "smollm", "seed": 0, **asdict(demo)}})
+        json.dumps({"config": {"preset": "smollm", "seed": 2, **asdict(demo)}})
     )
-    assert v.made_with(tmp_path) == demo
+    assert v.made_with(tmp_path) == (demo, 2)
     variant = replace(demo, rate_sft_prompts=True)
-    (tmp_path / "variant.json").write_text(json.dumps({"preset": asdict(variant)}))
-    assert v.made_with(tmp_path) == variant
+    (tmp_path / "variant.json").write_text(json.dumps({"preset": asdict(variant), "seed": 2}))
+    assert v.made_with(tmp_path) == (variant, 2)
 
 
 def test_linking_reuses_the_runs_stages_and_refuses_to_mix_two_runs(tmp_path):
