@@ -142,3 +142,35 @@ def test_gradient_accumulation_matches_one_large_batch(nano_model, data_dir, tmp
     for m_big, m_acc in zip(read_metrics(tmp_path / "big"), read_metrics(tmp_path / "acc"), strict=True):
         assert m_acc["loss"] == pytest.approx(m_big["loss"], rel=1e-5)
         assert m_acc["grad_norm"] == pytest.approx(m_big["grad_norm"], rel=1e-4)
+
+
+def kl_logged(run_dir) -> list[float]:
+    return [m["kl_to_start"] for m in read_metrics(run_dir) if "kl_to_start" in m]
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["frozen copy", "adapters off"])
+def test_sft_kl_coef_holds_the_policy_near_its_start(nano_model, data_dir, tmp_path, lora):
+    """sft.kl_coef adds KL(start || policy) to the NLL: the start is a frozen copy of model.path,
+    or with LoRA the policy with its adapters off. It is 0 at the first step (the policy is its
+    start), and a heavy weight keeps the policy nearer its start than a negligible one."""
+    extra = ("model.lora_r=16", "model.lora_alpha=64", "train.lr=5e-3") if lora else ()
+    runs = {}
+    for coef in (1e-6, 100.0):
+        out = tmp_path / f"kl{coef}"
+        run_sft(nano_model, data_dir / "demos.jsonl", out, f"sft.kl_coef={coef}", *extra)
+        runs[coef] = (kl_logged(out), losses(out))
+    (weak_kl, weak_loss), (kl, loss) = runs[1e-6], runs[100.0]
+    assert len(kl) == len(loss) == 20
+    assert weak_kl[0] < 1e-6 and kl[0] < 1e-6
+    assert loss[0] == pytest.approx(weak_loss[0], rel=1e-5)  # "loss" is the NLL, not the sum
+    late, weak_late = sum(kl[10:]) / 10, sum(weak_kl[10:]) / 10
+    assert weak_late > 0.003
+    assert late < 0.3 * weak_late, (kl, weak_kl)
+
+
+def test_sft_kl_coef_must_not_be_negative(nano_model, data_dir, tmp_path):
+    from rlhf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="sft.kl_coef must be >= 0"):
+        run_sft(nano_model, data_dir / "demos.jsonl", tmp_path / "run", "sft.kl_coef=-0.1")
+    assert not (tmp_path / "run").exists()

@@ -10,6 +10,7 @@ from torch.testing import assert_close
 
 from rlhf.losses.logprobs import (
     gathered_logprobs,
+    masked_kl_to_reference,
     masked_nll,
     next_token_logprobs,
     softmax_logprobs,
@@ -157,3 +158,31 @@ def test_token_logprobs_of_bf16_logits_equal_the_widened_path_bit_for_bit():
     out.backward(up)
     assert out.dtype == torch.float32 and torch.equal(out, widened.detach())
     assert b.grad.dtype == torch.bfloat16 and torch.equal(a.grad, b.grad)
+
+
+def test_kl_to_reference_by_hand_and_only_where_labelled():
+    """Position 0 is labelled (it predicts label 1): pi = (1/4, 3/4), ref uniform, so KL(ref || pi)
+    = 1/2 ln(1/2 / 1/4) + 1/2 ln(1/2 / 3/4); the last position predicts nothing."""
+    ref = torch.zeros_like(LOGITS)
+    kl, n = masked_kl_to_reference(LOGITS, ref, torch.tensor([[-100, 1]]))
+    assert n == 1
+    assert_close(kl, torch.tensor(0.5 * math.log(2.0) + 0.5 * math.log(2.0 / 3.0), dtype=torch.float64))
+    kl, n = masked_kl_to_reference(LOGITS, ref, torch.tensor([[-100, -100]]))
+    assert n == 0 and kl == 0
+
+
+def test_kl_to_reference_is_zero_at_the_reference_and_pulls_toward_it():
+    """Its gradient in the policy's logits is pi - ref at labelled positions and 0 elsewhere."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7, dtype=torch.float64, requires_grad=True)
+    ref = torch.randn(2, 5, 7, dtype=torch.float64)
+    labels = torch.tensor([[-100, -100, 3, 1, -100], [-100, 2, 2, 2, 2]])
+    same, n = masked_kl_to_reference(ref, ref, labels)
+    assert n == 6 and abs(same.item()) < 1e-12
+    kl, _ = masked_kl_to_reference(logits, ref, labels)
+    assert kl > 0
+    kl.backward()
+    want = torch.softmax(logits.detach(), -1) - torch.softmax(ref, -1)
+    mask = torch.zeros(2, 5, 1, dtype=torch.float64)
+    mask[:, :-1, 0] = (labels[:, 1:] != -100).double()
+    assert_close(logits.grad, want * mask)

@@ -67,6 +67,8 @@ class SmolPreset:
     """train.schedule of SFT: constant after warmup (a cosine decay over the same steps refused more
     look-alikes and kept fewer general answers)"""
     sft_warmup: int = 6
+    sft_kl_coef: float = 0.0
+    """sft.kl_coef: weight of KL(base || SFT) on every demonstration token, against forgetting (0: off)"""
     k: int = 4
     """samples per rating prompt from SFT"""
     base_samples: int = 1

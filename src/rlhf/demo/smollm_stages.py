@@ -139,6 +139,7 @@ def train_sft(run: SmolRun, base_dir: Path, demos: Path) -> Path:
         "train.lr": p.sft_lr,
         "train.schedule": p.sft_schedule,
         "train.warmup_steps": p.sft_warmup,
+        "sft.kl_coef": p.sft_kl_coef,
     }
     return train_recipe(sft, {**run.common(), **overrides})
 

@@ -131,3 +131,24 @@ def masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
         reduction="sum",
     )
     return nll, (shift_labels != IGNORE).sum()
+
+
+def masked_kl_to_reference(
+    logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed KL(ref || pi) over the whole vocabulary at labelled positions, and how many positions
+    were labelled: SFT's pull toward its starting model (``sft.kl_coef``).
+
+    At each position of a response, sum_v ref(v) (log ref(v) - log pi(v)), exact, not a sampled
+    estimate; its gradient in the logits is pi - ref. Added to the NLL with weight beta, the
+    target of every position becomes (one-hot(demonstration) + beta * ref) / (1 + beta): the
+    demonstrations still pull, and where they say nothing the starting model's distribution holds.
+    Positions are selected before the softmax, so the cost is that of the response tokens only.
+
+    Shape: logits, ref_logits (B, T, V), labels (B, T) -> (sum: (), count: ())
+    """
+    mask = labels[:, 1:] != IGNORE  # token t predicts label t+1
+    logp = torch.log_softmax(at_least_f32(logits[:, :-1][mask]), dim=-1)  # (N, V)
+    ref_logp = torch.log_softmax(at_least_f32(ref_logits[:, :-1][mask]), dim=-1)
+    kl = F.kl_div(logp, ref_logp, reduction="sum", log_target=True)
+    return kl, mask.sum()

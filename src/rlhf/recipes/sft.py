@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rlhf.config import ConfigError
 from rlhf.data.collators import collate_sft, pack_examples
 from rlhf.data.readers import DataError
 from rlhf.data.records import load_records
 from rlhf.data.tokenize import IGNORE, tokenize_demonstrations
 from rlhf.eval.nll import text_nll
-from rlhf.losses.logprobs import masked_nll
-from rlhf.models.loading import check_model_path, load_policy, load_tokenizer
+from rlhf.losses.logprobs import masked_kl_to_reference, masked_nll
+from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
 from rlhf.recipes.loop import (
     BatchPlan,
     make_accelerator,
@@ -31,11 +32,13 @@ from rlhf.recipes.loop import (
     optimizer_step,
     progress,
 )
+from rlhf.recipes.rl_sharding import shard_frozen
 from rlhf.recipes.run_adapter import save_adapter
 from rlhf.recipes.run_dir import RunDir
 from rlhf.sections import DataConfig, ModelConfig, TrainConfig
 
 if TYPE_CHECKING:  # hints only
+    from accelerate import Accelerator
     from transformers import PreTrainedTokenizerBase
 
     from rlhf.data.tokenize import TruncationStats
@@ -45,6 +48,12 @@ if TYPE_CHECKING:  # hints only
 class SFTSection:
     packing: bool = False
     """concatenate whole examples into rows of data.max_length tokens (less padding)"""
+    kl_coef: float = 0.0
+    """weight of KL(start || policy) over the whole vocabulary at every response token, added to
+    the NLL against forgetting (``losses.logprobs.masked_kl_to_reference``): where the
+    demonstrations do not pull, the starting model's next-token distribution holds. The start is
+    the policy with its LoRA adapters off (no second copy), or without LoRA a frozen copy of
+    model.path; either costs one more forward a micro-batch (0: off, plain NLL)"""
 
 
 @dataclass
@@ -67,9 +76,44 @@ def load_examples(
     return examples, stats
 
 
+def validate(cfg: Config) -> None:
+    """ConfigError for SFT settings that cannot work, before any work."""
+    if not cfg.sft.kl_coef >= 0:  # also NaN
+        raise ConfigError(f"sft.kl_coef must be >= 0 (0: off), got {cfg.sft.kl_coef}")
+
+
+def starting_model_logits(
+    cfg: Config, accelerator: Accelerator, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase
+) -> Callable[[dict], torch.Tensor] | None:
+    """The starting model's logits on a batch, for ``sft.kl_coef``; None when it is 0."""
+    if cfg.sft.kl_coef == 0:
+        return None
+    if cfg.model.lora_r > 0:
+        peft_model = accelerator.unwrap_model(model)
+
+        def adapters_off(batch: dict) -> torch.Tensor:
+            model.eval()  # no dropout in the reference
+            with peft_model.disable_adapter():
+                logits = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+                ).logits
+            model.train()
+            return logits
+
+        return torch.no_grad()(adapters_off)
+    ref = load_policy(without_lora(cfg.model), tokenizer).to(accelerator.device).eval().requires_grad_(False)
+    ref = shard_frozen(accelerator, ref)
+    return torch.no_grad()(
+        lambda batch: (
+            ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        )
+    )
+
+
 def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> Path:
     """Run SFT; returns the path of ``final/``. ``callbacks`` are called after each step."""
     check_model_path(cfg.model.path)  # fail on a bad path before any work
+    validate(cfg)
     accelerator = make_accelerator(cfg.train, lora=cfg.model.lora_r > 0)
     say = accelerator.print
 
@@ -94,6 +138,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     start, last_ckpt = run.resume(accelerator, cfg.train.resume)
+    reference = starting_model_logits(cfg, accelerator, model, tokenizer)
 
     def held_out() -> dict[str, float]:  # data.eval's NLL, logged as eval_loss and eval_ppl
         nll = text_nll(model, accelerator, eval_examples, tokenizer.pad_token_id, cfg.train.batch_size)
@@ -115,16 +160,24 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
         # gradient is that of (sum of token NLL over the global batch) / (global token count)
         scale = plan.grad_accum * accelerator.num_processes / n_global
         loss_sum = torch.zeros((), device=accelerator.device)
+        kl_sum = torch.zeros((), device=accelerator.device)
         for batch in micro:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model), accelerator.autocast():
+                ref_logits = reference(batch) if reference else None
                 logits = model(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
                 ).logits  # (B, T, V)
                 nll, _ = masked_nll(logits, batch["labels"])
-                accelerator.backward(nll * scale)
+                objective = nll
+                if ref_logits is not None:
+                    kl, _ = masked_kl_to_reference(logits, ref_logits, batch["labels"])
+                    objective = nll + cfg.sft.kl_coef * kl
+                    kl_sum += kl.detach()
+                accelerator.backward(objective * scale)
             loss_sum += nll.detach()
         loss = (accelerator.reduce(loss_sum, "sum") / n_global).item()
+        kl_to_start = (accelerator.reduce(kl_sum, "sum") / n_global).item() if reference else None
         grad_norm = optimizer_step(
             accelerator, model, optimizer, scheduler, cfg.train, step + 1, loss, last_ckpt
         )
@@ -143,6 +196,8 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                 "grad_norm": float(grad_norm),
                 "response_tokens_per_s": tokens_seen / elapsed,
             }
+            if kl_to_start is not None:  # token-mean KL(start || policy); loss stays the NLL
+                record["kl_to_start"] = kl_to_start
             if cfg.train.eval_every and done % cfg.train.eval_every == 0 and eval_examples:
                 record.update(held_out())
             run.log(record)
