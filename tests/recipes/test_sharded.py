@@ -66,6 +66,8 @@ RL = {
 """the RL runs of every engine's launch, compared with the same runs on DDP"""
 LORA = ["model.lora_r=4"]
 BF16 = "train.mixed_precision=bf16"
+KL = "sft.kl_coef=1.0"
+"""SFT pulled toward its start: a frozen copy sharded for inference, or with LoRA the adapters off"""
 STEPS, RESUME_FROM = 3, 2
 """every run trains STEPS steps with a checkpoint at RESUME_FROM; the resumed run does the rest"""
 
@@ -176,6 +178,9 @@ def single(nano_model, data_dir, tmp_path_factory):
         assert cli.main(run_args(verb, nano_model, data_dir / DATA[verb], out / verb, 4)) == 0
     assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_lora", 4), *LORA]) == 0
     assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_bf16", 4), BF16]) == 0
+    assert cli.main([*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_kl", 4), KL]) == 0
+    lora_kl = [*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_lora_kl", 4), *LORA, KL]
+    assert cli.main(lora_kl) == 0
     return out
 
 
@@ -191,6 +196,7 @@ def engine_plan(engine: str, model, data_dir, prompts, rl_files: dict, out) -> l
     sft_accum = [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_accum", 1), "train.grad_accum=2"]
     plan.append({"args": sft_accum})
     plan.append({"args": [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_bf16", 2), BF16]})
+    plan.append({"args": [*run_args("sft", model, data_dir / DATA["sft"], out / "sft_kl", 2), KL]})
     for name in RL:
         resumed(plan, lambda o, n=name: rl_args(n, model, prompts, rl_files, o), out, name)
     if engine in SHARDED:
@@ -207,6 +213,8 @@ def zero2_launch(nano_model, data_dir, prompts, rl_files, tmp_path_factory):
     plan = engine_plan("zero2", nano_model, data_dir, prompts, rl_files, out)
     # LoRA, which FSDP2 and ZeRO-3 refuse (configs/accelerate/zero2.yaml is its scale-out)
     plan.append({"args": [*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_lora", 2), *LORA]})
+    lora_kl = [*run_args("sft", nano_model, data_dir / DATA["sft"], out / "sft_lora_kl", 2), *LORA, KL]
+    plan.append({"args": lora_kl})
     resumed(plan, lambda o: [*rl_args("ppo", nano_model, prompts, rl_files, o), *LORA], out, "ppo_lora")
     ddp_plan = [{"args": rl_args(n, nano_model, prompts, rl_files, out / "ddp" / n), "ddp": True} for n in RL]
     lora = [*rl_args("ppo", nano_model, prompts, rl_files, out / "ddp" / "ppo_lora"), *LORA]
@@ -236,7 +244,14 @@ def sharded(request, nano_model, data_dir, prompts, rl_files, tmp_path_factory):
     )
 
 
-SAME_AS_SINGLE = {"sft": "sft", "reward": "reward", "dpo": "dpo", "dpo_frozen": "dpo", "sft_accum": "sft"}
+SAME_AS_SINGLE = {
+    "sft": "sft",
+    "reward": "reward",
+    "dpo": "dpo",
+    "dpo_frozen": "dpo",
+    "sft_accum": "sft",
+    "sft_kl": "sft_kl",
+}
 """each 2-process case and the 1-process run it must end as"""
 
 
@@ -244,12 +259,18 @@ SAME_AS_SINGLE = {"sft": "sft", "reward": "reward", "dpo": "dpo", "dpo_frozen": 
 def test_sharded_run_ends_with_the_weights_of_ddp(sharded, single, verb):
     """dpo_frozen: dpo.reference=frozen, the reference model sharded for inference and run on every
     batch, against the 1-process run with precomputed reference log-probs (the same numbers);
-    sft_accum: batch 1 and train.grad_accum=2 on 2 processes, the same global batch of 4."""
+    sft_accum: batch 1 and train.grad_accum=2 on 2 processes, the same global batch of 4; sft_kl:
+    sft.kl_coef with its start a frozen copy, sharded for inference, run on every batch."""
     engine, out, _ = sharded
     m1, m2 = read_metrics(single / SAME_AS_SINGLE[verb]), read_metrics(out / verb)
     assert m2[0]["epoch"] == pytest.approx(m1[0]["epoch"])  # the same global batch
     for a, b in zip(m1, m2, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (engine, verb, a, b)
+        assert ("kl_to_start" in b) == ("kl_to_start" in a)
+        if "kl_to_start" in a:
+            assert b["kl_to_start"] == pytest.approx(a["kl_to_start"], rel=1e-4, abs=1e-7), (engine, a, b)
+    if verb == "sft_kl":
+        assert max(m["kl_to_start"] for m in m1) > 0
     assert_same_weights(
         load_weights(single / SAME_AS_SINGLE[verb] / "final"),
         load_weights(out / verb / "final"),
@@ -411,12 +432,15 @@ def test_zero2_trains_lora_like_one_process_and_ddp(zero2_launch, single, ddp):
     from transformers import AutoModelForCausalLM
 
     out = zero2_launch[0]
-    m1, m2 = read_metrics(single / "sft_lora"), read_metrics(out / "sft_lora")
-    for a, b in zip(m1, m2, strict=True):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (a, b)
-    assert_same_weights(
-        load_weights(single / "sft_lora" / "final"), load_weights(out / "sft_lora" / "final"), atol=1e-4
-    )
+    for run in ("sft_lora", "sft_lora_kl"):  # the second pulled toward its start: the adapters off
+        m1, m2 = read_metrics(single / run), read_metrics(out / run)
+        for a, b in zip(m1, m2, strict=True):
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (run, a, b)
+            if run == "sft_lora_kl":
+                assert b["kl_to_start"] == pytest.approx(a["kl_to_start"], rel=1e-4, abs=1e-7), (a, b)
+        assert_same_weights(
+            load_weights(single / run / "final"), load_weights(out / run / "final"), atol=1e-4
+        )
     for a, b in zip(read_metrics(ddp / "ppo_lora"), read_metrics(out / "ppo_lora"), strict=True):
         for key in COMPARED:
             if key in a:
