@@ -39,6 +39,27 @@ def test_nan_loss_stops_sft_before_writing_anything_bad(nano_model, data_dir, tm
     assert [m["step"] for m in read_metrics(out)] == [1, 2]
 
 
+def test_nan_kl_to_the_start_stops_sft_by_name(nano_model, data_dir, tmp_path, monkeypatch):
+    """sft.kl_coef: a non-finite KL stops the run before its step, naming the KL, not the loss."""
+    real = sft.masked_kl_to_reference
+    calls = []
+
+    def nan_from_step_2(logits, ref_logits, labels):
+        calls.append(1)
+        kl, count = real(logits, ref_logits, labels)
+        return (kl * float("nan") if len(calls) >= 2 else kl), count
+
+    monkeypatch.setattr(sft, "masked_kl_to_reference", nan_from_step_2)
+    out = tmp_path / "run"
+    overrides = sft_overrides(
+        nano_model, data_dir / "demos.jsonl", out, "train.max_steps=4", "sft.kl_coef=0.5"
+    )
+    with pytest.raises(TrainingError, match=r"KL to the starting model \(sft.kl_coef\) is nan at step 2"):
+        sft.train(load_config(sft.Config, None, overrides))
+    assert not (out / "final").exists()
+    assert [m["step"] for m in read_metrics(out)] == [1]
+
+
 def test_diverging_reward_run_exits_1_from_the_cli(nano_model, data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = reward_overrides(

@@ -168,9 +168,10 @@ def test_sft_kl_coef_holds_the_policy_near_its_start(nano_model, data_dir, tmp_p
     assert late < 0.3 * weak_late, (kl, weak_kl)
 
 
-def test_sft_kl_coef_must_not_be_negative(nano_model, data_dir, tmp_path):
+@pytest.mark.parametrize("coef", ["-0.1", "nan", "inf"])
+def test_sft_kl_coef_must_be_finite_and_not_negative(nano_model, data_dir, tmp_path, coef):
     from rlhf.config import ConfigError
 
-    with pytest.raises(ConfigError, match="sft.kl_coef must be >= 0"):
-        run_sft(nano_model, data_dir / "demos.jsonl", tmp_path / "run", "sft.kl_coef=-0.1")
+    with pytest.raises(ConfigError, match="sft.kl_coef must be a finite number >= 0"):
+        run_sft(nano_model, data_dir / "demos.jsonl", tmp_path / "run", f"sft.kl_coef={coef}")
     assert not (tmp_path / "run").exists()

@@ -7,6 +7,7 @@ the gradient of one large batch.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from rlhf.losses.logprobs import masked_kl_to_reference, masked_nll
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
 from rlhf.recipes.loop import (
     BatchPlan,
+    check_finite,
     make_accelerator,
     make_optimizer,
     make_scheduler,
@@ -78,8 +80,8 @@ def load_examples(
 
 def validate(cfg: Config) -> None:
     """ConfigError for SFT settings that cannot work, before any work."""
-    if not cfg.sft.kl_coef >= 0:  # also NaN
-        raise ConfigError(f"sft.kl_coef must be >= 0 (0: off), got {cfg.sft.kl_coef}")
+    if not 0 <= cfg.sft.kl_coef < math.inf:  # also NaN
+        raise ConfigError(f"sft.kl_coef must be a finite number >= 0 (0: off), got {cfg.sft.kl_coef}")
 
 
 def starting_model_logits(
@@ -178,6 +180,8 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
             loss_sum += nll.detach()
         loss = (accelerator.reduce(loss_sum, "sum") / n_global).item()
         kl_to_start = (accelerator.reduce(kl_sum, "sum") / n_global).item() if reference else None
+        if kl_to_start is not None:
+            check_finite(kl_to_start, step + 1, "KL to the starting model (sft.kl_coef)", last_ckpt)
         grad_norm = optimizer_step(
             accelerator, model, optimizer, scheduler, cfg.train, step + 1, loss, last_ckpt
         )
