@@ -11,6 +11,8 @@ defines; a verb training with LoRA (``model.lora_r > 0``) then puts a fresh adap
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rlhf.models.errors import ModelError
@@ -63,3 +65,18 @@ def merge_adapter(model, path: str | Path, what: str = "model.path"):
         raise ModelError(f"{what}: could not apply the LoRA adapter {path} to its base ({err})") from None
     # peft froze the base weights; merged, they are the model's own again, trainable as any loaded model's
     return peft_model.merge_and_unload().requires_grad_(True)
+
+
+@contextmanager
+def adapters_off(peft_model, module=None) -> Iterator[None]:
+    """The LoRA policy as its base model (a reference without a second copy): ``peft_model``'s
+    adapters disabled and ``module`` (the model a wrapper runs, default ``peft_model``) in eval
+    mode, no dropout; its training mode restored after."""
+    module = peft_model if module is None else module
+    was_training = module.training
+    module.eval()
+    try:
+        with peft_model.disable_adapter():
+            yield
+    finally:
+        module.train(was_training)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from rlhf.models.adapters import adapters_off
 from rlhf.models.loading import load_policy
 from rlhf.recipes.dpo_rows import PairCollator, forward_logps, to_device
 from rlhf.recipes.rl_sharding import shard_frozen
@@ -146,12 +147,8 @@ def adapters_off_reference(
 
     @torch.no_grad()
     def ref(batch: dict) -> torch.Tensor:
-        was_training = peft_model.training
-        peft_model.eval()  # no dropout in the reference
-        with peft_model.disable_adapter():
-            logps = forward_logps(peft_model, batch)[0]
-        peft_model.train(was_training)
-        return logps
+        with adapters_off(peft_model):
+            return forward_logps(peft_model, batch)[0]
 
     return ref
 

@@ -23,6 +23,7 @@ from rlhf.data.records import load_records
 from rlhf.data.tokenize import IGNORE, tokenize_demonstrations
 from rlhf.eval.nll import text_nll
 from rlhf.losses.logprobs import masked_kl_to_reference, masked_nll
+from rlhf.models.adapters import adapters_off
 from rlhf.models.loading import check_model_path, load_policy, load_tokenizer, without_lora
 from rlhf.recipes.loop import (
     BatchPlan,
@@ -93,23 +94,20 @@ def starting_model_logits(
     if cfg.model.lora_r > 0:
         peft_model = accelerator.unwrap_model(model)
 
-        def adapters_off(batch: dict) -> torch.Tensor:
-            model.eval()  # no dropout in the reference
-            with peft_model.disable_adapter():
-                logits = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-                ).logits
-            model.train()
-            return logits
+        @torch.no_grad()
+        def start(batch: dict) -> torch.Tensor:
+            with adapters_off(peft_model, model):  # the wrapped model, so DDP/DeepSpeed run it
+                return logits_of(model, batch)
 
-        return torch.no_grad()(adapters_off)
+        return start
     ref = load_policy(without_lora(cfg.model), tokenizer).to(accelerator.device).eval().requires_grad_(False)
     ref = shard_frozen(accelerator, ref)
-    return torch.no_grad()(
-        lambda batch: (
-            ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-        )
-    )
+    return torch.no_grad()(lambda batch: logits_of(ref, batch))
+
+
+def logits_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """The model's next-token logits on a collated SFT batch.  Shape: (B, T, V)"""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
 
 
 def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> Path:
@@ -167,9 +165,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model), accelerator.autocast():
                 ref_logits = reference(batch) if reference else None
-                logits = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-                ).logits  # (B, T, V)
+                logits = logits_of(model, batch)
                 nll, _ = masked_nll(logits, batch["labels"])
                 objective = nll
                 if ref_logits is not None:
