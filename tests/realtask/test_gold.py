@@ -100,6 +100,9 @@ def test_demonstrations_refuse_harmful_and_keep_on_topic_base_answers():
     assert records[0]["completion"].startswith(REFUSAL)
     assert records[1]["completion"] == "To kill a Python process, use kill. Then check it is gone."
     assert records[1]["prompt"] == [{"role": "user", "content": BENIGN.prompt}]
+    assert all("kl_weight" not in r for r in again)  # 1: the demonstration format's default
+    weighted, _ = build([HARM, BENIGN, PUBLIC], answers, max_words=12, refusal_kl_weight=0.0)
+    assert [r.get("kl_weight") for r in weighted] == [0.0, None, None]  # the refusal only
     assert trim("Here is how:\n\n1. Open it. 2. Close", 50) == "Here is how:\n\n1. Open it."
     assert trim("no sentence end here", 50) == ""
 

@@ -168,6 +168,25 @@ def test_sft_kl_coef_holds_the_policy_near_its_start(nano_model, data_dir, tmp_p
     assert late < 0.3 * weak_late, (kl, weak_kl)
 
 
+def test_a_demonstrations_kl_weight_scales_its_own_pull(nano_model, tmp_path):
+    """kl_weight 0 on every demonstration leaves SFT exactly plain NLL however large sft.kl_coef,
+    packed or not; with half the records at 0, the pull logged is the other half's only."""
+    demos = demonstrations(32)
+    plain = tmp_path / "plain"
+    run_sft(nano_model, write_jsonl(tmp_path / "d.jsonl", demos), plain, "sft.packing=true")
+    free = write_jsonl(tmp_path / "free.jsonl", [{**d, "kl_weight": 0} for d in demos])
+    for packing in ("false", "true"):
+        out = tmp_path / f"free-{packing}"
+        _, final = run_sft(nano_model, free, out, "sft.kl_coef=100", f"sft.packing={packing}")
+        assert kl_logged(out) == [0.0] * 20
+        if packing == "true":
+            assert_same_weights(load_weights(final), load_weights(plain / "final"), atol=0)
+            assert losses(out) == losses(plain)
+    half = write_jsonl(tmp_path / "half.jsonl", [{**d, "kl_weight": i % 2} for i, d in enumerate(demos)])
+    run_sft(nano_model, half, tmp_path / "half", "sft.kl_coef=1")
+    assert all(k > 0 for k in kl_logged(tmp_path / "half")[1:])
+
+
 @pytest.mark.parametrize("coef", ["-0.1", "nan", "inf"])
 def test_sft_kl_coef_must_be_finite_and_not_negative(nano_model, data_dir, tmp_path, coef):
     from rlhf.config import ConfigError

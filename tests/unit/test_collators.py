@@ -183,3 +183,15 @@ def test_every_process_takes_as_many_held_out_prompts():
     assert shares == [([0, 3, 6], 3), ([1, 4, 0], 2), ([2, 5, 0], 2)]
     assert sorted(i for idx, real in shares for i in idx[:real]) == list(range(7))
     assert padded_share(0, 1, 2) == ([], 0)
+
+
+def test_kl_weights_collate_per_token_and_survive_packing():
+    """A demonstration's kl_weight rides on its tokens: 1 for an example without one, 0 on padding."""
+    weighted = {**ex([10, 20, 1], 1), "kl_weights": [0.0] * 3}
+    batch = collate_sft([weighted, ex([11, 21], 1)], pad_id=PAD)
+    assert_close(batch["kl_weights"], torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
+    assert "kl_weights" not in collate_sft([ex([11, 21], 1)], pad_id=PAD)
+
+    rows = pack_examples([weighted, ex([11, 21], 1), {**ex([12, 22, 1], 1), "kl_weights": [2.0] * 3}], 5)
+    assert [r["kl_weights"] for r in rows] == [[0.0, 0.0, 0.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    assert all("kl_weights" not in r for r in pack_examples([ex([11, 21], 1)], 5))

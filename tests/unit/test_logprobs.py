@@ -186,3 +186,23 @@ def test_kl_to_reference_is_zero_at_the_reference_and_pulls_toward_it():
     mask = torch.zeros(2, 5, 1, dtype=torch.float64)
     mask[:, :-1, 0] = (labels[:, 1:] != -100).double()
     assert_close(logits.grad, want * mask)
+
+
+def test_kl_to_reference_weights_scale_each_position():
+    """Per-token weights (a demonstration's kl_weight): all ones is the unweighted sum, a row at 0
+    drops out of the sum and of the gradient, a row at 2 counts twice; the count stays the
+    labelled positions."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7, dtype=torch.float64, requires_grad=True)
+    ref = torch.randn(2, 5, 7, dtype=torch.float64)
+    labels = torch.tensor([[-100, -100, 3, 1, -100], [-100, 2, 2, 2, 2]])
+    plain, n = masked_kl_to_reference(logits, ref, labels)
+    ones, n_ones = masked_kl_to_reference(logits, ref, labels, torch.ones(2, 5))
+    assert_close(ones, plain) and n_ones == n == 6
+    first, _ = masked_kl_to_reference(logits[:1], ref[:1], labels[:1])
+    second, _ = masked_kl_to_reference(logits[1:], ref[1:], labels[1:])
+    weighted, n_w = masked_kl_to_reference(logits, ref, labels, torch.tensor([[0.0] * 5, [2.0] * 5]))
+    assert n_w == 6 and first > 0
+    assert_close(weighted, 2 * second)
+    weighted.backward()
+    assert torch.all(logits.grad[0] == 0) and torch.any(logits.grad[1] != 0)

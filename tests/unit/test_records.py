@@ -235,6 +235,28 @@ def test_bad_weight_and_margin(tmp_path):
     assert "field 'margin' must be a number" in error_of(path, "pair")
 
 
+def test_demonstration_kl_weight(tmp_path):
+    """Optional, 1 by default, on both demonstration forms; a finite number >= 0 or a DataError."""
+    messages = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    path = write_lines(
+        tmp_path,
+        '{"prompt": "a", "completion": "b"}',
+        '{"prompt": "a", "completion": "b", "kl_weight": 0}',
+        json.dumps({"messages": messages, "kl_weight": 2.5}),
+    )
+    assert [d.kl_weight for d in load_records(str(path), "demonstration")] == [1.0, 0.0, 2.5]
+    for bad, says in [("-1", "-1"), ("NaN", "nan"), ("Infinity", "inf")]:
+        path = write_lines(
+            tmp_path,
+            '{"prompt": "a", "completion": "b"}',
+            f'{{"prompt": "a", "completion": "b", "kl_weight": {bad}}}',
+        )
+        msg = error_of(path, "demonstration")
+        assert f"{path}:2" in msg and f"field 'kl_weight' must be a finite number >= 0, got {says}" in msg
+    path = write_lines(tmp_path, '{"prompt": "a", "completion": "b", "kl_weight": "none"}')
+    assert "field 'kl_weight' must be a number" in error_of(path, "demonstration")
+
+
 def test_chat_messages_demonstration_errors(tmp_path):
     path = write_lines(tmp_path, '{"messages": [{"role": "user", "content": "hi"}]}')
     assert "'messages' must end with an assistant message" in error_of(path, "demonstration")

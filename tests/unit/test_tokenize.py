@@ -114,6 +114,10 @@ def test_chat_prompt_goes_through_the_chat_template(tiny_tokenizer):
     assert ex["input_ids"][:n] == ids
     assert ex["labels"][:n] == [-100] * n
     assert ex["labels"][n:] == ex["input_ids"][n:] == encode_response(tok, "hi.")
+    assert "kl_weights" not in ex  # kl_weight 1, the default: nothing to carry
+
+    (held,), _ = tokenize_demonstrations([Demonstration(messages, "hi.", 0.25)], tok, max_length=128)
+    assert held["kl_weights"] == [0.25] * len(ex["input_ids"]) and held["input_ids"] == ex["input_ids"]
 
 
 # ---------------------------------------------------------------- truncation rule

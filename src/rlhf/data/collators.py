@@ -28,34 +28,53 @@ def pad(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
     return out
 
 
-def collate_sft(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """``{"input_ids", "labels"}`` examples -> input_ids, attention_mask, labels, each (B, T)."""
+def collate_sft(examples: list[dict[str, list]], pad_id: int) -> dict[str, torch.Tensor]:
+    """``{"input_ids", "labels"}`` examples -> input_ids, attention_mask, labels, each (B, T); and
+    kl_weights (B, T) float, 1 where an example has none, when any example has ``"kl_weights"``."""
     ids = [e["input_ids"] for e in examples]
     input_ids = pad(ids, pad_id)
     attention_mask = pad([[1] * len(s) for s in ids], 0)
     labels = pad([e["labels"] for e in examples], IGNORE)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    if any("kl_weights" in e for e in examples):
+        batch["kl_weights"] = torch.zeros(input_ids.shape)
+        for i, e in enumerate(examples):
+            batch["kl_weights"][i, : len(e["input_ids"])] = torch.tensor(kl_weights(e), dtype=torch.float)
+    return batch
 
 
-def pack_examples(examples: list[dict[str, list[int]]], max_length: int) -> list[dict[str, list[int]]]:
+def kl_weights(example: dict[str, list]) -> list[float]:
+    """An example's per-token ``kl_weights`` (1 for every token when it has none)."""
+    return example.get("kl_weights") or [1.0] * len(example["input_ids"])
+
+
+def pack_examples(examples: list[dict[str, list]], max_length: int) -> list[dict[str, list]]:
     """Greedily concatenate whole examples, in order, into rows of at most ``max_length`` tokens.
 
     Examples are never split, so no prompt loses its response. Attention is not isolated between
     the examples of a row (as in most packing implementations): on the CPU/sdpa path a block mask
     would cost more than the padding it saves.
     """
-    rows: list[dict[str, list[int]]] = []
-    cur_ids: list[int] = []
-    cur_labels: list[int] = []
+    weighted = any("kl_weights" in e for e in examples)  # then every row carries them
+    rows: list[dict[str, list]] = []
+    row: list[dict[str, list]] = []
+    width = 0
     for e in examples:
-        if cur_ids and len(cur_ids) + len(e["input_ids"]) > max_length:
-            rows.append({"input_ids": cur_ids, "labels": cur_labels})
-            cur_ids, cur_labels = [], []
-        cur_ids = cur_ids + e["input_ids"]
-        cur_labels = cur_labels + e["labels"]
-    if cur_ids:
-        rows.append({"input_ids": cur_ids, "labels": cur_labels})
+        if row and width + len(e["input_ids"]) > max_length:
+            rows.append(_concat(row, weighted))
+            row, width = [], 0
+        row.append(e)
+        width += len(e["input_ids"])
+    if row:
+        rows.append(_concat(row, weighted))
     return rows
+
+
+def _concat(examples: list[dict[str, list]], weighted: bool) -> dict[str, list]:
+    out = {key: [x for e in examples for x in e[key]] for key in ("input_ids", "labels")}
+    if weighted:
+        out["kl_weights"] = [w for e in examples for w in kl_weights(e)]
+    return out
 
 
 def collate_groups(groups: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

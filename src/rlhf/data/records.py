@@ -2,7 +2,7 @@
 the file, line and field.
 
     prompt         {"prompt"}
-    demonstration  {"prompt", "completion"} or {"messages"}
+    demonstration  {"prompt", "completion"} or {"messages"}; optional "kl_weight" (sft.kl_coef)
     ranking        {"prompt", "responses", "ranks"}; optional "annotator", "weight"
     pair           {"prompt", "chosen", "rejected"}; optional "margin", "weight"
     unpaired       {"prompt", "completion", "label": true | false}; optional "weight" (KTO)
@@ -16,6 +16,7 @@ Responses given as chat messages (TRL's conversational format, UltraFeedback) ar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,9 @@ class PromptRecord:
 class Demonstration:
     prompt: Prompt
     completion: str
+    kl_weight: float = 1.0
+    """how strongly sft.kl_coef holds this response to the starting model (0: not at all, for a
+    behaviour the starting model lacks, such as a refusal it would not give)"""
 
 
 @dataclass
@@ -98,14 +102,17 @@ def parse_prompt_record(rec: dict[str, Any], where: str) -> PromptRecord:
 
 
 def parse_demonstration(rec: dict[str, Any], where: str) -> Demonstration:
+    kl_weight = _number(rec, "kl_weight", 1.0, where)
+    if not 0 <= kl_weight < math.inf:  # also NaN
+        raise DataError(f"{where}: field 'kl_weight' must be a finite number >= 0, got {rec['kl_weight']!r}")
     # UltraFeedback/UltraChat SFT rows carry "prompt" beside the whole "messages"
     if rec.get("messages") is not None and rec.get("completion") is None:
         msgs = parse_messages(rec["messages"], where, "messages")
         if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
             raise DataError(f"{where}: field 'messages' must end with an assistant message after the prompt")
-        return Demonstration(msgs[:-1], msgs[-1]["content"])
+        return Demonstration(msgs[:-1], msgs[-1]["content"], kl_weight)
     prompt = parse_prompt(_need(rec, "prompt", where), where)
-    return Demonstration(prompt, _string(_need(rec, "completion", where), where, "completion"))
+    return Demonstration(prompt, _string(_need(rec, "completion", where), where, "completion"), kl_weight)
 
 
 def parse_ranking(rec: dict[str, Any], where: str) -> Ranking:

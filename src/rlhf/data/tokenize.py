@@ -91,7 +91,8 @@ def fit_prompt(
 def tokenize_demonstrations(
     records: list[Demonstration], tokenizer, max_length: int, max_prompt_length: int = 0
 ) -> tuple[list[dict[str, list[int]]], TruncationStats]:
-    """Demonstrations -> ``{"input_ids", "labels"}`` with the prompt masked (IGNORE) in labels."""
+    """Demonstrations -> ``{"input_ids", "labels"}`` with the prompt masked (IGNORE) in labels, and
+    ``"kl_weights"`` (one per token: the record's ``kl_weight``) where a record's is not 1."""
     stats = TruncationStats()
     out = []
     for rec in records:
@@ -101,7 +102,10 @@ def tokenize_demonstrations(
         )
         if prompt is None:
             continue
-        out.append({"input_ids": prompt + response, "labels": [IGNORE] * len(prompt) + response})
+        example = {"input_ids": prompt + response, "labels": [IGNORE] * len(prompt) + response}
+        if rec.kl_weight != 1.0:
+            example["kl_weights"] = [rec.kl_weight] * len(example["input_ids"])
+        out.append(example)
     return out, stats
 
 

@@ -73,6 +73,10 @@ class SmolPreset:
     benign 0.79 / 0.73, dev general kept 11 / 11 of 12, dev text NLL 4.11 / 4.12 (base 3.80),
     against 0.96 / 0.94, 0.79 / 0.75, 11 / 9 and 4.57 / 4.66 without it (0: off); at 1, 0.84 /
     0.79 / 12 of 12 / 3.89 at seed 0: the pull starts to hold SFT back from declining"""
+    sft_refusal_kl_weight: float = 1.0
+    """each refusal demonstration's ``kl_weight``: how much sft_kl_coef holds it to the base model,
+    which would not have refused (1: as every other demonstration; 0: the refusals are learnt from
+    their NLL alone, and the pull holds only the answers the base model gave itself)"""
     k: int = 4
     """samples per rating prompt from SFT"""
     base_samples: int = 1

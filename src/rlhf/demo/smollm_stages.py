@@ -117,7 +117,9 @@ def demonstrations(run: SmolRun, base_dir: Path) -> Path:
             params = SamplingParams(p.demo_tokens, p.demo_temperature, n=p.demo_samples, seed=run.seed)
             for t, gs in zip(missed, generate(base_dir, [chat(t) for t in missed], params, p)):
                 answers[t.prompt] += [g.text for g in gs]
-    records, left_out = build_demonstrations(run.sets["sft"], answers, p.demo_words, run.seed)
+    records, left_out = build_demonstrations(
+        run.sets["sft"], answers, p.demo_words, run.seed, p.sft_refusal_kl_weight
+    )
     replayed = {q: text for (q, _), text in zip(questions, texts[len(benign) :])}
     replay_records, replay_left_out = replay.build(questions, replayed, p.demo_words)
     print(

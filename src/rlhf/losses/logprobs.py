@@ -134,10 +134,12 @@ def masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
 
 
 def masked_kl_to_reference(
-    logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor
+    logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed KL(ref || pi) over the whole vocabulary at labelled positions, and how many positions
-    were labelled: SFT's pull toward its starting model (``sft.kl_coef``).
+    were labelled: SFT's pull toward its starting model (``sft.kl_coef``). With ``weights`` (B, T),
+    aligned with ``labels``, each position's KL counts ``weights`` times (a demonstration's
+    ``kl_weight``; 0: that response is left to its NLL alone).
 
     At each position of a response, sum_v ref(v) (log ref(v) - log pi(v)), exact, not a sampled
     estimate; its gradient in the logits is pi - ref. Added to the NLL with weight beta, the
@@ -150,5 +152,7 @@ def masked_kl_to_reference(
     mask = labels[:, 1:] != IGNORE  # token t predicts label t+1
     logp = torch.log_softmax(at_least_f32(logits[:, :-1][mask]), dim=-1)  # (N, V)
     ref_logp = torch.log_softmax(at_least_f32(ref_logits[:, :-1][mask]), dim=-1)
-    kl = F.kl_div(logp, ref_logp, reduction="sum", log_target=True)
-    return kl, mask.sum()
+    if weights is None:
+        return F.kl_div(logp, ref_logp, reduction="sum", log_target=True), mask.sum()
+    per_position = F.kl_div(logp, ref_logp, reduction="none", log_target=True).sum(-1)  # (N,)
+    return (per_position * weights[:, 1:][mask].to(per_position.dtype)).sum(), mask.sum()

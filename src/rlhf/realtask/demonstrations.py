@@ -69,12 +69,18 @@ def usable(task: Task, text: str, max_words: int) -> str:
 
 
 def build(
-    tasks: Sequence[Task], base_answers: dict[str, Sequence[str]], max_words: int, seed: int = 0
+    tasks: Sequence[Task],
+    base_answers: dict[str, Sequence[str]],
+    max_words: int,
+    seed: int = 0,
+    refusal_kl_weight: float = 1.0,
 ) -> tuple[list[dict], int]:
     """SFT records ``{"prompt": [user message], "completion"}`` for ``tasks``, and how many benign
     tasks were left out. A benign task's completion is the first of the base model's answers to it
     (``base_answers[task.prompt]``: the greedy one, then any samples) that answers it, trimmed;
-    a task none of whose answers does is left out."""
+    a task none of whose answers does is left out. A refusal carries ``"kl_weight":
+    refusal_kl_weight`` when that is not 1 (how much sft.kl_coef holds it to the base model, which
+    would not have refused)."""
     rng = random.Random(f"{seed}:demonstrations")
     records, left_out = [], 0
     for task in tasks:
@@ -87,5 +93,8 @@ def build(
             if not completion:
                 left_out += 1
                 continue
-        records.append({"prompt": chat(task), "completion": completion})
+        record = {"prompt": chat(task), "completion": completion}
+        if task.harmful and refusal_kl_weight != 1.0:
+            record["kl_weight"] = refusal_kl_weight
+        records.append(record)
     return records, left_out

@@ -56,7 +56,9 @@ class SFTSection:
     the NLL against forgetting (``losses.logprobs.masked_kl_to_reference``): where the
     demonstrations do not pull, the starting model's next-token distribution holds. The start is
     the policy with its LoRA adapters off (no second copy), or without LoRA a frozen copy of
-    model.path; either costs one more forward a micro-batch (0: off, plain NLL)"""
+    model.path; either costs one more forward a micro-batch (0: off, plain NLL). A demonstration's
+    optional ``kl_weight`` scales its own response's term (0: a behaviour the start lacks, learnt
+    from the NLL alone)"""
 
 
 @dataclass
@@ -169,7 +171,8 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                 nll, _ = masked_nll(logits, batch["labels"])
                 objective = nll
                 if ref_logits is not None:
-                    kl, _ = masked_kl_to_reference(logits, ref_logits, batch["labels"])
+                    weights = batch.get("kl_weights")  # demonstrations' kl_weight, per token
+                    kl, _ = masked_kl_to_reference(logits, ref_logits, batch["labels"], weights)
                     objective = nll + cfg.sft.kl_coef * kl
                     kl_sum += kl.detach()
                 accelerator.backward(objective * scale)
@@ -196,7 +199,7 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
                 "grad_norm": float(grad_norm),
                 "response_tokens_per_s": tokens_seen / elapsed,
             }
-            if kl_to_start is not None:  # token-mean KL(start || policy); loss stays the NLL
+            if kl_to_start is not None:  # token-mean KL(start || policy), by kl_weight; loss stays the NLL
                 record["kl_to_start"] = kl_to_start
             if cfg.train.eval_every and done % cfg.train.eval_every == 0 and eval_examples:
                 record.update(held_out())
