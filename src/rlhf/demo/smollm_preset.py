@@ -76,7 +76,9 @@ class SmolPreset:
     sft_refusal_kl_weight: float = 1.0
     """each refusal demonstration's ``kl_weight``: how much sft_kl_coef holds it to the base model,
     which would not have refused (1: as every other demonstration; 0: the refusals are learnt from
-    their NLL alone, and the pull holds only the answers the base model gave itself)"""
+    their NLL alone, and the pull holds only the answers the base model gave itself). On the dev
+    split at sft_kl_coef 1 (docs/demo-smollm.md), weights 0.5, 0.3 and 0 trade look-alikes answered
+    for harmful requests declined, each below 0.3-on-everything in the two together"""
     k: int = 4
     """samples per rating prompt from SFT"""
     base_samples: int = 1
