@@ -168,13 +168,18 @@ def test_sft_kl_coef_holds_the_policy_near_its_start(nano_model, data_dir, tmp_p
     assert late < 0.3 * weak_late, (kl, weak_kl)
 
 
-def test_a_demonstrations_kl_weight_scales_its_own_pull(nano_model, tmp_path):
+def test_a_demonstrations_kl_weight_scales_its_own_pull(nano_model, tmp_path, capsys):
     """kl_weight 0 on every demonstration leaves SFT exactly plain NLL however large sft.kl_coef,
-    packed or not; with half the records at 0, the pull logged is the other half's only."""
+    packed or not; with half the records at 0, the pull logged is the other half's only. Without
+    sft.kl_coef a kl_weight does nothing, and the run says so."""
     demos = demonstrations(32)
     plain = tmp_path / "plain"
     run_sft(nano_model, write_jsonl(tmp_path / "d.jsonl", demos), plain, "sft.packing=true")
     free = write_jsonl(tmp_path / "free.jsonl", [{**d, "kl_weight": 0} for d in demos])
+    run_sft(nano_model, free, tmp_path / "no-pull", "train.max_steps=1")
+    assert "32 demonstrations of data.train carry a kl_weight other than 1, which does nothing" in (
+        capsys.readouterr().out
+    )
     for packing in ("false", "true"):
         out = tmp_path / f"free-{packing}"
         _, final = run_sft(nano_model, free, out, "sft.kl_coef=100", f"sft.packing={packing}")

@@ -123,6 +123,12 @@ def train(cfg: Config, callbacks: list[Callable[[int], None]] | None = None) -> 
     tokenizer = load_tokenizer(cfg.model.path)
     examples, stats = load_examples(cfg.data.train, "data.train", tokenizer, cfg)
     say(f"[sft] data.train: {stats.summary()}")
+    weighted = sum("kl_weights" in e for e in examples)
+    if weighted and cfg.sft.kl_coef == 0:
+        say(
+            f"[sft] warning: {weighted} demonstrations of data.train carry a kl_weight other than 1, "
+            "which does nothing at sft.kl_coef=0"
+        )
     eval_examples = load_examples(cfg.data.eval, "data.eval", tokenizer, cfg)[0] if cfg.data.eval else []
     if cfg.sft.packing:
         examples = pack_examples(examples, cfg.data.max_length)
