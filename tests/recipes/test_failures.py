@@ -44,9 +44,9 @@ def test_nan_kl_to_the_start_stops_sft_by_name(nano_model, data_dir, tmp_path, m
     real = sft.masked_kl_to_reference
     calls = []
 
-    def nan_from_step_2(logits, ref_logits, labels):
+    def nan_from_step_2(logits, ref_logits, labels, weights=None):
         calls.append(1)
-        kl, count = real(logits, ref_logits, labels)
+        kl, count = real(logits, ref_logits, labels, weights)
         return (kl * float("nan") if len(calls) >= 2 else kl), count
 
     monkeypatch.setattr(sft, "masked_kl_to_reference", nan_from_step_2)

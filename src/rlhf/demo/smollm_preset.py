@@ -78,7 +78,7 @@ class SmolPreset:
     which would not have refused (1: as every other demonstration; 0: the refusals are learnt from
     their NLL alone, and the pull holds only the answers the base model gave itself). On the dev
     split at sft_kl_coef 1 (docs/demo-smollm.md), weights 0.5, 0.3 and 0 trade look-alikes answered
-    for harmful requests declined, each below 0.3-on-everything in the two together"""
+    for harmful requests declined, and each gets fewer of the two right together than the preset"""
     k: int = 4
     """samples per rating prompt from SFT"""
     base_samples: int = 1
