@@ -88,6 +88,14 @@ def error_of(path, kind) -> str:
     return str(err.value)
 
 
+def error_at_line_2(tmp_path, kind, good, bad) -> str:
+    """The error of a file whose line 1 is ``good`` and line 2 ``bad``; it must name line 2."""
+    path = write_lines(tmp_path, good, bad)
+    msg = error_of(path, kind)
+    assert f"{path}:2" in msg
+    return msg
+
+
 # ---------------------------------------------------------------- formats
 
 
@@ -219,13 +227,9 @@ def test_too_few_responses(tmp_path):
     "ranks, index", [("[1, 0]", 1), ("[1.5, 2]", 0), ('[1, "2"]', 1), ("[true, 2]", 0), ("[-1, 1]", 0)]
 )
 def test_bad_rank_values(tmp_path, ranks, index):
-    path = write_lines(
-        tmp_path,
-        '{"prompt": "p", "responses": ["a", "b"], "ranks": [1, 2]}',
-        f'{{"prompt": "p", "responses": ["a", "b"], "ranks": {ranks}}}',
-    )
-    msg = error_of(path, "ranking")
-    assert f"{path}:2" in msg and f"ranks[{index}] must be an integer >= 1" in msg
+    good = '{"prompt": "p", "responses": ["a", "b"], "ranks": [1, 2]}'
+    bad = f'{{"prompt": "p", "responses": ["a", "b"], "ranks": {ranks}}}'
+    assert f"ranks[{index}] must be an integer >= 1" in error_at_line_2(tmp_path, "ranking", good, bad)
 
 
 def test_bad_weight_and_margin(tmp_path):
@@ -236,7 +240,7 @@ def test_bad_weight_and_margin(tmp_path):
 
 
 def test_demonstration_kl_weight(tmp_path):
-    """Optional, 1 by default, on both demonstration forms; a finite number >= 0 or a DataError."""
+    """Optional, 1 by default, on both demonstration forms."""
     messages = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
     path = write_lines(
         tmp_path,
@@ -245,16 +249,17 @@ def test_demonstration_kl_weight(tmp_path):
         json.dumps({"messages": messages, "kl_weight": 2.5}),
     )
     assert [d.kl_weight for d in load_records(str(path), "demonstration")] == [1.0, 0.0, 2.5]
-    for bad, says in [("-1", "-1"), ("NaN", "nan"), ("Infinity", "inf")]:
-        path = write_lines(
-            tmp_path,
-            '{"prompt": "a", "completion": "b"}',
-            f'{{"prompt": "a", "completion": "b", "kl_weight": {bad}}}',
-        )
-        msg = error_of(path, "demonstration")
-        assert f"{path}:2" in msg and f"field 'kl_weight' must be a finite number >= 0, got {says}" in msg
-    path = write_lines(tmp_path, '{"prompt": "a", "completion": "b", "kl_weight": "none"}')
-    assert "field 'kl_weight' must be a number" in error_of(path, "demonstration")
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [("-1", "must be a finite number >= 0, got -1"), ("NaN", "must be a finite number >= 0, got nan"),
+     ("Infinity", "must be a finite number >= 0, got inf"), ('"none"', "must be a number")],
+)  # fmt: skip
+def test_bad_demonstration_kl_weight(tmp_path, bad, says):
+    good = '{"prompt": "a", "completion": "b"}'
+    bad = f'{{"prompt": "a", "completion": "b", "kl_weight": {bad}}}'
+    assert f"field 'kl_weight' {says}" in error_at_line_2(tmp_path, "demonstration", good, bad)
 
 
 def test_chat_messages_demonstration_errors(tmp_path):
